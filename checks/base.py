@@ -1,0 +1,201 @@
+"""The rule contract: what a rule receives, what it returns, and how severe that is.
+
+A rule is a pure function of an :class:`Observation` (what one probe of one address saw, or what a
+certificate file holds) and a :class:`Policy` (the connector, the tenant's accepted domains, the
+thresholds, the trust anchors and the current time).  Rules do no I/O and never raise for a bad
+certificate: a problem is a :class:`Finding`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from cryptography import x509
+
+DOCS_BASE = "https://github.com/relaycert/relaycert/blob/main/docs/rules.md"
+
+
+class Severity(enum.Enum):
+    """How bad a finding is.  Ordered by :attr:`rank` (worst last).
+
+    ``unknown`` means the probe could not complete, so nothing is known about the certificate;
+    it ranks above ``warning`` and below ``critical``, as monitoring plugins aggregate states.
+    """
+
+    INFO = "info"
+    WARNING = "warning"
+    UNKNOWN = "unknown"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def exit_code(self) -> int:
+        """The monitoring-plugin exit code (0 ok, 1 warning, 2 critical, 3 unknown)."""
+        return _EXIT[self]
+
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.UNKNOWN: 2, Severity.CRITICAL: 3}
+_EXIT = {Severity.INFO: 0, Severity.WARNING: 1, Severity.UNKNOWN: 3, Severity.CRITICAL: 2}
+
+
+def worst(severities: Iterable[Severity]) -> Severity | None:
+    """The worst severity of ``severities``, or ``None`` when there are none."""
+    return max(severities, key=lambda s: s.rank, default=None)
+
+
+class ProbeStatus(enum.Enum):
+    """How far a probe got."""
+
+    OK = "ok"  # a TLS session was established and the chain captured
+    UNREACHABLE = "unreachable"  # resolve, connect, greeting or EHLO failed, or a timeout
+    STARTTLS_MISSING = "starttls_missing"  # EHLO did not offer STARTTLS
+    STARTTLS_REFUSED = "starttls_refused"  # STARTTLS offered but answered with an error
+    HANDSHAKE_FAILED = "handshake_failed"  # the TLS handshake itself failed
+    FILE = "file"  # the chain was read from a file, not from a server
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one probe of one endpoint address saw (or what a certificate file holds).
+
+    ``chain`` is the certificate chain exactly as presented, leaf first.  ``host`` is the name
+    used for SNI and host-name checks (``None`` for a file).
+    """
+
+    status: ProbeStatus
+    chain: tuple[x509.Certificate, ...] = ()
+    host: str | None = None
+    port: int | None = None
+    address: str | None = None
+    tls_version: str | None = None
+    failed_step: str | None = None
+    error: str | None = None
+
+    @property
+    def leaf(self) -> x509.Certificate | None:
+        return self.chain[0] if self.chain else None
+
+    @property
+    def where(self) -> str:
+        """``host:port`` (with the address when it differs), for messages."""
+        if self.host is None:
+            return "file"
+        where = f"{self.host}:{self.port}"
+        if self.address and self.address != self.host:
+            where += f" ({self.address})"
+        return where
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryThresholds:
+    """``cert.expiring`` fires below ``min(days, fraction * lifetime)`` for each level."""
+
+    warning_days: float = 30.0
+    warning_fraction: float = 1 / 3
+    critical_days: float = 7.0
+    critical_fraction: float = 0.1
+
+    def warning_at(self, lifetime: timedelta) -> timedelta:
+        return min(timedelta(days=self.warning_days), lifetime * self.warning_fraction)
+
+    def critical_at(self, lifetime: timedelta) -> timedelta:
+        return min(timedelta(days=self.critical_days), lifetime * self.critical_fraction)
+
+
+@dataclass(frozen=True, slots=True)
+class Connector:
+    """The Exchange Online inbound connector an endpoint relays through."""
+
+    name: str
+    tls_sender_certificate_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything a rule may compare an observation with.  ``now`` is injected (tz-aware UTC)."""
+
+    now: datetime
+    accepted_domains: tuple[str, ...] = ()
+    connector: Connector | None = None
+    expiry: ExpiryThresholds = field(default_factory=ExpiryThresholds)
+    trust_roots: tuple[x509.Certificate, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("Policy.now must be timezone-aware (UTC)")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule's verdict on one observation.  ``message`` carries the evidence."""
+
+    rule: str
+    severity: Severity
+    message: str
+
+
+@runtime_checkable
+class Rule(Protocol):
+    """A compliance rule.
+
+    ``id`` is stable (it is stored, alerted on and documented); ``severity`` is the default
+    severity; ``title``, ``why`` and ``fix`` are the documentation shown in ``docs/rules.md``.
+    ``evaluate`` must be pure: no I/O, no clock (use ``policy.now``), no exceptions for bad input.
+    """
+
+    id: str
+    severity: Severity
+    title: str
+    why: str
+    fix: str
+
+    def evaluate(self, obs: Observation, policy: Policy) -> Iterable[Finding]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInfo:
+    """The metadata part of a rule, shared by the rule classes in each family module."""
+
+    id: str
+    severity: Severity
+    title: str
+    why: str
+    fix: str
+
+    def finding(self, message: str, severity: Severity | None = None) -> Finding:
+        return Finding(self.id, severity or self.severity, message)
+
+    @property
+    def docs_url(self) -> str:
+        return f"{DOCS_BASE}#{self.id.replace('.', '')}"
+
+
+CheckFunction = Callable[[RuleInfo, Observation, Policy], Iterable[Finding]]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRule(RuleInfo):
+    """A :class:`Rule` made of metadata and one pure function (see :func:`rule`)."""
+
+    func: CheckFunction = field(default=lambda info, obs, policy: ())
+
+    def evaluate(self, obs: Observation, policy: Policy) -> Iterable[Finding]:
+        return self.func(self, obs, policy)
+
+
+def rule(
+    id: str, severity: Severity, title: str, why: str, fix: str
+) -> Callable[[CheckFunction], FunctionRule]:
+    """Decorate a pure check function into a documented :class:`Rule`."""
+
+    def wrap(func: CheckFunction) -> FunctionRule:
+        return FunctionRule(id, severity, title, why, fix, func)
+
+    return wrap

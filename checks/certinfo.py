@@ -1,0 +1,133 @@
+"""Pure helpers that read what the rules need out of a parsed certificate."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+MAX_TEXT = 200
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """Certificate text is attacker-controlled: drop control characters and cap its length."""
+    cleaned = "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "\u2026"
+
+
+def common_names(cert: x509.Certificate) -> list[str]:
+    names = []
+    for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
+        if value.strip():
+            names.append(value.strip())
+    return names
+
+
+def _san(cert: x509.Certificate) -> x509.SubjectAlternativeName | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+
+
+def dns_sans(cert: x509.Certificate) -> list[str]:
+    san = _san(cert)
+    return list(san.get_values_for_type(x509.DNSName)) if san else []
+
+
+def ip_sans(cert: x509.Certificate) -> list[str]:
+    san = _san(cert)
+    return [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] if san else []
+
+
+def all_names(cert: x509.Certificate) -> list[str]:
+    """The CN(s) and DNS SANs, deduplicated case-insensitively, in certificate order."""
+    seen: dict[str, str] = {}
+    for name in [*common_names(cert), *dns_sans(cert)]:
+        seen.setdefault(name.lower().rstrip("."), name)
+    return list(seen.values())
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, Exception):  # noqa: BLE001 - any failure means "not self-signed"
+        return False
+    return True
+
+
+def is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def lifetime(cert: x509.Certificate) -> timedelta:
+    return cert.not_valid_after_utc - cert.not_valid_before_utc
+
+
+def key_description(cert: x509.Certificate) -> tuple[str, int | None]:
+    """``("RSA", 2048)``, ``("EC secp256r1", 256)``, ``("Ed25519", None)``..."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC {key.curve.name}", key.curve.key_size
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", None
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", None
+    return type(key).__name__, None
+
+
+def signature_hash(cert: x509.Certificate) -> str | None:
+    """The signature's hash name (``sha256``), ``None`` for Ed25519/Ed448, ``unknown`` if odd."""
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except Exception:  # noqa: BLE001 - cryptography raises UnsupportedAlgorithm for exotic OIDs
+        return "unknown"
+    return algorithm.name if algorithm is not None else None
+
+
+def extended_key_usages(cert: x509.Certificate) -> list[str] | None:
+    """EKU names (``serverAuth``, ``clientAuth``, dotted OIDs otherwise); ``None`` if absent."""
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    names = {
+        ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+        ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
+    }
+    return [names.get(oid, oid.dotted_string) for oid in eku]
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 fingerprint, lower-case hex without separators."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def subject_text(cert: x509.Certificate) -> str:
+    return clip(cert.subject.rfc4514_string())
+
+
+def issuer_text(cert: x509.Certificate) -> str:
+    return clip(cert.issuer.rfc4514_string())
+
+
+def label(cert: x509.Certificate, index: int) -> str:
+    """How messages name a certificate of the chain: ``leaf 'CN=...'`` or ``chain[1] 'CN=...'``."""
+    which = "leaf" if index == 0 else f"chain[{index}]"
+    return f"{which} '{subject_text(cert)}'"

@@ -1,0 +1,46 @@
+"""The built-in rules, in one literal mapping, and the function that runs them all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from checks import connector, crypto, identity, session, trust, validity
+from checks.base import Finding, Observation, Policy, ProbeStatus, Rule
+
+
+def _index(rules: Iterable[Rule]) -> dict[str, Rule]:
+    index: dict[str, Rule] = {}
+    for r in rules:
+        if r.id in index:
+            raise ValueError(f"duplicate rule id {r.id!r}")
+        if not isinstance(r, Rule):
+            raise TypeError(f"{r!r} does not implement checks.base.Rule")
+        index[r.id] = r
+    return index
+
+
+BUILTIN_RULES: Mapping[str, Rule] = _index(
+    [
+        *session.RULES,
+        *validity.RULES,
+        *trust.RULES,
+        *crypto.RULES,
+        *identity.RULES,
+        *connector.RULES,
+    ]
+)
+
+# Rules that judge the configuration, not the certificate: they run even when no chain was seen.
+CONFIG_RULES = frozenset({"connector.domain_not_registered", "connector.host_specific_name"})
+
+
+def evaluate(
+    obs: Observation, policy: Policy, rules: Mapping[str, Rule] = BUILTIN_RULES
+) -> list[Finding]:
+    """Run every rule on ``obs``; certificate rules only when a chain was captured."""
+    has_chain = bool(obs.chain) and obs.status in (ProbeStatus.OK, ProbeStatus.FILE)
+    findings: list[Finding] = []
+    for rule_id, r in rules.items():
+        if has_chain or rule_id in CONFIG_RULES or rule_id.startswith(("probe.", "tls.")):
+            findings.extend(r.evaluate(obs, policy))
+    return findings

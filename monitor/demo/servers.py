@@ -1,0 +1,75 @@
+"""Loopback SMTP servers (aiosmtpd) that present a given chain, for the demo and the tests."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+
+class _Sink:
+    """Accepts and discards mail: the demo only needs the dialogue and the certificate."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        return "250 OK"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A currently free TCP port (aiosmtpd's Controller cannot start on port 0)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def server_context(key: Path, chain: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    return context
+
+
+class _Controller(Controller):  # type: ignore[misc]
+    def __init__(self, *args: Any, banner: str, **kwargs: Any) -> None:
+        self._banner = banner
+        super().__init__(*args, **kwargs)
+
+    def factory(self) -> SMTP:
+        return SMTP(self.handler, hostname=self._banner, **self.SMTP_kwargs)
+
+
+@dataclass
+class LoopbackSMTP:
+    """One aiosmtpd server on loopback: STARTTLS, implicit TLS or plain (no STARTTLS)."""
+
+    mode: str  # "starttls" | "tls" | "plain"
+    key: Path | None = None
+    chain: Path | None = None
+    host: str = "127.0.0.1"
+    banner: str = "mx.relaycert.test"
+    port: int = 0
+    _controller: Any = field(default=None, repr=False)
+
+    def start(self) -> LoopbackSMTP:
+        self.port = self.port or free_port(self.host)
+        kwargs: dict[str, Any] = {}
+        context = server_context(self.key, self.chain) if self.key and self.chain else None
+        if self.mode == "starttls":
+            kwargs["tls_context"] = context
+        elif self.mode == "tls":
+            kwargs["ssl_context"] = context
+        self._controller = _Controller(
+            _Sink(), hostname=self.host, port=self.port, banner=self.banner, ready_timeout=10,
+            **kwargs,
+        )
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None

@@ -1,0 +1,51 @@
+"""The one exception tree of relaycert.
+
+Findings (a bad certificate, a missing STARTTLS) are data, not exceptions.  Exceptions are the
+monitor's own failures::
+
+    RelaycertError
+    ├── ConfigError (ValueError)            bad configuration file, key or value
+    ├── InputFileError (ValueError)         a certificate file that cannot be read or parsed
+    ├── StoreError                          the database cannot be opened, migrated or written
+    └── ProbeError                          one probe step failed (mapped into an observation)
+        ├── ProbeTimeoutError (TimeoutError)
+        └── ProbeConnectionError (ConnectionError)
+
+Third-party errors are mapped into this tree at one seam each (``monitor.probe`` for the network,
+``monitor.store`` for the database) and always raised ``from`` the original exception.
+"""
+
+from __future__ import annotations
+
+
+class RelaycertError(Exception):
+    """Base of every error relaycert raises on purpose."""
+
+
+class ConfigError(RelaycertError, ValueError):
+    """The configuration is invalid; the message names the file, the key and the fix."""
+
+
+class InputFileError(RelaycertError, ValueError):
+    """A certificate file could not be read; the message names the file and what was expected."""
+
+
+class StoreError(RelaycertError):
+    """The store could not be opened, migrated or written."""
+
+
+class ProbeError(RelaycertError):
+    """A probe step failed.  ``step`` names it (connect, greeting, ehlo, starttls, handshake...)."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"{step}: {message}")
+        self.step = step
+        self.detail = message
+
+
+class ProbeTimeoutError(ProbeError, TimeoutError):
+    """A probe step did not finish within its timeout."""
+
+
+class ProbeConnectionError(ProbeError, ConnectionError):
+    """The connection was refused, reset or closed by the server."""

@@ -1,0 +1,102 @@
+"""The store's tables (SQLModel).  Every time is tz-aware UTC, on SQLite too.
+
+Schema changes go through Alembic migrations in ``monitor/migrations``; a test checks that the
+migrations and these models agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, LargeBinary, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC; returns aware UTC datetimes (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EndpointRow(SQLModel, table=True):
+    __tablename__ = "endpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    host: str = Field(max_length=255)
+    port: int
+    mode: str = Field(max_length=16)
+    connector: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+
+
+class CertificateRow(SQLModel, table=True):
+    """A certificate seen anywhere, once per SHA-256 fingerprint."""
+
+    __tablename__ = "certificate"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(max_length=64, unique=True)
+    der: bytes = Field(sa_type=LargeBinary)
+    subject: str = Field(sa_type=Text)
+    issuer: str = Field(sa_type=Text)
+    serial: str = Field(max_length=80)
+    not_before: datetime = Field(sa_type=UTCDateTime)
+    not_after: datetime = Field(sa_type=UTCDateTime)
+    first_seen: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+
+
+class ObservationRow(SQLModel, table=True):
+    """One probe of one address of one endpoint."""
+
+    __tablename__ = "observation"
+    __table_args__ = (Index("ix_observation_endpoint_address_time", "endpoint_id", "address",
+                            "started_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="endpoint.id")
+    address: str = Field(max_length=64)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    duration_ms: float
+    status: str = Field(max_length=32)
+    failed_step: str | None = Field(default=None, max_length=32)
+    error: str | None = Field(default=None, sa_type=Text)
+    banner: str | None = Field(default=None, sa_type=Text)
+    ehlo: list[str] = Field(default_factory=list, sa_type=JSON)
+    starttls_reply: str | None = Field(default=None, sa_type=Text)
+    tls_version: str | None = Field(default=None, max_length=16)
+    cipher: str | None = Field(default=None, max_length=100)
+    leaf_sha256: str | None = Field(default=None, max_length=64, index=True)
+    chain: list[str] = Field(default_factory=list, sa_type=JSON)
+    timings: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    worst: str | None = Field(default=None, max_length=16)
+
+
+class FindingRow(SQLModel, table=True):
+    __tablename__ = "finding"
+
+    id: int | None = Field(default=None, primary_key=True)
+    observation_id: int = Field(foreign_key="observation.id", index=True)
+    rule: str = Field(max_length=64)
+    severity: str = Field(max_length=16)
+    message: str = Field(sa_type=Text)

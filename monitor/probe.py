@@ -1,0 +1,278 @@
+"""The SMTP/TLS probe: one endpoint address in, one observation out.
+
+The dialogue never upgrades silently: connect in plain text (or with implicit TLS on 465), read
+the whole greeting (Postfix postscreen drops clients that talk first), EHLO, STARTTLS explicitly,
+handshake with verification *off* so an invalid chain is still captured, EHLO again and QUIT.
+Every step has a timeout and aiosmtplib bounds each reply (32 KiB), so a server that stalls,
+floods or speaks garbage costs at most one timeout.  This module is the one seam where network
+errors become :mod:`monitor.errors` and then a :class:`ProbeResult`; it never raises for a
+misbehaving server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import _ssl
+import aiosmtplib
+from cryptography import x509
+
+from checks.base import Observation, ProbeStatus
+from monitor.errors import ProbeConnectionError, ProbeError, ProbeTimeoutError
+
+MAX_BANNER = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """One address of one endpoint.  ``host`` is used for SNI and name checks."""
+
+    endpoint: str
+    host: str
+    port: int
+    address: str
+    mode: str  # "starttls" | "tls"
+    ehlo_name: str
+    timeout: float
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    """Everything one probe recorded, successful or not."""
+
+    target: ProbeTarget
+    started_at: datetime
+    status: ProbeStatus = ProbeStatus.UNREACHABLE
+    failed_step: str | None = None
+    error: str | None = None
+    banner: str | None = None
+    ehlo: tuple[str, ...] = ()
+    starttls_reply: str | None = None
+    tls_version: str | None = None
+    cipher: str | None = None
+    chain_der: tuple[bytes, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def observation(self, chain: tuple[x509.Certificate, ...]) -> Observation:
+        """The rules' view of this result; ``chain`` is ``chain_der`` parsed (cached by caller)."""
+        return Observation(
+            status=self.status,
+            chain=chain,
+            host=self.target.host,
+            port=self.target.port,
+            address=self.target.address,
+            tls_version=self.tls_version,
+            failed_step=self.failed_step,
+            error=self.error,
+        )
+
+
+def client_context() -> ssl.SSLContext:
+    """A TLS client context that captures any chain: no verification, old protocols allowed.
+
+    Old versions and ciphers are allowed so an outdated server is *observed* (and reported by
+    ``tls.protocol_outdated``) instead of looking like a handshake failure.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    return context
+
+
+_CONTEXT: ssl.SSLContext | None = None
+
+
+def _shared_context() -> ssl.SSLContext:
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = client_context()
+    return _CONTEXT
+
+
+def _reply(response: aiosmtplib.SMTPResponse) -> str:
+    return f"{response.code} {response.message}"[:MAX_BANNER]
+
+
+def _clean(text: str) -> str:
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:MAX_BANNER]
+
+
+async def _connect(target: ProbeTarget) -> socket.socket:
+    family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(target.timeout):
+            await asyncio.get_running_loop().sock_connect(sock, (target.address, target.port))
+    except TimeoutError as exc:
+        sock.close()
+        raise ProbeTimeoutError("connect", f"no answer within {target.timeout:g}s") from exc
+    except OSError as exc:
+        sock.close()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ProbeConnectionError("connect", reason) from exc
+    return sock
+
+
+def _map_error(step: str, exc: BaseException, timeout: float) -> ProbeError:
+    """Map third-party and builtin errors of one step into the relaycert tree."""
+    if isinstance(exc, ProbeError):
+        return exc
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return ProbeTimeoutError(step, f"no complete reply within {timeout:g}s")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
+        return ProbeConnectionError(step, f"connection closed by the server ({_clean(str(exc))})")
+    if isinstance(exc, ssl.SSLError):
+        return ProbeError(step, _clean(exc.reason or str(exc)))
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return ProbeError(step, f"{exc.code} {_clean(exc.message)}")
+    return ProbeError(step, _clean(f"{type(exc).__name__}: {exc}"))
+
+
+class _Session:
+    """One probe's dialogue, step by step, recording into ``result``."""
+
+    def __init__(self, target: ProbeTarget) -> None:
+        self.target = target
+        self.result = ProbeResult(target, datetime.now(UTC))
+        self.smtp: aiosmtplib.SMTP | None = None
+        self._clock = time.perf_counter()
+
+    def _lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.result.timings[step] = round((now - self._clock) * 1000, 3)
+        self._clock = now
+
+    async def run(self) -> None:
+        target, result = self.target, self.result
+        implicit = target.mode == "tls"
+        sock = await _connect(target)
+        self._lap("connect")
+        self.smtp = aiosmtplib.SMTP(
+            hostname=target.host,
+            sock=sock,
+            use_tls=implicit,
+            start_tls=False,
+            tls_context=_shared_context() if implicit else None,
+            timeout=target.timeout,
+            local_hostname=target.ehlo_name,
+        )
+        step = "handshake" if implicit else "greeting"
+        try:
+            greeting = await self.smtp.connect()
+        except Exception as exc:
+            raise _map_error(step, exc, target.timeout) from exc
+        self._lap(step)
+        if implicit:
+            self._capture_tls()
+        result.banner = _reply(greeting)
+        if greeting.code != 220:
+            raise ProbeError("greeting", f"server is not ready: {result.banner}")
+        ehlo = await self._step("ehlo", self.smtp.ehlo())
+        result.ehlo = tuple(_clean(line) for line in ehlo.message.splitlines()[:64])
+        if not implicit:
+            if not self.smtp.supports_extension("starttls"):
+                result.status = ProbeStatus.STARTTLS_MISSING
+                return
+            try:
+                reply = await self.smtp.starttls(
+                    server_hostname=target.host, tls_context=_shared_context()
+                )
+            except aiosmtplib.SMTPResponseException as exc:
+                result.status = ProbeStatus.STARTTLS_REFUSED
+                result.failed_step = "starttls"
+                result.starttls_reply = result.error = f"{exc.code} {_clean(exc.message)}"
+                return
+            except Exception as exc:
+                raise _map_error("handshake", exc, target.timeout) from exc
+            self._lap("starttls")
+            result.starttls_reply = _reply(reply)
+            self._capture_tls()
+            await self._step("ehlo_tls", self.smtp.ehlo())
+        await self._step("quit", self.smtp.quit())
+
+    async def _step(
+        self, step: str, awaitable: object
+    ) -> aiosmtplib.SMTPResponse:
+        try:
+            response: aiosmtplib.SMTPResponse = await awaitable  # type: ignore[misc]
+        except Exception as exc:
+            raise _map_error(step, exc, self.target.timeout) from exc
+        self._lap(step)
+        return response
+
+    def _capture_tls(self) -> None:
+        assert self.smtp is not None and self.smtp.transport is not None
+        ssl_object = self.smtp.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            raise ProbeError("handshake", "no TLS session after the handshake")
+        self.result.tls_version = ssl_object.version()
+        cipher = ssl_object.cipher()
+        self.result.cipher = cipher[0] if cipher else None
+        chain = ssl_object._sslobj.get_unverified_chain() or []
+        self.result.chain_der = tuple(cert.public_bytes(_ssl.ENCODING_DER) for cert in chain)
+        self.result.status = ProbeStatus.OK
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+
+
+async def probe(target: ProbeTarget) -> ProbeResult:
+    """Probe one address.  Never raises for server behaviour; an overall deadline bounds it."""
+    session = _Session(target)
+    result = session.result
+    # Each step has its own timeout; the overall deadline stops a server that answers every
+    # step just in time from holding the probe for steps x timeout.
+    deadline = target.timeout * 3
+    try:
+        async with asyncio.timeout(deadline):
+            await session.run()
+    except ProbeError as exc:
+        _fail(result, exc.step, exc.detail, handshake=exc.step == "handshake")
+    except TimeoutError:
+        _fail(result, "deadline", f"probe did not finish within {deadline:g}s", handshake=False)
+    finally:
+        session.close()
+    result.timings["total"] = round(
+        (datetime.now(UTC) - result.started_at).total_seconds() * 1000, 3
+    )
+    return result
+
+
+def _fail(result: ProbeResult, step: str, detail: str, *, handshake: bool) -> None:
+    if result.status is ProbeStatus.OK:
+        # TLS was established and the chain captured; a failure after it (EHLO again, QUIT)
+        # is recorded but does not hide the certificate.
+        result.failed_step, result.error = step, detail
+        return
+    result.status = ProbeStatus.HANDSHAKE_FAILED if handshake else ProbeStatus.UNREACHABLE
+    result.failed_step, result.error = step, detail
+
+
+async def probe_many(
+    targets: list[ProbeTarget], concurrency: int
+) -> list[ProbeResult]:
+    """Probe ``targets`` with at most ``concurrency`` in flight; results in target order."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def bounded(target: ProbeTarget) -> ProbeResult:
+        async with semaphore:
+            return await probe(target)
+
+    return list(await asyncio.gather(*(bounded(t) for t in targets)))
+
+
+def unresolved(target: ProbeTarget, detail: str) -> ProbeResult:
+    """The result for a host whose name did not resolve."""
+    result = ProbeResult(target, datetime.now(UTC))
+    _fail(result, "resolve", detail, handshake=False)
+    return result

@@ -1,0 +1,157 @@
+"""Scan results for people (a rich table) and for programs (JSON, documented in docs/scan-json.md).
+
+Certificate text is attacker-controlled: the table builds :class:`rich.text.Text` objects (never
+markup strings) from clipped, control-character-free text; JSON carries it escaped by ``json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from checks.base import Severity, worst
+from checks.certinfo import (
+    clip,
+    common_names,
+    dns_sans,
+    extended_key_usages,
+    fingerprint,
+    issuer_text,
+    key_description,
+    signature_hash,
+    subject_text,
+)
+from monitor.store import ScanRecord
+
+JSON_VERSION = 1
+STYLES = {
+    Severity.INFO: "cyan",
+    Severity.WARNING: "yellow",
+    Severity.UNKNOWN: "magenta",
+    Severity.CRITICAL: "bold red",
+}
+
+
+def certificate_json(cert: x509.Certificate, now: datetime) -> dict[str, Any]:
+    kind, bits = key_description(cert)
+    return {
+        "subject": subject_text(cert),
+        "common_names": [clip(n) for n in common_names(cert)],
+        "sans": [clip(n) for n in dns_sans(cert)],
+        "issuer": issuer_text(cert),
+        "serial": format(cert.serial_number, "x"),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "days_left": round((cert.not_valid_after_utc - now).total_seconds() / 86400, 2),
+        "sha256": fingerprint(cert),
+        "key": f"{kind} {bits}" if bits else kind,
+        "signature_hash": signature_hash(cert),
+        "extended_key_usages": extended_key_usages(cert),
+    }
+
+
+def record_json(record: ScanRecord, now: datetime) -> dict[str, Any]:
+    result, target = record.result, record.result.target
+    chain = [certificate_json(c, now) for c in record.chain]
+    leaf = chain[0] if chain else None
+    severity = worst(f.severity for f in record.findings)
+    return {
+        "endpoint": target.endpoint,
+        "host": target.host,
+        "port": target.port,
+        "address": target.address or None,
+        "mode": record.mode,
+        "connector": record.connector,
+        "status": result.status.value,
+        "failed_step": result.failed_step,
+        "error": result.error,
+        "started_at": result.started_at.isoformat(),
+        "banner": result.banner,
+        "starttls_reply": result.starttls_reply,
+        "tls_version": result.tls_version,
+        "cipher": result.cipher,
+        "subject": leaf["subject"] if leaf else None,
+        "sans": leaf["sans"] if leaf else [],
+        "issuer": leaf["issuer"] if leaf else None,
+        "not_after": leaf["not_after"] if leaf else None,
+        "days_left": leaf["days_left"] if leaf else None,
+        "sha256": leaf["sha256"] if leaf else None,
+        "chain": chain,
+        "timings_ms": result.timings,
+        "worst": severity.value if severity else None,
+        "findings": [
+            {"rule": f.rule, "severity": f.severity.value, "message": f.message}
+            for f in record.findings
+        ],
+    }
+
+
+def to_json(records: Sequence[ScanRecord], now: datetime, exit_code: int) -> str:
+    severity = worst(f.severity for r in records for f in r.findings)
+    counts = {s.value: 0 for s in Severity}
+    for record in records:
+        for finding in record.findings:
+            counts[finding.severity.value] += 1
+    document = {
+        "version": JSON_VERSION,
+        "scanned_at": now.isoformat(),
+        "summary": {
+            "addresses": len(records),
+            "worst": severity.value if severity else None,
+            "exit_code": exit_code,
+            "findings": counts,
+        },
+        "results": [record_json(r, now) for r in records],
+    }
+    return json.dumps(document, indent=2)
+
+
+def _certificate_cell(record: ScanRecord, now: datetime) -> Text:
+    if not record.chain:
+        return Text(clip(record.result.error or "-", 120), style="dim")
+    leaf = record.chain[0]
+    names = common_names(leaf) or dns_sans(leaf)
+    days = (leaf.not_valid_after_utc - now).total_seconds() / 86400
+    text = Text(clip(names[0] if names else subject_text(leaf), 60))
+    left = f"{days:.0f} days left" if days >= 0 else f"expired {-days:.0f} days ago"
+    text.append(f"\n{left}, {len(record.chain)} in chain", style="dim")
+    return text
+
+
+def _findings_cell(record: ScanRecord) -> Text:
+    text = Text()
+    for finding in sorted(record.findings, key=lambda f: -f.severity.rank):
+        if text:
+            text.append("\n")
+        text.append(f"{finding.severity.value.upper():8} ", style=STYLES[finding.severity])
+        text.append(finding.rule, style="bold")
+        text.append(f" {clip(finding.message, 300)}")
+    return text or Text("ok", style="green")
+
+
+def print_table(records: Sequence[ScanRecord], now: datetime, console: Console) -> None:
+    table = Table(title=f"relaycert scan, {now:%Y-%m-%d %H:%M} UTC", show_lines=True, expand=True)
+    table.add_column("Endpoint", no_wrap=True)
+    table.add_column("Address", no_wrap=True)
+    table.add_column("TLS", no_wrap=True)
+    table.add_column("Certificate", ratio=1)
+    table.add_column("Findings", ratio=3)
+    for record in records:
+        target = record.result.target
+        severity = worst(f.severity for f in record.findings)
+        table.add_row(
+            Text(f"{target.endpoint}\n{target.host}:{target.port}",
+                 style=STYLES.get(severity, "green") if severity else "green"),
+            Text(target.address or "-"),
+            Text(record.result.tls_version or record.result.status.value),
+            _certificate_cell(record, now),
+            _findings_cell(record),
+        )
+    console.print(table)

@@ -1,0 +1,114 @@
+"""One scan: resolve every endpoint, probe every address, judge, store.
+
+The clock is read once per scan (``now``), so every observation of a scan is judged at the same
+instant, and identical chains (the same certificate on many addresses) are parsed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from cryptography import x509
+
+from checks.base import Policy, worst
+from checks.registry import evaluate
+from monitor.config import Config, EndpointConfig
+from monitor.errors import ProbeError
+from monitor.probe import ProbeResult, ProbeTarget, probe_many, unresolved
+from monitor.resolve import resolve
+from monitor.store import ScanRecord, Store
+from monitor.trust import trust_roots
+
+
+def _target(config: Config, endpoint: EndpointConfig, address: str) -> ProbeTarget:
+    return ProbeTarget(
+        endpoint=endpoint.name,
+        host=endpoint.host,
+        port=endpoint.port,
+        address=address,
+        mode=endpoint.effective_mode,
+        ehlo_name=endpoint.ehlo_name or config.probe.ehlo_name,
+        timeout=config.endpoint_timeout(endpoint).total_seconds(),
+    )
+
+
+async def targets(
+    config: Config, endpoints: Sequence[EndpointConfig]
+) -> tuple[list[ProbeTarget], list[ProbeResult]]:
+    """The addresses to probe, and a failed result for each endpoint that did not resolve."""
+
+    async def one(endpoint: EndpointConfig) -> list[ProbeTarget] | ProbeResult:
+        if endpoint.addresses is not None:
+            return [_target(config, endpoint, a) for a in endpoint.addresses]
+        timeout = config.endpoint_timeout(endpoint).total_seconds()
+        try:
+            addresses = await resolve(endpoint.host, endpoint.port, timeout)
+        except ProbeError as exc:
+            return unresolved(_target(config, endpoint, ""), exc.detail)
+        return [_target(config, endpoint, a) for a in addresses]
+
+    found: list[ProbeTarget] = []
+    failed: list[ProbeResult] = []
+    for item in await asyncio.gather(*(one(e) for e in endpoints)):
+        if isinstance(item, ProbeResult):
+            failed.append(item)
+        else:
+            found.extend(item)
+    return found, failed
+
+
+class Judge:
+    """Parses chains (once per distinct chain) and runs the rules with a fixed ``now``."""
+
+    def __init__(self, config: Config, now: datetime) -> None:
+        self.config = config
+        roots = trust_roots(config)
+        accepted = config.tenant.accepted_domains
+        expiry = config.expiry.to_check()
+        self.policies = {
+            connector.name: Policy(now, accepted, connector.to_check(), expiry, roots)
+            for connector in config.connectors
+        }
+        self.default_policy = Policy(now, accepted, None, expiry, roots)
+        self._chains: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
+
+    def chain(self, der: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
+        parsed = self._chains.get(der)
+        if parsed is None:
+            parsed = tuple(x509.load_der_x509_certificate(d) for d in der)
+            self._chains[der] = parsed
+        return parsed
+
+    def judge(self, result: ProbeResult, endpoint: EndpointConfig) -> ScanRecord:
+        chain = self.chain(result.chain_der)
+        policy = self.policies.get(endpoint.connector or "", self.default_policy)
+        findings = tuple(evaluate(result.observation(chain), policy))
+        return ScanRecord(result, chain, findings, endpoint.effective_mode, endpoint.connector)
+
+
+async def scan(
+    config: Config,
+    store: Store | None,
+    endpoint_names: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> list[ScanRecord]:
+    """Probe, judge and (when ``store`` is given) store; results in configuration order."""
+    endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
+    judge = Judge(config, now or datetime.now(UTC))
+    found, failed = await targets(config, endpoints)
+    results = failed + await probe_many(found, config.probe.concurrency)
+    by_name = {e.name: e for e in endpoints}
+    order = {e.name: i for i, e in enumerate(endpoints)}
+    results.sort(key=lambda r: order[r.target.endpoint])
+    records = [judge.judge(r, by_name[r.target.endpoint]) for r in results]
+    if store is not None:
+        await asyncio.to_thread(store.record, records)
+    return records
+
+
+def exit_code(records: Sequence[ScanRecord]) -> int:
+    """Monitoring-plugin convention: 0 ok/info, 1 warning, 2 critical, 3 unknown."""
+    severity = worst(f.severity for r in records for f in r.findings)
+    return severity.exit_code if severity else 0

@@ -1,0 +1,200 @@
+"""The store: endpoints, observations, certificates (deduplicated by SHA-256) and findings.
+
+SQLite by default, PostgreSQL through the same code.  :meth:`Store.open` brings the schema to the
+newest Alembic revision.  A scan is written in one transaction, so a failed run adds nothing and
+removes nothing.  Database errors are mapped to :class:`~monitor.errors.StoreError` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from cryptography import x509
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from checks.base import Finding, worst
+from checks.certinfo import clip, fingerprint
+from monitor.errors import StoreError
+from monitor.models import CertificateRow, EndpointRow, FindingRow, ObservationRow
+from monitor.probe import ProbeResult
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    """One probe result with its parsed chain and its findings, ready to be stored."""
+
+    result: ProbeResult
+    chain: tuple[x509.Certificate, ...]
+    findings: tuple[Finding, ...]
+    mode: str
+    connector: str | None
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL too broken to parse is shown by scheme only
+        return url.split(":", 1)[0] + ":..."
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Store:
+    """Access to the database.  Create with :meth:`open`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect, migrate to the newest schema, and return the store."""
+        shown = _redact(url)
+        try:
+            if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
+            engine = create_engine(url, connect_args=connect_args)
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _sqlite_pragmas)
+            store = cls(engine)
+            store.migrate()
+        except StoreError:
+            raise
+        except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:
+            raise StoreError(
+                f"cannot open the store at {shown}: {clip(str(exc).splitlines()[0], 300)}; "
+                "check [database] in the configuration"
+            ) from exc
+        return store
+
+    def migrate(self) -> None:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def record(self, records: Sequence[ScanRecord]) -> None:
+        """Store a scan's results in one transaction (all or nothing)."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                self._record(session, records)
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"could not store the scan in {_redact(str(self.engine.url))}: "
+                f"{clip(str(exc).splitlines()[0], 300)}; nothing of this run was stored"
+            ) from exc
+
+    def _record(self, session: Session, records: Sequence[ScanRecord]) -> None:
+        endpoints = self._endpoints(session, records)
+        self._certificates(session, (c for r in records for c in r.chain))
+        rows: list[tuple[ObservationRow, tuple[Finding, ...]]] = []
+        for record in records:
+            result = record.result
+            prints = [fingerprint(c) for c in record.chain]
+            severity = worst(f.severity for f in record.findings)
+            row = ObservationRow(
+                endpoint_id=endpoints[result.target.endpoint],
+                address=result.target.address,
+                started_at=result.started_at,
+                duration_ms=result.timings.get("total", 0.0),
+                status=result.status.value,
+                failed_step=result.failed_step,
+                error=result.error,
+                banner=result.banner,
+                ehlo=list(result.ehlo),
+                starttls_reply=result.starttls_reply,
+                tls_version=result.tls_version,
+                cipher=result.cipher,
+                leaf_sha256=prints[0] if prints else None,
+                chain=prints,
+                timings=result.timings,
+                worst=severity.value if severity else None,
+            )
+            rows.append((row, record.findings))
+        session.add_all([row for row, _ in rows])
+        session.flush()
+        session.add_all(
+            [
+                FindingRow(
+                    observation_id=row.id, rule=f.rule, severity=f.severity.value, message=f.message
+                )
+                for row, findings in rows
+                for f in findings
+            ]
+        )
+
+    def _endpoints(self, session: Session, records: Sequence[ScanRecord]) -> dict[str, int]:
+        names = {r.result.target.endpoint for r in records}
+        existing = {
+            row.name: row
+            for row in session.scalars(select(EndpointRow).where(EndpointRow.name.in_(names)))  # type: ignore[attr-defined]
+        }
+        for record in records:
+            target = record.result.target
+            row = existing.get(target.endpoint)
+            if row is None:
+                row = EndpointRow(name=target.endpoint, host=target.host, port=target.port,
+                                  mode=record.mode, connector=record.connector)
+                session.add(row)
+                existing[target.endpoint] = row
+            else:
+                row.host, row.port = target.host, target.port
+                row.mode, row.connector = record.mode, record.connector
+        session.flush()
+        return {name: row.id for name, row in existing.items() if row.id is not None}
+
+    def _certificates(self, session: Session, certs: Iterable[x509.Certificate]) -> None:
+        unique = {fingerprint(c): c for c in certs}
+        if not unique:
+            return
+        known = set(
+            session.scalars(
+                select(CertificateRow.sha256).where(CertificateRow.sha256.in_(list(unique)))  # type: ignore[attr-defined]
+            )
+        )
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        session.add_all(
+            [
+                CertificateRow(
+                    sha256=sha,
+                    der=cert.public_bytes(Encoding.DER),
+                    subject=cert.subject.rfc4514_string(),
+                    issuer=cert.issuer.rfc4514_string(),
+                    serial=format(cert.serial_number, "x"),
+                    not_before=cert.not_valid_before_utc,
+                    not_after=cert.not_valid_after_utc,
+                )
+                for sha, cert in unique.items()
+                if sha not in known
+            ]
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table (for status output and tests)."""
+        with Session(self.engine) as session:
+            return {
+                model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+                for model in (EndpointRow, CertificateRow, ObservationRow, FindingRow)
+            }

@@ -1,0 +1,56 @@
+"""Trust anchors: the public roots (certifi, what Exchange Online's root program roughly is) plus
+the configured ``extra_ca_files``."""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import certifi
+from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
+
+from monitor.config import Config
+from monitor.errors import ConfigError
+
+
+@lru_cache(maxsize=1)
+def certifi_roots() -> tuple[x509.Certificate, ...]:
+    # One certifi root has a negative serial number, which cryptography warns about; the root is
+    # still valid for Windows and for us.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return tuple(x509.load_pem_x509_certificates(Path(certifi.where()).read_bytes()))
+
+
+def load_ca_file(path: Path) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle (or one DER certificate) at ``path``."""
+    data = path.read_bytes()
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        return x509.load_pem_x509_certificates(data)
+    return [x509.load_der_x509_certificate(data)]
+
+
+def trust_roots(config: Config) -> tuple[x509.Certificate, ...]:
+    roots: list[x509.Certificate] = list(certifi_roots()) if config.trust.use_certifi else []
+    for index, item in enumerate(config.trust.extra_ca_files):
+        path = config.resolve_path(item)
+        try:
+            roots.extend(load_ca_file(path))
+        except OSError as exc:
+            raise ConfigError(
+                f"{config.source}: trust.extra_ca_files[{index}]: cannot read {path}: "
+                f"{exc.strerror}"
+            ) from exc
+        except ValueError as exc:
+            raise ConfigError(
+                f"{config.source}: trust.extra_ca_files[{index}]: {path} holds no PEM or DER "
+                "certificate; give a CA certificate file"
+            ) from exc
+    if not roots:
+        raise ConfigError(
+            f"{config.source}: trust: no trust anchors (use_certifi = false and no "
+            "extra_ca_files); enable certifi or list your CA files"
+        )
+    return tuple(roots)
