@@ -150,11 +150,20 @@ class Rule(Protocol):
     ``evaluate`` must be pure: no I/O, no clock (use ``policy.now``), no exceptions for bad input.
     """
 
-    id: str
-    severity: Severity
-    title: str
-    why: str
-    fix: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def severity(self) -> Severity: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def why(self) -> str: ...
+
+    @property
+    def fix(self) -> str: ...
 
     def evaluate(self, obs: Observation, policy: Policy) -> Iterable[Finding]: ...
 

@@ -19,16 +19,15 @@ def _index(rules: Iterable[Rule]) -> dict[str, Rule]:
     return index
 
 
-BUILTIN_RULES: Mapping[str, Rule] = _index(
-    [
-        *session.RULES,
-        *validity.RULES,
-        *trust.RULES,
-        *crypto.RULES,
-        *identity.RULES,
-        *connector.RULES,
-    ]
-)
+_BUILTIN: list[Rule] = [
+    *session.RULES,
+    *validity.RULES,
+    *trust.RULES,
+    *crypto.RULES,
+    *identity.RULES,
+    *connector.RULES,
+]
+BUILTIN_RULES: Mapping[str, Rule] = _index(_BUILTIN)
 
 # Rules that judge the configuration, not the certificate: they run even when no chain was seen.
 CONFIG_RULES = frozenset({"connector.domain_not_registered", "connector.host_specific_name"})

@@ -8,9 +8,9 @@ signatures, validity and CA constraints; host names and EKUs are separate rules,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-import re
 from functools import lru_cache
 
 from cryptography import x509
@@ -24,7 +24,6 @@ from cryptography.x509.verification import (
 
 from checks.base import Finding, Observation, Policy, RuleInfo, Severity, rule
 from checks.certinfo import clip, is_self_signed
-
 
 _ENCOUNTERED = re.compile(r"\s*\(encountered processing <Certificate\(.*\)>\)", re.S)
 
@@ -84,8 +83,8 @@ def _explain(
     by_subject = {cert.subject: cert for cert in chain}
     # Follow issuer links through what was presented, from the leaf up.
     current, seen = chain[0], set()
-    while current.issuer in by_subject and current.issuer not in seen and not is_self_signed(
-        current
+    while (
+        current.issuer in by_subject and current.issuer not in seen and not is_self_signed(current)
     ):
         seen.add(current.issuer)
         current = by_subject[current.issuer]
@@ -120,9 +119,7 @@ def _explain(
 def untrusted(info: RuleInfo, obs: Observation, policy: Policy) -> Iterator[Finding]:
     if not obs.chain:
         return
-    problem = chain_problem(
-        obs.chain, policy.trust_roots, verification_time(obs.chain, policy.now)
-    )
+    problem = chain_problem(obs.chain, policy.trust_roots, verification_time(obs.chain, policy.now))
     if problem is not None:
         yield info.finding(f"{obs.where}: {problem}")
 

@@ -17,8 +17,10 @@ def _pkcs12(path: Path, data: bytes, password: bytes | None) -> list[x509.Certif
         bundle = pkcs12.load_pkcs12(data, password)
     except ValueError as exc:
         if "password" in str(exc).lower() or "mac" in str(exc).lower():
-            hint = "give it with --password-env or --password-file" if password is None else (
-                "the password given is wrong"
+            hint = (
+                "give it with --password-env or --password-file"
+                if password is None
+                else ("the password given is wrong")
             )
             raise InputFileError(f"{path}: PKCS#12 file could not be decrypted: {hint}") from exc
         raise InputFileError(f"{path}: not a certificate file: {EXPECTED}") from exc

@@ -44,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     scan_p = sub.add_parser("scan", help="probe every endpoint once, judge, store and print")
     scan_p.add_argument("--config", "-c", type=Path, required=True, help="configuration file")
     scan_p.add_argument("--format", choices=("table", "json"), default="table")
-    scan_p.add_argument("--endpoint", action="append", metavar="NAME",
-                        help="only this endpoint (repeatable)")
+    scan_p.add_argument(
+        "--endpoint", action="append", metavar="NAME", help="only this endpoint (repeatable)"
+    )
     scan_p.add_argument("--no-store", action="store_true", help="do not write to the store")
 
     inspect_p = sub.add_parser("inspect", help="judge a certificate file (PEM, DER, PKCS#12)")
@@ -56,13 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     inspect_p.add_argument("--format", choices=("table", "json"), default="table")
     secret = inspect_p.add_mutually_exclusive_group()
     secret.add_argument("--password-env", metavar="VAR", help="PKCS#12 password from $VAR")
-    secret.add_argument("--password-file", type=Path, metavar="FILE",
-                        help="PKCS#12 password from FILE")
+    secret.add_argument(
+        "--password-file", type=Path, metavar="FILE", help="PKCS#12 password from FILE"
+    )
 
     demo_p = sub.add_parser("demo", help="run a scan of a built-in demo fleet on loopback")
-    demo_p.add_argument("--dir", type=Path, default=None,
-                        help="where to write the demo configuration and store "
-                        "(default: a new temporary folder)")
+    demo_p.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where to write the demo configuration and store (default: a new temporary folder)",
+    )
     demo_p.add_argument("--format", choices=("table", "json"), default="table")
     return parser
 
@@ -82,8 +87,9 @@ def _scan_command(config: Config, names: Sequence[str] | None, fmt: str, keep: b
     unknown = [n for n in names or () if n not in {e.name for e in config.endpoints}]
     if unknown:
         known = ", ".join(e.name for e in config.endpoints)
-        raise ConfigError(f"{config.source}: no endpoint named {', '.join(unknown)} "
-                          f"(known: {known})")
+        raise ConfigError(
+            f"{config.source}: no endpoint named {', '.join(unknown)} (known: {known})"
+        )
     now = datetime.now(UTC)
     store = Store.open(config.database_url()) if keep else None
     try:
@@ -100,15 +106,18 @@ def _password(args: argparse.Namespace) -> bytes | None:
     if args.password_env:
         value = os.environ.get(args.password_env)
         if value is None:
-            raise ConfigError(f"--password-env: environment variable {args.password_env} "
-                              "is not set")
+            raise ConfigError(
+                f"--password-env: environment variable {args.password_env} is not set"
+            )
         return value.encode()
     if args.password_file:
+        path: Path = args.password_file
         try:
-            return args.password_file.read_bytes().rstrip(b"\r\n")
+            return path.read_bytes().rstrip(b"\r\n")
         except OSError as exc:
-            raise ConfigError(f"--password-file: cannot read {args.password_file}: "
-                              f"{exc.strerror}") from exc
+            raise ConfigError(
+                f"--password-file: cannot read {args.password_file}: {exc.strerror}"
+            ) from exc
     return None
 
 
@@ -122,13 +131,19 @@ def _inspect_command(args: argparse.Namespace) -> int:
             found = config.connector(args.connector)
             if found is None:
                 known = ", ".join(c.name for c in config.connectors) or "none defined"
-                raise ConfigError(f"{args.config}: no connector named '{args.connector}' "
-                                  f"(known: {known})")
+                raise ConfigError(
+                    f"{args.config}: no connector named '{args.connector}' (known: {known})"
+                )
             connector = found.to_check()
         elif len(config.connectors) == 1:
             connector = config.connectors[0].to_check()
-        policy = Policy(now, config.tenant.accepted_domains, connector,
-                        config.expiry.to_check(), trust_roots(config))
+        policy = Policy(
+            now,
+            config.tenant.accepted_domains,
+            connector,
+            config.expiry.to_check(),
+            trust_roots(config),
+        )
     elif args.connector is not None:
         raise ConfigError("--connector needs --config, which defines the connectors")
     else:
@@ -140,8 +155,13 @@ def _inspect_command(args: argparse.Namespace) -> int:
     from monitor.probe import ProbeResult, ProbeTarget
 
     target = ProbeTarget(str(args.path), args.host or "-", 0, "", "file", "", 0)
-    record = ScanRecord(ProbeResult(target, now, ProbeStatus.FILE), chain, tuple(findings),
-                        "file", policy.connector.name if policy.connector else None)
+    record = ScanRecord(
+        ProbeResult(target, now, ProbeStatus.FILE),
+        chain,
+        tuple(findings),
+        "file",
+        policy.connector.name if policy.connector else None,
+    )
     if args.format == "json":
         import json
 
@@ -185,11 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("relaycert: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
+    except Exception as exc:
         if os.environ.get("RELAYCERT_DEBUG"):
             raise
-        print(f"relaycert: internal error: {type(exc).__name__}: {exc} "
-              "(set RELAYCERT_DEBUG=1 for a traceback and please report it)", file=sys.stderr)
+        print(
+            f"relaycert: internal error: {type(exc).__name__}: {exc} "
+            "(set RELAYCERT_DEBUG=1 for a traceback and please report it)",
+            file=sys.stderr,
+        )
         return EXIT_UNKNOWN
 
 

@@ -70,8 +70,9 @@ class ObservationRow(SQLModel, table=True):
     """One probe of one address of one endpoint."""
 
     __tablename__ = "observation"
-    __table_args__ = (Index("ix_observation_endpoint_address_time", "endpoint_id", "address",
-                            "started_at"),)
+    __table_args__ = (
+        Index("ix_observation_endpoint_address_time", "endpoint_id", "address", "started_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     endpoint_id: int = Field(foreign_key="endpoint.id")

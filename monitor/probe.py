@@ -11,6 +11,7 @@ misbehaving server.
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import os
 import socket
@@ -19,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import _ssl
 import aiosmtplib
 from cryptography import x509
 
@@ -199,9 +199,7 @@ class _Session:
             await self._step("ehlo_tls", self.smtp.ehlo())
         await self._step("quit", self.smtp.quit())
 
-    async def _step(
-        self, step: str, awaitable: object
-    ) -> aiosmtplib.SMTPResponse:
+    async def _step(self, step: str, awaitable: object) -> aiosmtplib.SMTPResponse:
         try:
             response: aiosmtplib.SMTPResponse = await awaitable  # type: ignore[misc]
         except Exception as exc:
@@ -258,9 +256,7 @@ def _fail(result: ProbeResult, step: str, detail: str, *, handshake: bool) -> No
     result.failed_step, result.error = step, detail
 
 
-async def probe_many(
-    targets: list[ProbeTarget], concurrency: int
-) -> list[ProbeResult]:
+async def probe_many(targets: list[ProbeTarget], concurrency: int) -> list[ProbeResult]:
     """Probe ``targets`` with at most ``concurrency`` in flight; results in target order."""
     semaphore = asyncio.Semaphore(concurrency)
 

@@ -147,8 +147,10 @@ def print_table(records: Sequence[ScanRecord], now: datetime, console: Console) 
         target = record.result.target
         severity = worst(f.severity for f in record.findings)
         table.add_row(
-            Text(f"{target.endpoint}\n{target.host}:{target.port}",
-                 style=STYLES.get(severity, "green") if severity else "green"),
+            Text(
+                f"{target.endpoint}\n{target.host}:{target.port}",
+                style=STYLES.get(severity, "green") if severity else "green",
+            ),
             Text(target.address or "-"),
             Text(record.result.tls_version or record.result.status.value),
             _certificate_cell(record, now),

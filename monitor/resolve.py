@@ -12,7 +12,7 @@ import socket
 from monitor.errors import ProbeError, ProbeTimeoutError
 
 
-async def resolve(host: str, port: int, timeout: float) -> list[str]:
+async def resolve(host: str, port: int, timeout: float) -> list[str]:  # noqa: ASYNC109
     """Every distinct IPv4 and IPv6 address of ``host``, in resolver order."""
     loop = asyncio.get_running_loop()
     try:

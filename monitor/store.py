@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from checks.base import Finding, worst
 from checks.certinfo import clip, fingerprint
@@ -44,7 +46,7 @@ def _redact(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL too broken to parse is shown by scheme only
+    except Exception:  # a URL too broken to parse is shown by its scheme only
         return url.split(":", 1)[0] + ":..."
 
 
@@ -137,7 +139,10 @@ class Store:
         session.add_all(
             [
                 FindingRow(
-                    observation_id=row.id, rule=f.rule, severity=f.severity.value, message=f.message
+                    observation_id=cast(int, row.id),
+                    rule=f.rule,
+                    severity=f.severity.value,
+                    message=f.message,
                 )
                 for row, findings in rows
                 for f in findings
@@ -148,14 +153,19 @@ class Store:
         names = {r.result.target.endpoint for r in records}
         existing = {
             row.name: row
-            for row in session.scalars(select(EndpointRow).where(EndpointRow.name.in_(names)))  # type: ignore[attr-defined]
+            for row in session.scalars(select(EndpointRow).where(col(EndpointRow.name).in_(names)))
         }
         for record in records:
             target = record.result.target
             row = existing.get(target.endpoint)
             if row is None:
-                row = EndpointRow(name=target.endpoint, host=target.host, port=target.port,
-                                  mode=record.mode, connector=record.connector)
+                row = EndpointRow(
+                    name=target.endpoint,
+                    host=target.host,
+                    port=target.port,
+                    mode=record.mode,
+                    connector=record.connector,
+                )
                 session.add(row)
                 existing[target.endpoint] = row
             else:
@@ -170,11 +180,11 @@ class Store:
             return
         known = set(
             session.scalars(
-                select(CertificateRow.sha256).where(CertificateRow.sha256.in_(list(unique)))  # type: ignore[attr-defined]
+                select(col(CertificateRow.sha256)).where(
+                    col(CertificateRow.sha256).in_(list(unique))
+                )
             )
         )
-        from cryptography.hazmat.primitives.serialization import Encoding
-
         session.add_all(
             [
                 CertificateRow(

@@ -31,19 +31,51 @@ class DemoServer:
 
 
 SERVERS = (
-    DemoServer("mail1", "mail1.contoso.com", "starttls", "Contoso relay",
-               "compliant: full chain, covered by *.contoso.com", ("mail1.contoso.com",)),
-    DemoServer("mail2", "mail2.contoso.com", "starttls", "Contoso relay",
-               "renewal due: 12 of 90 days left, serverAuth-only EKU",
-               ("mail2.contoso.com",), days=12, client_auth=False),
-    DemoServer("scanner", "scanner.contoso.com", "starttls", "Contoso relay",
-               "renewed with the wrong names", ("scanner.fabrikam.net",)),
-    DemoServer("exchange", "mail.contoso.com", "starttls", "HCW connector",
-               "leaf sent without its intermediate; connector names a host",
-               ("mail.contoso.com",), with_intermediate=False),
+    DemoServer(
+        "mail1",
+        "mail1.contoso.com",
+        "starttls",
+        "Contoso relay",
+        "compliant: full chain, covered by *.contoso.com",
+        ("mail1.contoso.com",),
+    ),
+    DemoServer(
+        "mail2",
+        "mail2.contoso.com",
+        "starttls",
+        "Contoso relay",
+        "renewal due: 12 of 90 days left, serverAuth-only EKU",
+        ("mail2.contoso.com",),
+        days=12,
+        client_auth=False,
+    ),
+    DemoServer(
+        "scanner",
+        "scanner.contoso.com",
+        "starttls",
+        "Contoso relay",
+        "renewed with the wrong names",
+        ("scanner.fabrikam.net",),
+    ),
+    DemoServer(
+        "exchange",
+        "mail.contoso.com",
+        "starttls",
+        "HCW connector",
+        "leaf sent without its intermediate; connector names a host",
+        ("mail.contoso.com",),
+        with_intermediate=False,
+    ),
     DemoServer("app", "app.contoso.com", "plain", "Contoso relay", "STARTTLS not offered"),
-    DemoServer("smtps", "smtps.contoso.com", "tls", "Contoso relay",
-               "implicit TLS, certificate expired", ("smtps.contoso.com",), expired=True),
+    DemoServer(
+        "smtps",
+        "smtps.contoso.com",
+        "tls",
+        "Contoso relay",
+        "implicit TLS, certificate expired",
+        ("smtps.contoso.com",),
+        expired=True,
+    ),
 )
 
 CONFIG = """\
@@ -99,20 +131,40 @@ def running_fleet(directory: Path) -> Iterator[Path]:
         for demo in SERVERS:
             key = chain = None
             if demo.leaf_names:
-                start = now - timedelta(days=100) if demo.expired else now - timedelta(
-                    days=90 - demo.days)
-                leaf = pki.make_leaf(intermediate, list(demo.leaf_names), not_before=start,
-                                     days=90, client_auth=demo.client_auth)
+                start = (
+                    now - timedelta(days=100)
+                    if demo.expired
+                    else now - timedelta(days=90 - demo.days)
+                )
+                leaf = pki.make_leaf(
+                    intermediate,
+                    list(demo.leaf_names),
+                    not_before=start,
+                    days=90,
+                    client_auth=demo.client_auth,
+                )
                 extra = (intermediate,) if demo.with_intermediate else ()
                 key, chain = pki.write_chain(directory / "certs", demo.name, leaf, *extra)
             server = LoopbackSMTP(demo.mode, key, chain, banner=demo.host).start()
             servers.append(server)
-            endpoints.append(ENDPOINT.format(
-                name=demo.name, host=demo.host, port=server.port,
-                mode="tls" if demo.mode == "tls" else "starttls", connector=demo.connector))
-        endpoints.append(ENDPOINT.format(
-            name="offline", host="old-relay.contoso.com", port=free_port(), mode="starttls",
-            connector="Contoso relay"))
+            endpoints.append(
+                ENDPOINT.format(
+                    name=demo.name,
+                    host=demo.host,
+                    port=server.port,
+                    mode="tls" if demo.mode == "tls" else "starttls",
+                    connector=demo.connector,
+                )
+            )
+        endpoints.append(
+            ENDPOINT.format(
+                name="offline",
+                host="old-relay.contoso.com",
+                port=free_port(),
+                mode="starttls",
+                connector="Contoso relay",
+            )
+        )
         config = directory / "relaycert.toml"
         config.write_text(CONFIG.format(now=now, endpoints="".join(endpoints)), encoding="utf-8")
         yield config

@@ -97,7 +97,7 @@ def make_leaf(
     key_kind: str = "rsa2048",
     client_auth: bool = True,
     eku: bool = True,
-    hash_algorithm: hashes.HashAlgorithm | None = None,
+    hash_algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None = None,
 ) -> Issued:
     """A server certificate for ``names`` (DNS or IP SANs).  ``cn=""`` means the first name,
     ``cn=None`` no CN; ``issuer=None`` makes it self-signed."""

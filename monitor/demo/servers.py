@@ -15,7 +15,7 @@ from aiosmtpd.smtp import SMTP
 class _Sink:
     """Accepts and discards mail: the demo only needs the dialogue and the certificate."""
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         return "250 OK"
 
 
@@ -33,7 +33,7 @@ def server_context(key: Path, chain: Path) -> ssl.SSLContext:
     return context
 
 
-class _Controller(Controller):  # type: ignore[misc]
+class _Controller(Controller):
     def __init__(self, *args: Any, banner: str, **kwargs: Any) -> None:
         self._banner = banner
         super().__init__(*args, **kwargs)
@@ -63,7 +63,11 @@ class LoopbackSMTP:
         elif self.mode == "tls":
             kwargs["ssl_context"] = context
         self._controller = _Controller(
-            _Sink(), hostname=self.host, port=self.port, banner=self.banner, ready_timeout=10,
+            _Sink(),
+            hostname=self.host,
+            port=self.port,
+            banner=self.banner,
+            ready_timeout=10,
             **kwargs,
         )
         self._controller.start()
