@@ -6,6 +6,7 @@ import ipaddress
 from datetime import timedelta
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -54,12 +55,19 @@ def all_names(cert: x509.Certificate) -> list[str]:
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
+    """Issuer equals subject and the certificate's own key verifies its signature.
+
+    When the signature cannot be checked (cryptography refuses SHA-1/MD5 verification), a
+    self-issued name is taken as self-signed.
+    """
     if cert.issuer != cert.subject:
         return False
     try:
         cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, Exception):
+    except InvalidSignature:
         return False
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return True
     return True
 
 

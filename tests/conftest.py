@@ -1,0 +1,127 @@
+"""Shared fixtures: a test PKI, loopback SMTP servers, configuration files, store URLs."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from monitor.demo import pki
+from monitor.demo.servers import LoopbackSMTP
+
+PG_ADMIN_URL = os.environ.get(
+    "RELAYCERT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def root_ca() -> pki.Issued:
+    return pki.make_ca("Test Root CA")
+
+
+@pytest.fixture(scope="session")
+def intermediate(root_ca: pki.Issued) -> pki.Issued:
+    return pki.make_ca("Test Issuing CA", root_ca)
+
+
+@pytest.fixture(scope="session")
+def good_leaf(intermediate: pki.Issued) -> pki.Issued:
+    return pki.make_leaf(intermediate, ["mail1.contoso.com", "mail.contoso.com"])
+
+
+@pytest.fixture
+def write_chain(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
+    counter = iter(range(1000))
+
+    def write(leaf: pki.Issued, *chain: pki.Issued) -> tuple[Path, Path]:
+        return pki.write_chain(tmp_path / "certs", f"c{next(counter)}", leaf, *chain)
+
+    return write
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Callable[..., LoopbackSMTP]]:
+    """Start aiosmtpd servers on loopback; all are stopped at the end of the test."""
+    started: list[LoopbackSMTP] = []
+
+    def start(mode: str, key: Path | None = None, chain: Path | None = None) -> LoopbackSMTP:
+        server = LoopbackSMTP(mode, key, chain).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, root_ca: pki.Issued) -> Callable[..., Path]:
+    """Write a configuration with the test root trusted and the given endpoints TOML."""
+    (tmp_path / "root.pem").write_bytes(root_ca.cert_pem())
+
+    def write(endpoints: str, extra: str = "", db: str | None = None) -> Path:
+        database = f'[database]\nurl = "{db}"\n' if db else ""
+        body = textwrap.dedent(
+            """\
+            [tenant]
+            name = "Contoso"
+            accepted_domains = ["contoso.com"]
+
+            [[connectors]]
+            name = "relay"
+            tls_sender_certificate_name = "*.contoso.com"
+
+            [trust]
+            use_certifi = false
+            extra_ca_files = ["root.pem"]
+
+            [probe]
+            timeout = "3s"
+            """
+        )
+        path = tmp_path / "relaycert.toml"
+        path.write_text(body + database + extra + textwrap.dedent(endpoints), encoding="utf-8")
+        return path
+
+    return write
+
+
+def endpoint_toml(
+    name: str,
+    port: int,
+    mode: str = "starttls",
+    host: str = "mail1.contoso.com",
+    connector: str = "relay",
+) -> str:
+    return (
+        f'\n[[endpoints]]\nname = "{name}"\nhost = "{host}"\nport = {port}\nmode = "{mode}"\n'
+        f'connector = "{connector}"\naddresses = ["127.0.0.1"]\n'
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store URL: a SQLite file, and a private schema on the local PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:  # the machine always runs PostgreSQL; CI must not skip this
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not available: {exc}")
+    try:
+        yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
