@@ -17,6 +17,7 @@ import os
 import socket
 import ssl
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -82,7 +83,9 @@ def client_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.minimum_version = ssl.TLSVersion.TLSv1
+    with warnings.catch_warnings():  # deprecated on purpose: we must *see* TLS 1.0 servers
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
     context.set_ciphers("ALL:@SECLEVEL=0")
     return context
 
