@@ -294,7 +294,8 @@ def parse(data: dict[str, Any], source: Path) -> Config:
     try:
         return Config.model_validate({**data, "source": source})
     except ValidationError as exc:
-        first = exc.errors()[0]
+        # An unknown key usually is a misspelt one, so report it before the "missing" it causes.
+        first = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         context = first.get("ctx", {}).get("error")
         if isinstance(context, _LocatedError):
             loc, text = context.loc, str(context)

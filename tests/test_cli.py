@@ -1,0 +1,238 @@
+"""``relaycert scan``, ``inspect`` and ``demo`` end to end, against loopback servers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from checks.certinfo import fingerprint
+from monitor.cli import main
+from monitor.demo import pki
+from monitor.demo.servers import LoopbackSMTP
+from tests.conftest import endpoint_toml
+
+Start = Callable[..., LoopbackSMTP]
+
+
+def scan_json(capsys: pytest.CaptureFixture[str], config: Path, *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    code = main(["scan", "--config", str(config), "--format", "json", *extra])
+    out, err = capsys.readouterr()
+    assert err == ""
+    return code, json.loads(out)
+
+
+def test_scan_json_and_exit_codes(
+    smtp_server: Start, write_chain, config_file, capsys, good_leaf, intermediate, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    good = smtp_server("starttls", *write_chain(good_leaf, intermediate))
+    soon = pki.make_leaf(
+        intermediate,
+        ["mail2.contoso.com"],
+        not_before=datetime.now(UTC) - timedelta(days=70),
+        days=90,
+    )
+    expiring = smtp_server("starttls", *write_chain(soon, intermediate))
+    leaf_only = smtp_server("starttls", *write_chain(good_leaf))
+    config = config_file(
+        endpoint_toml("good", good.port)
+        + endpoint_toml("expiring", expiring.port, host="mail2.contoso.com")
+        + endpoint_toml("leafonly", leaf_only.port)
+    )
+
+    code, doc = scan_json(capsys, config, "--endpoint", "good")
+    assert code == 0
+    (result,) = doc["results"]
+    for key in (
+        "endpoint",
+        "host",
+        "port",
+        "address",
+        "connector",
+        "status",
+        "subject",
+        "sans",
+        "issuer",
+        "not_after",
+        "sha256",
+        "chain",
+        "tls_version",
+        "findings",
+    ):
+        assert key in result
+    assert result["status"] == "ok" and result["findings"] == []
+    assert result["sha256"] == fingerprint(good_leaf.cert)
+    assert result["sans"] == ["mail1.contoso.com", "mail.contoso.com"]
+    assert [c["sha256"] for c in result["chain"]] == [
+        fingerprint(good_leaf.cert),
+        fingerprint(intermediate.cert),
+    ]
+    assert doc["summary"]["exit_code"] == 0
+
+    code, doc = scan_json(capsys, config, "--endpoint", "expiring")
+    assert code == 1
+    assert [f["rule"] for f in doc["results"][0]["findings"]] == ["cert.expiring"]
+
+    code, doc = scan_json(capsys, config)
+    assert code == 2
+    worst = {r["endpoint"]: r["worst"] for r in doc["results"]}
+    assert worst == {"good": None, "expiring": "warning", "leafonly": "critical"}
+    untrusted = doc["results"][2]["findings"][0]
+    assert untrusted["rule"] == "cert.untrusted" and "missing intermediate" in untrusted["message"]
+
+    db = sqlite3.connect(tmp_path / "relaycert.db")
+    assert db.execute("select count(*) from observation").fetchone() == (5,)
+    assert db.execute("select count(*) from certificate").fetchone() == (3,)
+
+
+def test_scan_unreachable_is_unknown(config_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    from monitor.demo.servers import free_port
+
+    config = config_file(endpoint_toml("gone", free_port()))
+    code, doc = scan_json(capsys, config)
+    assert code == 3
+    assert doc["results"][0]["findings"][0]["rule"] == "probe.unreachable"
+
+
+def test_unresolvable_host_is_unknown(config_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    toml = endpoint_toml("nxdomain", 25, host="does-not-exist.invalid").replace(
+        'addresses = ["127.0.0.1"]\n', ""
+    )
+    code, doc = scan_json(capsys, config_file(toml))
+    assert code == 3
+    result = doc["results"][0]
+    assert result["failed_step"] == "resolve" and result["address"] is None
+
+
+def test_hostile_certificate_text_is_escaped(
+    smtp_server: Start, write_chain, config_file, capsys, intermediate
+) -> None:  # type: ignore[no-untyped-def]
+    evil_cn = "[bold red]pwned[/] <script>alert(1)</script>\r\nBcc: x@evil.test " + "A" * 500
+    leaf = pki.make_leaf(intermediate, ["x.fabrikam.net"], cn=evil_cn)
+    server = smtp_server("starttls", *write_chain(leaf, intermediate))
+    config = config_file(endpoint_toml("evil", server.port))
+    assert main(["scan", "--config", str(config)]) == 2
+    table = capsys.readouterr().out
+    assert "[bold red]pwned[/]" in table  # shown literally, not interpreted as markup
+    assert "\r" not in table and "\x1b" not in table  # no control characters reach the terminal
+    assert "A" * 300 not in table  # clipped
+    code, doc = scan_json(capsys, config)
+    subject = doc["results"][0]["subject"]
+    assert "\r" not in subject and "\n" not in subject and len(subject) <= 200
+
+
+def write_pfx(path: Path, leaf: pki.Issued, extra: list[pki.Issued], password: bytes) -> None:
+    path.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"relay",
+            leaf.key,
+            leaf.cert,
+            [c.cert for c in extra],
+            serialization.BestAvailableEncryption(password),
+        )
+    )
+
+
+def test_inspect_formats(
+    tmp_path: Path, capsys, config_file, good_leaf, intermediate, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    config = config_file(endpoint_toml("x", 25))
+    pem = tmp_path / "fullchain.pem"
+    pem.write_bytes(good_leaf.cert_pem() + intermediate.cert_pem())
+    der = tmp_path / "leaf.der"
+    der.write_bytes(good_leaf.cert.public_bytes(serialization.Encoding.DER))
+    pfx = tmp_path / "relay.pfx"
+    write_pfx(pfx, good_leaf, [intermediate], b"s3cret")
+    monkeypatch.setenv("PFX_PASSWORD", "s3cret")
+
+    assert main(["inspect", str(pem), "--config", str(config), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["findings"] == [] and doc["connector"] == "relay"
+
+    # The DER file holds only the leaf: Exchange Online would not find the intermediate.
+    assert main(["inspect", str(der), "--config", str(config), "--format", "json"]) == 2
+    assert json.loads(capsys.readouterr().out)["findings"][0]["rule"] == "cert.untrusted"
+
+    assert (
+        main(
+            [
+                "inspect",
+                str(pfx),
+                "--config",
+                str(config),
+                "--password-env",
+                "PFX_PASSWORD",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["sha256"] == fingerprint(good_leaf.cert)
+
+    # Without a configuration: public roots only, so the test CA is untrusted.
+    assert main(["inspect", str(pem), "--format", "json"]) == 2
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda p: p.write_text("hello"), "not a certificate file: expected a PEM chain"),
+        (
+            lambda p: p.write_bytes(
+                pki.new_key().private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            ),
+            "PEM file holds a private key",
+        ),
+        (lambda p: p.mkdir(), "is a directory"),
+        (lambda p: None, "file not found"),
+        (
+            lambda p: p.write_bytes(
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+            ),
+            "damaged",
+        ),
+    ],
+)
+def test_inspect_rejects_non_certificates(tmp_path: Path, capsys, make, expected) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "input.crt"
+    make(path)
+    assert main(["inspect", str(path)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and expected in err
+
+
+def test_inspect_pfx_password_errors(tmp_path: Path, capsys, good_leaf, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pfx = tmp_path / "relay.pfx"
+    write_pfx(pfx, good_leaf, [], b"right")
+    assert main(["inspect", str(pfx)]) == 3
+    assert "--password-env or --password-file" in capsys.readouterr().err
+    (tmp_path / "pw").write_text("Tr0ub4dor&3\n")
+    assert main(["inspect", str(pfx), "--password-file", str(tmp_path / "pw")]) == 3
+    err = capsys.readouterr().err
+    assert "the password given is wrong" in err and "Tr0ub4dor" not in err
+
+
+def test_demo_runs_and_exits_zero(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["demo", "--dir", str(tmp_path), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rules = {r["endpoint"]: sorted(f["rule"] for f in r["findings"]) for r in doc["results"]}
+    assert rules["mail1"] == []
+    assert rules["mail2"] == ["cert.client_auth_missing", "cert.expiring"]
+    assert "connector.name_not_covered" in rules["scanner"]
+    assert rules["exchange"] == ["cert.untrusted", "connector.host_specific_name"]
+    assert rules["app"] == ["tls.starttls_missing"]
+    assert rules["smtps"] == ["cert.expired"]
+    assert rules["offline"] == ["probe.unreachable"]
+    assert (tmp_path / "relaycert.toml").exists() and (tmp_path / "relaycert.db").exists()

@@ -1,0 +1,92 @@
+"""The store on SQLite and PostgreSQL: migrations, deduplication, UTC times, atomic writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select
+from sqlmodel import Session, SQLModel
+
+from checks.base import Finding, ProbeStatus, Severity
+from monitor.demo import pki
+from monitor.errors import StoreError
+from monitor.models import CertificateRow, ObservationRow
+from monitor.probe import ProbeResult, ProbeTarget
+from monitor.store import ScanRecord, Store
+
+
+def record(
+    leaf: pki.Issued, sub: pki.Issued, address: str = "127.0.0.1", when: datetime | None = None
+) -> ScanRecord:
+    target = ProbeTarget("mail1", "mail1.contoso.com", 25, address, "starttls", "x", 5)
+    result = ProbeResult(target, when or datetime.now(UTC), ProbeStatus.OK, tls_version="TLSv1.3")
+    result.timings["total"] = 12.5
+    findings = (Finding("cert.expiring", Severity.WARNING, "expires in 20 days"),)
+    return ScanRecord(result, (leaf.cert, sub.cert), findings, "starttls", "relay")
+
+
+def test_migrations_match_models(store_url: str) -> None:
+    store = Store.open(store_url)
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    Store.open(store_url).close()  # opening again is a no-op migration
+    store.close()
+
+
+def test_scan_is_stored_with_deduplicated_certificates(
+    store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    store = Store.open(store_url)
+    store.record(
+        [record(good_leaf, intermediate, "127.0.0.1"), record(good_leaf, intermediate, "127.0.0.2")]
+    )
+    store.record([record(good_leaf, intermediate, "127.0.0.1")])
+    assert store.counts() == {"endpoint": 1, "certificate": 2, "observation": 3, "finding": 3}
+    with Session(store.engine) as session:
+        obs = session.scalars(select(ObservationRow)).first()
+        assert obs is not None and obs.worst == "warning" and len(obs.chain) == 2
+        cert = session.scalars(
+            select(CertificateRow).where(CertificateRow.sha256 == obs.chain[0])
+        ).one()  # type: ignore[arg-type]
+        assert cert.not_after == good_leaf.cert.not_valid_after_utc
+    store.close()
+
+
+def test_times_are_tz_aware_utc(
+    store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    store = Store.open(store_url)
+    from zoneinfo import ZoneInfo
+
+    local = datetime(2026, 11, 28, 9, 30, tzinfo=ZoneInfo("Europe/Berlin"))
+    store.record([record(good_leaf, intermediate, when=local)])
+    with Session(store.engine) as session:
+        started = session.scalars(select(ObservationRow.started_at)).one()  # type: ignore[call-overload]
+    assert started.tzinfo is not None and started.utcoffset() == timedelta(0)
+    assert started == local
+    store.close()
+
+
+def test_failed_write_stores_nothing_and_loses_nothing(
+    store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    store = Store.open(store_url)
+    store.record([record(good_leaf, intermediate)])
+    before = store.counts()
+    other = pki.make_leaf(intermediate, ["mail9.contoso.com"])
+    bad = record(other, intermediate, when=datetime(2026, 1, 1))  # naive: refused  # noqa: DTZ001
+    with pytest.raises(StoreError, match="nothing of this run was stored"):
+        store.record([record(good_leaf, intermediate), bad])
+    assert store.counts() == before
+    store.close()
+
+
+def test_unreachable_database_is_a_clear_error() -> None:
+    with pytest.raises(StoreError) as info:
+        Store.open("postgresql+psycopg://relaycert:hunter2@127.0.0.1:1/relaycert")
+    message = str(info.value)
+    assert "cannot open the store at postgresql+psycopg://relaycert:***@127.0.0.1:1" in message
+    assert "hunter2" not in message
