@@ -122,7 +122,8 @@ def test_hostile_certificate_text_is_escaped(
     assert "[bold red]pwned[/]" in table  # shown literally, not interpreted as markup
     assert "\r" not in table and "\x1b" not in table  # no control characters reach the terminal
     assert "A" * 300 not in table  # clipped
-    code, doc = scan_json(capsys, config)
+    assert scan_json(capsys, config)[0] == 2
+    doc = scan_json(capsys, config)[1]
     subject = doc["results"][0]["subject"]
     assert "\r" not in subject and "\n" not in subject and len(subject) <= 200
 
