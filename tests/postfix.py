@@ -1,0 +1,153 @@
+"""A private Postfix instance on loopback, from Debian's package, for integration tests and the
+benchmark.  It runs ``master -d`` with its own config, queue and log under a temporary folder, so
+it never touches the machine's own Postfix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+MASTER = Path("/usr/lib/postfix/sbin/master")
+
+MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {root}/queue
+data_directory = {root}/data
+mail_owner = postfix
+myhostname = {banner}
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+maillog_file = {root}/maillog
+maillog_file_prefixes = {root}
+smtpd_tls_chain_files = {key}, {chain}
+smtpd_tls_security_level = may
+alias_maps =
+alias_database =
+mydestination =
+local_recipient_maps =
+notify_classes =
+default_process_limit = {processes}
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+"""
+
+MASTER_CF = """\
+127.0.0.1:{port} inet n - n - - smtpd
+postlog unix-dgram n - n - 1 postlogd
+anvil unix - - n - 1 anvil
+proxymap unix - - n - - proxymap
+tlsmgr unix - - n 1000? 1 tlsmgr
+"""
+
+
+def ensure_installed() -> str | None:
+    """``None`` when Postfix is usable, else why not.  As root, installs Debian's package."""
+    if MASTER.exists():
+        return None
+    if os.geteuid() != 0:
+        return "Postfix is not installed and installing it needs root (apt-get install postfix)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "postfix"],
+        env=env,
+        capture_output=True,
+        check=False,
+        timeout=600,
+    )
+    return None if MASTER.exists() else "apt-get install postfix failed"
+
+
+class Postfix:
+    """``with Postfix(dir, key, chain) as pf:`` serves the chain on ``127.0.0.1:pf.port``."""
+
+    def __init__(
+        self,
+        key: Path,
+        chain: Path,
+        port: int | None = None,
+        processes: int = 100,
+        banner: str = "mx.postfix.test",
+    ) -> None:
+        # Its own folder under /tmp, world-searchable: Postfix's unprivileged daemons must reach
+        # the queue, which pytest's private (0700) tmp_path does not allow.
+        self.root = Path(tempfile.mkdtemp(prefix="relaycert-postfix-"))
+        self.key, self.chain = key, chain
+        self.port = port or _free_port()
+        self.processes, self.banner = processes, banner
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def configure(self, key: Path | None = None, chain: Path | None = None) -> None:
+        self.key, self.chain = key or self.key, chain or self.chain
+        etc = self.root / "etc"
+        for sub in ("etc", "queue/pid", "queue/public", "queue/private", "data"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("queue/public", "queue/private", "data"):
+            shutil.chown(self.root / sub, user="postfix")
+        self.root.chmod(0o755)
+        (etc / "main.cf").write_text(
+            MAIN_CF.format(
+                root=self.root,
+                key=self.key,
+                chain=self.chain,
+                banner=self.banner,
+                processes=self.processes,
+            )
+        )
+        (etc / "master.cf").write_text(MASTER_CF.format(port=self.port))
+
+    def start(self, timeout: float = 20) -> Postfix:
+        self.configure()
+        self.process = subprocess.Popen(
+            [str(MASTER), "-c", str(self.root / "etc"), "-d"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postfix master exited: {self.log()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    if sock.recv(100).startswith(b"220"):
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"postfix did not greet on port {self.port}: {self.log()[-2000:]}")
+
+    def reload(self) -> None:
+        """What ``postfix reload`` does: SIGHUP to master, which re-reads main.cf."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
+    def log(self) -> str:
+        path = self.root / "maillog"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Postfix:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,66 @@
+"""Integration: scan a real Postfix (Debian's package) serving a certificate made by the test."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from checks.certinfo import fingerprint
+from monitor.cli import main
+from monitor.demo import pki
+from tests.conftest import endpoint_toml
+from tests.postfix import Postfix, ensure_installed
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def postfix_usable() -> None:
+    reason = ensure_installed()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Postfix integration tests cannot be skipped under CI: {reason}")
+        pytest.skip(reason)
+
+
+def test_scan_real_postfix(
+    postfix_usable, tmp_path: Path, config_file, capsys, intermediate
+) -> None:  # type: ignore[no-untyped-def]
+    leaf = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    key, chain = pki.write_chain(tmp_path / "pf-certs", "postfix", leaf, intermediate)
+    with Postfix(key, chain) as postfix:
+        config = config_file(endpoint_toml("postfix", postfix.port))
+        code = main(["scan", "--config", str(config), "--format", "json"])
+        doc = json.loads(capsys.readouterr().out)
+        log = postfix.log()
+    result = doc["results"][0]
+    assert code == 0, result["findings"]
+    assert result["status"] == "ok"
+    assert result["banner"].startswith("220 mx.postfix.test ESMTP Postfix")
+    assert [c["sha256"] for c in result["chain"]] == [
+        fingerprint(leaf.cert),
+        fingerprint(intermediate.cert),
+    ]
+    assert result["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    # Postfix saw a clean dialogue: EHLO, STARTTLS, EHLO again and QUIT, nothing else.
+    assert "ehlo=2 starttls=1 quit=1 commands=4" in log
+
+
+def test_postfix_leaf_only_is_untrusted(
+    postfix_usable,
+    tmp_path: Path,
+    config_file,
+    capsys,  # type: ignore[no-untyped-def]
+    intermediate,
+) -> None:
+    leaf = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    key, chain = pki.write_chain(tmp_path / "pf-certs", "postfix", leaf)
+    with Postfix(key, chain) as postfix:
+        config = config_file(endpoint_toml("postfix", postfix.port))
+        code = main(["scan", "--config", str(config), "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 2
+    assert [f["rule"] for f in doc["results"][0]["findings"]] == ["cert.untrusted"]
