@@ -117,6 +117,17 @@ class Connector:
     tls_sender_certificate_name: str
 
 
+@dataclass(frozen=True, eq=False)
+class TrustAnchors:
+    """The trusted roots.  Compared and hashed by identity, so it is a cheap cache key for the
+    chain verdicts of a whole scan (hashing ~150 root certificates per lookup is not)."""
+
+    roots: tuple[x509.Certificate, ...] = ()
+
+
+NO_ANCHORS = TrustAnchors()
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Everything a rule may compare an observation with.  ``now`` is injected (tz-aware UTC)."""
@@ -125,7 +136,7 @@ class Policy:
     accepted_domains: tuple[str, ...] = ()
     connector: Connector | None = None
     expiry: ExpiryThresholds = field(default_factory=ExpiryThresholds)
-    trust_roots: tuple[x509.Certificate, ...] = ()
+    trust: TrustAnchors = NO_ANCHORS
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:

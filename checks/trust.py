@@ -22,30 +22,30 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from checks.base import Finding, Observation, Policy, RuleInfo, Severity, rule
+from checks.base import Finding, Observation, Policy, RuleInfo, Severity, TrustAnchors, rule
 from checks.certinfo import clip, is_self_signed
 
 _ENCOUNTERED = re.compile(r"\s*\(encountered processing <Certificate\(.*\)>\)", re.S)
 
 
 @lru_cache(maxsize=8)
-def _store(roots: tuple[x509.Certificate, ...]) -> Store:
-    return Store(list(roots))
+def _store(anchors: TrustAnchors) -> Store:
+    return Store(list(anchors.roots))
 
 
 @lru_cache(maxsize=4096)
 def chain_problem(
-    chain: tuple[x509.Certificate, ...], roots: tuple[x509.Certificate, ...], now: datetime
+    chain: tuple[x509.Certificate, ...], anchors: TrustAnchors, now: datetime
 ) -> str | None:
     """``None`` when ``chain`` builds to one of ``roots`` at ``now``; otherwise why not.
 
     Memoised: a fleet usually serves a few distinct chains on many addresses.
     """
-    if not roots:
+    if not anchors.roots:
         return "no trust anchors are configured"
     builder = (
         PolicyBuilder()
-        .store(_store(roots))
+        .store(_store(anchors))
         .time(now)
         .extension_policies(
             ca_policy=ExtensionPolicy.permit_all().require_present(
@@ -57,7 +57,7 @@ def chain_problem(
     try:
         builder.build_client_verifier().verify(chain[0], list(chain[1:]))
     except VerificationError as exc:
-        return _explain(chain, roots, _ENCOUNTERED.sub("", str(exc)))
+        return _explain(chain, anchors.roots, _ENCOUNTERED.sub("", str(exc)))
     return None
 
 
@@ -119,7 +119,7 @@ def _explain(
 def untrusted(info: RuleInfo, obs: Observation, policy: Policy) -> Iterator[Finding]:
     if not obs.chain:
         return
-    problem = chain_problem(obs.chain, policy.trust_roots, verification_time(obs.chain, policy.now))
+    problem = chain_problem(obs.chain, policy.trust, verification_time(obs.chain, policy.now))
     if problem is not None:
         yield info.finding(f"{obs.where}: {problem}")
 

@@ -27,7 +27,7 @@ from monitor.errors import ConfigError, RelaycertError
 from monitor.render import print_table, record_json, to_json
 from monitor.scan import exit_code, scan
 from monitor.store import ScanRecord, Store
-from monitor.trust import certifi_roots, trust_roots
+from monitor.trust import public_anchors, trust_anchors
 
 EXIT_UNKNOWN = 3
 
@@ -142,12 +142,12 @@ def _inspect_command(args: argparse.Namespace) -> int:
             config.tenant.accepted_domains,
             connector,
             config.expiry.to_check(),
-            trust_roots(config),
+            trust_anchors(config),
         )
     elif args.connector is not None:
         raise ConfigError("--connector needs --config, which defines the connectors")
     else:
-        policy = Policy(now, trust_roots=certifi_roots())
+        policy = Policy(now, trust=public_anchors())
     obs = Observation(ProbeStatus.FILE, chain, host=args.host, port=None)
     findings = evaluate(obs, policy)
     severity = worst(f.severity for f in findings)

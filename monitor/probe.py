@@ -18,10 +18,14 @@ import socket
 import ssl
 import time
 import warnings
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiosmtplib
+from aiosmtplib.errors import SMTPResponseException
+from aiosmtplib.protocol import SMTPProtocol
+from aiosmtplib.response import SMTPResponse
 from cryptography import x509
 
 from checks.base import Observation, ProbeStatus
@@ -100,12 +104,14 @@ def _shared_context() -> ssl.SSLContext:
     return _CONTEXT
 
 
-def _reply(response: aiosmtplib.SMTPResponse) -> str:
+def _reply(response: SMTPResponse) -> str:
     return f"{response.code} {response.message}"[:MAX_BANNER]
 
 
 def _clean(text: str) -> str:
-    return "".join(ch if ch.isprintable() else " " for ch in text)[:MAX_BANNER]
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text[:MAX_BANNER]
 
 
 async def _connect(target: ProbeTarget) -> socket.socket:
@@ -141,12 +147,16 @@ def _map_error(step: str, exc: BaseException, timeout: float) -> ProbeError:
 
 
 class _Session:
-    """One probe's dialogue, step by step, recording into ``result``."""
+    """One probe's dialogue, step by step, recording into ``result``.
+
+    It drives aiosmtplib's protocol layer directly (bounded replies, per-read timeouts, the
+    STARTTLS upgrade) without the client class's conveniences, which a probe does not need.
+    """
 
     def __init__(self, target: ProbeTarget) -> None:
         self.target = target
         self.result = ProbeResult(target, datetime.now(UTC))
-        self.smtp: aiosmtplib.SMTP | None = None
+        self.protocol: SMTPProtocol | None = None
         self._clock = time.perf_counter()
 
     def _lap(self, step: str) -> None:
@@ -154,65 +164,70 @@ class _Session:
         self.result.timings[step] = round((now - self._clock) * 1000, 3)
         self._clock = now
 
-    async def run(self) -> None:
-        target, result = self.target, self.result
-        implicit = target.mode == "tls"
-        sock = await _connect(target)
-        self._lap("connect")
-        self.smtp = aiosmtplib.SMTP(
-            hostname=target.host,
-            sock=sock,
-            use_tls=implicit,
-            start_tls=False,
-            tls_context=_shared_context() if implicit else None,
-            timeout=target.timeout,
-            local_hostname=target.ehlo_name,
-        )
-        step = "handshake" if implicit else "greeting"
+    async def _step(self, step: str, awaitable: Awaitable[SMTPResponse]) -> SMTPResponse:
         try:
-            greeting = await self.smtp.connect()
-        except Exception as exc:
-            raise _map_error(step, exc, target.timeout) from exc
-        self._lap(step)
-        if implicit:
-            self._capture_tls()
-        result.banner = _reply(greeting)
-        if greeting.code != 220:
-            raise ProbeError("greeting", f"server is not ready: {result.banner}")
-        ehlo = await self._step("ehlo", self.smtp.ehlo())
-        result.ehlo = tuple(_clean(line) for line in ehlo.message.splitlines()[:64])
-        if not implicit:
-            if not self.smtp.supports_extension("starttls"):
-                result.status = ProbeStatus.STARTTLS_MISSING
-                return
-            try:
-                reply = await self.smtp.starttls(
-                    server_hostname=target.host, tls_context=_shared_context()
-                )
-            except aiosmtplib.SMTPResponseException as exc:
-                result.status = ProbeStatus.STARTTLS_REFUSED
-                result.failed_step = "starttls"
-                result.starttls_reply = result.error = f"{exc.code} {_clean(exc.message)}"
-                return
-            except Exception as exc:
-                raise _map_error("handshake", exc, target.timeout) from exc
-            self._lap("starttls")
-            result.starttls_reply = _reply(reply)
-            self._capture_tls()
-            await self._step("ehlo_tls", self.smtp.ehlo())
-        await self._step("quit", self.smtp.quit())
-
-    async def _step(self, step: str, awaitable: object) -> aiosmtplib.SMTPResponse:
-        try:
-            response: aiosmtplib.SMTPResponse = await awaitable  # type: ignore[misc]
+            response = await awaitable
         except Exception as exc:
             raise _map_error(step, exc, self.target.timeout) from exc
         self._lap(step)
         return response
 
+    async def run(self) -> None:
+        target, result = self.target, self.result
+        timeout, implicit = target.timeout, target.mode == "tls"
+        sock = await _connect(target)
+        self._lap("connect")
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await loop.create_connection(
+                lambda: SMTPProtocol(loop),
+                sock=sock,
+                ssl=_shared_context() if implicit else None,
+                server_hostname=target.host if implicit else None,
+                ssl_handshake_timeout=timeout if implicit else None,
+            )
+        except Exception as exc:
+            sock.close()
+            raise _map_error("handshake" if implicit else "connect", exc, timeout) from exc
+        self.protocol = protocol
+        if implicit:
+            self._lap("handshake")
+            self._capture_tls()
+        greeting = await self._step("greeting", protocol.read_response(timeout))
+        result.banner = _reply(greeting)
+        if greeting.code != 220:
+            raise ProbeError("greeting", f"server is not ready: {result.banner}")
+        name = target.ehlo_name.encode("ascii")
+        ehlo = await self._step("ehlo", protocol.execute_command(b"EHLO", name, timeout=timeout))
+        if ehlo.code != 250:
+            raise ProbeError("ehlo", f"EHLO refused: {_reply(ehlo)}")
+        lines = ehlo.message.splitlines()
+        result.ehlo = tuple(_clean(line) for line in lines[:64])
+        if not implicit:
+            # The keyword may be on any line after the first, the last one included.
+            if not any(line.split(" ", 1)[0].upper() == "STARTTLS" for line in lines[1:]):
+                result.status = ProbeStatus.STARTTLS_MISSING
+                return
+            try:
+                reply = await protocol.start_tls(
+                    _shared_context(), server_hostname=target.host, timeout=timeout
+                )
+            except SMTPResponseException as exc:
+                result.status = ProbeStatus.STARTTLS_REFUSED
+                result.failed_step = "starttls"
+                result.starttls_reply = result.error = f"{exc.code} {_clean(exc.message)}"
+                return
+            except Exception as exc:
+                raise _map_error("handshake", exc, timeout) from exc
+            self._lap("starttls")
+            result.starttls_reply = _reply(reply)
+            self._capture_tls()
+            await self._step("ehlo_tls", protocol.execute_command(b"EHLO", name, timeout=timeout))
+        await self._step("quit", protocol.execute_command(b"QUIT", timeout=timeout))
+
     def _capture_tls(self) -> None:
-        assert self.smtp is not None and self.smtp.transport is not None
-        ssl_object = self.smtp.transport.get_extra_info("ssl_object")
+        transport = self.protocol.transport if self.protocol else None
+        ssl_object = transport.get_extra_info("ssl_object") if transport else None
         if ssl_object is None:
             raise ProbeError("handshake", "no TLS session after the handshake")
         self.result.tls_version = ssl_object.version()
@@ -223,8 +238,8 @@ class _Session:
         self.result.status = ProbeStatus.OK
 
     def close(self) -> None:
-        if self.smtp is not None:
-            self.smtp.close()
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.close()
 
 
 async def probe(target: ProbeTarget) -> ProbeResult:

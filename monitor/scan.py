@@ -19,7 +19,7 @@ from monitor.errors import ProbeError
 from monitor.probe import ProbeResult, ProbeTarget, probe_many, unresolved
 from monitor.resolve import resolve
 from monitor.store import ScanRecord, Store
-from monitor.trust import trust_roots
+from monitor.trust import trust_anchors
 
 
 def _target(config: Config, endpoint: EndpointConfig, address: str) -> ProbeTarget:
@@ -64,7 +64,7 @@ class Judge:
 
     def __init__(self, config: Config, now: datetime) -> None:
         self.config = config
-        roots = trust_roots(config)
+        roots = trust_anchors(config)
         accepted = config.tenant.accepted_domains
         expiry = config.expiry.to_check()
         self.policies = {

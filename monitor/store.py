@@ -7,18 +7,19 @@ removes nothing.  Database errors are mapped to :class:`~monitor.errors.StoreErr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, Table, create_engine, event, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
 from checks.base import Finding, worst
 from checks.certinfo import clip, fingerprint
@@ -27,6 +28,9 @@ from monitor.models import CertificateRow, EndpointRow, FindingRow, ObservationR
 from monitor.probe import ProbeResult
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+OBSERVATION: Table = SQLModel.metadata.tables["observation"]
+FINDING: Table = SQLModel.metadata.tables["finding"]
+CERTIFICATE: Table = SQLModel.metadata.tables["certificate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,46 +112,54 @@ class Store:
             ) from exc
 
     def _record(self, session: Session, records: Sequence[ScanRecord]) -> None:
+        # Core bulk inserts, not ORM objects: a 2000-address scan is one statement per table.
         endpoints = self._endpoints(session, records)
-        self._certificates(session, (c for r in records for c in r.chain))
-        rows: list[tuple[ObservationRow, tuple[Finding, ...]]] = []
+        # Many addresses serve the same certificate objects: fingerprint each object once.
+        sha: dict[int, str] = {id(c): fingerprint(c) for r in records for c in r.chain}
+        self._certificates(session, {sha[id(c)]: c for r in records for c in r.chain})
+        rows: list[dict[str, Any]] = []
         for record in records:
             result = record.result
-            prints = [fingerprint(c) for c in record.chain]
+            prints = [sha[id(c)] for c in record.chain]
             severity = worst(f.severity for f in record.findings)
-            row = ObservationRow(
-                endpoint_id=endpoints[result.target.endpoint],
-                address=result.target.address,
-                started_at=result.started_at,
-                duration_ms=result.timings.get("total", 0.0),
-                status=result.status.value,
-                failed_step=result.failed_step,
-                error=result.error,
-                banner=result.banner,
-                ehlo=list(result.ehlo),
-                starttls_reply=result.starttls_reply,
-                tls_version=result.tls_version,
-                cipher=result.cipher,
-                leaf_sha256=prints[0] if prints else None,
-                chain=prints,
-                timings=result.timings,
-                worst=severity.value if severity else None,
+            rows.append(
+                {
+                    "endpoint_id": endpoints[result.target.endpoint],
+                    "address": result.target.address,
+                    "started_at": result.started_at,
+                    "duration_ms": result.timings.get("total", 0.0),
+                    "status": result.status.value,
+                    "failed_step": result.failed_step,
+                    "error": result.error,
+                    "banner": result.banner,
+                    "ehlo": list(result.ehlo),
+                    "starttls_reply": result.starttls_reply,
+                    "tls_version": result.tls_version,
+                    "cipher": result.cipher,
+                    "leaf_sha256": prints[0] if prints else None,
+                    "chain": prints,
+                    "timings": result.timings,
+                    "worst": severity.value if severity else None,
+                }
             )
-            rows.append((row, record.findings))
-        session.add_all([row for row, _ in rows])
-        session.flush()
-        session.add_all(
-            [
-                FindingRow(
-                    observation_id=cast(int, row.id),
-                    rule=f.rule,
-                    severity=f.severity.value,
-                    message=f.message,
-                )
-                for row, findings in rows
-                for f in findings
-            ]
-        )
+        if not rows:
+            return
+        ids = session.scalars(
+            insert(OBSERVATION).returning(OBSERVATION.c.id, sort_by_parameter_order=True),
+            rows,
+        ).all()
+        findings = [
+            {
+                "observation_id": observation_id,
+                "rule": f.rule,
+                "severity": f.severity.value,
+                "message": f.message,
+            }
+            for observation_id, record in zip(ids, records, strict=True)
+            for f in record.findings
+        ]
+        if findings:
+            session.execute(insert(FINDING), findings)
 
     def _endpoints(self, session: Session, records: Sequence[ScanRecord]) -> dict[str, int]:
         names = {r.result.target.endpoint for r in records}
@@ -168,14 +180,18 @@ class Store:
                 )
                 session.add(row)
                 existing[target.endpoint] = row
-            else:
+            elif (row.host, row.port, row.mode, row.connector) != (
+                target.host,
+                target.port,
+                record.mode,
+                record.connector,
+            ):
                 row.host, row.port = target.host, target.port
                 row.mode, row.connector = record.mode, record.connector
         session.flush()
         return {name: row.id for name, row in existing.items() if row.id is not None}
 
-    def _certificates(self, session: Session, certs: Iterable[x509.Certificate]) -> None:
-        unique = {fingerprint(c): c for c in certs}
+    def _certificates(self, session: Session, unique: dict[str, x509.Certificate]) -> None:
         if not unique:
             return
         known = set(
@@ -185,21 +201,23 @@ class Store:
                 )
             )
         )
-        session.add_all(
-            [
-                CertificateRow(
-                    sha256=sha,
-                    der=cert.public_bytes(Encoding.DER),
-                    subject=cert.subject.rfc4514_string(),
-                    issuer=cert.issuer.rfc4514_string(),
-                    serial=format(cert.serial_number, "x"),
-                    not_before=cert.not_valid_before_utc,
-                    not_after=cert.not_valid_after_utc,
-                )
-                for sha, cert in unique.items()
-                if sha not in known
-            ]
-        )
+        now = datetime.now(UTC)
+        new = [
+            {
+                "sha256": sha,
+                "der": cert.public_bytes(Encoding.DER),
+                "subject": cert.subject.rfc4514_string(),
+                "issuer": cert.issuer.rfc4514_string(),
+                "serial": format(cert.serial_number, "x"),
+                "not_before": cert.not_valid_before_utc,
+                "not_after": cert.not_valid_after_utc,
+                "first_seen": now,
+            }
+            for sha, cert in unique.items()
+            if sha not in known
+        ]
+        if new:
+            session.execute(insert(CERTIFICATE), new)
 
     def counts(self) -> dict[str, int]:
         """Row counts per table (for status output and tests)."""

@@ -11,8 +11,13 @@ import certifi
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
+from checks.base import TrustAnchors
 from monitor.config import Config
 from monitor.errors import ConfigError
+
+
+def public_anchors() -> TrustAnchors:
+    return TrustAnchors(certifi_roots())
 
 
 @lru_cache(maxsize=1)
@@ -32,7 +37,7 @@ def load_ca_file(path: Path) -> list[x509.Certificate]:
     return [x509.load_der_x509_certificate(data)]
 
 
-def trust_roots(config: Config) -> tuple[x509.Certificate, ...]:
+def trust_anchors(config: Config) -> TrustAnchors:
     roots: list[x509.Certificate] = list(certifi_roots()) if config.trust.use_certifi else []
     for index, item in enumerate(config.trust.extra_ca_files):
         path = config.resolve_path(item)
@@ -53,4 +58,4 @@ def trust_roots(config: Config) -> tuple[x509.Certificate, ...]:
             f"{config.source}: trust: no trust anchors (use_certifi = false and no "
             "extra_ca_files); enable certifi or list your CA files"
         )
-    return tuple(roots)
+    return TrustAnchors(tuple(roots))

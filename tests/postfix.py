@@ -21,7 +21,7 @@ queue_directory = {root}/queue
 data_directory = {root}/data
 mail_owner = postfix
 myhostname = {banner}
-inet_interfaces = 127.0.0.1
+inet_interfaces = {interfaces}
 inet_protocols = ipv4
 maillog_file = {root}/maillog
 maillog_file_prefixes = {root}
@@ -38,7 +38,7 @@ smtpd_client_connection_rate_limit = 0
 """
 
 MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
+{service} inet n - n - - smtpd
 postlog unix-dgram n - n - 1 postlogd
 anvil unix - - n - 1 anvil
 proxymap unix - - n - - proxymap
@@ -64,7 +64,7 @@ def ensure_installed() -> str | None:
 
 
 class Postfix:
-    """``with Postfix(dir, key, chain) as pf:`` serves the chain on ``127.0.0.1:pf.port``."""
+    """``with Postfix(key, chain) as pf:`` serves the chain on ``127.0.0.1:pf.port``."""
 
     def __init__(
         self,
@@ -73,7 +73,11 @@ class Postfix:
         port: int | None = None,
         processes: int = 100,
         banner: str = "mx.postfix.test",
+        all_interfaces: bool = False,
     ) -> None:
+        """``all_interfaces`` listens on every address: only for a private network namespace
+        that has nothing but loopback (the benchmark uses that to serve all of 127.0.0.0/8)."""
+        self.all_interfaces = all_interfaces
         # Its own folder under /tmp, world-searchable: Postfix's unprivileged daemons must reach
         # the queue, which pytest's private (0700) tmp_path does not allow.
         self.root = Path(tempfile.mkdtemp(prefix="relaycert-postfix-"))
@@ -97,9 +101,11 @@ class Postfix:
                 chain=self.chain,
                 banner=self.banner,
                 processes=self.processes,
+                interfaces="all" if self.all_interfaces else "127.0.0.1",
             )
         )
-        (etc / "master.cf").write_text(MASTER_CF.format(port=self.port))
+        service = str(self.port) if self.all_interfaces else f"127.0.0.1:{self.port}"
+        (etc / "master.cf").write_text(MASTER_CF.format(service=service))
 
     def start(self, timeout: float = 20) -> Postfix:
         self.configure()

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from checks.base import Connector, ExpiryThresholds, Observation, Policy, ProbeStatus, Severity
+from checks.base import (
+    Connector,
+    ExpiryThresholds,
+    Observation,
+    Policy,
+    ProbeStatus,
+    Severity,
+    TrustAnchors,
+)
 from checks.registry import BUILTIN_RULES, evaluate
 from monitor.demo import pki
 
@@ -44,7 +52,7 @@ def run(
     expiry: ExpiryThresholds | None = None,
     **obs: object,
 ) -> list[tuple[Severity, str]]:
-    policy = Policy(NOW, accepted, connector, expiry or ExpiryThresholds(), roots)
+    policy = Policy(NOW, accepted, connector, expiry or ExpiryThresholds(), TrustAnchors(roots))
     observation = Observation(status, chain, host=host, port=25, address="127.0.0.1", **obs)  # type: ignore[arg-type]
     return [(f.severity, f.message) for f in BUILTIN_RULES[rule].evaluate(observation, policy)]
 
