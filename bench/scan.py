@@ -194,9 +194,8 @@ def main() -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
     n = args.addresses
-    print(
-        f"server: {kind}; addresses: {n} ({'distinct, private netns' if args.in_netns else 'all 127.0.0.1'}); concurrency: {args.concurrency}"
-    )
+    where = "distinct, private netns" if args.in_netns else "all 127.0.0.1"
+    print(f"server: {kind}; addresses: {n} ({where}); concurrency: {args.concurrency}")
     print(
         f"relaycert: {n / rc_wall:8.1f} probes/s  {rc_cpu / n * 1000:6.2f} ms CPU/probe  "
         f"{rc_ok}/{n} ok  ({rc_wall:.2f} s wall)"
