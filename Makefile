@@ -1,0 +1,42 @@
+# relaycert: every developer and CI entry point.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test check lint typecheck docs bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: run relaycert on the built-in demo fleet (loopback only, no setup)
+demo: $(STAMP)
+	$(BIN)/relaycert demo
+
+## test: the full test suite (Postfix integration tests need Debian's postfix; see .ci/run)
+test: $(STAMP)
+	$(BIN)/pytest
+
+## check: lint, strict typing and the tests, as CI runs them
+check: lint typecheck test
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## docs: regenerate docs/rules.md from the rules' metadata
+docs: $(STAMP)
+	$(BIN)/python -m monitor.docgen docs/rules.md
+
+## bench: the scan benchmark (2000 addresses, concurrency 64)
+bench: $(STAMP)
+	$(BIN)/python bench/scan.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
