@@ -163,6 +163,42 @@ class ProbeConfig(_Model):
     ehlo_name: str = "relaycert.invalid"
 
 
+class DnsConfig(_Model):
+    nameservers: tuple[str, ...] = ()
+
+    @field_validator("nameservers")
+    @classmethod
+    def _servers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            _nameserver(item)
+        return value
+
+    def servers(self) -> tuple[tuple[str, int], ...]:
+        """``("192.0.2.53", 53)`` pairs; ``"[2001:db8::53]:5353"`` and ``"ip:port"`` accepted."""
+        return tuple(_nameserver(item) for item in self.nameservers)
+
+
+def _nameserver(item: str) -> tuple[str, int]:
+    import ipaddress
+
+    host, port = item, 53
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 53
+    elif item.count(":") == 1:
+        host, _, text = item.partition(":")
+        if not text.isdigit():
+            raise ValueError(f"'{item}': the port after ':' must be a number")
+        port = int(text)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"'{item}' is not an IP address (optionally with :port)") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"'{item}': port out of range")
+    return host, port
+
+
 class DatabaseConfig(_Model):
     url: SecretStr | None = None
     url_env: str | None = None
@@ -185,6 +221,7 @@ class Config(_Model):
     trust: TrustConfig = TrustConfig()
     expiry: ExpiryConfig = ExpiryConfig()
     probe: ProbeConfig = ProbeConfig()
+    dns: DnsConfig = DnsConfig()
     database: DatabaseConfig = DatabaseConfig()
     source: Path = Field(default=Path("relaycert.toml"), exclude=True)
 

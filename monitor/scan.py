@@ -44,7 +44,7 @@ async def targets(
             return [_target(config, endpoint, a) for a in endpoint.addresses]
         timeout = config.endpoint_timeout(endpoint).total_seconds()
         try:
-            addresses = await resolve(endpoint.host, endpoint.port, timeout)
+            addresses = await resolve(endpoint.host, endpoint.port, timeout, config.dns.servers())
         except ProbeError as exc:
             return unresolved(_target(config, endpoint, ""), exc.detail)
         return [_target(config, endpoint, a) for a in addresses]

@@ -17,6 +17,7 @@ from monitor.cli import main
 from monitor.demo import pki
 from monitor.demo.servers import LoopbackSMTP
 from tests.conftest import endpoint_toml
+from tests.dnsserver import loopback_dns
 
 Start = Callable[..., LoopbackSMTP]
 
@@ -237,3 +238,52 @@ def test_demo_runs_and_exits_zero(tmp_path: Path, capsys) -> None:  # type: igno
     assert rules["smtps"] == ["cert.expired"]
     assert rules["offline"] == ["probe.unreachable"]
     assert (tmp_path / "relaycert.toml").exists() and (tmp_path / "relaycert.db").exists()
+
+
+def test_every_address_is_probed_separately(write_chain, config_file, capsys, intermediate) -> None:  # type: ignore[no-untyped-def]
+    """Two nodes behind one name, one renewed and one not: each address has its own result."""
+    from monitor.demo.servers import free_port
+
+    port = free_port()
+    old = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    new = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    nodes = [
+        LoopbackSMTP("starttls", *write_chain(old, intermediate), host="127.0.0.1", port=port),
+        LoopbackSMTP("starttls", *write_chain(new, intermediate), host="127.0.0.2", port=port),
+    ]
+    for node in nodes:
+        node.start()
+    try:
+        toml = endpoint_toml("pair", port).replace('["127.0.0.1"]', '["127.0.0.1", "127.0.0.2"]')
+        code, doc = scan_json(capsys, config_file(toml))
+    finally:
+        for node in nodes:
+            node.stop()
+    assert code == 0
+    seen = {r["address"]: r["sha256"] for r in doc["results"]}
+    assert seen == {"127.0.0.1": fingerprint(old.cert), "127.0.0.2": fingerprint(new.cert)}
+
+
+async def test_resolve_system_resolver_reads_hosts_file() -> None:
+    from monitor.resolve import resolve
+
+    assert "127.0.0.1" in await resolve("localhost", 25, 5)  # /etc/hosts, no DNS query
+
+
+async def test_resolve_with_nameservers() -> None:
+    from monitor.errors import ProbeError, ProbeTimeoutError
+    from monitor.resolve import resolve
+
+    records = {"mail.contoso.com": ["127.0.0.1", "127.0.0.2", "::1"], "v6.contoso.com": ["::1"]}
+    with loopback_dns(records, silent=frozenset({"dead.contoso.com"})) as port:
+        servers = [("127.0.0.1", port)]
+        assert await resolve("mail.contoso.com", 25, 2, servers) == [
+            "127.0.0.1",
+            "127.0.0.2",
+            "::1",
+        ]
+        assert await resolve("v6.contoso.com", 25, 2, servers) == ["::1"]
+        with pytest.raises(ProbeError, match="NXDOMAIN"):
+            await resolve("nope.contoso.com", 25, 2, servers)
+        with pytest.raises(ProbeTimeoutError, match="no DNS answer within 0.5s"):
+            await resolve("dead.contoso.com", 25, 0.5, servers)

@@ -134,6 +134,7 @@ BAD = [
     ),
     (GOOD + '[database]\nurl = "nosuchdb://x"\n', ["cannot open the store", "[database]"]),
     (GOOD + "[probe]\nconcurrency = 0\n", ["probe.concurrency", "greater than or equal to 1"]),
+    (GOOD + '[dns]\nnameservers = ["dns.contoso.com"]\n', ["dns.nameservers", "not an IP address"]),
 ]
 
 
