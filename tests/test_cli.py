@@ -285,5 +285,5 @@ async def test_resolve_with_nameservers() -> None:
         assert await resolve("v6.contoso.com", 25, 2, servers) == ["::1"]
         with pytest.raises(ProbeError, match="NXDOMAIN"):
             await resolve("nope.contoso.com", 25, 2, servers)
-        with pytest.raises(ProbeTimeoutError, match="no DNS answer within 0.5s"):
+        with pytest.raises(ProbeTimeoutError, match=r"no DNS answer within 0\.5s"):
             await resolve("dead.contoso.com", 25, 0.5, servers)
