@@ -62,6 +62,17 @@ class ProbeStatus(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Baseline:
+    """The certificate last accepted for one endpoint address (see ``relaycert accept``)."""
+
+    sha256: str
+    names: tuple[str, ...]
+    issuer: str
+    spki_sha256: str
+    tls_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """What one probe of one endpoint address saw (or what a certificate file holds).
 
@@ -77,6 +88,9 @@ class Observation:
     tls_version: str | None = None
     failed_step: str | None = None
     error: str | None = None
+    baseline: Baseline | None = None
+    # Leaf fingerprints served by the endpoint's other addresses in the same scan, by address.
+    peers: tuple[tuple[str, str], ...] = ()
 
     @property
     def leaf(self) -> x509.Certificate | None:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -125,6 +126,14 @@ def extended_key_usages(cert: x509.Certificate) -> list[str] | None:
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 fingerprint, lower-case hex without separators."""
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def spki_fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the SubjectPublicKeyInfo (what TLSA 3 1 1 records and pins use)."""
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    return digest.finalize().hex()
 
 
 def subject_text(cert: x509.Certificate) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from checks import connector, crypto, identity, session, trust, validity
+from checks import connector, crypto, drift, identity, session, trust, validity
 from checks.base import Finding, Observation, Policy, ProbeStatus, Rule
 
 
@@ -26,6 +26,7 @@ _BUILTIN: list[Rule] = [
     *crypto.RULES,
     *identity.RULES,
     *connector.RULES,
+    *drift.RULES,
 ]
 BUILTIN_RULES: Mapping[str, Rule] = _index(_BUILTIN)
 
@@ -33,13 +34,24 @@ BUILTIN_RULES: Mapping[str, Rule] = _index(_BUILTIN)
 CONFIG_RULES = frozenset({"connector.domain_not_registered", "connector.host_specific_name"})
 
 
+def evaluated(obs: Observation, rules: Mapping[str, Rule] = BUILTIN_RULES) -> frozenset[str]:
+    """The ids of the rules :func:`evaluate` runs for ``obs``.  A rule not run says nothing:
+    a failed probe must not resolve the alerts of certificate rules."""
+    has_chain = bool(obs.chain) and obs.status in (ProbeStatus.OK, ProbeStatus.FILE)
+    return frozenset(
+        rule_id
+        for rule_id in rules
+        if has_chain or rule_id in CONFIG_RULES or rule_id.startswith(("probe.", "tls."))
+    )
+
+
 def evaluate(
     obs: Observation, policy: Policy, rules: Mapping[str, Rule] = BUILTIN_RULES
 ) -> list[Finding]:
     """Run every rule on ``obs``; certificate rules only when a chain was captured."""
-    has_chain = bool(obs.chain) and obs.status in (ProbeStatus.OK, ProbeStatus.FILE)
+    run = evaluated(obs, rules)
     findings: list[Finding] = []
     for rule_id, r in rules.items():
-        if has_chain or rule_id in CONFIG_RULES or rule_id.startswith(("probe.", "tls.")):
+        if rule_id in run:
             findings.extend(r.evaluate(obs, policy))
     return findings

@@ -26,8 +26,10 @@ from pydantic import (
     model_validator,
 )
 
-from checks.base import Connector, ExpiryThresholds
+from checks.base import DOCS_BASE, Connector, ExpiryThresholds, Severity
+from monitor.alerting import AlertSettings
 from monitor.errors import ConfigError
+from notifications.registry import AnyChannelSettings
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -101,6 +103,7 @@ class EndpointConfig(_Model):
     addresses: tuple[str, ...] | None = None
     ehlo_name: str | None = None
     timeout: Duration | None = None
+    interval: Duration | None = None
 
     @field_validator("host", "ehlo_name")
     @classmethod
@@ -199,6 +202,41 @@ def _nameserver(item: str) -> tuple[str, int]:
     return host, port
 
 
+class DaemonConfig(_Model):
+    interval: Duration = timedelta(hours=1)
+    jitter: Duration | None = None  # default: a tenth of the interval, at most 5 minutes
+    auto_accept_renewals: bool = True
+    outbox_interval: Duration = timedelta(seconds=30)
+    outbox_lease: Duration = timedelta(minutes=2)
+    shutdown_grace: Duration = timedelta(seconds=10)
+    log_format: Literal["kv", "json"] = "kv"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def jitter_for(self, interval: timedelta) -> timedelta:
+        if self.jitter is not None:
+            return self.jitter
+        return min(interval / 10, timedelta(minutes=5))
+
+
+class AlertsConfig(_Model):
+    min_severity: Literal["info", "warning", "unknown", "critical"] = "warning"
+    persist: int = Field(default=1, ge=1, le=100)
+    remind_critical: Duration = timedelta(days=1)
+    remind_warning: Duration = timedelta(days=7)
+    remind_info: Duration | None = None
+    docs_url: str = DOCS_BASE
+
+    def settings(self) -> AlertSettings:
+        remind = {
+            Severity.CRITICAL: self.remind_critical,
+            Severity.UNKNOWN: self.remind_critical,
+            Severity.WARNING: self.remind_warning,
+        }
+        if self.remind_info is not None:
+            remind[Severity.INFO] = self.remind_info
+        return AlertSettings(Severity(self.min_severity), self.persist, remind)
+
+
 class DatabaseConfig(_Model):
     url: SecretStr | None = None
     url_env: str | None = None
@@ -223,6 +261,9 @@ class Config(_Model):
     probe: ProbeConfig = ProbeConfig()
     dns: DnsConfig = DnsConfig()
     database: DatabaseConfig = DatabaseConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    channels: tuple[AnyChannelSettings, ...] = ()
     source: Path = Field(default=Path("relaycert.toml"), exclude=True)
 
     @model_validator(mode="after")
@@ -244,12 +285,35 @@ class Config(_Model):
                     ("endpoints", index, "connector"),
                     f"unknown connector '{endpoint.connector}' (known: {known})",
                 )
+            if endpoint.interval is not None and endpoint.interval < timedelta(seconds=10):
+                raise _at(("endpoints", index, "interval"), "must be at least 10s")
             if endpoint.mode == "starttls" and endpoint.port == 465:
                 raise _at(
                     ("endpoints", index, "mode"),
                     "port 465 is implicit TLS; use mode = 'tls' or 'auto'",
                 )
+        seen_channels: set[str] = set()
+        for index, channel in enumerate(self.channels):
+            if channel.name in seen_channels:
+                raise _at(("channels", index, "name"), f"duplicate channel '{channel.name}'")
+            seen_channels.add(channel.name)
+            for name in channel.connectors:
+                if name not in connectors:
+                    raise _at(("channels", index, "connectors"), f"unknown connector '{name}'")
+            for severity in channel.severities:
+                if severity not in {s.value for s in Severity}:
+                    raise _at(("channels", index, "severities"),
+                              f"'{severity}' is not one of info, warning, unknown, critical")
         return self
+
+    def endpoint(self, name: str) -> EndpointConfig | None:
+        return next((e for e in self.endpoints if e.name == name), None)
+
+    def endpoint_interval(self, endpoint: EndpointConfig) -> timedelta:
+        return endpoint.interval or self.daemon.interval
+
+    def channel_where(self, index: int) -> str:
+        return f"{self.source}: channels[{index}] ({self.channels[index].name})"
 
     def connector(self, name: str | None) -> ConnectorConfig | None:
         return next((c for c in self.connectors if c.name == name), None)

@@ -7,6 +7,7 @@ monitor's own failures::
     ├── ConfigError (ValueError)            bad configuration file, key or value
     ├── InputFileError (ValueError)         a certificate file that cannot be read or parsed
     ├── StoreError                          the database cannot be opened, migrated or written
+    ├── DeliveryError                       a channel did not accept a message (.permanent)
     └── ProbeError                          one probe step failed (mapped into an observation)
         ├── ProbeTimeoutError (TimeoutError)
         └── ProbeConnectionError (ConnectionError)
@@ -49,3 +50,17 @@ class ProbeTimeoutError(ProbeError, TimeoutError):
 
 class ProbeConnectionError(ProbeError, ConnectionError):
     """The connection was refused, reset or closed by the server."""
+
+
+class DeliveryError(RelaycertError):
+    """A notification channel did not accept a message.
+
+    ``permanent`` errors (4xx, bad credentials, a refused recipient) are not retried;
+    ``retry_after`` (seconds) is the channel's own hint for transient ones (HTTP 429).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after

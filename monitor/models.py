@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, LargeBinary, Text, TypeDecorator
+from sqlalchemy import JSON, DateTime, Index, LargeBinary, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -101,3 +101,68 @@ class FindingRow(SQLModel, table=True):
     rule: str = Field(max_length=64)
     severity: str = Field(max_length=16)
     message: str = Field(sa_type=Text)
+
+
+class BaselineRow(SQLModel, table=True):
+    """The certificate last accepted for one endpoint address (drift is measured against it)."""
+
+    __tablename__ = "baseline"
+    __table_args__ = (UniqueConstraint("endpoint_id", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="endpoint.id")
+    address: str = Field(max_length=64)
+    sha256: str = Field(max_length=64)
+    names: list[str] = Field(default_factory=list, sa_type=JSON)
+    issuer: str = Field(sa_type=Text)
+    spki_sha256: str = Field(max_length=64)
+    tls_version: str | None = Field(default=None, max_length=16)
+    accepted_at: datetime = Field(sa_type=UTCDateTime)
+    accepted_by: str = Field(max_length=16)  # initial | auto | manual
+
+
+class AlertRow(SQLModel, table=True):
+    """The lifecycle of one (endpoint address, rule) pair: pending, open, resolved."""
+
+    __tablename__ = "alert"
+    __table_args__ = (Index("ix_alert_open", "endpoint_id", "address", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="endpoint.id")
+    address: str = Field(max_length=64)
+    rule: str = Field(max_length=64)
+    severity: str = Field(max_length=16)
+    status: str = Field(max_length=16)  # pending | open | resolved
+    streak: int = 1
+    message: str = Field(sa_type=Text)
+    first_seen: datetime = Field(sa_type=UTCDateTime)
+    opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_notified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    transitions: int = 0
+
+
+class OutboxRow(SQLModel, table=True):
+    """A message written before it is sent; sent (or failed) only after the channel answered.
+
+    ``dedup_key`` (alert, transition number, channel) is unique, so one transition can never be
+    enqueued twice; ``claim_until`` leases the row to one sender at a time.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedup_key: str = Field(max_length=200, unique=True)
+    channel: str = Field(max_length=100)
+    alert_id: int | None = Field(default=None, foreign_key="alert.id")
+    kind: str = Field(max_length=16)  # opened | escalated | reminder | resolved | test
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: str = Field(max_length=16)  # pending | sent | failed
+    attempts: int = 0
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    claim_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=Text)

@@ -1,0 +1,87 @@
+"""E-mail with aiosmtplib: STARTTLS or implicit TLS, optional AUTH, several recipients, a text
+and an HTML part.  The Message-ID is derived from the notification key, so a repeat after a crash
+mid-delivery is recognisable as the same message."""
+
+from __future__ import annotations
+
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import Literal
+
+import aiosmtplib
+from pydantic import Field
+
+from notifications.base import DeliveryError, Notification
+from notifications.render import html_body, subject, text_body
+from notifications.settings import ChannelSettings, read_secret
+
+
+class EmailSettings(ChannelSettings):
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    recipients: tuple[str, ...] = Field(min_length=1)
+    ca_file: Path | None = None  # trust for the relay's certificate; default: system roots
+
+
+def build_message(note: Notification, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = subject(note)  # one line, clipped: no header injection
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = f"<{note.key.replace(':', '.')}@relaycert.invalid>"
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text_body(note))
+    message.add_alternative(html_body(note), subtype="html")
+    return message
+
+
+class EmailChannel:
+    def __init__(self, settings: EmailSettings, where: str) -> None:
+        self.settings = settings
+        self._password = read_secret(f"{where}.password", settings.password_env,
+                                     settings.password_file, required=False)
+        self._context = ssl.create_default_context(
+            cafile=str(settings.ca_file) if settings.ca_file else None)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    async def send(self, note: Notification) -> None:
+        s = self.settings
+        message = build_message(note, s.sender, s.recipients)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=s.host,
+                port=s.port,
+                use_tls=s.security == "tls",
+                start_tls=True if s.security == "starttls" else False,
+                tls_context=self._context if s.security != "none" else None,
+                username=s.username,
+                password=self._password,
+                timeout=s.timeout.total_seconds(),
+            )
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(f"{self.name}: authentication failed ({exc.code}); check the "
+                                "username and the password source", permanent=True) from exc
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise DeliveryError(f"{self.name}: every recipient was refused", permanent=True
+                                ) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise DeliveryError(f"{self.name}: {s.host}:{s.port} answered {exc.code}",
+                                permanent=exc.code >= 500) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise DeliveryError(f"{self.name}: {s.host}:{s.port} certificate not trusted "
+                                f"({exc.verify_message}); set ca_file", permanent=True) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"{self.name}: {s.host}:{s.port}: {type(exc).__name__}") from exc

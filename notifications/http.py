@@ -1,0 +1,44 @@
+"""What the Teams and webhook channels share: one POST with a timeout, status codes mapped to
+transient or permanent :class:`DeliveryError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from notifications.base import DeliveryError
+
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
+
+
+async def post(channel: str, url: str, timeout: float, content: bytes,
+               headers: dict[str, str] | None = None) -> None:
+    """POST ``content`` as JSON; return on 2xx, raise :class:`DeliveryError` otherwise.
+
+    The URL is a secret (Teams Workflows and webhook URLs carry their credentials), so it never
+    appears in an error message.
+    """
+    all_headers: dict[str, Any] = {"Content-Type": "application/json",
+                                   "User-Agent": "relaycert", **(headers or {})}
+    try:
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            response = await client.post(url, content=content, headers=all_headers)
+    except httpx.TimeoutException as exc:
+        raise DeliveryError(f"{channel}: no answer within {timeout:g}s") from exc
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{channel}: {type(exc).__name__}") from exc
+    if 200 <= response.status_code < 300:
+        return
+    permanent = response.status_code not in TRANSIENT_STATUS
+    raise DeliveryError(
+        f"{channel}: HTTP {response.status_code} {response.reason_phrase}"
+        + ("" if not permanent else "; check the URL and the receiving flow"),
+        permanent=permanent,
+        retry_after=_retry_after(response),
+    )
