@@ -302,8 +302,10 @@ class Config(_Model):
                     raise _at(("channels", index, "connectors"), f"unknown connector '{name}'")
             for severity in channel.severities:
                 if severity not in {s.value for s in Severity}:
-                    raise _at(("channels", index, "severities"),
-                              f"'{severity}' is not one of info, warning, unknown, critical")
+                    raise _at(
+                        ("channels", index, "severities"),
+                        f"'{severity}' is not one of info, warning, unknown, critical",
+                    )
         return self
 
     def endpoint(self, name: str) -> EndpointConfig | None:

@@ -59,8 +59,9 @@ class DeliveryError(RelaycertError):
     ``retry_after`` (seconds) is the channel's own hint for transient ones (HTTP 429).
     """
 
-    def __init__(self, message: str, *, permanent: bool = False,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after

@@ -7,18 +7,23 @@ instant, and identical chains (the same certificate on many addresses) are parse
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from cryptography import x509
 
-from checks.base import Policy, worst
-from checks.registry import evaluate
+from checks.base import Baseline, Policy, worst
+from checks.certinfo import fingerprint
+from checks.drift import baseline_of
+from checks.registry import evaluate, evaluated
 from monitor.config import Config, EndpointConfig
 from monitor.errors import ProbeError
 from monitor.probe import ProbeResult, ProbeTarget, probe_many, unresolved
 from monitor.resolve import resolve
 from monitor.store import ScanRecord, Store
+from monitor.tracking import Tracking, load_baselines, track
 from monitor.trust import trust_anchors
 
 
@@ -81,11 +86,56 @@ class Judge:
             self._chains[der] = parsed
         return parsed
 
-    def judge(self, result: ProbeResult, endpoint: EndpointConfig) -> ScanRecord:
+    def judge(
+        self,
+        result: ProbeResult,
+        endpoint: EndpointConfig,
+        baseline: Baseline | None = None,
+        peers: tuple[tuple[str, str], ...] = (),
+    ) -> ScanRecord:
         chain = self.chain(result.chain_der)
         policy = self.policies.get(endpoint.connector or "", self.default_policy)
-        findings = tuple(evaluate(result.observation(chain), policy))
-        return ScanRecord(result, chain, findings, endpoint.effective_mode, endpoint.connector)
+        obs = replace(result.observation(chain), baseline=baseline, peers=peers)
+        findings = tuple(evaluate(obs, policy))
+        return ScanRecord(
+            result,
+            chain,
+            findings,
+            endpoint.effective_mode,
+            endpoint.connector,
+            evaluated(obs),
+            baseline,
+            baseline_of(obs),
+        )
+
+    def judge_all(
+        self,
+        results: Sequence[ProbeResult],
+        baselines: Mapping[tuple[str, str], Baseline],
+    ) -> list[ScanRecord]:
+        """Judge a batch; addresses of one endpoint in the batch are each other's peers."""
+        served: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for result in results:
+            if result.chain_der:
+                leaf = self.chain(result.chain_der)[0]
+                served[result.target.endpoint].append((result.target.address, fingerprint(leaf)))
+        records = []
+        for result in results:
+            target = result.target
+            peers = tuple(p for p in served[target.endpoint] if p[0] != target.address)
+            endpoint = self.config.endpoint(target.endpoint)
+            assert endpoint is not None
+            records.append(
+                self.judge(
+                    result, endpoint, baselines.get((target.endpoint, target.address)), peers
+                )
+            )
+        return records
+
+
+def baselines_for(store: Store, names: Iterable[str]) -> dict[tuple[str, str], Baseline]:
+    with store.session() as session:
+        return load_baselines(session, store.endpoint_ids(names))
 
 
 async def scan(
@@ -93,18 +143,27 @@ async def scan(
     store: Store | None,
     endpoint_names: Sequence[str] | None = None,
     now: datetime | None = None,
+    tracking: Tracking | None = None,
 ) -> list[ScanRecord]:
-    """Probe, judge and (when ``store`` is given) store; results in configuration order."""
+    """Probe, judge and (when ``store`` is given) store; results in configuration order.
+
+    Without ``tracking``, a one-shot scan keeps baselines (drift) but does not touch alerts.
+    """
+    now = now or datetime.now(UTC)
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
-    judge = Judge(config, now or datetime.now(UTC))
+    judge = Judge(config, now)
     found, failed = await targets(config, endpoints)
     results = failed + await probe_many(found, config.probe.concurrency)
-    by_name = {e.name: e for e in endpoints}
     order = {e.name: i for i, e in enumerate(endpoints)}
     results.sort(key=lambda r: order[r.target.endpoint])
-    records = [judge.judge(r, by_name[r.target.endpoint]) for r in results]
+    names = [e.name for e in endpoints]
+    baselines = await asyncio.to_thread(baselines_for, store, names) if store else {}
+    records = judge.judge_all(results, baselines)
     if store is not None:
-        await asyncio.to_thread(store.record, records)
+        tracking = tracking or Tracking(auto_accept=config.daemon.auto_accept_renewals)
+        await asyncio.to_thread(
+            store.record, records, lambda session, ids: track(session, ids, records, tracking, now)
+        )
     return records
 
 

@@ -7,11 +7,11 @@ removes nothing.  Database errors are mapped to :class:`~monitor.errors.StoreErr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -21,7 +21,7 @@ from sqlalchemy import Engine, Table, create_engine, event, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col
 
-from checks.base import Finding, worst
+from checks.base import Baseline, Finding, worst
 from checks.certinfo import clip, fingerprint
 from monitor.errors import StoreError
 from monitor.models import CertificateRow, EndpointRow, FindingRow, ObservationRow
@@ -35,13 +35,24 @@ CERTIFICATE: Table = SQLModel.metadata.tables["certificate"]
 
 @dataclass(frozen=True, slots=True)
 class ScanRecord:
-    """One probe result with its parsed chain and its findings, ready to be stored."""
+    """One probe result with its parsed chain and its findings, ready to be stored.
+
+    ``evaluated`` are the rules that ran (a rule that did not run says nothing); ``baseline`` is
+    the accepted certificate it was compared with and ``candidate`` what accepting this
+    observation would make the baseline.
+    """
 
     result: ProbeResult
     chain: tuple[x509.Certificate, ...]
     findings: tuple[Finding, ...]
     mode: str
     connector: str | None
+    evaluated: frozenset[str] = frozenset()
+    baseline: Baseline | None = None
+    candidate: Baseline | None = None
+
+
+Hook: TypeAlias = Callable[[Session, dict[str, int]], None]
 
 
 def _redact(url: str) -> str:
@@ -100,18 +111,30 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def record(self, records: Sequence[ScanRecord]) -> None:
-        """Store a scan's results in one transaction (all or nothing)."""
+    def record(self, records: Sequence[ScanRecord], hook: Hook | None = None) -> None:
+        """Store a scan's results in one transaction (all or nothing).  ``hook`` runs in the
+        same transaction with the endpoint ids (baselines, alerts, outbox)."""
         try:
             with Session(self.engine) as session, session.begin():
-                self._record(session, records)
+                endpoint_ids = self._record(session, records)
+                if hook is not None:
+                    hook(session, endpoint_ids)
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"could not store the scan in {_redact(str(self.engine.url))}: "
                 f"{clip(str(exc).splitlines()[0], 300)}; nothing of this run was stored"
             ) from exc
 
-    def _record(self, session: Session, records: Sequence[ScanRecord]) -> None:
+    def endpoint_ids(self, names: Iterable[str]) -> dict[str, int]:
+        with Session(self.engine) as session:
+            query = select(EndpointRow).where(col(EndpointRow.name).in_(list(names)))
+            rows = session.scalars(query)
+            return {row.name: row.id for row in rows if row.id is not None}
+
+    def session(self) -> Session:
+        return Session(self.engine)
+
+    def _record(self, session: Session, records: Sequence[ScanRecord]) -> dict[str, int]:
         # Core bulk inserts, not ORM objects: a 2000-address scan is one statement per table.
         endpoints = self._endpoints(session, records)
         # Many addresses serve the same certificate objects: fingerprint each object once.
@@ -143,7 +166,7 @@ class Store:
                 }
             )
         if not rows:
-            return
+            return endpoints
         ids = session.scalars(
             insert(OBSERVATION).returning(OBSERVATION.c.id, sort_by_parameter_order=True),
             rows,
@@ -160,6 +183,7 @@ class Store:
         ]
         if findings:
             session.execute(insert(FINDING), findings)
+        return endpoints
 
     def _endpoints(self, session: Session, records: Sequence[ScanRecord]) -> dict[str, int]:
         names = {r.result.target.endpoint for r in records}

@@ -259,9 +259,13 @@ def test_every_address_is_probed_separately(write_chain, config_file, capsys, in
     finally:
         for node in nodes:
             node.stop()
-    assert code == 0
+    assert code == 1
     seen = {r["address"]: r["sha256"] for r in doc["results"]}
     assert seen == {"127.0.0.1": fingerprint(old.cert), "127.0.0.2": fingerprint(new.cert)}
+    for result in doc["results"]:
+        assert [f["rule"] for f in result["findings"]] == ["drift.nodes_differ"]
+        other = "127.0.0.2" if result["address"] == "127.0.0.1" else "127.0.0.1"
+        assert f"{other} serves" in result["findings"][0]["message"]
 
 
 async def test_resolve_system_resolver_reads_hosts_file() -> None:

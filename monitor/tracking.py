@@ -1,0 +1,230 @@
+"""What happens to a scan's results besides storing them, inside the same transaction:
+baselines for drift (first certificate, automatic acceptance of clean renewals) and the alert
+lifecycle with its outbox messages.  One transaction means an alert transition and its messages
+are written together or not at all, so a crash can neither lose nor repeat a transition."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from checks.base import Baseline, Severity
+from checks.certinfo import fingerprint
+from checks.registry import BUILTIN_RULES
+from monitor.alerting import AlertSettings, AlertState, Transition, decide
+from monitor.models import AlertRow, BaselineRow, OutboxRow
+from monitor.store import ScanRecord
+from notifications.base import Notification
+from notifications.settings import ChannelSettings
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """How a scan's results feed baselines and alerts."""
+
+    auto_accept: bool = True
+    alerts: AlertSettings | None = None  # None: no alerting (one-shot scans)
+    channels: tuple[ChannelSettings, ...] = ()
+    docs_url: str = ""
+
+
+def load_baselines(
+    session: Session, endpoint_ids: dict[str, int]
+) -> dict[tuple[str, str], Baseline]:
+    names = {v: k for k, v in endpoint_ids.items()}
+    rows = session.scalars(select(BaselineRow).where(col(BaselineRow.endpoint_id).in_(list(names))))
+    return {
+        (names[r.endpoint_id], r.address): Baseline(
+            r.sha256, tuple(r.names), r.issuer, r.spki_sha256, r.tls_version
+        )
+        for r in rows
+    }
+
+
+def acceptable(record: ScanRecord) -> bool:
+    """A certificate that passes every rule (drift reports aside) may become the baseline."""
+    return record.candidate is not None and not any(
+        f.severity.rank >= Severity.WARNING.rank and not f.rule.startswith("drift.")
+        for f in record.findings
+    )
+
+
+def set_baseline(
+    session: Session, endpoint_id: int, address: str, baseline: Baseline, by: str, now: datetime
+) -> None:
+    row = session.scalars(
+        select(BaselineRow).where(
+            col(BaselineRow.endpoint_id) == endpoint_id, col(BaselineRow.address) == address
+        )
+    ).first()
+    if row is None:
+        row = BaselineRow(
+            endpoint_id=endpoint_id,
+            address=address,
+            sha256="",
+            issuer="",
+            spki_sha256="",
+            accepted_at=now,
+            accepted_by=by,
+        )
+    row.sha256, row.names, row.issuer = baseline.sha256, list(baseline.names), baseline.issuer
+    row.spki_sha256, row.tls_version = baseline.spki_sha256, baseline.tls_version
+    row.accepted_at, row.accepted_by = now, by
+    session.add(row)
+
+
+def update_baselines(
+    session: Session,
+    endpoint_ids: dict[str, int],
+    records: Sequence[ScanRecord],
+    tracking: Tracking,
+    now: datetime,
+) -> None:
+    for record in records:
+        target, candidate = record.result.target, record.candidate
+        if candidate is None:
+            continue
+        known = record.baseline
+        if known is None:
+            set_baseline(
+                session, endpoint_ids[target.endpoint], target.address, candidate, "initial", now
+            )
+        elif known.sha256 != candidate.sha256 and tracking.auto_accept and acceptable(record):
+            set_baseline(
+                session, endpoint_ids[target.endpoint], target.address, candidate, "auto", now
+            )
+
+
+def _state(row: AlertRow) -> AlertState:
+    return AlertState(
+        row.rule,
+        Severity(row.severity),
+        row.status,
+        row.streak,
+        row.message,
+        row.first_seen,
+        row.id,
+        row.opened_at,
+        row.resolved_at,
+        row.last_notified_at,
+        row.transitions,
+    )
+
+
+def _notification(
+    record: ScanRecord, transition: Transition, channel: str, docs_url: str, now: datetime
+) -> Notification:
+    alert, target = transition.alert, record.result.target
+    leaf = record.chain[0] if record.chain else None
+    rule = BUILTIN_RULES.get(alert.rule)
+    return Notification(
+        kind=transition.kind,
+        severity=alert.severity.value,
+        rule=alert.rule,
+        title=rule.title if rule else alert.rule,
+        endpoint=target.endpoint,
+        host=target.host,
+        port=target.port,
+        address=target.address,
+        connector=record.connector,
+        message=alert.message,
+        at=now.isoformat(),
+        key=f"relaycert:{alert.id}:{transition.number}:{channel}",
+        days_left=round((leaf.not_valid_after_utc - now).total_seconds() / 86400, 2)
+        if leaf
+        else None,
+        fingerprint=fingerprint(leaf) if leaf else None,
+        docs_url=f"{docs_url}#{alert.rule.replace('.', '')}" if docs_url else None,
+    )
+
+
+def track(
+    session: Session,
+    endpoint_ids: dict[str, int],
+    records: Sequence[ScanRecord],
+    tracking: Tracking,
+    now: datetime,
+) -> None:
+    """Everything :class:`Tracking` asks for, in the caller's transaction."""
+    update_baselines(session, endpoint_ids, records, tracking, now)
+    apply_alerts(session, endpoint_ids, records, tracking, now)
+
+
+def apply_alerts(
+    session: Session,
+    endpoint_ids: dict[str, int],
+    records: Sequence[ScanRecord],
+    tracking: Tracking,
+    now: datetime,
+) -> int:
+    """Advance every alert of the scanned addresses; enqueue the messages.  Returns how many."""
+    if tracking.alerts is None:
+        return 0
+    ids = list(set(endpoint_ids.values()))
+    rows: dict[tuple[int, str], dict[str, AlertRow]] = defaultdict(dict)
+    for row in session.scalars(
+        select(AlertRow).where(
+            col(AlertRow.endpoint_id).in_(ids), col(AlertRow.status).in_(["pending", "open"])
+        )
+    ):
+        rows[(row.endpoint_id, row.address)][row.rule] = row
+    enqueued = 0
+    for record in records:
+        target = record.result.target
+        key = (endpoint_ids[target.endpoint], target.address)
+        known = rows[key]
+        states, transitions = decide(
+            {r: _state(a) for r, a in known.items()},
+            record.findings,
+            record.evaluated,
+            tracking.alerts,
+            now,
+        )
+        saved: dict[str, AlertRow] = {}
+        for state in states:
+            row = known.get(state.rule) or AlertRow(
+                endpoint_id=key[0],
+                address=key[1],
+                rule=state.rule,
+                severity="",
+                status="",
+                message="",
+                first_seen=state.first_seen,
+            )
+            row.severity, row.status, row.streak = state.severity.value, state.status, state.streak
+            row.message, row.opened_at, row.resolved_at = (
+                state.message,
+                state.opened_at,
+                state.resolved_at,
+            )
+            row.last_notified_at, row.transitions = state.last_notified_at, state.transitions
+            session.add(row)
+            saved[state.rule] = row
+        session.flush()
+        for transition in transitions:
+            row = saved[transition.alert.rule]
+            state = _state(row)  # now with the row's id, which the message key needs
+            transition = Transition(transition.kind, state, transition.number)
+            for channel in tracking.channels:
+                if not channel.routes(state.severity.value, record.connector):
+                    continue
+                note = _notification(record, transition, channel.name, tracking.docs_url, now)
+                session.add(
+                    OutboxRow(
+                        dedup_key=note.key,
+                        channel=channel.name,
+                        alert_id=row.id,
+                        kind=transition.kind,
+                        payload=note.to_dict(),
+                        status="pending",
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
+                enqueued += 1
+    return enqueued
