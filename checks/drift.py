@@ -17,8 +17,13 @@ def baseline_of(obs: Observation) -> Baseline | None:
     leaf = obs.leaf
     if leaf is None:
         return None
-    return Baseline(fingerprint(leaf), tuple(all_names(leaf)), issuer_text(leaf),
-                    spki_fingerprint(leaf), obs.tls_version)
+    return Baseline(
+        fingerprint(leaf),
+        tuple(all_names(leaf)),
+        issuer_text(leaf),
+        spki_fingerprint(leaf),
+        obs.tls_version,
+    )
 
 
 def _changed(obs: Observation) -> tuple[Baseline, Baseline] | None:
@@ -42,8 +47,9 @@ def certificate_changed(info: RuleInfo, obs: Observation, policy: Policy) -> Ite
     pair = _changed(obs)
     if pair:
         old, new = pair
-        yield info.finding(f"{obs.where}: now serves {new.sha256[:16]}..., "
-                           f"accepted was {old.sha256[:16]}...")
+        yield info.finding(
+            f"{obs.where}: now serves {new.sha256[:16]}..., accepted was {old.sha256[:16]}..."
+        )
 
 
 @rule(
@@ -132,5 +138,11 @@ def nodes_differ(info: RuleInfo, obs: Observation, policy: Policy) -> Iterator[F
         yield info.finding(f"{obs.where} serves {mine[:16]}...; {shown}")
 
 
-RULES = (certificate_changed, names_changed, issuer_changed, key_changed, tls_downgraded,
-         nodes_differ)
+RULES = (
+    certificate_changed,
+    names_changed,
+    issuer_changed,
+    key_changed,
+    tls_downgraded,
+    nodes_differ,
+)

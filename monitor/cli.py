@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from checks.base import Observation, Policy, ProbeStatus, worst
 from checks.registry import evaluate
@@ -59,6 +61,26 @@ def _parser() -> argparse.ArgumentParser:
     secret.add_argument("--password-env", metavar="VAR", help="PKCS#12 password from $VAR")
     secret.add_argument(
         "--password-file", type=Path, metavar="FILE", help="PKCS#12 password from FILE"
+    )
+
+    run_p = sub.add_parser("run", help="run the monitoring daemon (scheduled probes, alerts)")
+    run_p.add_argument("--config", "-c", type=Path, required=True)
+    run_p.add_argument(
+        "--once", action="store_true", help="one cycle: probe every endpoint, deliver alerts, exit"
+    )
+
+    status_p = sub.add_parser("status", help="every endpoint's last result, from the store")
+    status_p.add_argument("--config", "-c", type=Path, required=True)
+    status_p.add_argument("--format", choices=("table", "json"), default="table")
+
+    accept_p = sub.add_parser("accept", help="make an endpoint's current certificate its baseline")
+    accept_p.add_argument("endpoint", metavar="ENDPOINT")
+    accept_p.add_argument("--config", "-c", type=Path, required=True)
+
+    test_p = sub.add_parser("notify-test", help="send a test message through each channel")
+    test_p.add_argument("--config", "-c", type=Path, required=True)
+    test_p.add_argument(
+        "--channel", action="append", metavar="NAME", help="only this channel (repeatable)"
     )
 
     demo_p = sub.add_parser("demo", help="run a scan of a built-in demo fleet on loopback")
@@ -172,17 +194,28 @@ def _inspect_command(args: argparse.Namespace) -> int:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
+    from monitor import service
     from monitor.demo.fleet import running_fleet
 
     directory = args.dir or Path(tempfile.mkdtemp(prefix="relaycert-demo-"))
     with running_fleet(directory) as config_path:
         config = load(config_path)
         _scan_command(config, None, args.format, keep=True)
-    if args.format == "table":
-        console = _console()
-        console.print(f"Demo configuration: {config_path}")
-        console.print(f"Store: {config.database_url()}")
-        console.print("The findings above are illustrations; the demo itself succeeded.")
+        if args.format == "table":
+            console = _console()
+            console.print(
+                "\n[bold]One daemon cycle[/bold] (relaycert run --once): the alerts it "
+                "sends, captured in alerts.jsonl instead of e-mail or Teams:\n"
+            )
+            service.run_once(config_path, config)
+            captured = directory / "alerts.jsonl"
+            lines = captured.read_text().splitlines() if captured.exists() else []
+            for line in lines:
+                console.print(Text("  " + json.loads(line)["subject"]))
+            console.print(f"\nDemo configuration: {config_path}")
+            console.print(f"Store: {config.database_url()}")
+            console.print(f"Alerts: {captured} ({len(lines)} messages)")
+            console.print("The findings above are illustrations; the demo itself succeeded.")
     return 0
 
 
@@ -192,7 +225,17 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _scan_command(load(args.config), args.endpoint, args.format, not args.no_store)
     if args.command == "inspect":
         return _inspect_command(args)
-    return _demo_command(args)
+    if args.command == "demo":
+        return _demo_command(args)
+    from monitor import service
+
+    commands = {
+        "run": service.run_command,
+        "status": service.status_command,
+        "accept": service.accept_command,
+        "notify-test": service.notify_test_command,
+    }
+    return commands[args.command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -208,6 +208,7 @@ class DaemonConfig(_Model):
     auto_accept_renewals: bool = True
     outbox_interval: Duration = timedelta(seconds=30)
     outbox_lease: Duration = timedelta(minutes=2)
+    retry_base: Duration = timedelta(seconds=30)
     shutdown_grace: Duration = timedelta(seconds=10)
     log_format: Literal["kv", "json"] = "kv"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

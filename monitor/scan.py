@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
-from checks.base import Baseline, Policy, worst
+from checks.base import Baseline, Policy, TrustAnchors, worst
 from checks.certinfo import fingerprint
 from checks.drift import baseline_of
 from checks.registry import evaluate, evaluated
@@ -67,9 +67,9 @@ async def targets(
 class Judge:
     """Parses chains (once per distinct chain) and runs the rules with a fixed ``now``."""
 
-    def __init__(self, config: Config, now: datetime) -> None:
+    def __init__(self, config: Config, now: datetime, anchors: TrustAnchors | None = None) -> None:
         self.config = config
-        roots = trust_anchors(config)
+        roots = anchors or trust_anchors(config)
         accepted = config.tenant.accepted_domains
         expiry = config.expiry.to_check()
         self.policies = {

@@ -36,8 +36,9 @@ class CaptureChannel:
         try:
             await asyncio.to_thread(_append, self.settings.path, line)
         except OSError as exc:
-            raise DeliveryError(f"{self.name}: cannot write {self.settings.path}: "
-                                f"{exc.strerror}") from exc
+            raise DeliveryError(
+                f"{self.name}: cannot write {self.settings.path}: {exc.strerror}"
+            ) from exc
 
 
 def _append(path: Path, line: str) -> None:

@@ -47,10 +47,12 @@ def build_message(note: Notification, sender: str, recipients: tuple[str, ...]) 
 class EmailChannel:
     def __init__(self, settings: EmailSettings, where: str) -> None:
         self.settings = settings
-        self._password = read_secret(f"{where}.password", settings.password_env,
-                                     settings.password_file, required=False)
+        self._password = read_secret(
+            f"{where}.password", settings.password_env, settings.password_file, required=False
+        )
         self._context = ssl.create_default_context(
-            cafile=str(settings.ca_file) if settings.ca_file else None)
+            cafile=str(settings.ca_file) if settings.ca_file else None
+        )
 
     @property
     def name(self) -> str:
@@ -65,23 +67,31 @@ class EmailChannel:
                 hostname=s.host,
                 port=s.port,
                 use_tls=s.security == "tls",
-                start_tls=True if s.security == "starttls" else False,
+                start_tls=s.security == "starttls",
                 tls_context=self._context if s.security != "none" else None,
                 username=s.username,
                 password=self._password,
                 timeout=s.timeout.total_seconds(),
             )
         except aiosmtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"{self.name}: authentication failed ({exc.code}); check the "
-                                "username and the password source", permanent=True) from exc
+            raise DeliveryError(
+                f"{self.name}: authentication failed ({exc.code}); check the "
+                "username and the password source",
+                permanent=True,
+            ) from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise DeliveryError(f"{self.name}: every recipient was refused", permanent=True
-                                ) from exc
+            raise DeliveryError(
+                f"{self.name}: every recipient was refused", permanent=True
+            ) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"{self.name}: {s.host}:{s.port} answered {exc.code}",
-                                permanent=exc.code >= 500) from exc
+            raise DeliveryError(
+                f"{self.name}: {s.host}:{s.port} answered {exc.code}", permanent=exc.code >= 500
+            ) from exc
         except ssl.SSLCertVerificationError as exc:
-            raise DeliveryError(f"{self.name}: {s.host}:{s.port} certificate not trusted "
-                                f"({exc.verify_message}); set ca_file", permanent=True) from exc
+            raise DeliveryError(
+                f"{self.name}: {s.host}:{s.port} certificate not trusted "
+                f"({exc.verify_message}); set ca_file",
+                permanent=True,
+            ) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise DeliveryError(f"{self.name}: {s.host}:{s.port}: {type(exc).__name__}") from exc

@@ -17,15 +17,19 @@ def _retry_after(response: httpx.Response) -> float | None:
     return float(value) if value.isdigit() else None
 
 
-async def post(channel: str, url: str, timeout: float, content: bytes,
-               headers: dict[str, str] | None = None) -> None:
+async def post(
+    channel: str, url: str, timeout: float, content: bytes, headers: dict[str, str] | None = None
+) -> None:
     """POST ``content`` as JSON; return on 2xx, raise :class:`DeliveryError` otherwise.
 
     The URL is a secret (Teams Workflows and webhook URLs carry their credentials), so it never
     appears in an error message.
     """
-    all_headers: dict[str, Any] = {"Content-Type": "application/json",
-                                   "User-Agent": "relaycert", **(headers or {})}
+    all_headers: dict[str, Any] = {
+        "Content-Type": "application/json",
+        "User-Agent": "relaycert",
+        **(headers or {}),
+    }
     try:
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
             response = await client.post(url, content=content, headers=all_headers)

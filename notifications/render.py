@@ -24,7 +24,8 @@ CARD_VERSION = "1.5"
 _TEXT = """\
 relaycert {{ label }}: {{ n.title }}
 
-Endpoint:  {{ n.endpoint }} ({{ n.host }}:{{ n.port }}{% if n.address %}, {{ n.address }}{% endif %})
+Endpoint:  {{ n.endpoint }} ({{ n.host }}:{{ n.port }}
+{%- if n.address %}, {{ n.address }}{% endif %})
 Connector: {{ n.connector or "-" }}
 Rule:      {{ n.rule }} ({{ n.severity }})
 {% if n.days_left is not none %}Days left: {{ "%.1f"|format(n.days_left) }}
@@ -44,7 +45,8 @@ _HTML = """\
 <table style="border-collapse:collapse">
 <tr><td style="padding:2px 12px 2px 0;color:#666">Endpoint</td><td>{{ n.endpoint }}
  ({{ n.host }}:{{ n.port }}{% if n.address %}, {{ n.address }}{% endif %})</td></tr>
-<tr><td style="padding:2px 12px 2px 0;color:#666">Connector</td><td>{{ n.connector or "-" }}</td></tr>
+<tr><td style="padding:2px 12px 2px 0;color:#666">Connector</td>
+<td>{{ n.connector or "-" }}</td></tr>
 <tr><td style="padding:2px 12px 2px 0;color:#666">Rule</td><td><code>{{ n.rule }}</code>
  ({{ n.severity }})</td></tr>
 {% if n.days_left is not none %}<tr><td style="padding:2px 12px 2px 0;color:#666">Days left</td>
@@ -81,7 +83,8 @@ def summary(note: Notification) -> str:
     if note.kind != "resolved" and note.rule == "cert.expiring" and note.days_left is not None:
         days = note.days_left
         return f"certificate expires in {days:.0f} day{'s' if round(days) != 1 else ''}"
-    return note.title[:1].lower() + note.title[1:]
+    title = note.title
+    return title[:1].lower() + title[1:] if title[1:2].islower() else title
 
 
 def _safe(note: Notification) -> Notification:
@@ -103,7 +106,8 @@ def text_body(note: Notification) -> str:
 
 def html_body(note: Notification) -> str:
     return _ENV.get_template("alert.html").render(
-        n=_safe(note), label=label(note), color=_COLORS.get(note.severity, "#222"))
+        n=_safe(note), label=label(note), color=_COLORS.get(note.severity, "#222")
+    )
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&])")
@@ -130,10 +134,18 @@ def adaptive_card(note: Notification) -> dict[str, Any]:
         facts.append(("SHA-256", note.fingerprint))
     facts.append(("When", note.at))
     body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True,
-         "color": "Attention" if note.severity == "critical" and note.kind != "resolved"
-         else "Good" if note.kind == "resolved" else "Warning",
-         "text": e(f"{label(note)}: {note.title}")},
+        {
+            "type": "TextBlock",
+            "size": "Medium",
+            "weight": "Bolder",
+            "wrap": True,
+            "color": "Attention"
+            if note.severity == "critical" and note.kind != "resolved"
+            else "Good"
+            if note.kind == "resolved"
+            else "Warning",
+            "text": e(f"{label(note)}: {note.title}"),
+        },
         {"type": "FactSet", "facts": [{"title": e(t), "value": e(v)} for t, v in facts]},
         {"type": "TextBlock", "wrap": True, "text": e(note.message)},
     ]
@@ -144,11 +156,17 @@ def adaptive_card(note: Notification) -> dict[str, Any]:
         "body": body,
     }
     if note.docs_url:
-        card["actions"] = [{"type": "Action.OpenUrl", "title": "How to fix",
-                            "url": note.docs_url}]
-    payload = {"type": "message", "attachments": [
-        {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
-         "content": card}]}
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "How to fix", "url": note.docs_url}]
+    payload = {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": card,
+            }
+        ],
+    }
     if len(json.dumps(payload).encode()) > TEAMS_LIMIT:  # clip the free text until it fits
         body[2]["text"] = e(clip(note.message, 500))
     return payload

@@ -34,13 +34,12 @@ class ChannelSettings(BaseModel):
 
     def routes(self, severity: str, connector: str | None) -> bool:
         """Does a message of ``severity`` about ``connector`` go to this channel?"""
-        return severity in self.severities and (
-            not self.connectors or connector in self.connectors
-        )
+        return severity in self.severities and (not self.connectors or connector in self.connectors)
 
 
-def read_secret(where: str, env: str | None, file: Path | None, *, required: bool = True
-                ) -> str | None:
+def read_secret(
+    where: str, env: str | None, file: Path | None, *, required: bool = True
+) -> str | None:
     """The secret named by an ``*_env`` or ``*_file`` key; ``where`` names the key in errors."""
     if env is not None:
         value = os.environ.get(env)
@@ -53,6 +52,7 @@ def read_secret(where: str, env: str | None, file: Path | None, *, required: boo
         except OSError as exc:
             raise ConfigError(f"{where}_file: cannot read {file}: {exc.strerror}") from exc
     if required:
-        raise ConfigError(f"{where}: give {where.rsplit('.', 1)[-1]}_env or "
-                          f"{where.rsplit('.', 1)[-1]}_file")
+        raise ConfigError(
+            f"{where}: give {where.rsplit('.', 1)[-1]}_env or {where.rsplit('.', 1)[-1]}_file"
+        )
     return None

@@ -34,8 +34,9 @@ class WebhookChannel:
     def __init__(self, settings: WebhookSettings, where: str) -> None:
         self.settings = settings
         self._url = read_secret(f"{where}.url", settings.url_env, settings.url_file) or ""
-        self._secret = read_secret(f"{where}.secret", settings.secret_env, settings.secret_file,
-                                   required=False)
+        self._secret = read_secret(
+            f"{where}.secret", settings.secret_env, settings.secret_file, required=False
+        )
 
     @property
     def name(self) -> str:

@@ -104,6 +104,16 @@ timeout = "5s"
 
 [database]
 url = "sqlite:///relaycert.db"
+
+[daemon]
+log_level = "warning"
+
+# Where a real installation would name e-mail, Teams or webhook channels, the demo captures.
+[[channels]]
+name = "capture"
+type = "file"
+path = "{alerts}"
+severities = ["warning", "unknown", "critical"]
 {endpoints}"""
 
 ENDPOINT = """
@@ -166,7 +176,10 @@ def running_fleet(directory: Path) -> Iterator[Path]:
             )
         )
         config = directory / "relaycert.toml"
-        config.write_text(CONFIG.format(now=now, endpoints="".join(endpoints)), encoding="utf-8")
+        config.write_text(
+            CONFIG.format(now=now, endpoints="".join(endpoints), alerts=directory / "alerts.jsonl"),
+            encoding="utf-8",
+        )
         yield config
     finally:
         for server in servers:

@@ -1,0 +1,251 @@
+"""``relaycert run``: the monitoring service.
+
+An APScheduler (3.x, asyncio) scheduler runs one job per endpoint (its interval, with jitter so a
+fleet is not probed in one burst) and one outbox job.  SIGHUP re-reads the configuration (a bad
+one is rejected with a log line and the old one keeps running); SIGTERM/SIGINT stop the
+scheduler, let in-flight probes finish within ``shutdown_grace`` and cancel the rest.  Each
+endpoint's results, baselines, alerts and messages are stored in one transaction, so whatever is
+interrupted leaves the store consistent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from checks.base import TrustAnchors
+from monitor.config import Config, load
+from monitor.errors import RelaycertError
+from monitor.logs import event
+from monitor.outbox import Outbox
+from monitor.probe import probe_many
+from monitor.scan import Judge, baselines_for, targets
+from monitor.store import ScanRecord, Store
+from monitor.tracking import Tracking, track
+from monitor.trust import trust_anchors
+from notifications.base import Notifier
+from notifications.registry import build
+
+log = logging.getLogger("relaycert.daemon")
+
+
+def build_channels(config: Config) -> dict[str, Notifier]:
+    """Every configured channel, its secrets read now (a missing one is a ConfigError)."""
+    return {c.name: build(c, config.channel_where(i)) for i, c in enumerate(config.channels)}
+
+
+class Generation:
+    """One loaded configuration with everything derived from it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.anchors: TrustAnchors = trust_anchors(config)
+        self.channels = build_channels(config)
+        self.tracking = Tracking(
+            auto_accept=config.daemon.auto_accept_renewals,
+            alerts=config.alerts.settings(),
+            channels=tuple(config.channels),
+            docs_url=config.alerts.docs_url,
+        )
+        self.semaphore = asyncio.Semaphore(config.probe.concurrency)
+
+
+class Daemon:
+    def __init__(self, config_path: Path, store: Store, config: Config) -> None:
+        self.path, self.store = config_path, store
+        self.gen = Generation(config)
+        self.outbox = Outbox(
+            store, self.gen.channels, config.daemon.outbox_lease, config.daemon.retry_base
+        )
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.stopping = asyncio.Event()
+        self.wake_outbox = asyncio.Event()
+        self.inflight: set[asyncio.Task[object]] = set()
+        self.write_lock = asyncio.Lock()
+        self.lags: deque[float] = deque(maxlen=100_000)  # seconds between due and start
+        self.probes = 0
+
+    # -- work ---------------------------------------------------------------------------------
+
+    async def check_endpoint(self, name: str) -> list[ScanRecord]:
+        """Probe every address of one endpoint, judge, store, track alerts."""
+        gen = self.gen
+        endpoint = gen.config.endpoint(name)
+        if endpoint is None:
+            return []
+        now = datetime.now(UTC)
+        found, failed = await targets(gen.config, [endpoint])
+        async with gen.semaphore:
+            results = failed + await probe_many(found, len(found) or 1)
+        self.probes += len(results)
+        baselines = await asyncio.to_thread(baselines_for, self.store, [name])
+        judge = Judge(gen.config, now, gen.anchors)
+        records = judge.judge_all(results, baselines)
+        async with self.write_lock:
+            await asyncio.to_thread(
+                self.store.record,
+                records,
+                lambda session, ids: track(session, ids, records, gen.tracking, now),
+            )
+        for record in records:
+            worst = max((f.severity.rank for f in record.findings), default=-1)
+            event(
+                log,
+                logging.INFO,
+                "probe.done",
+                endpoint=name,
+                address=record.result.target.address,
+                status=record.result.status.value,
+                findings=len(record.findings),
+                worst_rank=worst,
+                ms=record.result.timings.get("total"),
+            )
+        self.wake_outbox.set()
+        return records
+
+    async def deliver(self) -> dict[str, int]:
+        return await self.outbox.deliver()
+
+    async def run_once(self) -> None:
+        """One cycle: every endpoint once, then the outbox."""
+        await asyncio.gather(*(self.check_endpoint(e.name) for e in self.gen.config.endpoints))
+        await self.deliver()
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def _track(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.inflight.add(task)
+            task.add_done_callback(self.inflight.discard)
+
+    async def _endpoint_job(self, name: str) -> None:
+        self._track()
+        try:
+            await self.check_endpoint(name)
+        except RelaycertError as exc:
+            event(log, logging.ERROR, "probe.error", endpoint=name, error=str(exc))
+
+    async def _outbox_job(self) -> None:
+        self._track()
+        try:
+            await self.deliver()
+        except RelaycertError as exc:
+            event(log, logging.ERROR, "outbox.error", error=str(exc))
+
+    def schedule(self, config: Config, first_run_spread: timedelta | None = None) -> None:
+        """(Re)create every endpoint job from ``config``; keep the outbox job."""
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("endpoint:"):
+                job.remove()
+        now = datetime.now(UTC)
+        for endpoint in config.endpoints:
+            interval = config.endpoint_interval(endpoint)
+            jitter = config.daemon.jitter_for(interval)
+            spread = (
+                first_run_spread
+                if first_run_spread is not None
+                else min(interval, timedelta(minutes=1))
+            )
+            first = now + timedelta(seconds=random.uniform(0, spread.total_seconds()))  # noqa: S311
+            self.scheduler.add_job(
+                self._endpoint_job,
+                IntervalTrigger(
+                    seconds=interval.total_seconds(),
+                    jitter=jitter.total_seconds() or None,
+                    start_date=first,
+                ),
+                args=[endpoint.name],
+                id=f"endpoint:{endpoint.name}",
+                next_run_time=first,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(interval.total_seconds()),
+                replace_existing=True,
+            )
+
+    def _on_submitted(self, ev: JobSubmissionEvent) -> None:
+        if ev.job_id.startswith("endpoint:"):
+            now = datetime.now(UTC)
+            for due in ev.scheduled_run_times:
+                self.lags.append((now - due).total_seconds())
+
+    def reload(self) -> None:
+        """SIGHUP: load the file again; keep running on the old one when it is bad."""
+        try:
+            config = load(self.path)
+            gen = Generation(config)
+        except RelaycertError as exc:
+            event(log, logging.ERROR, "config.rejected", file=str(self.path), error=str(exc))
+            return
+        self.gen = gen
+        self.outbox.channels = gen.channels
+        self.schedule(config)
+        event(
+            log,
+            logging.INFO,
+            "config.reloaded",
+            file=str(self.path),
+            endpoints=len(config.endpoints),
+            channels=len(config.channels),
+        )
+
+    async def serve(self, first_run_spread: timedelta | None = None) -> None:
+        """Run until SIGTERM/SIGINT (or :attr:`stopping` is set)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        config = self.gen.config
+        self.scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
+        self.schedule(config, first_run_spread)
+        self.scheduler.add_job(
+            self._outbox_job,
+            IntervalTrigger(seconds=config.daemon.outbox_interval.total_seconds()),
+            id="outbox",
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.start()
+        event(
+            log,
+            logging.INFO,
+            "daemon.started",
+            file=str(self.path),
+            endpoints=len(config.endpoints),
+            channels=len(config.channels),
+        )
+        waker = asyncio.create_task(self._outbox_waker())
+        await self.stopping.wait()
+        waker.cancel()
+        await self.shutdown()
+
+    async def _outbox_waker(self) -> None:
+        while True:
+            await self.wake_outbox.wait()
+            self.wake_outbox.clear()
+            job = self.scheduler.get_job("outbox")
+            if job is not None:
+                job.modify(next_run_time=datetime.now(UTC))
+
+    async def shutdown(self) -> None:
+        self.scheduler.shutdown(wait=False)
+        grace = self.gen.config.daemon.shutdown_grace.total_seconds()
+        pending = [t for t in self.inflight if not t.done()]
+        if pending:
+            event(log, logging.INFO, "daemon.stopping", inflight=len(pending), grace_s=grace)
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        event(log, logging.INFO, "daemon.stopped")

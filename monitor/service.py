@@ -1,0 +1,172 @@
+"""The service commands: ``run``, ``status``, ``accept`` and ``notify-test``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from checks.certinfo import clip
+from monitor import logs
+from monitor.config import Config, load
+from monitor.daemon import Daemon, build_channels
+from monitor.errors import ConfigError, DeliveryError
+from monitor.status import accept, status
+from monitor.store import Store
+from notifications.base import Notification
+
+
+def _open(config: Config) -> Store:
+    return Store.open(config.database_url())
+
+
+def run_once(path: Path, config: Config) -> None:
+    """One daemon cycle (what ``run --once`` and the demo do)."""
+    logs.setup(config.daemon.log_format, config.daemon.log_level)
+    store = _open(config)
+    try:
+        asyncio.run(Daemon(path, store, config).run_once())
+    finally:
+        store.close()
+
+
+def run_command(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if args.once:
+        run_once(args.config, config)
+        return 0
+    logs.setup(config.daemon.log_format, config.daemon.log_level)
+    store = _open(config)
+
+    async def main() -> None:
+        await Daemon(args.config, store, config).serve()
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    store = _open(config)
+    now = datetime.now(UTC)
+    try:
+        rows, failed = status(store, now)
+    finally:
+        store.close()
+    if args.format == "json":
+        doc = {
+            "generated_at": now.isoformat(),
+            "addresses": [asdict(r) for r in rows],
+            "failed_messages": [asdict(m) for m in failed],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        return 0
+    console = Console(width=max(100, Console().width), highlight=False)
+    table = Table(title=f"relaycert status, {now:%Y-%m-%d %H:%M} UTC")
+    for column in (
+        "Endpoint",
+        "Address",
+        "Last probe",
+        "Result",
+        "Worst finding",
+        "Open alert",
+        "Days left",
+        "Last success",
+    ):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            Text(r.endpoint),
+            Text(r.address or "-"),
+            Text(f"{r.last_probe:%Y-%m-%d %H:%M}"),
+            Text(r.status),
+            Text(f"{r.worst_finding} {r.worst_rule}" if r.worst_rule else "-"),
+            Text(r.open_alert or "-"),
+            Text(f"{r.days_left:.1f}" if r.days_left is not None else "-"),
+            Text(f"{r.last_ok:%Y-%m-%d %H:%M}" if r.last_ok else "never"),
+        )
+    console.print(table)
+    if failed:
+        console.print(Text(f"{len(failed)} message(s) could not be delivered:", style="bold red"))
+        for m in failed:
+            console.print(
+                Text(
+                    f"  {m.channel}: {m.kind} {m.rule} {m.endpoint} after "
+                    f"{m.attempts} attempt(s): {clip(m.error or '', 200)}"
+                )
+            )
+    if not rows:
+        console.print("Nothing probed yet: run `relaycert scan` or `relaycert run`.")
+    return 0
+
+
+def accept_command(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if config.endpoint(args.endpoint) is None:
+        known = ", ".join(e.name for e in config.endpoints)
+        raise ConfigError(f"{args.config}: no endpoint named {args.endpoint} (known: {known})")
+    store = _open(config)
+    try:
+        accepted = accept(store, args.endpoint, datetime.now(UTC))
+    finally:
+        store.close()
+    for address, sha in accepted:
+        print(f"accepted {args.endpoint} {address}: {sha}")
+    return 0
+
+
+def test_notification(channel: str) -> Notification:
+    return Notification(
+        kind="test",
+        severity="info",
+        rule="relaycert.test",
+        title="Test message from relaycert",
+        endpoint="test",
+        host="relaycert.invalid",
+        port=25,
+        address="",
+        connector=None,
+        message=f"If you can read this, the channel '{channel}' works.",
+        at=datetime.now(UTC).isoformat(),
+        key=f"relaycert:test:{uuid.uuid4().hex}",
+    )
+
+
+def notify_test_command(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    channels = build_channels(config)
+    names = args.channel or list(channels)
+    unknown = [n for n in names if n not in channels]
+    if unknown:
+        raise ConfigError(
+            f"{args.config}: no channel named {', '.join(unknown)} "
+            f"(known: {', '.join(channels) or 'none'})"
+        )
+
+    async def send_all() -> list[tuple[str, str | None]]:
+        async def one(name: str) -> tuple[str, str | None]:
+            try:
+                await channels[name].send(test_notification(name))
+            except DeliveryError as exc:
+                return name, str(exc) + (" (permanent)" if exc.permanent else " (transient)")
+            return name, None
+
+        return list(await asyncio.gather(*(one(n) for n in names)))
+
+    failures = 0
+    for name, error in asyncio.run(send_all()):
+        print(f"{name}: {'accepted' if error is None else 'FAILED: ' + error}")
+        failures += error is not None
+    return 1 if failures else 0
