@@ -281,7 +281,7 @@ async def test_resolve_with_nameservers() -> None:
     records = {"mail.contoso.com": ["127.0.0.1", "127.0.0.2", "::1"], "v6.contoso.com": ["::1"]}
     with loopback_dns(records, silent=frozenset({"dead.contoso.com"})) as port:
         servers = [("127.0.0.1", port)]
-        assert await resolve("mail.contoso.com", 25, 2, servers) == [
+        assert sorted(await resolve("mail.contoso.com", 25, 2, servers)) == [
             "127.0.0.1",
             "127.0.0.2",
             "::1",
