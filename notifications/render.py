@@ -146,7 +146,7 @@ def adaptive_card(note: Notification) -> dict[str, Any]:
             else "Warning",
             "text": e(f"{label(note)}: {note.title}"),
         },
-        {"type": "FactSet", "facts": [{"title": e(t), "value": e(v)} for t, v in facts]},
+        {"type": "FactSet", "facts": [{"title": t, "value": e(v)} for t, v in facts]},
         {"type": "TextBlock", "wrap": True, "text": e(note.message)},
     ]
     card: dict[str, Any] = {
