@@ -35,7 +35,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_duration(value: Any) -> timedelta:
+def parse_duration(value: Any, allow_zero: bool = False) -> timedelta:
     """``"10s"``, ``"5m"``, ``"6h"``, ``"90d"``, ``"2w"``, or a number of seconds."""
     if isinstance(value, timedelta):
         return value
@@ -48,12 +48,13 @@ def parse_duration(value: Any) -> timedelta:
         if not match:
             raise ValueError(f"'{value}' is not a duration; write e.g. '10s', '5m', '6h' or '90d'")
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError("a duration must be greater than zero")
     return timedelta(seconds=seconds)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+DurationOrZero = Annotated[timedelta, BeforeValidator(lambda v: parse_duration(v, True))]
 _LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
 _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 _DOMAIN_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+\.?$")
@@ -204,7 +205,7 @@ def _nameserver(item: str) -> tuple[str, int]:
 
 class DaemonConfig(_Model):
     interval: Duration = timedelta(hours=1)
-    jitter: Duration | None = None  # default: a tenth of the interval, at most 5 minutes
+    jitter: DurationOrZero | None = None  # default: a tenth of the interval, at most 5 minutes
     auto_accept_renewals: bool = True
     outbox_interval: Duration = timedelta(seconds=30)
     outbox_lease: Duration = timedelta(minutes=2)

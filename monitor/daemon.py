@@ -151,11 +151,8 @@ class Daemon:
         for endpoint in config.endpoints:
             interval = config.endpoint_interval(endpoint)
             jitter = config.daemon.jitter_for(interval)
-            spread = (
-                first_run_spread
-                if first_run_spread is not None
-                else min(interval, timedelta(minutes=1))
-            )
+            # First runs are spread over the jitter too, so a (re)start is not a burst.
+            spread = first_run_spread if first_run_spread is not None else jitter
             first = now + timedelta(seconds=random.uniform(0, spread.total_seconds()))  # noqa: S311
             self.scheduler.add_job(
                 self._endpoint_job,

@@ -64,5 +64,10 @@ def setup(fmt: str = "kv", level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
-    for noisy in ("apscheduler", "httpx", "httpcore", "aiosmtplib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Third-party loggers speak through the same formatter, errors only: APScheduler's
+    # "skipped: maximum number of running instances" is expected back-pressure, not news.
+    for noisy in ("apscheduler", "httpx", "httpcore", "aiosmtplib", "asyncio"):
+        other = logging.getLogger(noisy)
+        other.handlers[:] = [handler]
+        other.setLevel(logging.ERROR)
+        other.propagate = False

@@ -19,6 +19,7 @@ class Receiver:
     port: int = 0
     statuses: list[int] = field(default_factory=list)
     delay: float = 0.0
+    hang: bool = False  # while True, requests get no answer (the connection is then dropped)
     requests: list[dict[str, Any]] = field(default_factory=list)  # every request received
     accepted: list[dict[str, Any]] = field(default_factory=list)  # answered 2xx and completed
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -41,6 +42,12 @@ def http_receiver(statuses: list[int] | None = None, delay: float = 0.0) -> Iter
             request = {"path": self.path, "headers": dict(self.headers), "body": body}
             with receiver.lock:
                 receiver.requests.append(request)
+            while receiver.hang:
+                time.sleep(0.05)
+                if not receiver.hang:
+                    self.close_connection = True
+                    return  # never answered: the sender must not count it as delivered
+            with receiver.lock:
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
             if receiver.delay:
                 time.sleep(receiver.delay)

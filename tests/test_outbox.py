@@ -1,0 +1,196 @@
+"""The outbox and the daemon process: a channel that is down for a while, a channel that says
+400, a daemon killed with SIGKILL mid-delivery and restarted, SIGHUP with a bad config, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load
+from monitor.daemon import Daemon
+from monitor.demo import pki
+from monitor.demo.servers import LoopbackSMTP
+from monitor.status import status
+from monitor.store import Store
+from tests.conftest import endpoint_toml
+from tests.httpreceiver import Receiver, http_receiver
+
+ROOT = Path(__file__).parent.parent
+
+DAEMON = """
+[daemon]
+interval = "1h"
+jitter = "0s"
+outbox_interval = "1s"
+outbox_lease = "2s"
+retry_base = "200ms"
+shutdown_grace = "3s"
+
+[[channels]]
+name = "hook"
+type = "webhook"
+url_env = "RC_TEST_HOOK_URL"
+timeout = "3s"
+"""
+
+
+@pytest.fixture
+def fleet(smtp_server, write_chain, intermediate) -> list[LoopbackSMTP]:  # type: ignore[no-untyped-def]
+    """Two endpoints that each open one alert: one expiring (warning), one leaf-only (critical)."""
+    soon = pki.make_leaf(
+        intermediate,
+        ["mail1.contoso.com"],
+        not_before=datetime.now(UTC) - timedelta(days=80),
+        days=90,
+    )
+    alone = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    return [
+        smtp_server("starttls", *write_chain(soon, intermediate)),
+        smtp_server("starttls", *write_chain(alone)),
+    ]
+
+
+@pytest.fixture
+def daemon_config(fleet, config_file, monkeypatch) -> Callable[[Receiver], Path]:  # type: ignore[no-untyped-def]
+    def make(receiver: Receiver) -> Path:
+        monkeypatch.setenv("RC_TEST_HOOK_URL", receiver.url)
+        return config_file(
+            endpoint_toml("soon", fleet[0].port) + endpoint_toml("alone", fleet[1].port),
+            extra=DAEMON,
+        )
+
+    return make
+
+
+async def cycle(config_path: Path, done: Callable[[], bool], rounds: int = 40) -> Store:
+    """One daemon cycle, then outbox rounds until ``done()`` (and two more, to see repeats)."""
+    config = load(config_path)
+    store = Store.open(config.database_url())
+    daemon = Daemon(config_path, store, config)
+    await daemon.run_once()
+    extra = 2
+    for _ in range(rounds):
+        await asyncio.sleep(0.25)
+        await daemon.deliver()
+        if done():
+            extra -= 1
+            if extra == 0:
+                break
+    return store
+
+
+async def test_channel_down_for_a_while_then_everything_once(daemon_config) -> None:  # type: ignore[no-untyped-def]
+    with http_receiver([503, 503, 503, 503]) as receiver:
+        store = await cycle(daemon_config(receiver), lambda: len(receiver.accepted) >= 2)
+    keys = [r["headers"]["Idempotency-Key"] for r in receiver.accepted]
+    assert len(receiver.requests) >= 6  # 4 failures and the retries
+    assert len(keys) == 2 and len(set(keys)) == 2
+    assert sorted(b["rule"] for b in receiver.bodies()) == ["cert.expiring", "cert.untrusted"]
+    _, failed = status(store, datetime.now(UTC))
+    assert failed == []
+    store.close()
+
+
+async def test_permanent_error_is_marked_failed_not_retried(daemon_config) -> None:  # type: ignore[no-untyped-def]
+    with http_receiver([400, 400]) as receiver:
+        store = await cycle(daemon_config(receiver), lambda: len(receiver.requests) >= 2)
+    assert len(receiver.requests) == 2 and receiver.accepted == []
+    _, failed = status(store, datetime.now(UTC))
+    assert len(failed) == 2 and all(
+        m.attempts == 1 and "HTTP 400" in (m.error or "") for m in failed
+    )
+    store.close()
+
+
+def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("ab") as stderr:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sigkill_mid_delivery_loses_nothing_and_repeats_nothing(  # type: ignore[no-untyped-def]
+    daemon_config, tmp_path, processes
+) -> None:
+    log = tmp_path / "daemon.log"
+    with http_receiver() as receiver:
+        receiver.hang = True
+        config = daemon_config(receiver)
+        first = start_daemon(config, log)
+        processes.append(first)
+        wait_for(lambda: len(receiver.requests) >= 1)  # a message is on the wire...
+        first.send_signal(signal.SIGKILL)  # ...and the daemon dies before any answer
+        first.wait()
+        receiver.hang = False
+        second = start_daemon(config, log)
+        processes.append(second)
+        wait_for(lambda: len(receiver.accepted) >= 2)
+        time.sleep(3)  # more than the lease: nothing else may arrive
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0
+    accepted = Counter(r["headers"]["Idempotency-Key"] for r in receiver.accepted)
+    assert len(accepted) == 2 and set(accepted.values()) == {1}
+    text = log.read_text()
+    assert "event=daemon.stopped" in text and "Traceback" not in text
+
+
+def test_sighup_with_bad_config_keeps_running_then_sigterm_stops(  # type: ignore[no-untyped-def]
+    daemon_config, tmp_path, processes
+) -> None:
+    log = tmp_path / "daemon.log"
+    with http_receiver() as receiver:
+        config = daemon_config(receiver)
+        daemon = start_daemon(config, log)
+        processes.append(daemon)
+        wait_for(lambda: len(receiver.accepted) >= 2)
+        good = config.read_text()
+        config.write_text(good.replace("port = ", 'port = "not a number" #'))
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: "event=config.rejected" in log.read_text())
+        assert daemon.poll() is None
+        config.write_text(good)
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: "event=config.reloaded" in log.read_text())
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+        assert time.monotonic() - started < 5
+    text = log.read_text()
+    assert "endpoints[0] (soon).port" in text
+    assert "secret-token" not in text  # the webhook URL is a secret
+    for line in text.splitlines():
+        assert line.startswith("ts=") and " event=" in line
