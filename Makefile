@@ -34,9 +34,10 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m monitor.docgen docs/rules.md
 
-## bench: the scan benchmark (2000 addresses, concurrency 64)
+## bench: the scan benchmark (2000 addresses, concurrency 64) and the daemon benchmark (6 min)
 bench: $(STAMP)
 	$(BIN)/python bench/scan.py
+	$(BIN)/python bench/daemon.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -44,7 +44,9 @@ def addresses(count: int, distinct: bool) -> list[str]:
     return [f"127.0.{1 + i // 250}.{1 + i % 250}" for i in range(count)]
 
 
-def config_for(targets: list[str], port: int, concurrency: int, folder: Path) -> object:
+def config_for(
+    targets: list[str], port: int, concurrency: int, folder: Path, extra: str = ""
+) -> object:
     (folder / "root.pem").write_bytes((folder / "ca.pem").read_bytes())
     endpoints = "".join(
         f'[[endpoints]]\nname = "e{i}"\nhost = "mail1.contoso.com"\nport = {port}\n'
@@ -56,7 +58,7 @@ def config_for(targets: list[str], port: int, concurrency: int, folder: Path) ->
         '[[connectors]]\nname = "relay"\ntls_sender_certificate_name = "*.contoso.com"\n'
         '[trust]\nuse_certifi = true\nextra_ca_files = ["root.pem"]\n'
         f'[probe]\nconcurrency = {concurrency}\ntimeout = "15s"\n'
-        f'[database]\nurl = "sqlite:///{folder / "bench.db"}"\n' + endpoints
+        f'[database]\nurl = "sqlite:///{folder / "bench.db"}"\n' + extra + endpoints
     )
     import tomllib
 

@@ -71,6 +71,7 @@ class Daemon:
         self.wake_outbox = asyncio.Event()
         self.inflight: set[asyncio.Task[object]] = set()
         self.write_lock = asyncio.Lock()
+        self.outbox_lock = asyncio.Lock()
         self.lags: deque[float] = deque(maxlen=100_000)  # seconds between due and start
         self.probes = 0
 
@@ -136,11 +137,14 @@ class Daemon:
             event(log, logging.ERROR, "probe.error", endpoint=name, error=str(exc))
 
     async def _outbox_job(self) -> None:
+        if self.outbox_lock.locked():
+            return  # a delivery round is running; it picks up whatever is due
         self._track()
-        try:
-            await self.deliver()
-        except RelaycertError as exc:
-            event(log, logging.ERROR, "outbox.error", error=str(exc))
+        async with self.outbox_lock:
+            try:
+                await self.deliver()
+            except RelaycertError as exc:
+                event(log, logging.ERROR, "outbox.error", error=str(exc))
 
     def schedule(self, config: Config, first_run_spread: timedelta | None = None) -> None:
         """(Re)create every endpoint job from ``config``; keep the outbox job."""
@@ -228,12 +232,12 @@ class Daemon:
         await self.shutdown()
 
     async def _outbox_waker(self) -> None:
+        """Deliver soon after a probe enqueued messages, not only every outbox_interval."""
         while True:
             await self.wake_outbox.wait()
+            await asyncio.sleep(0.2)  # gather the messages of probes finishing together
             self.wake_outbox.clear()
-            job = self.scheduler.get_job("outbox")
-            if job is not None:
-                job.modify(next_run_time=datetime.now(UTC))
+            await self._outbox_job()
 
     async def shutdown(self) -> None:
         self.scheduler.shutdown(wait=False)
