@@ -41,8 +41,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
-async def watch(daemon: Daemon, duration: float, interval: float, jitter: float,
-                spread: float) -> dict[str, float]:
+async def watch(
+    daemon: Daemon, duration: float, interval: float, jitter: float, spread: float
+) -> dict[str, float]:
     """Serve for ``duration``; sample CPU in a window where no probe is due."""
     serve = asyncio.create_task(daemon.serve(first_run_spread=timedelta(seconds=spread)))
     started = time.monotonic()
@@ -65,8 +66,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--addresses", type=int, default=2000)
     parser.add_argument("--interval", type=float, default=300, help="seconds")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="seconds (default: one interval and a minute)")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="seconds (default: one interval and a minute)"
+    )
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -76,11 +78,12 @@ def main() -> int:
         subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "add", NETNS], check=True)
         try:
-            subprocess.run(["ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up"],
-                           check=True)
+            subprocess.run(
+                ["ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up"], check=True
+            )
             return subprocess.run(
-                ["ip", "netns", "exec", NETNS, sys.executable, *sys.argv, "--in-netns"],
-                check=False).returncode
+                ["ip", "netns", "exec", NETNS, sys.executable, *sys.argv, "--in-netns"], check=False
+            ).returncode
         finally:
             subprocess.run(["ip", "netns", "del", NETNS], check=False)
 
@@ -97,8 +100,7 @@ def main() -> int:
     spread = jitter
     server = start_server(kind, key, chain, args.in_netns, args.concurrency * 2)
     try:
-        extra = (f"[daemon]\ninterval = {args.interval}\njitter = {jitter}\n"
-                 'log_level = "warning"\n')
+        extra = f'[daemon]\ninterval = {args.interval}\njitter = {jitter}\nlog_level = "warning"\n'
         config = config_for(targets, server.port, args.concurrency, folder, extra)
         store = Store.open(config.database_url())  # type: ignore[attr-defined]
         daemon = Daemon(folder / "relaycert.toml", store, config)  # type: ignore[arg-type]
@@ -110,15 +112,21 @@ def main() -> int:
 
     lags = list(daemon.lags)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"server: {kind}; addresses: {args.addresses}; interval: {args.interval:g}s "
-          f"(jitter {jitter:g}s); ran {duration:g}s")
+    print(
+        f"server: {kind}; addresses: {args.addresses}; interval: {args.interval:g}s "
+        f"(jitter {jitter:g}s); ran {duration:g}s"
+    )
     print(f"probes: {daemon.probes}; scheduled runs: {len(lags)}")
-    print(f"lag due->start: p50 {statistics.median(lags) if lags else float('nan'):.3f}s  "
-          f"p99 {percentile(lags, 0.99):.3f}s  max {max(lags, default=float('nan')):.3f}s")
+    print(
+        f"lag due->start: p50 {statistics.median(lags) if lags else float('nan'):.3f}s  "
+        f"p99 {percentile(lags, 0.99):.3f}s  max {max(lags, default=float('nan')):.3f}s"
+    )
     print(f"peak RSS: {rss:.1f} MB")
     if idle["seconds"]:
-        print(f"idle CPU: {idle['cpu']:.3f} s over {idle['seconds']:.0f} s with no probe due "
-              f"({100 * idle['cpu'] / idle['seconds']:.2f}% of one core)")
+        print(
+            f"idle CPU: {idle['cpu']:.3f} s over {idle['seconds']:.0f} s with no probe due "
+            f"({100 * idle['cpu'] / idle['seconds']:.2f}% of one core)"
+        )
     else:
         print("idle CPU: not measured (no idle window in this run)")
     return 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -194,3 +195,29 @@ def test_sighup_with_bad_config_keeps_running_then_sigterm_stops(  # type: ignor
     assert "secret-token" not in text  # the webhook URL is a secret
     for line in text.splitlines():
         assert line.startswith("ts=") and " event=" in line
+
+
+def test_notify_test_and_status_commands(daemon_config, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from monitor.cli import main
+
+    with http_receiver() as receiver:
+        config = daemon_config(receiver)
+        assert main(["notify-test", "--config", str(config)]) == 0
+        assert capsys.readouterr().out.strip() == "hook: accepted"
+        assert receiver.bodies()[0]["kind"] == "test"
+        assert main(["notify-test", "--config", str(config), "--channel", "nope"]) == 3
+        assert "no channel named nope (known: hook)" in capsys.readouterr().err
+    with http_receiver([400]) as receiver:
+        config = daemon_config(receiver)
+        assert main(["notify-test", "--config", str(config)]) == 1
+        assert "hook: FAILED: hook: HTTP 400" in capsys.readouterr().out
+    assert main(["run", "--config", str(config), "--once"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--config", str(config), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["endpoint"]: r for r in doc["addresses"]}
+    assert rows["soon"]["open_alert"] == "warning" and rows["soon"]["days_left"] < 11
+    assert rows["alone"]["worst_rule"] == "cert.untrusted"
+    assert main(["status", "--config", str(config)]) == 0
+    table = capsys.readouterr().out
+    assert "soon" in table and "alone" in table
