@@ -72,7 +72,8 @@ class Daemon:
         self.inflight: set[asyncio.Task[object]] = set()
         self.write_lock = asyncio.Lock()
         self.outbox_lock = asyncio.Lock()
-        self.lags: deque[float] = deque(maxlen=100_000)  # seconds between due and start
+        self.lags: deque[float] = deque(maxlen=100_000)  # seconds between due and probe start
+        self._due: dict[str, datetime] = {}
         self.probes = 0
 
     # -- work ---------------------------------------------------------------------------------
@@ -86,6 +87,9 @@ class Daemon:
         now = datetime.now(UTC)
         found, failed = await targets(gen.config, [endpoint])
         async with gen.semaphore:
+            due = self._due.pop(name, None)
+            if due is not None:  # scheduled run: how late did probing actually start?
+                self.lags.append((datetime.now(UTC) - due).total_seconds())
             results = failed + await probe_many(found, len(found) or 1)
         self.probes += len(results)
         baselines = await asyncio.to_thread(baselines_for, self.store, [name])
@@ -175,10 +179,8 @@ class Daemon:
             )
 
     def _on_submitted(self, ev: JobSubmissionEvent) -> None:
-        if ev.job_id.startswith("endpoint:"):
-            now = datetime.now(UTC)
-            for due in ev.scheduled_run_times:
-                self.lags.append((now - due).total_seconds())
+        if ev.job_id.startswith("endpoint:") and ev.scheduled_run_times:
+            self._due[ev.job_id.removeprefix("endpoint:")] = min(ev.scheduled_run_times)
 
     def reload(self) -> None:
         """SIGHUP: load the file again; keep running on the old one when it is bad."""
