@@ -6,7 +6,7 @@ migrations and these models agree.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Index, LargeBinary, Text, TypeDecorator, UniqueConstraint
@@ -67,7 +67,9 @@ class CertificateRow(SQLModel, table=True):
 
 
 class ObservationRow(SQLModel, table=True):
-    """One probe of one address of one endpoint."""
+    """What probes of one address saw, stored on change: a probe that sees exactly what the
+    previous row recorded (same ``signature``) only moves ``last_seen_at`` and counts a repeat,
+    until the row is older than the heartbeat; then a new row is written anyway."""
 
     __tablename__ = "observation"
     __table_args__ = (
@@ -91,6 +93,23 @@ class ObservationRow(SQLModel, table=True):
     chain: list[str] = Field(default_factory=list, sa_type=JSON)
     timings: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     worst: str | None = Field(default=None, max_length=16)
+    signature: str = Field(default="", max_length=64)
+    last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    repeats: int = 1
+
+
+class ProbeDayRow(SQLModel, table=True):
+    """Probes attempted and succeeded per address and UTC day (monitoring availability)."""
+
+    __tablename__ = "probe_day"
+    __table_args__ = (UniqueConstraint("endpoint_id", "address", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="endpoint.id")
+    address: str = Field(max_length=64)
+    day: date
+    attempts: int = 0
+    successes: int = 0
 
 
 class FindingRow(SQLModel, table=True):

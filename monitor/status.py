@@ -50,22 +50,11 @@ class FailedMessage:
 
 
 def _latest(session: Session) -> list[ObservationRow]:
-    newest = (
-        select(
-            col(ObservationRow.endpoint_id),
-            col(ObservationRow.address),
-            func.max(ObservationRow.started_at).label("at"),
-        )
-        .group_by(col(ObservationRow.endpoint_id), col(ObservationRow.address))
-        .subquery()
+    """The newest observation row of every endpoint address (rows are stored on change)."""
+    newest = select(func.max(ObservationRow.id)).group_by(
+        col(ObservationRow.endpoint_id), col(ObservationRow.address)
     )
-    query = select(ObservationRow).join(
-        newest,
-        (col(ObservationRow.endpoint_id) == newest.c.endpoint_id)
-        & (col(ObservationRow.address) == newest.c.address)
-        & (col(ObservationRow.started_at) == newest.c.at),
-    )
-    return list(session.scalars(query))
+    return list(session.scalars(select(ObservationRow).where(col(ObservationRow.id).in_(newest))))
 
 
 def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[FailedMessage]]:
@@ -78,7 +67,7 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
                 select(
                     col(ObservationRow.endpoint_id),
                     col(ObservationRow.address),
-                    func.max(ObservationRow.started_at),
+                    func.max(func.coalesce(ObservationRow.last_seen_at, ObservationRow.started_at)),
                 )
                 .where(col(ObservationRow.status) == "ok")
                 .group_by(col(ObservationRow.endpoint_id), col(ObservationRow.address))
@@ -112,7 +101,7 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
                     endpoint.host,
                     endpoint.port,
                     obs.address,
-                    obs.started_at,
+                    obs.last_seen_at or obs.started_at,
                     obs.status,
                     top.severity if top else None,
                     top.rule if top else None,

@@ -7,9 +7,11 @@ removes nothing.  Database errors are mapped to :class:`~monitor.errors.StoreErr
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -17,7 +19,9 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Engine, Table, create_engine, event, func, insert, select
+from sqlalchemy import Engine, Table, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col
 
@@ -31,6 +35,24 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 OBSERVATION: Table = SQLModel.metadata.tables["observation"]
 FINDING: Table = SQLModel.metadata.tables["finding"]
 CERTIFICATE: Table = SQLModel.metadata.tables["certificate"]
+PROBE_DAY: Table = SQLModel.metadata.tables["probe_day"]
+HEARTBEAT = timedelta(hours=24)
+
+
+def signature(record: ScanRecord, prints: list[str]) -> str:
+    """What makes two probes of one address "the same" for storage."""
+    result = record.result
+    canonical = json.dumps(
+        [
+            result.status.value,
+            result.failed_step,
+            result.error,
+            result.tls_version,
+            prints,
+            sorted((f.rule, f.severity.value, f.message) for f in record.findings),
+        ]
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +98,12 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 class Store:
     """Access to the database.  Create with :meth:`open`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, heartbeat: timedelta = HEARTBEAT) -> None:
         self.engine = engine
+        self.heartbeat = heartbeat
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, heartbeat: timedelta = HEARTBEAT) -> Store:
         """Connect, migrate to the newest schema, and return the store."""
         shown = _redact(url)
         try:
@@ -90,7 +113,7 @@ class Store:
             engine = create_engine(url, connect_args=connect_args)
             if engine.dialect.name == "sqlite":
                 event.listen(engine, "connect", _sqlite_pragmas)
-            store = cls(engine)
+            store = cls(engine, heartbeat)
             store.migrate()
         except StoreError:
             raise
@@ -140,16 +163,40 @@ class Store:
         # Many addresses serve the same certificate objects: fingerprint each object once.
         sha: dict[int, str] = {id(c): fingerprint(c) for r in records for c in r.chain}
         self._certificates(session, {sha[id(c)]: c for r in records for c in r.chain})
+        latest = self._latest_rows(session, set(endpoints.values()))
         rows: list[dict[str, Any]] = []
+        inserted: list[ScanRecord] = []
+        repeats: list[dict[str, Any]] = []
+        days: dict[tuple[int, str, date], list[int]] = {}
         for record in records:
             result = record.result
+            endpoint_id = endpoints[result.target.endpoint]
             prints = [sha[id(c)] for c in record.chain]
+            sign = signature(record, prints)
+            day = days.setdefault(
+                (endpoint_id, result.target.address, result.started_at.date()), [0, 0]
+            )
+            day[0] += 1
+            day[1] += result.status.value == "ok"
+            last = latest.get((endpoint_id, result.target.address))
+            if (
+                last is not None
+                and last.signature == sign
+                and result.started_at - last.started_at < self.heartbeat
+                and result.started_at >= (last.last_seen_at or last.started_at)
+            ):
+                repeats.append({"oid": last.id, "seen": result.started_at})
+                continue
             severity = worst(f.severity for f in record.findings)
+            inserted.append(record)
             rows.append(
                 {
-                    "endpoint_id": endpoints[result.target.endpoint],
+                    "endpoint_id": endpoint_id,
                     "address": result.target.address,
                     "started_at": result.started_at,
+                    "last_seen_at": result.started_at,
+                    "repeats": 1,
+                    "signature": sign,
                     "duration_ms": result.timings.get("total", 0.0),
                     "status": result.status.value,
                     "failed_step": result.failed_step,
@@ -165,6 +212,14 @@ class Store:
                     "worst": severity.value if severity else None,
                 }
             )
+        self._count_days(session, days)
+        if repeats:
+            session.execute(
+                update(OBSERVATION)
+                .where(OBSERVATION.c.id == bindparam("oid"))
+                .values(last_seen_at=bindparam("seen"), repeats=OBSERVATION.c.repeats + 1),
+                repeats,
+            )
         if not rows:
             return endpoints
         ids = session.scalars(
@@ -178,12 +233,52 @@ class Store:
                 "severity": f.severity.value,
                 "message": f.message,
             }
-            for observation_id, record in zip(ids, records, strict=True)
+            for observation_id, record in zip(ids, inserted, strict=True)
             for f in record.findings
         ]
         if findings:
             session.execute(insert(FINDING), findings)
         return endpoints
+
+    def _latest_rows(self, session: Session, endpoint_ids: set[int]) -> dict[tuple[int, str], Any]:
+        """The newest observation row of every address of these endpoints."""
+        if not endpoint_ids:
+            return {}
+        newest = (
+            select(func.max(OBSERVATION.c.id))
+            .where(OBSERVATION.c.endpoint_id.in_(endpoint_ids))
+            .group_by(OBSERVATION.c.endpoint_id, OBSERVATION.c.address)
+        )
+        query = select(
+            OBSERVATION.c.id,
+            OBSERVATION.c.endpoint_id,
+            OBSERVATION.c.address,
+            OBSERVATION.c.signature,
+            OBSERVATION.c.started_at,
+            OBSERVATION.c.last_seen_at,
+        ).where(OBSERVATION.c.id.in_(newest))
+        return {(row.endpoint_id, row.address): row for row in session.execute(query)}
+
+    def _count_days(self, session: Session, days: dict[tuple[int, str, date], list[int]]) -> None:
+        if not days:
+            return
+        table = PROBE_DAY
+        dialect_insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = dialect_insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=["endpoint_id", "address", "day"],
+            set_={
+                "attempts": table.c.attempts + statement.excluded.attempts,
+                "successes": table.c.successes + statement.excluded.successes,
+            },
+        )
+        session.execute(
+            statement,
+            [
+                {"endpoint_id": e, "address": a, "day": d, "attempts": n[0], "successes": n[1]}
+                for (e, a, d), n in days.items()
+            ],
+        )
 
     def _endpoints(self, session: Session, records: Sequence[ScanRecord]) -> dict[str, int]:
         names = {r.result.target.endpoint for r in records}

@@ -4,6 +4,7 @@ mid-delivery is recognisable as the same message."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -44,6 +45,16 @@ def build_message(note: Notification, sender: str, recipients: tuple[str, ...]) 
     return message
 
 
+class _Client(aiosmtplib.SMTP):
+    """Closes by aborting: once QUIT is answered (or the session failed) there is nothing left
+    to wait for, and a TLS close that waits for the server's close_notify can outlive the loop."""
+
+    def close(self) -> None:
+        if isinstance(self.transport, asyncio.Transport):
+            self.transport.abort()
+        super().close()
+
+
 class EmailChannel:
     def __init__(self, settings: EmailSettings, where: str) -> None:
         self.settings = settings
@@ -61,18 +72,19 @@ class EmailChannel:
     async def send(self, note: Notification) -> None:
         s = self.settings
         message = build_message(note, s.sender, s.recipients)
+        client = _Client(
+            hostname=s.host,
+            port=s.port,
+            use_tls=s.security == "tls",
+            start_tls=s.security == "starttls",
+            tls_context=self._context if s.security != "none" else None,
+            timeout=s.timeout.total_seconds(),
+        )
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.host,
-                port=s.port,
-                use_tls=s.security == "tls",
-                start_tls=s.security == "starttls",
-                tls_context=self._context if s.security != "none" else None,
-                username=s.username,
-                password=self._password,
-                timeout=s.timeout.total_seconds(),
-            )
+            async with client:
+                if s.username:
+                    await client.login(s.username, self._password or "")
+                await client.send_message(message)
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(
                 f"{self.name}: authentication failed ({exc.code}); check the "

@@ -3,7 +3,6 @@ loopback HTTP server for Teams and the webhook.  Hostile certificate text must c
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import hashlib
@@ -167,7 +166,6 @@ async def test_email_bad_password_is_permanent(mail_server, monkeypatch) -> None
     assert info.value.permanent and "authentication failed" in str(info.value)
     assert "wrong-password" not in str(info.value)
     assert recorder.messages == []
-    await asyncio.sleep(0.2)  # let the loop finish the TLS close before pytest closes the loop
 
 
 async def test_email_server_down_is_transient(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

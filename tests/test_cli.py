@@ -88,7 +88,9 @@ def test_scan_json_and_exit_codes(
     assert untrusted["rule"] == "cert.untrusted" and "missing intermediate" in untrusted["message"]
 
     db = sqlite3.connect(tmp_path / "relaycert.db")
-    assert db.execute("select count(*) from observation").fetchone() == (5,)
+    # Stored on change: a probe that sees the same as the last one counts a repeat.
+    assert db.execute("select count(*), sum(repeats) from observation").fetchone() == (3, 5)
+    assert db.execute("select sum(attempts), sum(successes) from probe_day").fetchone() == (5, 5)
     assert db.execute("select count(*) from certificate").fetchone() == (3,)
 
 

@@ -44,10 +44,12 @@ def test_scan_is_stored_with_deduplicated_certificates(
         [record(good_leaf, intermediate, "127.0.0.1"), record(good_leaf, intermediate, "127.0.0.2")]
     )
     store.record([record(good_leaf, intermediate, "127.0.0.1")])
-    assert store.counts() == {"endpoint": 1, "certificate": 2, "observation": 3, "finding": 3}
+    # The third probe saw what the first did: stored as a repeat, not a new row.
+    assert store.counts() == {"endpoint": 1, "certificate": 2, "observation": 2, "finding": 2}
     with Session(store.engine) as session:
-        obs = session.scalars(select(ObservationRow)).first()
+        obs = session.scalars(select(ObservationRow).order_by(ObservationRow.id)).first()  # type: ignore[arg-type]
         assert obs is not None and obs.worst == "warning" and len(obs.chain) == 2
+        assert obs.repeats == 2 and obs.last_seen_at is not None
         cert = session.scalars(
             select(CertificateRow).where(CertificateRow.sha256 == obs.chain[0])
         ).one()  # type: ignore[arg-type]
@@ -90,3 +92,26 @@ def test_unreachable_database_is_a_clear_error() -> None:
     message = str(info.value)
     assert "cannot open the store at postgresql+psycopg://relaycert:***@127.0.0.1:1" in message
     assert "hunter2" not in message
+
+
+def test_observations_are_stored_on_change_with_a_heartbeat(
+    store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    store = Store.open(store_url, heartbeat=timedelta(hours=24))
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    for hour in range(30):  # hourly probes seeing the same thing
+        store.record([record(good_leaf, intermediate, when=t0 + timedelta(hours=hour))])
+    counts = store.counts()
+    assert counts["observation"] == 2  # one row, and a heartbeat row after 24 hours
+    other = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    store.record([record(other, intermediate, when=t0 + timedelta(hours=31))])
+    assert store.counts()["observation"] == 3  # a change is always a new row
+    from monitor.models import ProbeDayRow
+
+    with Session(store.engine) as session:
+        days = {
+            d.day.isoformat(): (d.attempts, d.successes)
+            for d in session.scalars(select(ProbeDayRow))
+        }
+    assert days == {"2026-11-01": (24, 24), "2026-11-02": (7, 7)}
+    store.close()
