@@ -51,14 +51,14 @@ def http_receiver(statuses: list[int] | None = None, delay: float = 0.0) -> Iter
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
             if receiver.delay:
                 time.sleep(receiver.delay)
+            if 200 <= status < 300:  # recorded before answering: the sender may check at once
+                with receiver.lock:
+                    receiver.accepted.append(request)
             self.send_response(status)
             if status == 429:
                 self.send_header("Retry-After", "1")
             self.send_header("Content-Length", "0")
             self.end_headers()
-            if 200 <= status < 300:
-                with receiver.lock:
-                    receiver.accepted.append(request)
 
         def log_message(self, *args: Any) -> None:
             pass
