@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         "--channel", action="append", metavar="NAME", help="only this channel (repeatable)"
     )
 
+    report_p = sub.add_parser("report", help="write a compliance report from the store")
+    report_p.add_argument("--config", "-c", type=Path, required=True)
+    report_p.add_argument("--period", default="30d", help="how far back (default 30d)")
+    report_p.add_argument("--format", choices=("html", "csv", "json"), default="html")
+    report_p.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+
     demo_p = sub.add_parser("demo", help="run a scan of a built-in demo fleet on loopback")
     demo_p.add_argument(
         "--dir",
@@ -215,6 +221,8 @@ def _demo_command(args: argparse.Namespace) -> int:
             console.print(f"\nDemo configuration: {config_path}")
             console.print(f"Store: {config.database_url()}")
             console.print(f"Alerts: {captured} ({len(lines)} messages)")
+            report = service.write_report(config, directory / "relaycert-report.html")
+            console.print(f"Compliance report: {report}")
             console.print("The findings above are illustrations; the demo itself succeeded.")
     return 0
 

@@ -170,3 +170,49 @@ def notify_test_command(args: argparse.Namespace) -> int:
         print(f"{name}: {'accepted' if error is None else 'FAILED: ' + error}")
         failures += error is not None
     return 1 if failures else 0
+
+
+def write_report(config: Config, path: Path, period: str = "30d", fmt: str = "html") -> Path:
+    """Build the report from the store and write it to ``path`` (atomically)."""
+    from monitor.config import parse_duration
+    from monitor.reports.data import build
+    from monitor.reports.render import render
+
+    try:
+        span = parse_duration(period)
+    except ValueError as exc:
+        raise ConfigError(f"--period: {exc}") from None
+    store = _open(config)
+    try:
+        text = render(build(config, store, span, datetime.now(UTC)), fmt)
+    finally:
+        store.close()
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        raise ConfigError(f"--output: cannot write {path}: {exc.strerror}") from exc
+    return path
+
+
+def report_command(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if args.output is not None:
+        write_report(config, args.output, args.period, args.format)
+        print(f"wrote {args.output}", file=sys.stderr)
+        return 0
+    from monitor.config import parse_duration
+    from monitor.reports.data import build
+    from monitor.reports.render import render
+
+    try:
+        span = parse_duration(args.period)
+    except ValueError as exc:
+        raise ConfigError(f"--period: {exc}") from None
+    store = _open(config)
+    try:
+        sys.stdout.write(render(build(config, store, span, datetime.now(UTC)), args.format))
+    finally:
+        store.close()
+    return 0
