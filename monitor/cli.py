@@ -240,6 +240,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     commands = {
         "run": service.run_command,
         "status": service.status_command,
+        "report": service.report_command,
         "accept": service.accept_command,
         "notify-test": service.notify_test_command,
     }

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from checks.certinfo import clip
 from monitor.reports.data import CertInfo
 
-WIDTH, LABEL, ROW, TOP = 900, 260, 26, 30
+WIDTH, LABEL, ROW, TOP = 900, 290, 26, 30
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,153 @@
+"""Compliance reports from a store with a known history: an expiring certificate whose alert
+opens, a renewal that resolves it (drift, auto-acceptance), and a hostile endpoint whose CN
+carries markup.  Checked in HTML, CSV and JSON, and rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from checks.certinfo import fingerprint
+from monitor.cli import main
+from monitor.config import load
+from monitor.demo import pki
+from monitor.demo.servers import LoopbackSMTP, free_port
+from monitor.reports.render import _cell
+from monitor.service import run_once
+from tests.conftest import endpoint_toml
+
+EVIL_CN = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+CONNECTORS = """
+[[connectors]]
+name = "partner"
+tls_sender_certificate_name = "*.fabrikam.net"
+
+[daemon]
+log_level = "error"
+
+[[channels]]
+name = "capture"
+type = "file"
+path = "alerts.jsonl"
+"""
+
+
+@pytest.fixture
+def history(config_file, write_chain, intermediate, tmp_path):  # type: ignore[no-untyped-def]
+    """Two daemon cycles with a renewal in between; returns (config path, leaves)."""
+    port = free_port()
+    soon = pki.make_leaf(intermediate, ["mail1.contoso.com"],
+                         not_before=datetime.now(UTC) - timedelta(days=70), days=90)
+    renewed = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    evil = pki.make_leaf(intermediate, ["relay.contoso.com"], cn=EVIL_CN)
+    hostile = LoopbackSMTP("starttls", *write_chain(evil, intermediate)).start()
+    server = LoopbackSMTP("starttls", *write_chain(soon, intermediate), port=port).start()
+    config = config_file(
+        endpoint_toml("mail1", port) + endpoint_toml("evil", hostile.port, host="relay.contoso.com",
+                                                     connector="partner"),
+        extra=CONNECTORS)
+    try:
+        run_once(config, load(config))
+        server.stop()
+        server = LoopbackSMTP("starttls", *write_chain(renewed, intermediate), port=port).start()
+        run_once(config, load(config))
+    finally:
+        server.stop()
+        hostile.stop()
+    return config, {"soon": soon, "renewed": renewed, "evil": evil}
+
+
+def report(config: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["report", "--config", str(config), "--format", fmt, "--period", "7d"]) == 0
+    return capsys.readouterr().out
+
+
+def test_json_report_numbers_and_verdicts(history, capsys) -> None:  # type: ignore[no-untyped-def]
+    config, leaves = history
+    doc = json.loads(report(config, "json", capsys))
+    assert doc["version"] == 1 and doc["tenant"] == "Contoso"
+    assert doc["verdict"] == "non-compliant"
+    rows = {a["endpoint"]: a for a in doc["addresses"]}
+    mail1 = rows["mail1"]
+    assert mail1["certificate"]["sha256"] == fingerprint(leaves["renewed"].cert)
+    # The renewal is reported (info) and was accepted automatically: nothing worse remains.
+    assert sorted(f[1] for f in mail1["findings"]) == ["drift.certificate_changed",
+                                                       "drift.key_changed"]
+    assert mail1["worst"] == "info"
+    assert (mail1["attempts"], mail1["successes"], mail1["availability_percent"]) == (2, 2, 100.0)
+    kinds = [e["kind"] for e in mail1["events"]]
+    assert kinds.count("renewal") == 1 and "alert_opened" in kinds and "alert_resolved" in kinds
+    assert any("drift.certificate_changed" in e["text"] for e in mail1["events"])
+    connectors = {c["name"]: c for c in doc["connectors"]}
+    relay, partner = connectors["relay"], connectors["partner"]
+    assert relay["verdict"] == "compliant" and relay["accepted_domain"] == "contoso.com"
+    assert [s["works"] for s in relay["scenarios"]] == [True, True, True]
+    assert partner["verdict"] == "non-compliant" and partner["accepted_domain"] is None
+    assert all(s["works"] is False and "ATTR36" in s["error"] for s in partner["scenarios"])
+    assert doc["counts"]["critical"] == len([f for a in doc["addresses"] for f in a["findings"]
+                                             if f[0] == "critical"]) > 0
+    assert len(doc["timeline"]) == 2
+
+
+def test_csv_report_one_row_per_address(history, capsys) -> None:  # type: ignore[no-untyped-def]
+    config, leaves = history
+    rows = list(csv.DictReader(io.StringIO(report(config, "csv", capsys))))
+    assert [r["endpoint"] for r in rows] == ["evil", "mail1"]
+    mail1 = rows[1]
+    assert mail1["sha256"] == fingerprint(leaves["renewed"].cert)
+    assert mail1["probes_attempted"] == "2" and mail1["availability_percent"] == "100.0"
+    assert "critical:connector.name_not_covered" in rows[0]["findings"]
+
+
+def test_csv_cells_cannot_run_formulas() -> None:
+    assert _cell("=HYPERLINK(\"http://evil\")") == "'=HYPERLINK(\"http://evil\")"
+    assert _cell("-1") == "'-1" and _cell("mail1") == "mail1" and _cell(None) == ""
+
+
+def test_html_report_escapes_markup(history, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config, _ = history
+    html = report(config, "html", capsys)
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;" in html
+    assert "<img" not in html
+    assert len(re.findall(r'<rect class="bar"', html)) == 2
+    assert 'id="verdict">NON-COMPLIANT' in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # no external assets
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_renders_in_headless_chromium(history, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    browser = chromium()
+    if browser is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed; .ci/run must install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    config, _ = history
+    path = tmp_path / "report.html"
+    assert main(["report", "--config", str(config), "--output", str(path)]) == 0
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+             "--enable-logging=stderr", "--v=0"]
+    shot = tmp_path / "report.png"
+    run = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400",
+                          path.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000, run.stderr[-2000:]
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
+    assert console == [], console
+    dom = subprocess.run([*flags, "--dump-dom", path.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert dom.count('class="bar"') == 2 and 'id="timeline"' in dom
+    assert "<script" not in dom.lower()
