@@ -239,6 +239,31 @@ class AlertsConfig(_Model):
         return AlertSettings(Severity(self.min_severity), self.persist, remind)
 
 
+class ReportsConfig(_Model):
+    schedule: str | None = None  # cron, UTC: "0 7 * * 1" is Mondays 07:00
+    period: Duration = timedelta(days=7)
+    archive_dir: Path = Path("reports")
+    keep: int = Field(default=52, ge=1)
+    formats: tuple[Literal["html", "csv", "json"], ...] = ("html", "csv", "json")
+    email_channel: str | None = None
+    recipients: tuple[str, ...] = ()
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(
+                    f"'{value}' is not a crontab expression (minute hour day month weekday), "
+                    f"e.g. '0 7 * * 1': {exc}"
+                ) from None
+        return value
+
+
 class DatabaseConfig(_Model):
     url: SecretStr | None = None
     url_env: str | None = None
@@ -265,6 +290,7 @@ class Config(_Model):
     database: DatabaseConfig = DatabaseConfig()
     daemon: DaemonConfig = DaemonConfig()
     alerts: AlertsConfig = AlertsConfig()
+    reports: ReportsConfig = ReportsConfig()
     channels: tuple[AnyChannelSettings, ...] = ()
     source: Path = Field(default=Path("relaycert.toml"), exclude=True)
 
@@ -308,6 +334,11 @@ class Config(_Model):
                         ("channels", index, "severities"),
                         f"'{severity}' is not one of info, warning, unknown, critical",
                     )
+        mail = self.reports.email_channel
+        if mail is not None and not any(
+            c.name == mail and c.type == "email" for c in self.channels
+        ):
+            raise _at(("reports", "email_channel"), f"'{mail}' is not an e-mail channel")
         return self
 
     def endpoint(self, name: str) -> EndpointConfig | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from checks.base import TrustAnchors
@@ -178,6 +179,30 @@ class Daemon:
                 replace_existing=True,
             )
 
+    async def _report_job(self) -> None:
+        self._track()
+        from monitor.reports.archive import publish
+
+        try:
+            paths = await publish(self.gen.config, self.store, self.gen.channels, datetime.now(UTC))
+        except RelaycertError as exc:
+            event(log, logging.ERROR, "report.error", error=str(exc))
+            return
+        event(log, logging.INFO, "report.written", files=" ".join(str(p) for p in paths))
+
+    def _schedule_report(self, config: Config) -> None:
+        if self.scheduler.get_job("report") is not None:
+            self.scheduler.remove_job("report")
+        if config.reports.schedule:
+            self.scheduler.add_job(
+                self._report_job,
+                CronTrigger.from_crontab(config.reports.schedule, timezone=UTC),
+                id="report",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=3600,
+            )
+
     def _on_submitted(self, ev: JobSubmissionEvent) -> None:
         if ev.job_id.startswith("endpoint:") and ev.scheduled_run_times:
             self._due[ev.job_id.removeprefix("endpoint:")] = min(ev.scheduled_run_times)
@@ -211,6 +236,7 @@ class Daemon:
         config = self.gen.config
         self.scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
         self.schedule(config, first_run_spread)
+        self._schedule_report(config)
         self.scheduler.add_job(
             self._outbox_job,
             IntervalTrigger(seconds=config.daemon.outbox_interval.total_seconds()),

@@ -71,7 +71,11 @@ class EmailChannel:
 
     async def send(self, note: Notification) -> None:
         s = self.settings
-        message = build_message(note, s.sender, s.recipients)
+        await self.send_message(build_message(note, s.sender, s.recipients))
+
+    async def send_message(self, message: EmailMessage) -> None:
+        """Send a prepared message (alerts, and the daemon's scheduled reports)."""
+        s = self.settings
         client = _Client(
             hostname=s.host,
             port=s.port,

@@ -24,6 +24,7 @@ from monitor.demo.servers import LoopbackSMTP, free_port
 from monitor.reports.render import _cell
 from monitor.service import run_once
 from tests.conftest import endpoint_toml
+from tests.test_channels import Recorder, mail_server  # noqa: F401 - shared fixture
 
 EVIL_CN = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 CONNECTORS = """
@@ -45,16 +46,21 @@ path = "alerts.jsonl"
 def history(config_file, write_chain, intermediate, tmp_path):  # type: ignore[no-untyped-def]
     """Two daemon cycles with a renewal in between; returns (config path, leaves)."""
     port = free_port()
-    soon = pki.make_leaf(intermediate, ["mail1.contoso.com"],
-                         not_before=datetime.now(UTC) - timedelta(days=70), days=90)
+    soon = pki.make_leaf(
+        intermediate,
+        ["mail1.contoso.com"],
+        not_before=datetime.now(UTC) - timedelta(days=70),
+        days=90,
+    )
     renewed = pki.make_leaf(intermediate, ["mail1.contoso.com"])
     evil = pki.make_leaf(intermediate, ["relay.contoso.com"], cn=EVIL_CN)
     hostile = LoopbackSMTP("starttls", *write_chain(evil, intermediate)).start()
     server = LoopbackSMTP("starttls", *write_chain(soon, intermediate), port=port).start()
     config = config_file(
-        endpoint_toml("mail1", port) + endpoint_toml("evil", hostile.port, host="relay.contoso.com",
-                                                     connector="partner"),
-        extra=CONNECTORS)
+        endpoint_toml("mail1", port)
+        + endpoint_toml("evil", hostile.port, host="relay.contoso.com", connector="partner"),
+        extra=CONNECTORS,
+    )
     try:
         run_once(config, load(config))
         server.stop()
@@ -80,8 +86,10 @@ def test_json_report_numbers_and_verdicts(history, capsys) -> None:  # type: ign
     mail1 = rows["mail1"]
     assert mail1["certificate"]["sha256"] == fingerprint(leaves["renewed"].cert)
     # The renewal is reported (info) and was accepted automatically: nothing worse remains.
-    assert sorted(f[1] for f in mail1["findings"]) == ["drift.certificate_changed",
-                                                       "drift.key_changed"]
+    assert sorted(f[1] for f in mail1["findings"]) == [
+        "drift.certificate_changed",
+        "drift.key_changed",
+    ]
     assert mail1["worst"] == "info"
     assert (mail1["attempts"], mail1["successes"], mail1["availability_percent"]) == (2, 2, 100.0)
     kinds = [e["kind"] for e in mail1["events"]]
@@ -93,8 +101,11 @@ def test_json_report_numbers_and_verdicts(history, capsys) -> None:  # type: ign
     assert [s["works"] for s in relay["scenarios"]] == [True, True, True]
     assert partner["verdict"] == "non-compliant" and partner["accepted_domain"] is None
     assert all(s["works"] is False and "ATTR36" in s["error"] for s in partner["scenarios"])
-    assert doc["counts"]["critical"] == len([f for a in doc["addresses"] for f in a["findings"]
-                                             if f[0] == "critical"]) > 0
+    assert (
+        doc["counts"]["critical"]
+        == len([f for a in doc["addresses"] for f in a["findings"] if f[0] == "critical"])
+        > 0
+    )
     assert len(doc["timeline"]) == 2
 
 
@@ -109,7 +120,7 @@ def test_csv_report_one_row_per_address(history, capsys) -> None:  # type: ignor
 
 
 def test_csv_cells_cannot_run_formulas() -> None:
-    assert _cell("=HYPERLINK(\"http://evil\")") == "'=HYPERLINK(\"http://evil\")"
+    assert _cell('=HYPERLINK("http://evil")') == '\'=HYPERLINK("http://evil")'
     assert _cell("-1") == "'-1" and _cell("mail1") == "mail1" and _cell(None) == ""
 
 
@@ -137,17 +148,94 @@ def test_report_renders_in_headless_chromium(history, tmp_path) -> None:  # type
     config, _ = history
     path = tmp_path / "report.html"
     assert main(["report", "--config", str(config), "--output", str(path)]) == 0
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-             "--enable-logging=stderr", "--v=0"]
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
     shot = tmp_path / "report.png"
-    run = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400",
-                          path.as_uri()], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1200,2400", path.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.exists() and shot.stat().st_size > 10_000, run.stderr[-2000:]
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
     assert console == [], console
-    dom = subprocess.run([*flags, "--dump-dom", path.as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
+    dom = subprocess.run(
+        [*flags, "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     assert dom.count('class="bar"') == 2 and 'id="timeline"' in dom
     assert "<script" not in dom.lower()
+
+
+async def test_scheduled_report_is_archived_pruned_and_mailed(
+    history, mail_server, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from monitor.daemon import build_channels
+    from monitor.reports.archive import publish
+    from monitor.store import Store
+
+    config_path, _ = history
+    port, recorder, ca = mail_server
+    monkeypatch.setenv("RC_TEST_SMTP_PW", "s3cret-pw")
+    config_path.write_text(
+        config_path.read_text()
+        + f"""
+[[channels]]
+name = "mail"
+type = "email"
+host = "localhost"
+port = {port}
+username = "relaycert"
+password_env = "RC_TEST_SMTP_PW"
+sender = "relaycert@contoso.com"
+recipients = ["ops@contoso.com"]
+ca_file = "{ca}"
+severities = []
+
+[reports]
+schedule = "0 7 * * 1"
+keep = 2
+formats = ["html", "json"]
+email_channel = "mail"
+recipients = ["auditors@contoso.com"]
+"""
+    )
+    config = load(config_path)
+    store = Store.open(config.database_url())
+    channels = build_channels(config)
+    now = datetime.now(UTC)
+    for hours in range(3):
+        await publish(config, store, channels, now + timedelta(hours=hours))
+    store.close()
+    folder = config_path.parent / "reports"
+    assert len(list(folder.glob("*.html"))) == 2 and len(list(folder.glob("*.json"))) == 2
+    newest = sorted(folder.glob("*.json"))[-1]
+    assert json.loads(newest.read_text())["verdict"] == "non-compliant"
+    assert len(recorder.messages) == 3
+    _, recipients, message = recorder.messages[0]
+    assert recipients == ["auditors@contoso.com"]
+    assert (
+        "Compliance report Contoso" in message["Subject"] and "non-compliant" in message["Subject"]
+    )
+    html = message.get_body(("html",)).get_content()
+    assert '<rect class="bar"' in html and "&lt;script&gt;" in html
+    attachments = [part.get_filename() for part in message.iter_attachments()]
+    assert len(attachments) == 1 and attachments[0].endswith(".csv")
+
+
+def test_bad_cron_is_a_config_error(config_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = config_file(endpoint_toml("x", 25), extra='[reports]\nschedule = "every monday"\n')
+    assert main(["report", "--config", str(config)]) == 3
+    assert "reports.schedule" in capsys.readouterr().err
