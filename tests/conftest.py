@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import create_engine, text
 
 from monitor.demo import pki
-from monitor.demo.servers import LoopbackSMTP
+from monitor.demo.servers import LoopbackSMTP, free_port, server_context
 
 PG_ADMIN_URL = os.environ.get(
     "RELAYCERT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -125,3 +131,51 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+# -- a submission server for the e-mail channel and scheduled reports --------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], EmailMessage]] = []
+        self.tls_seen: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
+        self.tls_seen.append(session.ssl is not None)
+        return "250 OK"
+
+
+def authenticator(
+    server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+) -> AuthResult:
+    ok = (
+        isinstance(data, LoginPassword)
+        and data.login == b"relaycert"
+        and data.password == b"s3cret-pw"
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def mail_server(
+    tmp_path: Path, root_ca: pki.Issued, intermediate: pki.Issued
+) -> Iterator[tuple[int, Recorder, Path]]:
+    leaf = pki.make_leaf(intermediate, ["localhost", "127.0.0.1"])
+    key, chain = pki.write_chain(tmp_path / "smtp", "relay", leaf, intermediate)
+    (tmp_path / "root.pem").write_bytes(root_ca.cert_pem())
+    recorder, port = Recorder(), free_port()
+    controller = Controller(
+        recorder,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_context(key, chain),
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
+    )
+    controller.start()
+    yield port, recorder, tmp_path / "root.pem"
+    controller.stop()

@@ -24,7 +24,6 @@ from monitor.demo.servers import LoopbackSMTP, free_port
 from monitor.reports.render import _cell
 from monitor.service import run_once
 from tests.conftest import endpoint_toml
-from tests.test_channels import Recorder, mail_server  # noqa: F401 - shared fixture
 
 EVIL_CN = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 CONNECTORS = """
