@@ -34,10 +34,11 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m monitor.docgen docs/rules.md
 
-## bench: the scan benchmark (2000 addresses, concurrency 64) and the daemon benchmark (6 min)
+## bench: scan (2000 addresses), daemon (2000 addresses, 6 min) and report (90 days) benchmarks
 bench: $(STAMP)
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/daemon.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -221,9 +221,9 @@ def _demo_command(args: argparse.Namespace) -> int:
             console.print(f"\nDemo configuration: {config_path}")
             console.print(f"Store: {config.database_url()}")
             console.print(f"Alerts: {captured} ({len(lines)} messages)")
-            report = service.write_report(config, directory / "relaycert-report.html")
-            console.print(f"Compliance report: {report}")
             console.print("The findings above are illustrations; the demo itself succeeded.")
+            report = service.write_report(config, directory / "relaycert-report.html")
+            console.print(f"Compliance report (open it in a browser): {report}")
     return 0
 
 

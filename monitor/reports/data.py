@@ -212,56 +212,62 @@ def _scenarios(addresses: list[AddressReport], accepted: str | None) -> list[Sce
 
 
 def _events(
-    session: Session, endpoint_id: int, address: str, start: datetime, end: datetime
-) -> list[Event]:
-    events: list[Event] = []
+    session: Session, endpoint_ids: list[int], start: datetime, end: datetime
+) -> dict[tuple[int, str], list[Event]]:
+    """Renewals, drift findings and alert transitions of the period, per address (batched)."""
+    events: dict[tuple[int, str], list[Event]] = defaultdict(list)
+    o = ObservationRow
+    before = (
+        select(func.max(o.id))
+        .where(col(o.endpoint_id).in_(endpoint_ids), col(o.started_at) < start)
+        .group_by(col(o.endpoint_id), col(o.address))
+    )
     rows = session.execute(
-        select(
-            col(ObservationRow.id), col(ObservationRow.started_at), col(ObservationRow.leaf_sha256)
-        )
-        .where(
-            col(ObservationRow.endpoint_id) == endpoint_id,
-            col(ObservationRow.address) == address,
-            col(ObservationRow.started_at) <= end,
-        )
-        .order_by(col(ObservationRow.id))
+        select(col(o.endpoint_id), col(o.address), col(o.started_at), col(o.leaf_sha256))
+        .where(col(o.endpoint_id).in_(endpoint_ids), col(o.started_at) <= end)
+        .where((col(o.started_at) >= start) | col(o.id).in_(before))
+        .order_by(col(o.id))
     ).all()
-    previous = None
-    for _, started, leaf in rows:
-        if leaf and previous and leaf != previous and started >= start:
-            events.append(
-                Event(
-                    started, "renewal", f"certificate {previous[:16]}... replaced by {leaf[:16]}..."
-                )
+    previous: dict[tuple[int, str], str] = {}
+    for endpoint_id, address, started, leaf in rows:
+        key = (endpoint_id, address)
+        known = previous.get(key)
+        if leaf and known and leaf != known and started >= start:
+            events[key].append(
+                Event(started, "renewal", f"certificate {known[:16]}... replaced by {leaf[:16]}...")
             )
-        previous = leaf or previous
-    in_period = [r[0] for r in rows if r[1] >= start]
-    if in_period:
-        for finding, started in session.execute(
-            select(FindingRow, col(ObservationRow.started_at))
-            .join(ObservationRow, col(ObservationRow.id) == col(FindingRow.observation_id))
-            .where(
-                col(FindingRow.observation_id).in_(in_period),
-                col(FindingRow.rule).startswith("drift."),
-            )
-        ):
-            events.append(Event(started, "drift", f"{finding.rule}: {finding.message}"))
-    for alert in session.scalars(
-        select(AlertRow).where(
-            col(AlertRow.endpoint_id) == endpoint_id, col(AlertRow.address) == address
+        if leaf:
+            previous[key] = leaf
+    for finding, endpoint_id, address, started in session.execute(
+        select(FindingRow, col(o.endpoint_id), col(o.address), col(o.started_at))
+        .join(o, col(o.id) == col(FindingRow.observation_id))
+        .where(
+            col(o.endpoint_id).in_(endpoint_ids),
+            col(o.started_at) >= start,
+            col(o.started_at) <= end,
+            col(FindingRow.rule).startswith("drift."),
         )
     ):
+        events[(endpoint_id, address)].append(
+            Event(started, "drift", f"{finding.rule}: {finding.message}")
+        )
+    for alert in session.scalars(
+        select(AlertRow).where(col(AlertRow.endpoint_id).in_(endpoint_ids))
+    ):
+        key = (alert.endpoint_id, alert.address)
         if alert.opened_at and start <= alert.opened_at <= end:
-            events.append(
+            events[key].append(
                 Event(
                     alert.opened_at, "alert_opened", f"{alert.severity} alert {alert.rule} opened"
                 )
             )
         if alert.resolved_at and alert.opened_at and start <= alert.resolved_at <= end:
-            events.append(
+            events[key].append(
                 Event(alert.resolved_at, "alert_resolved", f"alert {alert.rule} resolved")
             )
-    return sorted(events, key=lambda e: e.at)
+    for items in events.values():
+        items.sort(key=lambda e: e.at)
+    return events
 
 
 def build(config: Config, store: Store, period: timedelta, now: datetime) -> Report:
@@ -298,6 +304,7 @@ def build(config: Config, store: Store, period: timedelta, now: datetime) -> Rep
         ):
             certs[row.sha256] = x509.load_der_x509_certificate(row.der)
         by_id = {e.id: e for e in endpoints.values()}
+        events = _events(session, [i for i in ids if i is not None], start, now)
         for obs in latest:
             endpoint = by_id[obs.endpoint_id]
             cert = certs.get(obs.leaf_sha256 or "")
@@ -314,7 +321,7 @@ def build(config: Config, store: Store, period: timedelta, now: datetime) -> Rep
                     obs.tls_version,
                     cert_info(cert, now) if cert else None,
                     sorted(findings[obs.id or 0], key=lambda f: -Severity(f[0]).rank),
-                    _events(session, obs.endpoint_id, obs.address, start, now),
+                    events.get((obs.endpoint_id, obs.address), []),
                     attempts,
                     successes,
                 )
