@@ -29,6 +29,7 @@ from pydantic import (
 from checks.base import DOCS_BASE, Connector, ExpiryThresholds, Severity
 from monitor.alerting import AlertSettings
 from monitor.errors import ConfigError
+from monitor.renewal.settings import RenewalSettings
 from notifications.registry import AnyChannelSettings
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -291,6 +292,7 @@ class Config(_Model):
     daemon: DaemonConfig = DaemonConfig()
     alerts: AlertsConfig = AlertsConfig()
     reports: ReportsConfig = ReportsConfig()
+    renewals: tuple[RenewalSettings, ...] = ()
     channels: tuple[AnyChannelSettings, ...] = ()
     source: Path = Field(default=Path("relaycert.toml"), exclude=True)
 
@@ -334,6 +336,14 @@ class Config(_Model):
                         ("channels", index, "severities"),
                         f"'{severity}' is not one of info, warning, unknown, critical",
                     )
+        seen_renewals: set[str] = set()
+        for index, renewal in enumerate(self.renewals):
+            if renewal.name in seen_renewals:
+                raise _at(("renewals", index, "name"), f"duplicate renewal '{renewal.name}'")
+            seen_renewals.add(renewal.name)
+            for name in renewal.endpoints:
+                if name not in seen:
+                    raise _at(("renewals", index, "endpoints"), f"unknown endpoint '{name}'")
         mail = self.reports.email_channel
         if mail is not None and not any(
             c.name == mail and c.type == "email" for c in self.channels

@@ -8,6 +8,7 @@ monitor's own failures::
     ├── InputFileError (ValueError)         a certificate file that cannot be read or parsed
     ├── StoreError                          the database cannot be opened, migrated or written
     ├── DeliveryError                       a channel did not accept a message (.permanent)
+    ├── RenewalError                        an ACME renewal step failed
     └── ProbeError                          one probe step failed (mapped into an observation)
         ├── ProbeTimeoutError (TimeoutError)
         └── ProbeConnectionError (ConnectionError)
@@ -65,3 +66,7 @@ class DeliveryError(RelaycertError):
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+
+
+class RenewalError(RelaycertError):
+    """An ACME renewal step failed (order, challenge, gate, deploy, hook or verification)."""

@@ -185,3 +185,20 @@ class OutboxRow(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, max_length=64)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, sa_type=Text)
+
+
+class RenewalRow(SQLModel, table=True):
+    """One renewal attempt: the order, the old and new certificates, and how it ended."""
+
+    __tablename__ = "renewal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, index=True)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    order_url: str | None = Field(default=None, sa_type=Text)
+    old_sha256: str | None = Field(default=None, max_length=64)
+    new_sha256: str | None = Field(default=None, max_length=64)
+    # verified | deployed | dry_run | skipped | gate_refused | hook_failed | not_served | failed
+    outcome: str = Field(max_length=16)
+    detail: str | None = Field(default=None, sa_type=Text)

@@ -1,0 +1,1 @@
+"""ACME renewal: issue, judge before deploying, deploy, and verify the new certificate is served."""

@@ -1,0 +1,177 @@
+"""The ACME exchange with certbot's ``acme`` library (synchronous: called in a worker thread).
+
+The account key is made once, stored with mode 0600 next to the account URL, and reused.
+Private keys are never logged.  ``acme``'s deadlines use naive local time; this module keeps
+that detail to itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from acme import challenges, client, crypto_util, errors, messages
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from josepy.jwa import RS256
+from josepy.jwk import JWKRSA
+
+from monitor.errors import RenewalError
+from monitor.renewal.settings import RenewalSettings
+from monitor.renewal.solvers import Solver
+
+USER_AGENT = "relaycert"
+
+
+def new_private_key(kind: str) -> bytes:
+    """A PKCS#8 PEM private key: ``rsa2048``..``rsa4096``, ``ec256``, ``ec384``."""
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    if kind.startswith("rsa"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
+    else:
+        key = ec.generate_private_key(ec.SECP384R1() if kind == "ec384" else ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` with mode 0600 from the start (atomic replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(temporary, 0o600)
+    temporary.replace(path)
+
+
+@dataclass(frozen=True)
+class Issued:
+    fullchain_pem: str
+    key_pem: bytes
+    order_url: str | None
+
+
+class AcmeSession:
+    """An ACME account on one directory, ready to order."""
+
+    def __init__(self, settings: RenewalSettings, state_dir: Path, eab_hmac: str | None) -> None:
+        self.settings, self.state_dir = settings, state_dir
+        key = self._account_key()
+        verify: Any = str(settings.ca_file) if settings.ca_file else True
+        self.net = client.ClientNetwork(
+            key, alg=RS256, verify_ssl=verify, user_agent=USER_AGENT, timeout=30
+        )
+        try:
+            directory = client.ClientV2.get_directory(settings.directory, self.net)
+        except Exception as exc:  # requests, JSON and acme errors: the CA is unreachable
+            raise RenewalError(
+                f"ACME directory {settings.directory} unreachable: {type(exc).__name__}"
+            ) from exc
+        self.client = client.ClientV2(directory, self.net)
+        self._register(key, eab_hmac)
+
+    def _account_key(self) -> JWKRSA:
+        path = self.state_dir / "account-key.pem"
+        if not path.exists():
+            pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            write_secret(path, pem)
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return JWKRSA(key=key)
+
+    def _register(self, key: JWKRSA, eab_hmac: str | None) -> None:
+        account_file = self.state_dir / "account.json"
+        known = json.loads(account_file.read_text()) if account_file.exists() else {}
+        if known.get("directory") == self.settings.directory and known.get("uri"):
+            regr = messages.RegistrationResource(uri=known["uri"], body=messages.Registration())
+            self.net.account = regr
+            return
+        eab = None
+        if self.settings.eab_kid and eab_hmac:
+            eab = messages.ExternalAccountBinding.from_data(
+                account_public_key=key.public_key(),
+                kid=self.settings.eab_kid,
+                hmac_key=eab_hmac,
+                directory=self.client.directory,
+            )
+        registration = messages.NewRegistration.from_data(
+            email=self.settings.email, terms_of_service_agreed=True, external_account_binding=eab
+        )
+        try:
+            regr = self.client.new_account(registration)
+        except errors.ConflictError as exc:  # the key already has an account
+            regr = self.client.query_registration(
+                messages.RegistrationResource(uri=exc.location, body=messages.Registration())
+            )
+        except messages.Error as exc:
+            raise RenewalError(
+                f"ACME account registration refused: {exc.typ}: {exc.detail}"
+            ) from exc
+        self.net.account = regr
+        account_file.write_text(json.dumps({"directory": self.settings.directory, "uri": regr.uri}))
+
+    def renewal_time(self, cert_pem: bytes) -> tuple[dt.datetime | None, dt.datetime]:
+        """ARI (RFC 9773) when the directory offers it: (suggested time, next check), both
+        tz-aware UTC; ``(None, next check)`` when it does not."""
+        try:
+            when, next_check = self.client.renewal_time(cert_pem)
+        except errors.ARIError as exc:
+            raise RenewalError(f"ACME renewal information unavailable: {exc}") from exc
+        local = next_check.astimezone() if next_check.tzinfo is None else next_check
+        return when, local.astimezone(dt.UTC)
+
+    def issue(self, names: list[str], solver: Solver) -> Issued:
+        key_pem = new_private_key(self.settings.key_type)
+        csr = crypto_util.make_csr(key_pem, names)
+        profiles = getattr(self.client.directory.meta, "profiles", None) or {}
+        profile = self.settings.profile if self.settings.profile in profiles else None
+        try:
+            order = (
+                self.client.new_order(csr, profile=profile)
+                if profile
+                else self.client.new_order(csr)
+            )
+            for authz in order.authorizations:
+                if authz.body.status == messages.STATUS_VALID:
+                    continue
+                domain = authz.body.identifier.value
+                wanted = challenges.HTTP01 if solver.challenge == "http-01" else challenges.DNS01
+                challenge = next(
+                    (c for c in authz.body.challenges if isinstance(c.chall, wanted)), None
+                )
+                if challenge is None:
+                    raise RenewalError(
+                        f"the CA offers no {solver.challenge} challenge for "
+                        f"{domain} (wildcards need DNS-01)"
+                    )
+                response, validation = challenge.response_and_validation(self.net.key)
+                path = challenge.chall.path if solver.challenge == "http-01" else ""
+                solver.present(domain, path, validation)
+                self.client.answer_challenge(challenge, response)
+            deadline = dt.datetime.now() + self.settings.timeout  # noqa: DTZ005 - acme wants naive
+            order = self.client.poll_and_finalize(order, deadline)
+        except RenewalError:
+            raise
+        except errors.ValidationError as exc:
+            details = "; ".join(
+                f"{a.body.identifier.value}: "
+                + ", ".join(str(c.error.detail) for c in a.body.challenges if c.error)
+                for a in exc.failed_authzrs
+            )
+            raise RenewalError(f"ACME validation failed: {details}") from exc
+        except errors.TimeoutError as exc:
+            raise RenewalError("ACME order did not complete within the renewal timeout") from exc
+        except messages.Error as exc:
+            raise RenewalError(f"ACME error: {exc.typ}: {exc.detail}") from exc
+        except Exception as exc:  # requests errors: the CA went away mid-order
+            raise RenewalError(f"ACME exchange failed: {type(exc).__name__}") from exc
+        return Issued(order.fullchain_pem, key_pem, order.uri)

@@ -1,0 +1,91 @@
+"""``[[renewals]]``: what to renew through ACME, how to prove control, where to deploy.
+
+Each solver owns its settings model; the discriminator is ``type``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _duration(value: object) -> timedelta:
+    from monitor.config import parse_duration
+
+    return parse_duration(value)
+
+
+Seconds = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Http01Settings(_Model):
+    """HTTP-01: a built-in responder on ``listen`` (host:port), or files under ``webroot``."""
+
+    type: Literal["http01"]
+    listen: str | None = "0.0.0.0:80"
+    webroot: Path | None = None
+
+
+class Rfc2136Settings(_Model):
+    """DNS-01 through RFC 2136 dynamic updates signed with TSIG (dnspython)."""
+
+    type: Literal["rfc2136"]
+    server: str  # ip or ip:port of the primary that accepts updates
+    zone: str
+    key_name: str
+    key_secret_env: str | None = None
+    key_secret_file: Path | None = None
+    algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
+    propagation_timeout: Seconds = timedelta(minutes=2)
+
+
+class DnsHookSettings(_Model):
+    """DNS-01 through a command: run with RELAYCERT_DNS_ACTION=add|remove,
+    RELAYCERT_DNS_NAME and RELAYCERT_DNS_VALUE; it returns when the record is served."""
+
+    type: Literal["dns-hook"]
+    command: tuple[str, ...] = Field(min_length=1)
+    timeout: Seconds = timedelta(minutes=5)
+
+
+SolverSettings = Annotated[
+    Http01Settings | Rfc2136Settings | DnsHookSettings, Field(discriminator="type")
+]
+
+
+class DeploySettings(_Model):
+    dir: Path
+    pfx_password_env: str | None = None
+    pfx_password_file: Path | None = None
+    hooks_dir: Path | None = None
+    hook: tuple[str, ...] = ()  # one command, no shell: ["postfix", "reload"]
+    hook_timeout: Seconds = timedelta(minutes=2)
+
+
+class RenewalSettings(_Model):
+    name: str = Field(min_length=1)
+    endpoints: tuple[str, ...] = Field(min_length=1)
+    directory: str = Field(pattern=r"^https?://")
+    email: str | None = None
+    ca_file: Path | None = None  # trust for the ACME server's HTTPS (default: system roots)
+    eab_kid: str | None = None
+    eab_hmac_env: str | None = None
+    eab_hmac_file: Path | None = None
+    names: tuple[str, ...] = ()  # default: the names of the certificate served now
+    key_type: Literal["rsa2048", "rsa3072", "rsa4096", "ec256", "ec384"] = "rsa2048"
+    profile: str | None = None
+    renew_fraction: float = Field(default=1 / 3, gt=0, lt=1)
+    min_lifetime: Seconds = timedelta(days=1)
+    state_dir: Path = Path("acme")
+    verify_timeout: Seconds = timedelta(minutes=2)
+    check_interval: Seconds = timedelta(hours=6)
+    timeout: Seconds = timedelta(minutes=5)  # for one whole order
+    solver: SolverSettings
+    deploy: DeploySettings
