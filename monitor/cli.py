@@ -89,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
     report_p.add_argument("--format", choices=("html", "csv", "json"), default="html")
     report_p.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
 
+    renew_p = sub.add_parser("renew", help="renew certificates through ACME when due")
+    renew_p.add_argument("--config", "-c", type=Path, required=True)
+    renew_p.add_argument(
+        "--endpoint",
+        action="append",
+        metavar="NAME",
+        help="only renewals that serve this endpoint (repeatable)",
+    )
+    renew_p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="issue and judge, but deploy nothing and run no hooks",
+    )
+    renew_p.add_argument("--force", action="store_true", help="renew even when not due")
+
     demo_p = sub.add_parser("demo", help="run a scan of a built-in demo fleet on loopback")
     demo_p.add_argument(
         "--dir",
@@ -241,6 +256,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         "run": service.run_command,
         "status": service.status_command,
         "report": service.report_command,
+        "renew": service.renew_command,
         "accept": service.accept_command,
         "notify-test": service.notify_test_command,
     }

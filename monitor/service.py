@@ -216,3 +216,40 @@ def report_command(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def renew_command(args: argparse.Namespace) -> int:
+    from monitor.outbox import Outbox
+    from monitor.renewal.deploy import validate_hooks
+    from monitor.renewal.runner import FAILED, renew
+
+    config = load(args.config)
+    chosen = [
+        r for r in config.renewals if not args.endpoint or set(args.endpoint) & set(r.endpoints)
+    ]
+    if not chosen:
+        raise ConfigError(
+            f"{args.config}: no [[renewals]] entry"
+            + (f" serves {', '.join(args.endpoint)}" if args.endpoint else "")
+        )
+    for index, renewal in enumerate(config.renewals):
+        if renewal in chosen and not args.dry_run:
+            validate_hooks(renewal.deploy, f"{args.config}: renewals[{index}] ({renewal.name})")
+    logs.setup(config.daemon.log_format, config.daemon.log_level)
+    store = _open(config)
+
+    async def main() -> list[str]:
+        outcomes = [
+            await renew(config, store, r, force=args.force, dry_run=args.dry_run) for r in chosen
+        ]
+        if any(o.outcome in FAILED for o in outcomes):
+            await Outbox(store, build_channels(config)).deliver()
+        return [f"{o.name}: {o.outcome}: {o.detail}" for o in outcomes]
+
+    try:
+        lines = asyncio.run(main())
+    finally:
+        store.close()
+    for line in lines:
+        print(line)
+    return 2 if any(line.split(": ")[1] in FAILED for line in lines) else 0

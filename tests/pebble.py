@@ -70,8 +70,6 @@ class Pebble:
                         "",
                         "-tlsalpn01",
                         "",
-                        "-doh",
-                        "",
                         "-defaultIPv4",
                         "127.0.0.1",
                         "-defaultIPv6",

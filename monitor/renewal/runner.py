@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
 from sqlmodel import col
 
-from checks.base import Policy, Severity
+from checks.base import Observation, Policy, ProbeStatus, Severity
 from checks.certinfo import all_names, fingerprint
+from checks.drift import baseline_of
 from monitor.config import Config
 from monitor.errors import RenewalError
 from monitor.models import CertificateRow, FindingRow, ObservationRow, OutboxRow, RenewalRow
@@ -192,6 +193,28 @@ def _alert(
             )
 
 
+def accept_renewed(
+    store: Store, settings: RenewalSettings, chain: tuple[x509.Certificate, ...], now: datetime
+) -> None:
+    """A renewal relaycert deployed and verified becomes every address's baseline: routine
+    renewals do not page anyone (the renewal itself is recorded and reported)."""
+    from monitor.models import EndpointRow
+    from monitor.tracking import set_baseline
+
+    candidate = baseline_of(Observation(ProbeStatus.OK, chain))
+    if candidate is None:
+        return
+    with store.session() as session, session.begin():
+        rows = session.execute(
+            select(col(ObservationRow.endpoint_id), col(ObservationRow.address))
+            .join(EndpointRow, col(EndpointRow.id) == col(ObservationRow.endpoint_id))
+            .where(col(EndpointRow.name).in_(settings.endpoints))
+            .distinct()
+        ).all()
+        for endpoint_id, address in rows:
+            set_baseline(session, endpoint_id, address, candidate, "renewal", now)
+
+
 async def verify_served(config: Config, settings: RenewalSettings, sha256: str) -> list[str]:
     """Re-probe every address until all serve ``sha256``; the addresses that still do not."""
     endpoints = [e for e in config.endpoints if e.name in settings.endpoints]
@@ -259,7 +282,11 @@ async def renew(
         order_url = issued.order_url
         chain = tuple(x509.load_pem_x509_certificates(issued.fullchain_pem.encode()))
         new = fingerprint(chain[0])
-        blocking = gate(chain, _policies(config, settings, now), settings.min_lifetime, now)
+        # Judged at issuance time: the new certificate's notBefore is later than ``now``.
+        judged_at = (now_fn or (lambda: datetime.now(UTC)))()
+        blocking = gate(
+            chain, _policies(config, settings, judged_at), settings.min_lifetime, judged_at
+        )
         if blocking:
             outcome = Outcome(
                 settings.name,
@@ -312,6 +339,8 @@ async def renew(
                         new,
                     )
                 )
+                if not stale:
+                    await asyncio.to_thread(accept_renewed, store, settings, chain, judged_at)
     except RenewalError as exc:
         outcome = Outcome(settings.name, "failed", str(exc), old)
     row_id = await asyncio.to_thread(_record, store, settings.name, started, outcome, order_url)

@@ -1,0 +1,306 @@
+"""ACME renewal end to end against Debian's pebble on loopback: HTTP-01 for two names, the
+pre-flight gate, deployment to a Postfix whose reload serves the new certificate (verified by
+re-probing), a failing deploy hook, pebble down, and ARI against a loopback renewalInfo server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from checks.certinfo import dns_sans, fingerprint
+from monitor.cli import main
+from monitor.demo import pki
+from tests.pebble import PEBBLE, Pebble, free_port
+from tests.postfix import Postfix, ensure_installed
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pebble() -> Iterator[Pebble]:
+    if not Path(PEBBLE).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("pebble is not installed; .ci/run must install Debian's pebble")
+        pytest.skip("Debian's pebble is not installed (apt-get install pebble)")
+    with Pebble() as server:
+        yield server
+
+
+def renewal_config(
+    tmp_path: Path,
+    pebble: Pebble,
+    root_ca: pki.Issued,
+    smtp_port: int,
+    names: list[str],
+    connector: str = "*.contoso.test",
+    extra: str = "",
+    hook: str = "",
+    directory: str | None = None,
+) -> Path:
+    (tmp_path / "pebble-root.pem").write_bytes(pebble.root_pem())
+    (tmp_path / "test-root.pem").write_bytes(root_ca.cert_pem())
+    config = tmp_path / "relaycert.toml"
+    config.write_text(f"""
+[tenant]
+accepted_domains = ["contoso.test"]
+
+[[connectors]]
+name = "relay"
+tls_sender_certificate_name = "{connector}"
+
+[[endpoints]]
+name = "mail1"
+host = "mail1.contoso.test"
+port = {smtp_port}
+connector = "relay"
+addresses = ["127.0.0.1"]
+
+[trust]
+use_certifi = false
+extra_ca_files = ["pebble-root.pem", "test-root.pem"]
+
+[probe]
+timeout = "3s"
+
+[daemon]
+log_level = "error"
+
+[[renewals]]
+name = "relay-cert"
+endpoints = ["mail1"]
+directory = "{directory or pebble.directory}"
+ca_file = "{pebble.ca_file}"
+email = "postmaster@contoso.test"
+names = {json.dumps(names)}
+verify_timeout = "20s"
+timeout = "60s"
+
+[renewals.solver]
+type = "http01"
+listen = "127.0.0.1:{pebble.http_port}"
+
+[renewals.deploy]
+dir = "{tmp_path / "deployed"}"
+{hook}
+{extra}
+""")
+    return config
+
+
+def renewals(config: Path) -> list[tuple[str, str | None, str | None]]:
+    db = sqlite3.connect(config.parent / "relaycert.db")
+    return list(db.execute("select outcome, old_sha256, new_sha256 from renewal order by id"))
+
+
+def test_http01_issuance_for_two_names_dry_run(pebble, tmp_path, root_ca, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = renewal_config(
+        tmp_path, pebble, root_ca, free_port(), ["mail1.contoso.test", "mail2.contoso.test"]
+    )
+    assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "relay-cert: dry_run: issued and judged (forced)" in out
+    ((outcome, _, new),) = renewals(config)
+    assert outcome == "dry_run" and new
+    assert not (tmp_path / "deployed").exists()  # nothing deployed on a dry run
+    account_key = tmp_path / "acme" / "relay-cert" / "account-key.pem"
+    assert stat.S_IMODE(account_key.stat().st_mode) == 0o600
+    before = account_key.read_bytes()
+    assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
+    assert account_key.read_bytes() == before  # the account key is made once and reused
+    capsys.readouterr()
+
+
+def test_gate_refuses_a_certificate_that_misses_the_connector(
+    pebble,
+    tmp_path,
+    root_ca,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    config = renewal_config(
+        tmp_path,
+        pebble,
+        root_ca,
+        free_port(),
+        ["mail1.contoso.test"],
+        connector="mail9.contoso.test",
+    )
+    assert main(["renew", "--config", str(config), "--force"]) == 2
+    out = capsys.readouterr().out
+    assert "gate_refused" in out and "connector.name_not_covered" in out
+    assert renewals(config)[0][0] == "gate_refused"
+    assert not (tmp_path / "deployed" / "fullchain.pem").exists()
+
+
+@pytest.fixture
+def postfix_usable() -> None:
+    reason = ensure_installed()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Postfix integration tests cannot be skipped under CI: {reason}")
+        pytest.skip(reason)
+
+
+def test_deploy_to_postfix_reload_and_verify(
+    postfix_usable,
+    pebble,
+    tmp_path,
+    root_ca,  # type: ignore[no-untyped-def]
+    intermediate,
+    capsys,
+) -> None:
+    deployed = tmp_path / "deployed"
+    old = pki.make_leaf(intermediate, ["mail1.contoso.test"])
+    key, chain = pki.write_chain(deployed, "initial", old, intermediate)
+    (deployed / "privkey.pem").write_bytes(key.read_bytes())
+    (deployed / "fullchain.pem").write_bytes(chain.read_bytes())
+    with Postfix(deployed / "privkey.pem", deployed / "fullchain.pem") as postfix:
+        assert postfix.process is not None
+        hook = f'hook = ["kill", "-HUP", "{postfix.process.pid}"]'
+        config = renewal_config(
+            tmp_path, pebble, root_ca, postfix.port, ["mail1.contoso.test"], hook=hook
+        )
+        assert main(["scan", "--config", str(config), "--format", "json"]) == 0
+        capsys.readouterr()
+        code = main(["renew", "--config", str(config), "--force"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert "relay-cert: verified" in out
+        ((outcome, was, now),) = renewals(config)
+        assert outcome == "verified" and was == fingerprint(old.cert)
+        served = x509.load_pem_x509_certificates((deployed / "fullchain.pem").read_bytes())
+        assert fingerprint(served[0]) == now and dns_sans(served[0]) == ["mail1.contoso.test"]
+        assert stat.S_IMODE((deployed / "privkey.pem").stat().st_mode) == 0o600
+        assert main(["scan", "--config", str(config), "--format", "json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["results"][0]["sha256"] == now  # Postfix serves it after the reload
+
+
+def test_failing_hook_alerts_and_keeps_old_certificate_served(
+    pebble,
+    tmp_path,
+    root_ca,  # type: ignore[no-untyped-def]
+    capsys,
+) -> None:
+    hook = f'hook = ["{shutil.which("false")}"]'
+    extra = f'[[channels]]\nname = "capture"\ntype = "file"\npath = "{tmp_path / "alerts.jsonl"}"\n'
+    config = renewal_config(
+        tmp_path, pebble, root_ca, free_port(), ["mail1.contoso.test"], hook=hook
+    )
+    config.write_text(config.read_text() + extra)
+    assert main(["renew", "--config", str(config), "--force"]) == 2
+    assert "hook_failed" in capsys.readouterr().out
+    (alert,) = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert alert["rule"] == "renewal.hook_failed" and alert["severity"] == "critical"
+
+
+def test_pebble_down_retries_with_backoff_and_alerts(tmp_path, root_ca, capsys) -> None:  # type: ignore[no-untyped-def]
+    if not Path(PEBBLE).exists():
+        pytest.skip("pebble not installed")
+    down = Pebble()  # never started: its directory refuses connections
+    try:
+        (tmp_path / "pebble-root.pem").write_bytes(root_ca.cert_pem())
+        down.root_pem = lambda: root_ca.cert_pem()  # type: ignore[method-assign]
+        extra = f'[[channels]]\nname = "capture"\ntype = "file"\npath = "{tmp_path / "a.jsonl"}"\n'
+        config = renewal_config(tmp_path, down, root_ca, free_port(), ["mail1.contoso.test"])
+        config.write_text(config.read_text() + extra)
+        assert main(["renew", "--config", str(config)]) == 2
+        out = capsys.readouterr().out
+        assert "failed: ACME directory" in out and "unreachable" in out
+        assert main(["renew", "--config", str(config)]) == 0  # inside the backoff: skipped
+        assert "skipped: retrying after" in capsys.readouterr().out
+        assert [r[0] for r in renewals(config)] == ["failed"]
+        assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1
+    finally:
+        shutil.rmtree(down.root, ignore_errors=True)
+
+
+# -- ARI ------------------------------------------------------------------------------------------
+
+
+def test_ari_window_and_fallback(tmp_path, intermediate) -> None:  # type: ignore[no-untyped-def]
+    """Debian's pebble has no ARI: a loopback HTTP server serves a directory with renewalInfo."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from monitor.renewal.acme_flow import AcmeSession
+    from monitor.renewal.settings import RenewalSettings
+
+    window = {"start": "2026-12-01T00:00:00Z", "end": "2026-12-01T00:00:01Z"}
+    seen: list[str] = []
+    offer_ari = {"value": True}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            base = f"http://127.0.0.1:{server.server_address[1]}"
+            if self.path == "/dir":
+                body = {
+                    "newNonce": f"{base}/nonce",
+                    "newAccount": f"{base}/acct",
+                    "newOrder": f"{base}/order",
+                    "revokeCert": f"{base}/revoke",
+                    "keyChange": f"{base}/key",
+                }
+                if offer_ari["value"]:
+                    body["renewalInfo"] = f"{base}/renewalInfo"
+                self._send(200, body)
+            elif self.path.startswith("/renewalInfo/"):
+                self._send(200, {"suggestedWindow": window}, {"Retry-After": "3600"})
+            else:
+                self._send(404, {})
+
+        def _send(self, status: int, body: dict, headers: dict | None = None) -> None:  # type: ignore[type-arg]
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        state = tmp_path / "state"
+        state.mkdir()
+        directory = f"http://127.0.0.1:{server.server_address[1]}/dir"
+        (state / "account.json").write_text(
+            json.dumps({"directory": directory, "uri": "http://x/acct/1"})
+        )
+        settings = RenewalSettings.model_validate(
+            {
+                "name": "r",
+                "endpoints": ["mail1"],
+                "directory": directory,
+                "solver": {"type": "http01"},
+                "deploy": {"dir": str(tmp_path)},
+            }
+        )
+        leaf = pki.make_leaf(intermediate, ["mail1.contoso.test"])
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        pem = leaf.cert.public_bytes(Encoding.PEM)
+        session = AcmeSession(settings, state, None)
+        when, next_check = session.renewal_time(pem)
+        assert when is not None and when.isoformat().startswith("2026-12-01T00:00:0")
+        assert next_check - datetime.now(UTC) > timedelta(minutes=50)  # Retry-After honoured
+        assert any(p.startswith("/renewalInfo/") for p in seen)
+        offer_ari["value"] = False
+        when, _ = AcmeSession(settings, state, None).renewal_time(pem)
+        assert when is None  # no renewalInfo: the caller falls back to a share of the lifetime
+    finally:
+        server.shutdown()
+        server.server_close()
