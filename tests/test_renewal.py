@@ -107,7 +107,8 @@ def test_http01_issuance_for_two_names_dry_run(pebble, tmp_path, root_ca, capsys
     )
     assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "relay-cert: dry_run: issued and judged (forced)" in out
+    assert "relay-cert: dry_run: issued for mail1.contoso.test, mail2.contoso.test and judged " \
+        "(forced)" in out
     ((outcome, _, new),) = renewals(config)
     assert outcome == "dry_run" and new
     assert not (tmp_path / "deployed").exists()  # nothing deployed on a dry run
@@ -304,3 +305,46 @@ def test_ari_window_and_fallback(tmp_path, intermediate) -> None:  # type: ignor
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_dns01_wildcard_through_rfc2136_and_bind(tmp_path, root_ca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests import bind
+
+    if not bind.available() or not Path(PEBBLE).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("bind9 and pebble must be installed (and root) under CI")
+        pytest.skip("needs Debian's bind9 and pebble, as root")
+    with bind.Bind() as named, Pebble(dns=named.address) as pebble:
+        monkeypatch.setenv("RC_TEST_TSIG", named.secret)
+        config = renewal_config(tmp_path, pebble, root_ca, free_port(),
+                                ["*.contoso.test", "contoso.test"])
+        text = config.read_text().replace(
+            f'[renewals.solver]\ntype = "http01"\nlisten = "127.0.0.1:{pebble.http_port}"',
+            f'[renewals.solver]\ntype = "rfc2136"\nserver = "{named.address}"\n'
+            f'zone = "contoso.test."\nkey_name = "{bind.KEY_NAME}"\n'
+            'key_secret_env = "RC_TEST_TSIG"\npropagation_timeout = "20s"')
+        config.write_text(text)
+        code = main(["renew", "--config", str(config), "--force", "--dry-run"])
+        out = capsys.readouterr().out
+        log = named.log()
+    assert code == 0, out
+    assert "issued for *.contoso.test, contoso.test" in out
+    assert "updating zone 'contoso.test/IN': adding an RR at '_acme-challenge.contoso.test'" in log
+    assert "deleting an RR" in log  # the solver cleaned up after itself
+
+
+def test_wrong_tsig_secret_is_refused(tmp_path, root_ca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests import bind
+
+    if not bind.available() or not Path(PEBBLE).exists():
+        pytest.skip("needs Debian's bind9 and pebble, as root")
+    with bind.Bind() as named, Pebble(dns=named.address) as pebble:
+        monkeypatch.setenv("RC_TEST_TSIG", "d3JvbmcgLSBzZWNyZXQgLSBrZXkgLSAzMiBieXRlcyEhIQ==")
+        config = renewal_config(tmp_path, pebble, root_ca, free_port(), ["*.contoso.test"])
+        config.write_text(config.read_text().replace(
+            f'type = "http01"\nlisten = "127.0.0.1:{pebble.http_port}"',
+            f'type = "rfc2136"\nserver = "{named.address}"\nzone = "contoso.test."\n'
+            f'key_name = "{bind.KEY_NAME}"\nkey_secret_env = "RC_TEST_TSIG"'))
+        assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 2
+    out = capsys.readouterr().out
+    assert "rfc2136 solver" in out and "RC_TEST_TSIG" not in out

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from checks.base import Observation, Policy, ProbeStatus, Severity
-from checks.certinfo import all_names, fingerprint
+from checks.certinfo import all_names, dns_sans, fingerprint
 from checks.drift import baseline_of
 from monitor.config import Config
 from monitor.errors import RenewalError
@@ -297,7 +297,12 @@ async def renew(
             )
         elif dry_run:
             outcome = Outcome(
-                settings.name, "dry_run", f"issued and judged ({reason}); not deployed", old, new
+                settings.name,
+                "dry_run",
+                f"issued for {', '.join(sorted(dns_sans(chain[0])))} and judged ({reason}); "
+                "not deployed",
+                old,
+                new,
             )
         else:
             pfx = read_secret(
