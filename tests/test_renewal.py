@@ -150,22 +150,27 @@ def postfix_usable() -> None:
         pytest.skip(reason)
 
 
-def test_deploy_to_postfix_reload_and_verify(
-    postfix_usable,
-    pebble,
-    tmp_path,
-    root_ca,  # type: ignore[no-untyped-def]
-    intermediate,
-    capsys,
+def test_deploy_to_postfix_reload_and_verify(  # type: ignore[no-untyped-def]
+    postfix_usable, pebble, tmp_path, root_ca, intermediate, capsys, monkeypatch
 ) -> None:
     deployed = tmp_path / "deployed"
     old = pki.make_leaf(intermediate, ["mail1.contoso.test"])
     key, chain = pki.write_chain(deployed, "initial", old, intermediate)
     (deployed / "privkey.pem").write_bytes(key.read_bytes())
     (deployed / "fullchain.pem").write_bytes(chain.read_bytes())
+    hooks = tmp_path / "deploy.d"
+    hooks.mkdir()
+    (hooks / "10-record").write_text(
+        f"#!/bin/sh\nenv | grep ^RELAYCERT_ | sort > {tmp_path / 'hook-env.txt'}\n"
+    )
+    (hooks / "10-record").chmod(0o755)
+    monkeypatch.setenv("RC_TEST_PFX", "pfx-Passw0rd")
     with Postfix(deployed / "privkey.pem", deployed / "fullchain.pem") as postfix:
         assert postfix.process is not None
-        hook = f'hook = ["kill", "-HUP", "{postfix.process.pid}"]'
+        hook = (
+            f'hook = ["kill", "-HUP", "{postfix.process.pid}"]\nhooks_dir = "{hooks}"\n'
+            'pfx_password_env = "RC_TEST_PFX"'
+        )
         config = renewal_config(
             tmp_path, pebble, root_ca, postfix.port, ["mail1.contoso.test"], hook=hook
         )
@@ -183,6 +188,17 @@ def test_deploy_to_postfix_reload_and_verify(
         assert main(["scan", "--config", str(config), "--format", "json"]) == 0
         doc = json.loads(capsys.readouterr().out)
         assert doc["results"][0]["sha256"] == now  # Postfix serves it after the reload
+        assert doc["results"][0]["findings"] == []  # the verified renewal is the new baseline
+    env = dict(line.split("=", 1) for line in (tmp_path / "hook-env.txt").read_text().split("\n")
+               if line)
+    assert env["RELAYCERT_RENEWAL"] == "relay-cert" and env["RELAYCERT_ENDPOINTS"] == "mail1"
+    assert env["RELAYCERT_FULLCHAIN_FILE"] == str(deployed / "fullchain.pem")
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    bundle = pkcs12.load_pkcs12((deployed / "cert.pfx").read_bytes(), b"pfx-Passw0rd")
+    assert bundle.cert is not None and fingerprint(bundle.cert.certificate) == now
+    assert len(bundle.additional_certs) == 1
+    assert stat.S_IMODE((deployed / "cert.pfx").stat().st_mode) == 0o600
 
 
 def test_failing_hook_alerts_and_keeps_old_certificate_served(
