@@ -58,6 +58,10 @@ class Generation:
             docs_url=config.alerts.docs_url,
         )
         self.semaphore = asyncio.Semaphore(config.probe.concurrency)
+        from monitor.renewal.deploy import validate_hooks
+
+        for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
+            validate_hooks(renewal.deploy, f"{config.source}: renewals[{index}] ({renewal.name})")
 
 
 class Daemon:
@@ -179,6 +183,48 @@ class Daemon:
                 replace_existing=True,
             )
 
+    async def _renewal_job(self, name: str) -> None:
+        self._track()
+        from monitor.renewal.runner import renew
+
+        settings = next((r for r in self.gen.config.renewals if r.name == name), None)
+        if settings is None:
+            return
+        try:
+            outcome = await renew(self.gen.config, self.store, settings)
+        except RelaycertError as exc:
+            event(log, logging.ERROR, "renewal.error", renewal=name, error=str(exc))
+            return
+        level = logging.INFO if outcome.outcome in ("verified", "skipped") else logging.ERROR
+        event(
+            log,
+            level,
+            "renewal." + outcome.outcome,
+            renewal=name,
+            detail=outcome.detail,
+            old=outcome.old_sha256,
+            new=outcome.new_sha256,
+        )
+        self.wake_outbox.set()
+
+    def _schedule_renewals(self, config: Config) -> None:
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("renewal:"):
+                job.remove()
+        now = datetime.now(UTC)
+        for renewal in config.renewals:
+            first = now + timedelta(seconds=random.uniform(5, 60))  # noqa: S311
+            self.scheduler.add_job(
+                self._renewal_job,
+                IntervalTrigger(seconds=renewal.check_interval.total_seconds(), start_date=first),
+                args=[renewal.name],
+                id=f"renewal:{renewal.name}",
+                next_run_time=first,
+                max_instances=1,
+                coalesce=True,
+                replace_existing=True,
+            )
+
     async def _report_job(self) -> None:
         self._track()
         from monitor.reports.archive import publish
@@ -237,6 +283,7 @@ class Daemon:
         self.scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
         self.schedule(config, first_run_spread)
         self._schedule_report(config)
+        self._schedule_renewals(config)
         self.scheduler.add_job(
             self._outbox_job,
             IntervalTrigger(seconds=config.daemon.outbox_interval.total_seconds()),

@@ -20,7 +20,7 @@ from monitor import logs
 from monitor.config import Config, load
 from monitor.daemon import Daemon, build_channels
 from monitor.errors import ConfigError, DeliveryError
-from monitor.status import accept, status
+from monitor.status import accept, renewals, status
 from monitor.store import Store
 from notifications.base import Notification
 
@@ -63,6 +63,7 @@ def status_command(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     try:
         rows, failed = status(store, now)
+        attempts = renewals(store)
     finally:
         store.close()
     if args.format == "json":
@@ -70,6 +71,7 @@ def status_command(args: argparse.Namespace) -> int:
             "generated_at": now.isoformat(),
             "addresses": [asdict(r) for r in rows],
             "failed_messages": [asdict(m) for m in failed],
+            "renewals": [asdict(r) for r in attempts],
         }
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
         return 0
@@ -107,6 +109,15 @@ def status_command(args: argparse.Namespace) -> int:
                     f"{m.attempts} attempt(s): {clip(m.error or '', 200)}"
                 )
             )
+    for attempt in attempts[:5]:
+        style = "green" if attempt.outcome in ("verified", "dry_run", "skipped") else "bold red"
+        console.print(
+            Text(
+                f"renewal {attempt.name} {attempt.started_at:%Y-%m-%d %H:%M}: "
+                f"{attempt.outcome}: {clip(attempt.detail or '', 200)}",
+                style=style,
+            )
+        )
     if not rows:
         console.print("Nothing probed yet: run `relaycert scan` or `relaycert run`.")
     return 0

@@ -19,6 +19,7 @@ from monitor.models import (
     FindingRow,
     ObservationRow,
     OutboxRow,
+    RenewalRow,
 )
 from monitor.store import Store
 from monitor.tracking import set_baseline
@@ -130,6 +131,28 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
         ]
     rows.sort(key=lambda r: (r.endpoint, r.address))
     return rows, failed
+
+
+@dataclass(frozen=True)
+class RenewalStatus:
+    name: str
+    started_at: datetime
+    outcome: str
+    detail: str | None
+    old_sha256: str | None
+    new_sha256: str | None
+
+
+def renewals(store: Store, since: datetime | None = None, limit: int = 20) -> list[RenewalStatus]:
+    """Recent renewal attempts, newest first."""
+    query = select(RenewalRow).order_by(col(RenewalRow.id).desc()).limit(limit)
+    if since is not None:
+        query = query.where(col(RenewalRow.started_at) >= since)
+    with store.session() as session:
+        return [
+            RenewalStatus(r.name, r.started_at, r.outcome, r.detail, r.old_sha256, r.new_sha256)
+            for r in session.scalars(query)
+        ]
 
 
 def accept(store: Store, endpoint: str, now: datetime) -> list[tuple[str, str]]:

@@ -42,7 +42,8 @@ class Bind:
         root = self.root
         (root / f"{self.zone}.zone").write_text(
             f"$TTL 60\n@ IN SOA ns.{self.zone}. admin.{self.zone}. 1 60 60 600 60\n"
-            f"@ IN NS ns.{self.zone}.\nns IN A 127.0.0.1\n")
+            f"@ IN NS ns.{self.zone}.\nns IN A 127.0.0.1\n"
+        )
         (root / "named.conf").write_text(f"""
 options {{
     directory "{root}";
@@ -61,8 +62,9 @@ zone "{self.zone}" {{
 }};
 """)
         log = (root / "named.log").open("ab")
-        self.process = subprocess.Popen([NAMED, "-g", "-c", str(root / "named.conf"), "-n", "1"],
-                                        stdout=log, stderr=log)
+        self.process = subprocess.Popen(
+            [NAMED, "-g", "-c", str(root / "named.conf"), "-n", "1"], stdout=log, stderr=log
+        )
         log.close()
         deadline = time.monotonic() + 20
         query = dns.message.make_query(self.zone, "SOA")
@@ -72,7 +74,7 @@ zone "{self.zone}" {{
             try:
                 dns.query.udp(query, "127.0.0.1", port=self.port, timeout=0.5)
                 return self
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 time.sleep(0.1)
         raise RuntimeError("named did not start: " + self.log()[-2000:])
 

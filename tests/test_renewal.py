@@ -107,8 +107,10 @@ def test_http01_issuance_for_two_names_dry_run(pebble, tmp_path, root_ca, capsys
     )
     assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "relay-cert: dry_run: issued for mail1.contoso.test, mail2.contoso.test and judged " \
+    assert (
+        "relay-cert: dry_run: issued for mail1.contoso.test, mail2.contoso.test and judged "
         "(forced)" in out
+    )
     ((outcome, _, new),) = renewals(config)
     assert outcome == "dry_run" and new
     assert not (tmp_path / "deployed").exists()  # nothing deployed on a dry run
@@ -189,8 +191,16 @@ def test_deploy_to_postfix_reload_and_verify(  # type: ignore[no-untyped-def]
         doc = json.loads(capsys.readouterr().out)
         assert doc["results"][0]["sha256"] == now  # Postfix serves it after the reload
         assert doc["results"][0]["findings"] == []  # the verified renewal is the new baseline
-    env = dict(line.split("=", 1) for line in (tmp_path / "hook-env.txt").read_text().split("\n")
-               if line)
+        assert main(["status", "--config", str(config), "--format", "json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert status["renewals"][0]["outcome"] == "verified"
+        assert status["renewals"][0]["new_sha256"] == now
+        assert main(["report", "--config", str(config), "--format", "json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert [r["outcome"] for r in report["renewals"]] == ["verified"]
+    env = dict(
+        line.split("=", 1) for line in (tmp_path / "hook-env.txt").read_text().split("\n") if line
+    )
     assert env["RELAYCERT_RENEWAL"] == "relay-cert" and env["RELAYCERT_ENDPOINTS"] == "mail1"
     assert env["RELAYCERT_FULLCHAIN_FILE"] == str(deployed / "fullchain.pem")
     from cryptography.hazmat.primitives.serialization import pkcs12
@@ -332,13 +342,15 @@ def test_dns01_wildcard_through_rfc2136_and_bind(tmp_path, root_ca, capsys, monk
         pytest.skip("needs Debian's bind9 and pebble, as root")
     with bind.Bind() as named, Pebble(dns=named.address) as pebble:
         monkeypatch.setenv("RC_TEST_TSIG", named.secret)
-        config = renewal_config(tmp_path, pebble, root_ca, free_port(),
-                                ["*.contoso.test", "contoso.test"])
+        config = renewal_config(
+            tmp_path, pebble, root_ca, free_port(), ["*.contoso.test", "contoso.test"]
+        )
         text = config.read_text().replace(
             f'[renewals.solver]\ntype = "http01"\nlisten = "127.0.0.1:{pebble.http_port}"',
             f'[renewals.solver]\ntype = "rfc2136"\nserver = "{named.address}"\n'
             f'zone = "contoso.test."\nkey_name = "{bind.KEY_NAME}"\n'
-            'key_secret_env = "RC_TEST_TSIG"\npropagation_timeout = "20s"')
+            'key_secret_env = "RC_TEST_TSIG"\npropagation_timeout = "20s"',
+        )
         config.write_text(text)
         code = main(["renew", "--config", str(config), "--force", "--dry-run"])
         out = capsys.readouterr().out
@@ -357,10 +369,13 @@ def test_wrong_tsig_secret_is_refused(tmp_path, root_ca, capsys, monkeypatch) ->
     with bind.Bind() as named, Pebble(dns=named.address) as pebble:
         monkeypatch.setenv("RC_TEST_TSIG", "d3JvbmcgLSBzZWNyZXQgLSBrZXkgLSAzMiBieXRlcyEhIQ==")
         config = renewal_config(tmp_path, pebble, root_ca, free_port(), ["*.contoso.test"])
-        config.write_text(config.read_text().replace(
-            f'type = "http01"\nlisten = "127.0.0.1:{pebble.http_port}"',
-            f'type = "rfc2136"\nserver = "{named.address}"\nzone = "contoso.test."\n'
-            f'key_name = "{bind.KEY_NAME}"\nkey_secret_env = "RC_TEST_TSIG"'))
+        config.write_text(
+            config.read_text().replace(
+                f'type = "http01"\nlisten = "127.0.0.1:{pebble.http_port}"',
+                f'type = "rfc2136"\nserver = "{named.address}"\nzone = "contoso.test."\n'
+                f'key_name = "{bind.KEY_NAME}"\nkey_secret_env = "RC_TEST_TSIG"',
+            )
+        )
         assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 2
     out = capsys.readouterr().out
     assert "rfc2136 solver" in out and "RC_TEST_TSIG" not in out

@@ -151,6 +151,7 @@ class Report:
     addresses: list[AddressReport]
     timeline: list[tuple[str, CertInfo]]  # label, certificate
     upcoming: list[tuple[str, CertInfo]]  # expiring within 90 days
+    renewals: list[dict[str, object]] = field(default_factory=list)  # ACME attempts in period
 
 
 def cert_info(cert: x509.Certificate, now: datetime) -> CertInfo:
