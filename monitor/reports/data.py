@@ -357,6 +357,19 @@ def build(config: Config, store: Store, period: timedelta, now: datetime) -> Rep
     upcoming = [i for i in items if i[1].days_left <= 90]
     verdicts = [c.verdict for c in connector_reports] + [_verdict(all_severities)]
     overall = max(verdicts, key=VERDICTS.index)
+    from monitor.status import renewals
+
+    attempts: list[dict[str, object]] = [
+        {
+            "name": r.name,
+            "at": r.started_at,
+            "outcome": r.outcome,
+            "detail": r.detail,
+            "old_sha256": r.old_sha256,
+            "new_sha256": r.new_sha256,
+        }
+        for r in renewals(store, since=start, limit=500)
+    ]
     return Report(
         config.tenant.name,
         start,
@@ -368,4 +381,5 @@ def build(config: Config, store: Store, period: timedelta, now: datetime) -> Rep
         addresses,
         items,
         upcoming,
+        attempts,
     )
