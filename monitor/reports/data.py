@@ -359,7 +359,7 @@ def build(config: Config, store: Store, period: timedelta, now: datetime) -> Rep
     overall = max(verdicts, key=VERDICTS.index)
     from monitor.status import renewals
 
-    attempts: list[dict[str, object]] = [
+    renewal_rows: list[dict[str, object]] = [
         {
             "name": r.name,
             "at": r.started_at,
@@ -381,5 +381,5 @@ def build(config: Config, store: Store, period: timedelta, now: datetime) -> Rep
         addresses,
         items,
         upcoming,
-        attempts,
+        renewal_rows,
     )
