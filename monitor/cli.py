@@ -237,6 +237,8 @@ def _demo_command(args: argparse.Namespace) -> int:
             console.print(f"Store: {config.database_url()}")
             console.print(f"Alerts: {captured} ({len(lines)} messages)")
             console.print("The findings above are illustrations; the demo itself succeeded.")
+            service.demo_renewal(config_path, console)
+            config = load(config_path)
             report = service.write_report(config, directory / "relaycert-report.html")
             console.print(f"Compliance report (open it in a browser): {report}")
     return 0

@@ -19,7 +19,7 @@ from cryptography import x509
 from checks.certinfo import dns_sans, fingerprint
 from monitor.cli import main
 from monitor.demo import pki
-from tests.pebble import PEBBLE, Pebble, free_port
+from monitor.demo.pebble import PEBBLE, Pebble, free_port
 from tests.postfix import Postfix, ensure_installed
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,6 @@
 """Debian's pebble (a test ACME server) and pebble-challtestsrv (its DNS), on loopback, for the
-renewal tests.  The package ships no TLS certificate for pebble, so one is made here."""
+demo's renewal and the renewal tests.  The package ships no TLS certificate for pebble, so one is
+made here."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from monitor.demo import pki
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
+
+
+def installed() -> bool:
+    return Path(PEBBLE).exists() and Path(CHALLTESTSRV).exists()
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
