@@ -379,3 +379,28 @@ def test_wrong_tsig_secret_is_refused(tmp_path, root_ca, capsys, monkeypatch) ->
         assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 2
     out = capsys.readouterr().out
     assert "rfc2136 solver" in out and "RC_TEST_TSIG" not in out
+
+
+async def test_daemon_renews_when_due_and_alerts_when_not_served(pebble, tmp_path, root_ca) -> None:  # type: ignore[no-untyped-def]
+    """The daemon's renewal job: nothing served yet, so it is due; the endpoint never serves the
+    new certificate (nothing reloads it), so the attempt ends not_served and alerts."""
+    from monitor.config import load
+    from monitor.daemon import Daemon
+    from monitor.store import Store
+
+    extra = f'[[channels]]\nname = "capture"\ntype = "file"\npath = "{tmp_path / "a.jsonl"}"\n'
+    config_path = renewal_config(tmp_path, pebble, root_ca, free_port(), ["mail1.contoso.test"])
+    config_path.write_text(
+        config_path.read_text().replace('verify_timeout = "20s"', 'verify_timeout = "2s"') + extra
+    )
+    config = load(config_path)
+    store = Store.open(config.database_url())
+    daemon = Daemon(config_path, store, config)
+    await daemon._renewal_job("relay-cert")
+    await daemon.deliver()
+    store.close()
+    ((outcome, old, new),) = renewals(config_path)
+    assert outcome == "not_served" and old is None and new
+    assert (tmp_path / "deployed" / "fullchain.pem").exists()
+    (alert,) = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert alert["rule"] == "renewal.not_served" and "mail1 127.0.0.1" in alert["message"]
