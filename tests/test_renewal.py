@@ -245,6 +245,7 @@ def test_pebble_down_retries_with_backoff_and_alerts(tmp_path, root_ca, capsys) 
         assert main(["renew", "--config", str(config)]) == 0  # inside the backoff: skipped
         assert "skipped: retrying after" in capsys.readouterr().out
         assert [r[0] for r in renewals(config)] == ["failed"]
+        assert not (tmp_path / "deployed").exists()  # nothing touched: the old one stays
         assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1
     finally:
         shutil.rmtree(down.root, ignore_errors=True)
@@ -404,3 +405,19 @@ async def test_daemon_renews_when_due_and_alerts_when_not_served(pebble, tmp_pat
     assert (tmp_path / "deployed" / "fullchain.pem").exists()
     (alert,) = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert alert["rule"] == "renewal.not_served" and "mail1 127.0.0.1" in alert["message"]
+
+
+def test_missing_hook_is_rejected_at_startup(pebble, tmp_path, root_ca, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = renewal_config(
+        tmp_path,
+        pebble,
+        root_ca,
+        free_port(),
+        ["mail1.contoso.test"],
+        hook='hook = ["/nonexistent/reload-mail"]',
+    )
+    assert main(["renew", "--config", str(config), "--force"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "renewals[0] (relay-cert).deploy.hook: '/nonexistent/reload-mail'" in err
+    assert not (config.parent / "relaycert.db").exists()  # nothing was attempted
