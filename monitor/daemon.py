@@ -195,6 +195,14 @@ class Daemon:
         except RelaycertError as exc:
             event(log, logging.ERROR, "renewal.error", renewal=name, error=str(exc))
             return
+        job = self.scheduler.get_job(f"renewal:{name}")
+        if (
+            outcome.next_check is not None
+            and job is not None
+            and job.next_run_time is not None
+            and outcome.next_check > job.next_run_time
+        ):
+            job.modify(next_run_time=outcome.next_check)  # honour the CA's Retry-After (ARI)
         level = logging.INFO if outcome.outcome in ("verified", "skipped") else logging.ERROR
         event(
             log,

@@ -262,7 +262,11 @@ def test_ari_window_and_fallback(tmp_path, intermediate) -> None:  # type: ignor
     from monitor.renewal.acme_flow import AcmeSession
     from monitor.renewal.settings import RenewalSettings
 
-    window = {"start": "2026-12-01T00:00:00Z", "end": "2026-12-01T00:00:01Z"}
+    opens = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    window = {
+        "start": opens.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": (opens + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     seen: list[str] = []
     offer_ari = {"value": True}
 
@@ -323,12 +327,26 @@ def test_ari_window_and_fallback(tmp_path, intermediate) -> None:  # type: ignor
         pem = leaf.cert.public_bytes(Encoding.PEM)
         session = AcmeSession(settings, state, None)
         when, next_check = session.renewal_time(pem)
-        assert when is not None and when.isoformat().startswith("2026-12-01T00:00:0")
+        assert when is not None and opens <= when <= opens + timedelta(seconds=1)
         assert next_check - datetime.now(UTC) > timedelta(minutes=50)  # Retry-After honoured
         assert any(p.startswith("/renewalInfo/") for p in seen)
+        from monitor.renewal.runner import Served, _due
+
+        now = datetime.now(UTC)
+        reason, retry = _due(session, Served(leaf.cert, []), settings, now)
+        assert reason is None and retry is not None  # window not open yet; ask again later
+        reason, _ = _due(session, Served(leaf.cert, []), settings, now + timedelta(days=4))
+        assert reason is not None and reason.startswith("inside the CA's renewal window (ARI")
+        reason, _ = _due(session, Served(leaf.cert, ["cert.untrusted"]), settings, now)
+        assert reason == "the served certificate fails cert.untrusted"
         offer_ari["value"] = False
-        when, _ = AcmeSession(settings, state, None).renewal_time(pem)
+        fallback = AcmeSession(settings, state, None)
+        when, _ = fallback.renewal_time(pem)
         assert when is None  # no renewalInfo: the caller falls back to a share of the lifetime
+        reason, _ = _due(fallback, Served(leaf.cert, []), settings, now)
+        assert reason is None  # 90-day certificate, a day old: not due
+        reason, _ = _due(fallback, Served(leaf.cert, []), settings, now + timedelta(days=70))
+        assert reason == "less than 33% of the lifetime left"
     finally:
         server.shutdown()
         server.server_close()

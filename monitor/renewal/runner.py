@@ -45,6 +45,7 @@ class Outcome:
     detail: str
     old_sha256: str | None = None
     new_sha256: str | None = None
+    next_check: datetime | None = None  # the CA's Retry-After for renewal information (ARI)
 
 
 @dataclass(frozen=True)
@@ -269,11 +270,13 @@ async def renew(
     order_url: str | None = None
     try:
         session = await asyncio.to_thread(AcmeSession, settings, state_dir, eab)
-        reason = (
-            "forced" if force else await asyncio.to_thread(_due, session, current, settings, now)
+        reason, next_check = (
+            ("forced", None)
+            if force
+            else await asyncio.to_thread(_due, session, current, settings, now)
         )
         if reason is None:
-            return Outcome(settings.name, "skipped", "not due yet", old)
+            return Outcome(settings.name, "skipped", "not due yet", old, next_check=next_check)
         solver = await asyncio.to_thread(make_solver, settings.solver, where)
         try:
             issued = await asyncio.to_thread(session.issue, names, solver)
@@ -356,22 +359,18 @@ async def renew(
 
 def _due(
     session: AcmeSession, current: Served, settings: RenewalSettings, now: datetime
-) -> str | None:
-    """Why to renew now, or ``None`` when not due."""
+) -> tuple[str | None, datetime | None]:
+    """Why to renew now (``None`` when not due), and when the CA wants to be asked again."""
     if current.urgent:
-        return "the served certificate fails " + ", ".join(current.urgent)
+        return "the served certificate fails " + ", ".join(current.urgent), None
     leaf = current.leaf
     if leaf is None:
-        return "no certificate is served yet"
-    when, _ = session.renewal_time(leaf.public_bytes(Encoding.PEM))
+        return "no certificate is served yet", None
+    when, next_check = session.renewal_time(leaf.public_bytes(Encoding.PEM))
     if when is not None:
-        return (
-            f"inside the CA's renewal window (ARI, from {when:%Y-%m-%d %H:%M} UTC)"
-            if now >= when
-            else None
-        )
+        reason = f"inside the CA's renewal window (ARI, from {when:%Y-%m-%d %H:%M} UTC)"
+        return (reason if now >= when else None), next_check
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
     renew_at = leaf.not_valid_after_utc - lifetime * settings.renew_fraction
-    return (
-        f"less than {settings.renew_fraction:.0%} of the lifetime left" if now >= renew_at else None
-    )
+    share = f"less than {settings.renew_fraction:.0%} of the lifetime left"
+    return (share if now >= renew_at else None), None
