@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from scan import NETNS, addresses, config_for, start_server  # noqa: E402
+from scan import addresses, config_for, rerun_in_netns, start_server  # noqa: E402
 
 from monitor.daemon import Daemon  # noqa: E402
 from monitor.demo import pki  # noqa: E402
@@ -74,18 +72,10 @@ def main() -> int:
     args = parser.parse_args()
     duration = args.duration or args.interval + 60
 
-    if os.geteuid() == 0 and not args.in_netns and shutil.which("ip"):
-        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "add", NETNS], check=True)
-        try:
-            subprocess.run(
-                ["ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up"], check=True
-            )
-            return subprocess.run(
-                ["ip", "netns", "exec", NETNS, sys.executable, *sys.argv, "--in-netns"], check=False
-            ).returncode
-        finally:
-            subprocess.run(["ip", "netns", "del", NETNS], check=False)
+    if not args.in_netns:
+        code = rerun_in_netns()
+        if code is not None:
+            return code
 
     logging.getLogger("relaycert").setLevel(logging.WARNING)
     kind = "postfix" if Path("/usr/lib/postfix/sbin/master").exists() else "aiosmtpd"

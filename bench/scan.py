@@ -38,6 +38,22 @@ from monitor.store import Store  # noqa: E402
 NETNS = "relaycert-bench"
 
 
+def rerun_in_netns() -> int | None:
+    """As root, run this script again inside a private network namespace whose only interface
+    is loopback (so a server may listen on all of 127.0.0.0/8 without being reachable from
+    anywhere else); its exit code, or ``None`` when that is not possible here."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        return None
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
+    subprocess.run(["ip", "netns", "add", NETNS], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up"], check=True)
+        command = ["ip", "netns", "exec", NETNS, sys.executable, *sys.argv, "--in-netns"]
+        return subprocess.run(command, check=False).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", NETNS], check=False)
+
+
 def addresses(count: int, distinct: bool) -> list[str]:
     if not distinct:
         return ["127.0.0.1"] * count
@@ -154,18 +170,10 @@ def main() -> int:
     parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if os.geteuid() == 0 and not args.in_netns and shutil.which("ip"):
-        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "add", NETNS], check=True)
-        try:
-            subprocess.run(
-                ["ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up"], check=True
-            )
-            return subprocess.run(
-                ["ip", "netns", "exec", NETNS, sys.executable, *sys.argv, "--in-netns"], check=False
-            ).returncode
-        finally:
-            subprocess.run(["ip", "netns", "del", NETNS], check=False)
+    if not args.in_netns:
+        code = rerun_in_netns()
+        if code is not None:
+            return code
 
     kind = args.server
     if kind == "auto":

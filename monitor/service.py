@@ -183,8 +183,8 @@ def notify_test_command(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def write_report(config: Config, path: Path, period: str = "30d", fmt: str = "html") -> Path:
-    """Build the report from the store and write it to ``path`` (atomically)."""
+def render_report(config: Config, period: str, fmt: str) -> str:
+    """The report over ``period`` (e.g. ``"30d"``) from the store, rendered as ``fmt``."""
     from monitor.config import parse_duration
     from monitor.reports.data import build
     from monitor.reports.render import render
@@ -195,9 +195,14 @@ def write_report(config: Config, path: Path, period: str = "30d", fmt: str = "ht
         raise ConfigError(f"--period: {exc}") from None
     store = _open(config)
     try:
-        text = render(build(config, store, span, datetime.now(UTC)), fmt)
+        return render(build(config, store, span, datetime.now(UTC)), fmt)
     finally:
         store.close()
+
+
+def write_report(config: Config, path: Path, period: str = "30d", fmt: str = "html") -> Path:
+    """Write the report to ``path`` atomically."""
+    text = render_report(config, period, fmt)
     temporary = path.with_name(path.name + ".tmp")
     try:
         temporary.write_text(text, encoding="utf-8")
@@ -212,20 +217,8 @@ def report_command(args: argparse.Namespace) -> int:
     if args.output is not None:
         write_report(config, args.output, args.period, args.format)
         print(f"wrote {args.output}", file=sys.stderr)
-        return 0
-    from monitor.config import parse_duration
-    from monitor.reports.data import build
-    from monitor.reports.render import render
-
-    try:
-        span = parse_duration(args.period)
-    except ValueError as exc:
-        raise ConfigError(f"--period: {exc}") from None
-    store = _open(config)
-    try:
-        sys.stdout.write(render(build(config, store, span, datetime.now(UTC)), args.format))
-    finally:
-        store.close()
+    else:
+        sys.stdout.write(render_report(config, args.period, args.format))
     return 0
 
 
