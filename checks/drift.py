@@ -4,6 +4,10 @@ whether the addresses of one endpoint serve the same certificate."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from functools import lru_cache
+
+from cryptography import x509
 
 from checks.base import Baseline, Finding, Observation, Policy, RuleInfo, Severity, rule
 from checks.certinfo import all_names, clip, fingerprint, issuer_text, spki_fingerprint
@@ -12,18 +16,20 @@ from checks.matching import normalize
 TLS_RANK = {"SSLv3": 0, "TLSv1": 1, "TLSv1.1": 2, "TLSv1.2": 3, "TLSv1.3": 4}
 
 
+@lru_cache(maxsize=4096)
+def _identity(leaf: x509.Certificate) -> Baseline:
+    # Memoised: every drift rule asks, and a fleet serves few distinct certificates.
+    return Baseline(
+        fingerprint(leaf), tuple(all_names(leaf)), issuer_text(leaf), spki_fingerprint(leaf)
+    )
+
+
 def baseline_of(obs: Observation) -> Baseline | None:
     """The baseline an observation would set if accepted (``None`` without a chain)."""
     leaf = obs.leaf
     if leaf is None:
         return None
-    return Baseline(
-        fingerprint(leaf),
-        tuple(all_names(leaf)),
-        issuer_text(leaf),
-        spki_fingerprint(leaf),
-        obs.tls_version,
-    )
+    return replace(_identity(leaf), tls_version=obs.tls_version)
 
 
 def _changed(obs: Observation) -> tuple[Baseline, Baseline] | None:

@@ -78,6 +78,7 @@ class Judge:
         }
         self.default_policy = Policy(now, accepted, None, expiry, roots)
         self._chains: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
+        self._endpoints = {e.name: e for e in config.endpoints}
 
     def chain(self, der: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
         parsed = self._chains.get(der)
@@ -123,8 +124,7 @@ class Judge:
         for result in results:
             target = result.target
             peers = tuple(p for p in served[target.endpoint] if p[0] != target.address)
-            endpoint = self.config.endpoint(target.endpoint)
-            assert endpoint is not None
+            endpoint = self._endpoints[target.endpoint]
             records.append(
                 self.judge(
                     result, endpoint, baselines.get((target.endpoint, target.address)), peers

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlmodel import Session, col
+from sqlalchemy import insert, select
+from sqlmodel import Session, SQLModel, col
 
 from checks.base import Baseline, Severity
 from checks.certinfo import fingerprint
@@ -21,6 +21,8 @@ from monitor.models import AlertRow, BaselineRow, OutboxRow
 from monitor.store import ScanRecord
 from notifications.base import Notification
 from notifications.settings import ChannelSettings
+
+BASELINE = SQLModel.metadata.tables["baseline"]
 
 
 @dataclass(frozen=True)
@@ -85,19 +87,35 @@ def update_baselines(
     tracking: Tracking,
     now: datetime,
 ) -> None:
+    first: dict[tuple[int, str], Baseline] = {}
     for record in records:
         target, candidate = record.result.target, record.candidate
         if candidate is None:
             continue
+        key = (endpoint_ids[target.endpoint], target.address)
         known = record.baseline
         if known is None:
-            set_baseline(
-                session, endpoint_ids[target.endpoint], target.address, candidate, "initial", now
-            )
+            first.setdefault(key, candidate)
         elif known.sha256 != candidate.sha256 and tracking.auto_accept and acceptable(record):
-            set_baseline(
-                session, endpoint_ids[target.endpoint], target.address, candidate, "auto", now
-            )
+            set_baseline(session, key[0], key[1], candidate, "auto", now)
+    if first:  # a fleet's first scan: one bulk insert, not a query per address
+        session.execute(
+            insert(BASELINE),
+            [
+                {
+                    "endpoint_id": e,
+                    "address": a,
+                    "sha256": b.sha256,
+                    "names": list(b.names),
+                    "issuer": b.issuer,
+                    "spki_sha256": b.spki_sha256,
+                    "tls_version": b.tls_version,
+                    "accepted_at": now,
+                    "accepted_by": "initial",
+                }
+                for (e, a), b in first.items()
+            ],
+        )
 
 
 def _state(row: AlertRow) -> AlertState:
