@@ -439,3 +439,83 @@ def test_missing_hook_is_rejected_at_startup(pebble, tmp_path, root_ca, capsys) 
     assert len(err.splitlines()) == 1
     assert "renewals[0] (relay-cert).deploy.hook: '/nonexistent/reload-mail'" in err
     assert not (config.parent / "relaycert.db").exists()  # nothing was attempted
+
+
+def test_external_account_binding(tmp_path, root_ca, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A CA that requires EAB (as commercial CAs do): the kid and the HMAC key from the env."""
+    if not Path(PEBBLE).exists():
+        pytest.skip("pebble not installed")
+    hmac_key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+    with Pebble(eab_keys={"kid-1": hmac_key}) as pebble:
+        config = renewal_config(tmp_path, pebble, root_ca, free_port(), ["mail1.contoso.test"])
+        text = config.read_text()
+        config.write_text(
+            text.replace(
+                'email = "postmaster@contoso.test"',
+                'email = "postmaster@contoso.test"\neab_kid = "kid-1"\n'
+                'eab_hmac_env = "RC_TEST_EAB"',
+            )
+        )
+        monkeypatch.setenv("RC_TEST_EAB", "wrong" + hmac_key[5:])
+        assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 2
+        assert "registration refused" in capsys.readouterr().out
+        monkeypatch.setenv("RC_TEST_EAB", hmac_key)
+        assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
+        assert "dry_run" in capsys.readouterr().out
+
+
+def test_webroot_and_dns_hook_solvers(pebble, tmp_path, root_ca, capsys) -> None:  # type: ignore[no-untyped-def]
+    """HTTP-01 through a webroot served by another web server, and DNS-01 (a wildcard) through
+    a hook that sets the TXT record with pebble-challtestsrv's API."""
+    import functools
+    import sys
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    webroot = tmp_path / "www"
+    webroot.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(webroot))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    web = ThreadingHTTPServer(("127.0.0.1", pebble.http_port), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        config = renewal_config(tmp_path, pebble, root_ca, free_port(), ["mail1.contoso.test"])
+        config.write_text(
+            config.read_text().replace(
+                f'listen = "127.0.0.1:{pebble.http_port}"', f'webroot = "{webroot}"'
+            )
+        )
+        assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
+        assert "dry_run" in capsys.readouterr().out
+        assert list((webroot / ".well-known" / "acme-challenge").iterdir()) == []  # cleaned up
+    finally:
+        web.shutdown()
+        web.server_close()
+
+    hook = tmp_path / "dns-hook.py"
+    hook.write_text(
+        "import json, os, urllib.request\n"
+        f"api = 'http://127.0.0.1:{pebble.challtest_management}'\n"
+        "action = os.environ['RELAYCERT_DNS_ACTION']\n"
+        "body = {'host': os.environ['RELAYCERT_DNS_NAME'], 'value': os.environ['RELAYCERT_DNS_VALUE']}\n"
+        "path = '/set-txt' if action == 'add' else '/clear-txt'\n"
+        "urllib.request.urlopen(urllib.request.Request(api + path, json.dumps(body).encode()))\n"
+        "open(os.environ['HOOK_LOG'], 'a').write(action + ' ' + body['host'] + '\\n')\n"
+    )
+    os.environ["HOOK_LOG"] = str(tmp_path / "hook.log")
+    config = renewal_config(tmp_path, pebble, root_ca, free_port(), ["*.contoso.test"])
+    config.write_text(
+        config.read_text().replace(
+            f'type = "http01"\nlisten = "127.0.0.1:{pebble.http_port}"',
+            f'type = "dns-hook"\ncommand = ["{sys.executable}", "{hook}"]',
+        )
+    )
+    try:
+        assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
+    finally:
+        del os.environ["HOOK_LOG"]
+    assert "issued for *.contoso.test" in capsys.readouterr().out
+    assert (tmp_path / "hook.log").read_text().split("\n")[:2] == [
+        "add _acme-challenge.contoso.test.",
+        "remove _acme-challenge.contoso.test.",
+    ]

@@ -39,7 +39,14 @@ class Pebble:
     VA fetches HTTP-01 tokens.
     """
 
-    def __init__(self, dns: str | None = None, validity_days: int = 90) -> None:
+    def __init__(
+        self,
+        dns: str | None = None,
+        validity_days: int = 90,
+        eab_keys: dict[str, str] | None = None,
+    ) -> None:
+        self.eab_keys = eab_keys or {}
+        self.challtest_management = free_port()  # pebble-challtestsrv's API (/set-txt...)
         self.root = Path(tempfile.mkdtemp(prefix="relaycert-pebble-"))
         self.port, self.management = free_port(), free_port()
         self.http_port = free_port()
@@ -66,7 +73,7 @@ class Pebble:
                     [
                         CHALLTESTSRV,
                         "-management",
-                        f"127.0.0.1:{free_port()}",
+                        f"127.0.0.1:{self.challtest_management}",
                         "-dns01",
                         self.dns,
                         "-http01",
@@ -93,7 +100,8 @@ class Pebble:
                 "httpPort": self.http_port,
                 "tlsPort": free_port(),
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": False,
+                "externalAccountBindingRequired": bool(self.eab_keys),
+                "externalAccountMACKeys": self.eab_keys,
                 "certificateValidityPeriod": self.validity,
             }
         }
