@@ -9,273 +9,34 @@ keys name where to read them.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, model_validator
 
-from checks.base import DOCS_BASE, Connector, ExpiryThresholds, Severity
-from monitor.alerting import AlertSettings
+from checks.base import Severity
 from monitor.errors import ConfigError
 from monitor.renewal.settings import RenewalSettings
+from monitor.sections import (
+    AlertsConfig,
+    ConnectorConfig,
+    DaemonConfig,
+    DatabaseConfig,
+    DnsConfig,
+    EndpointConfig,
+    ExpiryConfig,
+    ProbeConfig,
+    ReportsConfig,
+    TenantConfig,
+    TrustConfig,
+    _Model,
+)
+from monitor.units import parse_duration
 from notifications.registry import AnyChannelSettings
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any, allow_zero: bool = False) -> timedelta:
-    """``"10s"``, ``"5m"``, ``"6h"``, ``"90d"``, ``"2w"``, or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as '10s', '5m' or '90d'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"'{value}' is not a duration; write e.g. '10s', '5m', '6h' or '90d'")
-        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        raise ValueError("a duration must be greater than zero")
-    return timedelta(seconds=seconds)
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-DurationOrZero = Annotated[timedelta, BeforeValidator(lambda v: parse_duration(v, True))]
-_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
-_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
-_DOMAIN_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+\.?$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
-
-
-class TenantConfig(_Model):
-    name: str = "tenant"
-    accepted_domains: tuple[str, ...] = Field(min_length=1)
-
-    @field_validator("accepted_domains")
-    @classmethod
-    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for domain in value:
-            if "*" in domain or not _DOMAIN_PATTERN.match(domain):
-                raise ValueError(f"'{domain}' is not a domain name such as 'contoso.com'")
-        return tuple(d.lower().rstrip(".") for d in value)
-
-
-class ConnectorConfig(_Model):
-    name: str = Field(min_length=1)
-    tls_sender_certificate_name: str
-
-    @field_validator("tls_sender_certificate_name")
-    @classmethod
-    def _pattern(cls, value: str) -> str:
-        if not _DOMAIN_PATTERN.match(value):
-            raise ValueError(
-                f"'{value}' is not a valid TlsSenderCertificateName: use a domain "
-                "('mail.contoso.com') or a leading wildcard ('*.contoso.com'), nothing embedded"
-            )
-        return value.lower().rstrip(".")
-
-    def to_check(self) -> Connector:
-        return Connector(self.name, self.tls_sender_certificate_name)
-
-
-class EndpointConfig(_Model):
-    name: str = Field(min_length=1)
-    host: str
-    port: int = Field(default=25, ge=1, le=65535)
-    mode: Literal["starttls", "tls", "auto"] = "auto"
-    connector: str | None = None
-    addresses: tuple[str, ...] | None = None
-    ehlo_name: str | None = None
-    timeout: Duration | None = None
-    interval: Duration | None = None
-
-    @field_validator("host", "ehlo_name")
-    @classmethod
-    def _hostname(cls, value: str | None) -> str | None:
-        if value is not None and not _HOST.match(value):
-            raise ValueError(f"'{value}' is not a host name")
-        return value
-
-    @field_validator("addresses")
-    @classmethod
-    def _addresses(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        import ipaddress
-
-        if value is not None:
-            if not value:
-                raise ValueError("give at least one address, or remove the key to resolve `host`")
-            for address in value:
-                try:
-                    ipaddress.ip_address(address)
-                except ValueError:
-                    raise ValueError(f"'{address}' is not an IPv4 or IPv6 address") from None
-        return value
-
-    @property
-    def effective_mode(self) -> Literal["starttls", "tls"]:
-        """``auto`` means implicit TLS on 465 and STARTTLS everywhere else."""
-        if self.mode == "auto":
-            return "tls" if self.port == 465 else "starttls"
-        return self.mode
-
-
-class TrustConfig(_Model):
-    use_certifi: bool = True
-    extra_ca_files: tuple[Path, ...] = ()
-
-
-class ExpiryConfig(_Model):
-    warning_days: float = Field(default=30, gt=0)
-    warning_fraction: float = Field(default=1 / 3, gt=0, le=1)
-    critical_days: float = Field(default=7, gt=0)
-    critical_fraction: float = Field(default=0.1, gt=0, le=1)
-
-    @model_validator(mode="after")
-    def _order(self) -> ExpiryConfig:
-        if self.critical_days > self.warning_days:
-            raise ValueError("critical_days must not be larger than warning_days")
-        if self.critical_fraction > self.warning_fraction:
-            raise ValueError("critical_fraction must not be larger than warning_fraction")
-        return self
-
-    def to_check(self) -> ExpiryThresholds:
-        return ExpiryThresholds(
-            self.warning_days, self.warning_fraction, self.critical_days, self.critical_fraction
-        )
-
-
-class ProbeConfig(_Model):
-    concurrency: int = Field(default=32, ge=1, le=4096)
-    timeout: Duration = timedelta(seconds=10)
-    ehlo_name: str = "relaycert.invalid"
-
-
-class DnsConfig(_Model):
-    nameservers: tuple[str, ...] = ()
-
-    @field_validator("nameservers")
-    @classmethod
-    def _servers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            _nameserver(item)
-        return value
-
-    def servers(self) -> tuple[tuple[str, int], ...]:
-        """``("192.0.2.53", 53)`` pairs; ``"[2001:db8::53]:5353"`` and ``"ip:port"`` accepted."""
-        return tuple(_nameserver(item) for item in self.nameservers)
-
-
-def _nameserver(item: str) -> tuple[str, int]:
-    import ipaddress
-
-    host, port = item, 53
-    if item.startswith("["):
-        host, _, rest = item[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 53
-    elif item.count(":") == 1:
-        host, _, text = item.partition(":")
-        if not text.isdigit():
-            raise ValueError(f"'{item}': the port after ':' must be a number")
-        port = int(text)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"'{item}' is not an IP address (optionally with :port)") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"'{item}': port out of range")
-    return host, port
-
-
-class DaemonConfig(_Model):
-    interval: Duration = timedelta(hours=1)
-    jitter: DurationOrZero | None = None  # default: a tenth of the interval, at most 5 minutes
-    auto_accept_renewals: bool = True
-    outbox_interval: Duration = timedelta(seconds=30)
-    outbox_lease: Duration = timedelta(minutes=2)
-    retry_base: Duration = timedelta(seconds=30)
-    shutdown_grace: Duration = timedelta(seconds=10)
-    log_format: Literal["kv", "json"] = "kv"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-
-    def jitter_for(self, interval: timedelta) -> timedelta:
-        if self.jitter is not None:
-            return self.jitter
-        return min(interval / 10, timedelta(minutes=5))
-
-
-class AlertsConfig(_Model):
-    min_severity: Literal["info", "warning", "unknown", "critical"] = "warning"
-    persist: int = Field(default=1, ge=1, le=100)
-    remind_critical: Duration = timedelta(days=1)
-    remind_warning: Duration = timedelta(days=7)
-    remind_info: Duration | None = None
-    docs_url: str = DOCS_BASE
-
-    def settings(self) -> AlertSettings:
-        remind = {
-            Severity.CRITICAL: self.remind_critical,
-            Severity.UNKNOWN: self.remind_critical,
-            Severity.WARNING: self.remind_warning,
-        }
-        if self.remind_info is not None:
-            remind[Severity.INFO] = self.remind_info
-        return AlertSettings(Severity(self.min_severity), self.persist, remind)
-
-
-class ReportsConfig(_Model):
-    schedule: str | None = None  # cron, UTC: "0 7 * * 1" is Mondays 07:00
-    period: Duration = timedelta(days=7)
-    archive_dir: Path = Path("reports")
-    keep: int = Field(default=52, ge=1)
-    formats: tuple[Literal["html", "csv", "json"], ...] = ("html", "csv", "json")
-    email_channel: str | None = None
-    recipients: tuple[str, ...] = ()
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None:
-            from apscheduler.triggers.cron import CronTrigger
-
-            try:
-                CronTrigger.from_crontab(value, timezone="UTC")
-            except ValueError as exc:
-                raise ValueError(
-                    f"'{value}' is not a crontab expression (minute hour day month weekday), "
-                    f"e.g. '0 7 * * 1': {exc}"
-                ) from None
-        return value
-
-
-class DatabaseConfig(_Model):
-    url: SecretStr | None = None
-    url_env: str | None = None
-    url_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DatabaseConfig:
-        given = [k for k in ("url", "url_env", "url_file") if getattr(self, k) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give only one of url, url_env, url_file (found {', '.join(given)})")
-        return self
+__all__ = ["Config", "EndpointConfig", "load", "parse", "parse_duration"]
 
 
 class Config(_Model):

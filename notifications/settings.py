@@ -5,20 +5,11 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.errors import ConfigError
-
-
-def _duration(value: object) -> timedelta:
-    from monitor.config import parse_duration
-
-    return parse_duration(value)
-
-
-Seconds = Annotated[timedelta, BeforeValidator(_duration)]
+from monitor.units import Duration
 
 
 class ChannelSettings(BaseModel):
@@ -30,7 +21,7 @@ class ChannelSettings(BaseModel):
     type: str
     severities: tuple[str, ...] = ("warning", "unknown", "critical")
     connectors: tuple[str, ...] = ()  # empty: every connector
-    timeout: Seconds = timedelta(seconds=15)
+    timeout: Duration = timedelta(seconds=15)
 
     def routes(self, severity: str, connector: str | None) -> bool:
         """Does a message of ``severity`` about ``connector`` go to this channel?"""

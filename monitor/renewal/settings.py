@@ -9,16 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-
-def _duration(value: object) -> timedelta:
-    from monitor.config import parse_duration
-
-    return parse_duration(value)
-
-
-Seconds = Annotated[timedelta, BeforeValidator(_duration)]
+from monitor.units import Duration
 
 
 class _Model(BaseModel):
@@ -43,7 +36,7 @@ class Rfc2136Settings(_Model):
     key_secret_env: str | None = None
     key_secret_file: Path | None = None
     algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
-    propagation_timeout: Seconds = timedelta(minutes=2)
+    propagation_timeout: Duration = timedelta(minutes=2)
 
 
 class DnsHookSettings(_Model):
@@ -52,7 +45,7 @@ class DnsHookSettings(_Model):
 
     type: Literal["dns-hook"]
     command: tuple[str, ...] = Field(min_length=1)
-    timeout: Seconds = timedelta(minutes=5)
+    timeout: Duration = timedelta(minutes=5)
 
 
 SolverSettings = Annotated[
@@ -66,7 +59,7 @@ class DeploySettings(_Model):
     pfx_password_file: Path | None = None
     hooks_dir: Path | None = None
     hook: tuple[str, ...] = ()  # one command, no shell: ["postfix", "reload"]
-    hook_timeout: Seconds = timedelta(minutes=2)
+    hook_timeout: Duration = timedelta(minutes=2)
 
 
 class RenewalSettings(_Model):
@@ -82,10 +75,10 @@ class RenewalSettings(_Model):
     key_type: Literal["rsa2048", "rsa3072", "rsa4096", "ec256", "ec384"] = "rsa2048"
     profile: str | None = None
     renew_fraction: float = Field(default=1 / 3, gt=0, lt=1)
-    min_lifetime: Seconds = timedelta(days=1)
+    min_lifetime: Duration = timedelta(days=1)
     state_dir: Path = Path("acme")
-    verify_timeout: Seconds = timedelta(minutes=2)
-    check_interval: Seconds = timedelta(hours=6)
-    timeout: Seconds = timedelta(minutes=5)  # for one whole order
+    verify_timeout: Duration = timedelta(minutes=2)
+    check_interval: Duration = timedelta(hours=6)
+    timeout: Duration = timedelta(minutes=5)  # for one whole order
     solver: SolverSettings
     deploy: DeploySettings
