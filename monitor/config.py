@@ -12,9 +12,9 @@ import os
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from checks.base import Severity
 from monitor.errors import ConfigError
@@ -37,6 +37,8 @@ from monitor.units import parse_duration
 from notifications.registry import AnyChannelSettings
 
 __all__ = ["Config", "EndpointConfig", "load", "parse", "parse_duration"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class Config(_Model):
@@ -126,6 +128,18 @@ class Config(_Model):
 
     def endpoint_timeout(self, endpoint: EndpointConfig) -> timedelta:
         return endpoint.timeout or self.probe.timeout
+
+    def resolved(self, model: ModelT) -> ModelT:
+        """``model`` with every relative path in it (nested models too) made relative to the
+        configuration file's folder, as the documentation promises for every path key."""
+        updates: dict[str, Any] = {}
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, Path):
+                updates[name] = self.resolve_path(value)
+            elif isinstance(value, BaseModel):
+                updates[name] = self.resolved(value)
+        return model.model_copy(update=updates) if updates else model
 
     def resolve_path(self, path: Path) -> Path:
         """Relative paths in the file are relative to the file's folder."""

@@ -41,7 +41,10 @@ log = logging.getLogger("relaycert.daemon")
 
 def build_channels(config: Config) -> dict[str, Notifier]:
     """Every configured channel, its secrets read now (a missing one is a ConfigError)."""
-    return {c.name: build(c, config.channel_where(i)) for i, c in enumerate(config.channels)}
+    return {
+        c.name: build(config.resolved(c), config.channel_where(i))
+        for i, c in enumerate(config.channels)
+    }
 
 
 class Generation:
@@ -61,7 +64,10 @@ class Generation:
         from monitor.renewal.deploy import validate_hooks
 
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
-            validate_hooks(renewal.deploy, f"{config.source}: renewals[{index}] ({renewal.name})")
+            validate_hooks(
+                config.resolved(renewal).deploy,
+                f"{config.source}: renewals[{index}] ({renewal.name})",
+            )
 
 
 class Daemon:

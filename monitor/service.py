@@ -238,7 +238,10 @@ def renew_command(args: argparse.Namespace) -> int:
         )
     for index, renewal in enumerate(config.renewals):
         if renewal in chosen and not args.dry_run:
-            validate_hooks(renewal.deploy, f"{args.config}: renewals[{index}] ({renewal.name})")
+            validate_hooks(
+                config.resolved(renewal).deploy,
+                f"{args.config}: renewals[{index}] ({renewal.name})",
+            )
     logs.setup(config.daemon.log_format, config.daemon.log_level)
     store = _open(config)
 

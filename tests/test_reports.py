@@ -68,6 +68,8 @@ def history(config_file, write_chain, intermediate, tmp_path):  # type: ignore[n
     finally:
         server.stop()
         hostile.stop()
+    # The capture channel's relative path is relative to the configuration file, not the cwd.
+    assert (config.parent / "alerts.jsonl").exists()
     return config, {"soon": soon, "renewed": renewed, "evil": evil}
 
 

@@ -244,6 +244,7 @@ async def renew(
 ) -> Outcome:
     now = (now_fn or (lambda: datetime.now(UTC)))()
     index = config.renewals.index(settings)
+    settings = config.resolved(settings)  # relative paths are relative to the config file
     where = f"{config.source}: renewals[{index}] ({settings.name})"
     current = await asyncio.to_thread(served, store, settings.endpoints)
     old = fingerprint(current.leaf) if current.leaf else None
@@ -265,7 +266,7 @@ async def renew(
     eab = read_secret(
         f"{where}.eab_hmac", settings.eab_hmac_env, settings.eab_hmac_file, required=False
     )
-    state_dir = config.resolve_path(settings.state_dir) / settings.name
+    state_dir = settings.state_dir / settings.name
     started = now
     order_url: str | None = None
     try:
