@@ -278,6 +278,8 @@ class Daemon:
         self.gen = gen
         self.outbox.channels = gen.channels
         self.schedule(config)
+        self._schedule_report(config)
+        self._schedule_renewals(config)
         event(
             log,
             logging.INFO,

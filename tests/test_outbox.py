@@ -221,3 +221,17 @@ def test_notify_test_and_status_commands(daemon_config, capsys, monkeypatch) -> 
     assert main(["status", "--config", str(config)]) == 0
     table = capsys.readouterr().out
     assert "soon" in table and "alone" in table
+
+
+async def test_reload_reschedules_endpoints_reports_and_renewals(daemon_config) -> None:  # type: ignore[no-untyped-def]
+    with http_receiver() as receiver:
+        path = daemon_config(receiver)
+        store = Store.open(load(path).database_url())
+        daemon = Daemon(path, store, load(path))
+        daemon.schedule(daemon.gen.config)
+        assert daemon.scheduler.get_job("report") is None
+        path.write_text(path.read_text() + '\n[reports]\nschedule = "0 7 * * 1"\n')
+        daemon.reload()
+        jobs = {job.id for job in daemon.scheduler.get_jobs()}
+        store.close()
+    assert {"endpoint:soon", "endpoint:alone", "report"} <= jobs
