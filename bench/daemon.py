@@ -27,10 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from scan import addresses, config_for, rerun_in_netns, start_server  # noqa: E402
+from scan import (  # noqa: E402
+    addresses,
+    config_for,
+    rerun_in_netns,
+    server_chain,
+    start_server,
+)
 
 from monitor.daemon import Daemon  # noqa: E402
-from monitor.demo import pki  # noqa: E402
 from monitor.store import Store  # noqa: E402
 
 
@@ -80,11 +85,7 @@ def main() -> int:
     logging.getLogger("relaycert").setLevel(logging.WARNING)
     kind = "postfix" if Path("/usr/lib/postfix/sbin/master").exists() else "aiosmtpd"
     folder = Path(tempfile.mkdtemp(prefix="relaycert-bench-daemon-"))
-    root = pki.make_ca("Bench Root")
-    sub = pki.make_ca("Bench Issuing CA", root)
-    leaf = pki.make_leaf(sub, ["mail1.contoso.com"])
-    key, chain = pki.write_chain(folder, "server", leaf, sub)
-    (folder / "ca.pem").write_bytes(root.cert_pem())
+    key, chain = server_chain(folder)
     targets = addresses(args.addresses, distinct=args.in_netns)
     jitter = min(args.interval / 10, 300)
     spread = jitter

@@ -54,6 +54,15 @@ def rerun_in_netns() -> int | None:
         subprocess.run(["ip", "netns", "del", NETNS], check=False)
 
 
+def server_chain(folder: Path) -> tuple[Path, Path]:
+    """A bench CA (``ca.pem``) and the server's key and chain for mail1.contoso.com."""
+    root = pki.make_ca("Bench Root")
+    sub = pki.make_ca("Bench Issuing CA", root)
+    leaf = pki.make_leaf(sub, ["mail1.contoso.com"])
+    (folder / "ca.pem").write_bytes(root.cert_pem())
+    return pki.write_chain(folder, "server", leaf, sub)
+
+
 def addresses(count: int, distinct: bool) -> list[str]:
     if not distinct:
         return ["127.0.0.1"] * count
@@ -179,11 +188,7 @@ def main() -> int:
     if kind == "auto":
         kind = "postfix" if Path("/usr/lib/postfix/sbin/master").exists() else "aiosmtpd"
     folder = Path(tempfile.mkdtemp(prefix="relaycert-bench-"))
-    root = pki.make_ca("Bench Root")
-    sub = pki.make_ca("Bench Issuing CA", root)
-    leaf = pki.make_leaf(sub, ["mail1.contoso.com"])
-    key, chain = pki.write_chain(folder, "server", leaf, sub)
-    (folder / "ca.pem").write_bytes(root.cert_pem())
+    key, chain = server_chain(folder)
     targets = addresses(args.addresses, distinct=args.in_netns)
     server = start_server(kind, key, chain, args.in_netns, args.concurrency * 2)
     try:
