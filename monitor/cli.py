@@ -104,6 +104,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     renew_p.add_argument("--force", action="store_true", help="renew even when not due")
 
+    prune_p = sub.add_parser("prune", help="delete history older than a retention period")
+    prune_p.add_argument("--config", "-c", type=Path, required=True)
+    prune_p.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DURATION",
+        help="e.g. 400d; an address's newest observation is always kept",
+    )
+    prune_p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
     demo_p = sub.add_parser("demo", help="run a scan of a built-in demo fleet on loopback")
     demo_p.add_argument(
         "--dir",
@@ -259,6 +269,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         "status": service.status_command,
         "report": service.report_command,
         "renew": service.renew_command,
+        "prune": service.prune_command,
         "accept": service.accept_command,
         "notify-test": service.notify_test_command,
     }

@@ -316,3 +316,26 @@ def demo_renewal(config_path: Path, console: Console) -> None:
         f"ACME renewal against a local pebble (dry run): {outcome.name}: "
         f"{outcome.outcome}: {clip(outcome.detail, 300)}"
     )
+
+
+def prune_command(args: argparse.Namespace) -> int:
+    from monitor.config import parse_duration
+    from monitor.retention import prune
+
+    config = load(args.config)
+    try:
+        span = parse_duration(args.older_than)
+    except ValueError as exc:
+        raise ConfigError(f"--older-than: {exc}") from None
+    store = _open(config)
+    try:
+        done = prune(store, datetime.now(UTC) - span, dry_run=args.dry_run)
+    finally:
+        store.close()
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"{verb} {done.observations} observations, {done.findings} findings, "
+        f"{done.probe_days} daily probe counters, {done.messages} messages, "
+        f"{done.alerts} resolved alerts older than {args.older_than}"
+    )
+    return 0

@@ -115,3 +115,26 @@ def test_observations_are_stored_on_change_with_a_heartbeat(
         }
     assert days == {"2026-11-01": (24, 24), "2026-11-02": (7, 7)}
     store.close()
+
+
+def test_prune_keeps_the_newest_observation_of_every_address(
+    store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    from monitor.retention import prune
+
+    store = Store.open(store_url)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    other = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    for day, leaf in enumerate([good_leaf, other, good_leaf]):  # three changes: three rows
+        store.record([record(leaf, intermediate, when=t0 + timedelta(days=day))])
+    store.record([record(other, intermediate, "127.0.0.2", when=t0)])  # alone on its address
+    assert store.counts()["observation"] == 4
+    cutoff = t0 + timedelta(days=10)
+    dry = prune(store, cutoff, dry_run=True)
+    assert (dry.observations, dry.findings) == (2, 2) and store.counts()["observation"] == 4
+    done = prune(store, cutoff)
+    assert (done.observations, done.findings, done.probe_days) == (2, 2, 4)
+    counts = store.counts()
+    assert counts["observation"] == 2 and counts["finding"] == 2  # newest of each address
+    assert counts["certificate"] == 3  # certificates are kept
+    store.close()
