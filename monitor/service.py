@@ -249,8 +249,7 @@ def renew_command(args: argparse.Namespace) -> int:
         outcomes = [
             await renew(config, store, r, force=args.force, dry_run=args.dry_run) for r in chosen
         ]
-        if any(o.outcome in FAILED for o in outcomes):
-            await Outbox(store, build_channels(config)).deliver()
+        await Outbox(store, build_channels(config)).deliver()  # failures and recoveries
         return [f"{o.name}: {o.outcome}: {o.detail}" for o in outcomes]
 
     try:

@@ -178,11 +178,31 @@ def test_deploy_to_postfix_reload_and_verify(  # type: ignore[no-untyped-def]
         )
         assert main(["scan", "--config", str(config), "--format", "json"]) == 0
         capsys.readouterr()
+        config.write_text(
+            config.read_text() + f'[[channels]]\nname = "capture"\ntype = "file"\n'
+            f'path = "{tmp_path / "alerts.jsonl"}"\n'
+        )
+        # An earlier attempt failed: the verified renewal below must send a recovery message.
+        from monitor.models import RenewalRow
+        from monitor.store import Store
+
+        store = Store.open(f"sqlite:///{tmp_path / 'relaycert.db'}")
+        with store.session() as session, session.begin():
+            session.add(
+                RenewalRow(
+                    name="relay-cert",
+                    started_at=datetime.now(UTC),
+                    finished_at=datetime.now(UTC),
+                    outcome="failed",
+                    detail="CA down",
+                )
+            )
+        store.close()
         code = main(["renew", "--config", str(config), "--force"])
         out = capsys.readouterr().out
         assert code == 0, out
         assert "relay-cert: verified" in out
-        ((outcome, was, now),) = renewals(config)
+        ((_, _, _), (outcome, was, now)) = renewals(config)
         assert outcome == "verified" and was == fingerprint(old.cert)
         served = x509.load_pem_x509_certificates((deployed / "fullchain.pem").read_bytes())
         assert fingerprint(served[0]) == now and dns_sans(served[0]) == ["mail1.contoso.test"]
@@ -197,7 +217,9 @@ def test_deploy_to_postfix_reload_and_verify(  # type: ignore[no-untyped-def]
         assert status["renewals"][0]["new_sha256"] == now
         assert main(["report", "--config", str(config), "--format", "json"]) == 0
         report = json.loads(capsys.readouterr().out)
-        assert [r["outcome"] for r in report["renewals"]] == ["verified"]
+        assert [r["outcome"] for r in report["renewals"]] == ["verified", "failed"]
+    (recovery,) = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert recovery["kind"] == "resolved" and recovery["subject"].startswith("[relaycert] RESOLVED")
     env = dict(
         line.split("=", 1) for line in (tmp_path / "hook-env.txt").read_text().split("\n") if line
     )

@@ -157,9 +157,15 @@ def _record(store: Store, name: str, started: datetime, outcome: Outcome, order:
 
 
 def _alert(
-    config: Config, store: Store, row_id: int, settings: RenewalSettings, outcome: Outcome
+    config: Config,
+    store: Store,
+    row_id: int,
+    settings: RenewalSettings,
+    outcome: Outcome,
+    kind: str = "opened",
 ) -> None:
-    """Enqueue a critical message about a failed renewal for every routed channel."""
+    """Enqueue a critical message about a failed renewal (``kind="resolved"``: the recovery
+    after earlier failures) for every routed channel."""
     now = datetime.now(UTC)
     first = config.endpoint(settings.endpoints[0])
     with store.session() as session, session.begin():
@@ -167,10 +173,10 @@ def _alert(
             if not channel.routes("critical", first.connector if first else None):
                 continue
             note = Notification(
-                kind="opened",
+                kind=kind,
                 severity=Severity.CRITICAL.value,
                 rule=f"renewal.{outcome.outcome}",
-                title="Certificate renewal failed",
+                title="Certificate renewal failed" if kind == "opened" else "Certificate renewed",
                 endpoint=", ".join(settings.endpoints),
                 host=first.host if first else "-",
                 port=first.port if first else 0,
@@ -185,7 +191,7 @@ def _alert(
                 OutboxRow(
                     dedup_key=note.key,
                     channel=channel.name,
-                    kind="opened",
+                    kind=kind,
                     payload=note.to_dict(),
                     status="pending",
                     created_at=now,
@@ -247,6 +253,7 @@ async def renew(
     settings = config.resolved(settings)  # relative paths are relative to the config file
     where = f"{config.source}: renewals[{index}] ({settings.name})"
     current = await asyncio.to_thread(served, store, settings.endpoints)
+    previous_failed = await asyncio.to_thread(_backoff, store, settings.name, now) is not None
     old = fingerprint(current.leaf) if current.leaf else None
     names = list(settings.names) or (all_names(current.leaf) if current.leaf else [])
     if not names:
@@ -355,6 +362,8 @@ async def renew(
     row_id = await asyncio.to_thread(_record, store, settings.name, started, outcome, order_url)
     if outcome.outcome in FAILED:
         await asyncio.to_thread(_alert, config, store, row_id, settings, outcome)
+    elif outcome.outcome == "verified" and previous_failed:
+        await asyncio.to_thread(_alert, config, store, row_id, settings, outcome, "resolved")
     return outcome
 
 
