@@ -19,6 +19,11 @@ from cryptography import x509
 DOCS_BASE = "https://github.com/relaycert/relaycert/blob/main/docs/rules.md"
 
 
+def anchor(rule_id: str) -> str:
+    """The rule's heading anchor in docs/rules.md (``cert.expiring`` -> ``certexpiring``)."""
+    return rule_id.replace(".", "")
+
+
 class Severity(enum.Enum):
     """How bad a finding is.  Ordered by :attr:`rank` (worst last).
 
@@ -208,7 +213,7 @@ class RuleInfo:
 
     @property
     def docs_url(self) -> str:
-        return f"{DOCS_BASE}#{self.id.replace('.', '')}"
+        return f"{DOCS_BASE}#{anchor(self.id)}"
 
 
 CheckFunction = Callable[[RuleInfo, Observation, Policy], Iterable[Finding]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from checks.base import anchor
 from checks.registry import BUILTIN_RULES
 
 HEADER = """\
@@ -36,8 +37,7 @@ def render() -> str:
     lines = [HEADER]
     for rule in BUILTIN_RULES.values():
         lines.append(
-            f"| [`{rule.id}`](#{rule.id.replace('.', '')}) | {rule.severity.value} | "
-            f"{rule.title} |\n"
+            f"| [`{rule.id}`](#{anchor(rule.id)}) | {rule.severity.value} | {rule.title} |\n"
         )
     for rule in BUILTIN_RULES.values():
         lines.append(

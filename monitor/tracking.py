@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlmodel import Session, SQLModel, col
 
-from checks.base import Baseline, Severity
+from checks.base import Baseline, Severity, anchor
 from checks.certinfo import fingerprint
 from checks.registry import BUILTIN_RULES
 from monitor.alerting import AlertSettings, AlertState, Transition, decide
@@ -157,7 +157,7 @@ def _notification(
         if leaf
         else None,
         fingerprint=fingerprint(leaf) if leaf else None,
-        docs_url=f"{docs_url}#{alert.rule.replace('.', '')}" if docs_url else None,
+        docs_url=f"{docs_url}#{anchor(alert.rule)}" if docs_url else None,
     )
 
 

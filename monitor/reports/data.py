@@ -11,7 +11,7 @@ from cryptography import x509
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from checks.base import Severity
+from checks.base import Severity, anchor
 from checks.certinfo import (
     clip,
     dns_sans,
@@ -197,7 +197,7 @@ def _scenarios(addresses: list[AddressReport], accepted: str | None) -> list[Sce
         address, rule, message = broken[0]
         works, error = False, BREAKING[rule]
         evidence = f"{address.endpoint} ({address.address}): {rule}: {message}"
-        fix = f"See docs/rules.md#{rule.replace('.', '')}."
+        fix = f"See docs/rules.md#{anchor(rule)}."
     elif not probed_ok:
         works, error, fix = None, None, "Make the endpoints reachable by the monitor."
         evidence = "no endpoint of this connector was probed successfully"
