@@ -61,17 +61,11 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> Config:
+        for section in ("connectors", "endpoints", "channels", "renewals"):
+            _unique(section, [item.name for item in getattr(self, section)])
         connectors = {c.name for c in self.connectors}
-        seen_connectors: set[str] = set()
-        for index, connector in enumerate(self.connectors):
-            if connector.name in seen_connectors:
-                raise _at(("connectors", index, "name"), f"duplicate connector '{connector.name}'")
-            seen_connectors.add(connector.name)
-        seen: set[str] = set()
+        endpoints = {e.name for e in self.endpoints}
         for index, endpoint in enumerate(self.endpoints):
-            if endpoint.name in seen:
-                raise _at(("endpoints", index, "name"), f"duplicate endpoint '{endpoint.name}'")
-            seen.add(endpoint.name)
             if endpoint.connector is not None and endpoint.connector not in connectors:
                 known = ", ".join(sorted(connectors)) or "none defined"
                 raise _at(
@@ -85,11 +79,7 @@ class Config(_Model):
                     ("endpoints", index, "mode"),
                     "port 465 is implicit TLS; use mode = 'tls' or 'auto'",
                 )
-        seen_channels: set[str] = set()
         for index, channel in enumerate(self.channels):
-            if channel.name in seen_channels:
-                raise _at(("channels", index, "name"), f"duplicate channel '{channel.name}'")
-            seen_channels.add(channel.name)
             for name in channel.connectors:
                 if name not in connectors:
                     raise _at(("channels", index, "connectors"), f"unknown connector '{name}'")
@@ -99,13 +89,9 @@ class Config(_Model):
                         ("channels", index, "severities"),
                         f"'{severity}' is not one of info, warning, unknown, critical",
                     )
-        seen_renewals: set[str] = set()
         for index, renewal in enumerate(self.renewals):
-            if renewal.name in seen_renewals:
-                raise _at(("renewals", index, "name"), f"duplicate renewal '{renewal.name}'")
-            seen_renewals.add(renewal.name)
             for name in renewal.endpoints:
-                if name not in seen:
+                if name not in endpoints:
                     raise _at(("renewals", index, "endpoints"), f"unknown endpoint '{name}'")
         mail = self.reports.email_channel
         if mail is not None and not any(
@@ -122,6 +108,9 @@ class Config(_Model):
 
     def channel_where(self, index: int) -> str:
         return f"{self.source}: channels[{index}] ({self.channels[index].name})"
+
+    def renewal_where(self, index: int) -> str:
+        return f"{self.source}: renewals[{index}] ({self.renewals[index].name})"
 
     def connector(self, name: str | None) -> ConnectorConfig | None:
         return next((c for c in self.connectors if c.name == name), None)
@@ -182,6 +171,15 @@ class _LocatedError(ValueError):
 
 def _at(loc: tuple[str | int, ...], message: str) -> _LocatedError:
     return _LocatedError(loc, message)
+
+
+def _unique(section: str, names: list[str]) -> None:
+    """Names are unique within a section; the error points at the second one."""
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            raise _at((section, index, "name"), f"duplicate {section[:-1]} '{name}'")
+        seen.add(name)
 
 
 def _key(loc: tuple[str | int, ...], data: dict[str, Any]) -> str:

@@ -66,7 +66,7 @@ class Generation:
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
             validate_hooks(
                 config.resolved(renewal).deploy,
-                f"{config.source}: renewals[{index}] ({renewal.name})",
+                config.renewal_where(index),
             )
 
 

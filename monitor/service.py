@@ -240,7 +240,7 @@ def renew_command(args: argparse.Namespace) -> int:
         if renewal in chosen and not args.dry_run:
             validate_hooks(
                 config.resolved(renewal).deploy,
-                f"{args.config}: renewals[{index}] ({renewal.name})",
+                config.renewal_where(index),
             )
     logs.setup(config.daemon.log_format, config.daemon.log_level)
     store = _open(config)

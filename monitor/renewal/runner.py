@@ -251,7 +251,7 @@ async def renew(
     now = (now_fn or (lambda: datetime.now(UTC)))()
     index = config.renewals.index(settings)
     settings = config.resolved(settings)  # relative paths are relative to the config file
-    where = f"{config.source}: renewals[{index}] ({settings.name})"
+    where = config.renewal_where(index)
     current = await asyncio.to_thread(served, store, settings.endpoints)
     previous_failed = await asyncio.to_thread(_backoff, store, settings.name, now) is not None
     old = fingerprint(current.leaf) if current.leaf else None
