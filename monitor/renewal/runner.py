@@ -253,7 +253,9 @@ async def renew(
     settings = config.resolved(settings)  # relative paths are relative to the config file
     where = config.renewal_where(index)
     current = await asyncio.to_thread(served, store, settings.endpoints)
-    previous_failed = await asyncio.to_thread(_backoff, store, settings.name, now) is not None
+    # After failures: the earliest next attempt (a later success then sends a recovery message).
+    not_before = await asyncio.to_thread(_backoff, store, settings.name, now)
+    previous_failed = not_before is not None
     old = fingerprint(current.leaf) if current.leaf else None
     names = list(settings.names) or (all_names(current.leaf) if current.leaf else [])
     if not names:
@@ -262,7 +264,6 @@ async def renew(
             f"{', '.join(settings.endpoints)} yet; list the names"
         )
     if not force:
-        not_before = await asyncio.to_thread(_backoff, store, settings.name, now)
         if not_before is not None and now < not_before:
             return Outcome(
                 settings.name,
