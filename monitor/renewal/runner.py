@@ -263,14 +263,13 @@ async def renew(
             f"{where}.names: no names given and no certificate seen on "
             f"{', '.join(settings.endpoints)} yet; list the names"
         )
-    if not force:
-        if not_before is not None and now < not_before:
-            return Outcome(
-                settings.name,
-                "skipped",
-                f"retrying after {not_before:%Y-%m-%d %H:%M} UTC (backoff after failures)",
-                old,
-            )
+    if not force and not_before is not None and now < not_before:
+        return Outcome(
+            settings.name,
+            "skipped",
+            f"retrying after {not_before:%Y-%m-%d %H:%M} UTC (backoff after failures)",
+            old,
+        )
     eab = read_secret(
         f"{where}.eab_hmac", settings.eab_hmac_env, settings.eab_hmac_file, required=False
     )
