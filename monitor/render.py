@@ -21,13 +21,9 @@ from checks.certinfo import (
     clip,
     common_names,
     dns_sans,
-    extended_key_usages,
-    fingerprint,
-    issuer_text,
-    key_description,
-    signature_hash,
     subject_text,
 )
+from monitor.certview import cert_info
 from monitor.store import ScanRecord
 
 JSON_VERSION = 1
@@ -40,20 +36,20 @@ STYLES = {
 
 
 def certificate_json(cert: x509.Certificate, now: datetime) -> dict[str, Any]:
-    kind, bits = key_description(cert)
+    info = cert_info(cert, now, digits=2)
     return {
-        "subject": subject_text(cert),
+        "subject": info.subject,
         "common_names": [clip(n) for n in common_names(cert)],
-        "sans": [clip(n) for n in dns_sans(cert)],
-        "issuer": issuer_text(cert),
-        "serial": format(cert.serial_number, "x"),
-        "not_before": cert.not_valid_before_utc.isoformat(),
-        "not_after": cert.not_valid_after_utc.isoformat(),
-        "days_left": round((cert.not_valid_after_utc - now).total_seconds() / 86400, 2),
-        "sha256": fingerprint(cert),
-        "key": f"{kind} {bits}" if bits else kind,
-        "signature_hash": signature_hash(cert),
-        "extended_key_usages": extended_key_usages(cert),
+        "sans": info.sans,
+        "issuer": info.issuer,
+        "serial": info.serial,
+        "not_before": info.not_before.isoformat(),
+        "not_after": info.not_after.isoformat(),
+        "days_left": info.days_left,
+        "sha256": info.sha256,
+        "key": info.key,
+        "signature_hash": info.signature,
+        "extended_key_usages": info.ekus,
     }
 
 

@@ -12,17 +12,8 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from checks.base import Severity, anchor
-from checks.certinfo import (
-    clip,
-    dns_sans,
-    extended_key_usages,
-    fingerprint,
-    issuer_text,
-    key_description,
-    signature_hash,
-    subject_text,
-)
 from checks.matching import base_domain, registered_domain
+from monitor.certview import CertInfo, cert_info
 from monitor.config import Config
 from monitor.models import (
     AlertRow,
@@ -66,21 +57,6 @@ BREAKING = {
     "tls.handshake_failed": ATTR36,
     "tls.protocol_outdated": ATTR36,
 }
-
-
-@dataclass(frozen=True)
-class CertInfo:
-    subject: str
-    sans: list[str]
-    issuer: str
-    serial: str
-    sha256: str
-    key: str
-    signature: str | None
-    ekus: list[str] | None
-    not_before: datetime
-    not_after: datetime
-    days_left: float
 
 
 @dataclass(frozen=True)
@@ -152,23 +128,6 @@ class Report:
     timeline: list[tuple[str, CertInfo]]  # label, certificate
     upcoming: list[tuple[str, CertInfo]]  # expiring within 90 days
     renewals: list[dict[str, object]] = field(default_factory=list)  # ACME attempts in period
-
-
-def cert_info(cert: x509.Certificate, now: datetime) -> CertInfo:
-    kind, bits = key_description(cert)
-    return CertInfo(
-        subject_text(cert),
-        [clip(n) for n in dns_sans(cert)],
-        issuer_text(cert),
-        format(cert.serial_number, "x"),
-        fingerprint(cert),
-        f"{kind} {bits}" if bits else kind,
-        signature_hash(cert),
-        extended_key_usages(cert),
-        cert.not_valid_before_utc,
-        cert.not_valid_after_utc,
-        round((cert.not_valid_after_utc - now).total_seconds() / 86400, 1),
-    )
 
 
 def _verdict(severities: list[str]) -> str:

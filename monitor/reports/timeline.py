@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from checks.certinfo import clip
-from monitor.reports.data import CertInfo
+from monitor.certview import CertInfo
 
 WIDTH, LABEL, ROW, TOP = 900, 290, 26, 30
 
