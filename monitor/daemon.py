@@ -29,6 +29,9 @@ from monitor.errors import RelaycertError
 from monitor.logs import event
 from monitor.outbox import Outbox
 from monitor.probe import probe_many
+from monitor.renewal.deploy import validate_hooks
+from monitor.renewal.runner import renew
+from monitor.reports.archive import publish
 from monitor.scan import Judge, baselines_for, targets
 from monitor.store import ScanRecord, Store
 from monitor.tracking import Tracking, track
@@ -61,8 +64,6 @@ class Generation:
             docs_url=config.alerts.docs_url,
         )
         self.semaphore = asyncio.Semaphore(config.probe.concurrency)
-        from monitor.renewal.deploy import validate_hooks
-
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
             validate_hooks(
                 config.resolved(renewal).deploy,
@@ -191,8 +192,6 @@ class Daemon:
 
     async def _renewal_job(self, name: str) -> None:
         self._track()
-        from monitor.renewal.runner import renew
-
         settings = next((r for r in self.gen.config.renewals if r.name == name), None)
         if settings is None:
             return
@@ -241,8 +240,6 @@ class Daemon:
 
     async def _report_job(self) -> None:
         self._track()
-        from monitor.reports.archive import publish
-
         try:
             paths = await publish(self.gen.config, self.store, self.gen.channels, datetime.now(UTC))
         except RelaycertError as exc:

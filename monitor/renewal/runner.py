@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from checks.base import Observation, Policy, ProbeStatus, Severity
@@ -22,7 +22,14 @@ from checks.certinfo import all_names, dns_sans, fingerprint
 from checks.drift import baseline_of
 from monitor.config import Config
 from monitor.errors import RenewalError
-from monitor.models import CertificateRow, FindingRow, ObservationRow, OutboxRow, RenewalRow
+from monitor.models import (
+    CertificateRow,
+    EndpointRow,
+    FindingRow,
+    ObservationRow,
+    OutboxRow,
+    RenewalRow,
+)
 from monitor.probe import probe_many
 from monitor.renewal.acme_flow import AcmeSession
 from monitor.renewal.deploy import gate, run_hooks, write_files
@@ -30,6 +37,7 @@ from monitor.renewal.settings import RenewalSettings
 from monitor.renewal.solvers import make_solver
 from monitor.scan import targets
 from monitor.store import Store
+from monitor.tracking import set_baseline
 from monitor.trust import trust_anchors
 from notifications.base import Notification
 from notifications.settings import read_secret
@@ -56,8 +64,6 @@ class Served:
 
 def served(store: Store, endpoint_names: tuple[str, ...]) -> Served:
     """What the endpoints were last seen serving (from the store)."""
-    from monitor.models import EndpointRow
-
     with store.session() as session:
         ids = list(
             session.scalars(
@@ -66,8 +72,6 @@ def served(store: Store, endpoint_names: tuple[str, ...]) -> Served:
                 )
             )
         )
-        from sqlalchemy import func
-
         newest = (
             select(func.max(ObservationRow.id))
             .where(col(ObservationRow.endpoint_id).in_(ids))
@@ -205,9 +209,6 @@ def accept_renewed(
 ) -> None:
     """A renewal relaycert deployed and verified becomes every address's baseline: routine
     renewals do not page anyone (the renewal itself is recorded and reported)."""
-    from monitor.models import EndpointRow
-    from monitor.tracking import set_baseline
-
     candidate = baseline_of(Observation(ProbeStatus.OK, chain))
     if candidate is None:
         return

@@ -23,6 +23,7 @@ from monitor.models import (
     ObservationRow,
     ProbeDayRow,
 )
+from monitor.status import renewals
 from monitor.store import Store
 
 VERDICTS = ("compliant", "at risk", "non-compliant")
@@ -316,8 +317,6 @@ def build(config: Config, store: Store, period: timedelta, now: datetime) -> Rep
     upcoming = [i for i in items if i[1].days_left <= 90]
     verdicts = [c.verdict for c in connector_reports] + [_verdict(all_severities)]
     overall = max(verdicts, key=VERDICTS.index)
-    from monitor.status import renewals
-
     renewal_rows: list[dict[str, object]] = [
         {
             "name": r.name,
