@@ -79,22 +79,28 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
             key, severity = (alert.endpoint_id, alert.address), Severity(alert.severity)
             if key not in alerts or severity.rank > alerts[key].rank:
                 alerts[key] = severity
+        # Two batched queries, not two per address.
+        top: dict[int, FindingRow] = {}
+        for finding in session.scalars(
+            select(FindingRow).where(col(FindingRow.observation_id).in_([o.id for o in latest]))
+        ):
+            known = top.get(finding.observation_id)
+            if known is None or Severity(finding.severity).rank > Severity(known.severity).rank:
+                top[finding.observation_id] = finding
+        leaves = {o.leaf_sha256 for o in latest if o.leaf_sha256}
+        expiry: dict[str, datetime] = {
+            sha: not_after
+            for sha, not_after in session.execute(
+                select(col(CertificateRow.sha256), col(CertificateRow.not_after)).where(
+                    col(CertificateRow.sha256).in_(leaves)
+                )
+            )
+        }
         rows: list[AddressStatus] = []
         for obs in latest:
             endpoint = endpoints[obs.endpoint_id]
-            findings = list(
-                session.scalars(select(FindingRow).where(col(FindingRow.observation_id) == obs.id))
-            )
-            top = max(findings, key=lambda f: Severity(f.severity).rank, default=None)
-            not_after = (
-                session.scalar(
-                    select(col(CertificateRow.not_after)).where(
-                        col(CertificateRow.sha256) == obs.leaf_sha256
-                    )
-                )
-                if obs.leaf_sha256
-                else None
-            )
+            worst = top.get(obs.id or 0)
+            not_after = expiry.get(obs.leaf_sha256 or "")
             ok_at = last_ok.get((obs.endpoint_id, obs.address))
             rows.append(
                 AddressStatus(
@@ -104,8 +110,8 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
                     obs.address,
                     obs.last_seen_at or obs.started_at,
                     obs.status,
-                    top.severity if top else None,
-                    top.rule if top else None,
+                    worst.severity if worst else None,
+                    worst.rule if worst else None,
                     alerts[(obs.endpoint_id, obs.address)].value
                     if (obs.endpoint_id, obs.address) in alerts
                     else None,
