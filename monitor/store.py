@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Engine, Table, bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col
 
@@ -79,8 +80,6 @@ Hook: TypeAlias = Callable[[Session, dict[str, int]], None]
 
 def _redact(url: str) -> str:
     """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # a URL too broken to parse is shown by its scheme only
