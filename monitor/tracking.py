@@ -118,6 +118,24 @@ def update_baselines(
         )
 
 
+def enqueue(
+    session: Session, note: Notification, channel: str, now: datetime, alert_id: int | None = None
+) -> None:
+    """Write one message to the outbox, due now; ``note.key`` makes it unique."""
+    session.add(
+        OutboxRow(
+            dedup_key=note.key,
+            channel=channel,
+            alert_id=alert_id,
+            kind=note.kind,
+            payload=note.to_dict(),
+            status="pending",
+            created_at=now,
+            next_attempt_at=now,
+        )
+    )
+
+
 def _state(row: AlertRow) -> AlertState:
     return AlertState(
         row.rule,
@@ -232,17 +250,6 @@ def apply_alerts(
                 if not channel.routes(state.severity.value, record.connector):
                     continue
                 note = _notification(record, transition, channel.name, tracking.docs_url, now)
-                session.add(
-                    OutboxRow(
-                        dedup_key=note.key,
-                        channel=channel.name,
-                        alert_id=row.id,
-                        kind=transition.kind,
-                        payload=note.to_dict(),
-                        status="pending",
-                        created_at=now,
-                        next_attempt_at=now,
-                    )
-                )
+                enqueue(session, note, channel.name, now, alert_id=row.id)
                 enqueued += 1
     return enqueued

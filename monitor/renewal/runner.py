@@ -27,7 +27,6 @@ from monitor.models import (
     EndpointRow,
     FindingRow,
     ObservationRow,
-    OutboxRow,
     RenewalRow,
 )
 from monitor.probe import probe_many
@@ -37,7 +36,7 @@ from monitor.renewal.settings import RenewalSettings
 from monitor.renewal.solvers import make_solver
 from monitor.scan import targets
 from monitor.store import Store
-from monitor.tracking import set_baseline
+from monitor.tracking import enqueue, set_baseline
 from monitor.trust import trust_anchors
 from notifications.base import Notification
 from notifications.settings import read_secret
@@ -191,17 +190,7 @@ def _alert(
                 key=f"relaycert:renewal:{row_id}:{channel.name}",
                 fingerprint=outcome.new_sha256,
             )
-            session.add(
-                OutboxRow(
-                    dedup_key=note.key,
-                    channel=channel.name,
-                    kind=kind,
-                    payload=note.to_dict(),
-                    status="pending",
-                    created_at=now,
-                    next_attempt_at=now,
-                )
-            )
+            enqueue(session, note, channel.name, now)
 
 
 def accept_renewed(
