@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 
 ## docs: regenerate docs/rules.md from the rules' metadata
 docs: $(STAMP)
-	$(BIN)/python -m monitor.docgen docs/rules.md
+	$(BIN)/python -m monitor.cli.docgen docs/rules.md
 
 ## bench: scan (2000 addresses), daemon (2000 addresses, 6 min) and report (90 days) benchmarks
 bench: $(STAMP)

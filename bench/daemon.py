@@ -35,8 +35,8 @@ from scan import (  # noqa: E402
     start_server,
 )
 
-from monitor.daemon import Daemon  # noqa: E402
-from monitor.store import Store  # noqa: E402
+from monitor.service.daemon import Daemon  # noqa: E402
+from monitor.store.engine import Store  # noqa: E402
 
 
 def percentile(values: list[float], share: float) -> float:

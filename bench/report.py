@@ -30,7 +30,7 @@ from sqlalchemy import insert  # noqa: E402
 
 from checks.certinfo import fingerprint  # noqa: E402
 from monitor.demo import pki  # noqa: E402
-from monitor.store import CERTIFICATE, FINDING, OBSERVATION, PROBE_DAY, Store  # noqa: E402
+from monitor.store.engine import CERTIFICATE, FINDING, OBSERVATION, PROBE_DAY, Store  # noqa: E402
 
 
 def config_text(count: int, db: Path) -> str:
@@ -89,7 +89,7 @@ def populate(folder: Path, count: int, days: int) -> Path:
                 for c in old + new + [sub]
             ],
         )
-        from monitor.models import AlertRow, EndpointRow
+        from monitor.store.models import AlertRow, EndpointRow
 
         conn.execute(
             insert(EndpointRow),
@@ -201,7 +201,7 @@ def populate(folder: Path, count: int, days: int) -> Path:
 
 
 def measure(config: Path, output: Path) -> None:
-    from monitor.config import load
+    from monitor.config.loader import load
     from monitor.reports.data import build
     from monitor.reports.render import render
 

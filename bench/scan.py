@@ -30,10 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.config import parse  # noqa: E402
+from monitor.config.loader import parse  # noqa: E402
 from monitor.demo import pki  # noqa: E402
-from monitor.scan import scan  # noqa: E402
-from monitor.store import Store  # noqa: E402
+from monitor.pipeline.scan import scan  # noqa: E402
+from monitor.store.engine import Store  # noqa: E402
 
 NETNS = "relaycert-bench"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from monitor.config.units import Duration
 from monitor.errors import ConfigError
-from monitor.units import Duration
 
 
 class ChannelSettings(BaseModel):

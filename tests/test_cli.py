@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from checks.certinfo import fingerprint
-from monitor.cli import main
+from monitor.cli.app import main
 from monitor.demo import pki
 from monitor.demo.servers import LoopbackSMTP
 from tests.conftest import endpoint_toml
@@ -271,14 +271,14 @@ def test_every_address_is_probed_separately(write_chain, config_file, capsys, in
 
 
 async def test_resolve_system_resolver_reads_hosts_file() -> None:
-    from monitor.resolve import resolve
+    from monitor.probe.resolve import resolve
 
     assert "127.0.0.1" in await resolve("localhost", 25, 5)  # /etc/hosts, no DNS query
 
 
 async def test_resolve_with_nameservers() -> None:
     from monitor.errors import ProbeError, ProbeTimeoutError
-    from monitor.resolve import resolve
+    from monitor.probe.resolve import resolve
 
     records = {"mail.contoso.com": ["127.0.0.1", "127.0.0.2", "::1"], "v6.contoso.com": ["::1"]}
     with loopback_dns(records, silent=frozenset({"dead.contoso.com"})) as port:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
-from monitor.config import load, parse_duration
+from monitor.cli.app import main
+from monitor.config.loader import load, parse_duration
 
 ROOT = Path(__file__).parent.parent
 
@@ -39,7 +39,7 @@ def test_defaults_and_units() -> None:
     path = ROOT / "tests" / "_unused.toml"
     import tomllib
 
-    from monitor.config import parse
+    from monitor.config.loader import parse
 
     config = parse(tomllib.loads(GOOD), path)
     endpoint = config.endpoints[0]
@@ -54,7 +54,7 @@ def test_defaults_and_units() -> None:
 def test_port_465_implies_implicit_tls() -> None:
     import tomllib
 
-    from monitor.config import parse
+    from monitor.config.loader import parse
 
     config = parse(
         tomllib.loads(GOOD.replace('connector = "relay"', 'port = 465\nconnector = "relay"')),
@@ -66,7 +66,7 @@ def test_port_465_implies_implicit_tls() -> None:
 def test_database_url_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tomllib
 
-    from monitor.config import parse
+    from monitor.config.loader import parse
 
     monkeypatch.setenv("RELAYCERT_DB", "postgresql+psycopg://u:secret@db/relaycert")
     config = parse(tomllib.loads(GOOD + '[database]\nurl_env = "RELAYCERT_DB"\n'), tmp_path / "c")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from checks.certinfo import fingerprint
-from monitor.cli import main
+from monitor.cli.app import main
 from monitor.demo import pki
 from monitor.demo.servers import LoopbackSMTP, free_port
 from tests.conftest import endpoint_toml

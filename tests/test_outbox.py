@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load
-from monitor.daemon import Daemon
+from monitor.config.loader import load
 from monitor.demo import pki
 from monitor.demo.servers import LoopbackSMTP
-from monitor.status import status
-from monitor.store import Store
+from monitor.service.daemon import Daemon
+from monitor.store.engine import Store
+from monitor.store.queries import status
 from tests.conftest import endpoint_toml
 from tests.httpreceiver import Receiver, http_receiver
 
@@ -117,7 +117,7 @@ def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("ab") as stderr:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "monitor.cli.app", "run", "--config", str(config)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -198,7 +198,7 @@ def test_sighup_with_bad_config_keeps_running_then_sigterm_stops(  # type: ignor
 
 
 def test_notify_test_and_status_commands(daemon_config, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from monitor.cli import main
+    from monitor.cli.app import main
 
     with http_receiver() as receiver:
         config = daemon_config(receiver)

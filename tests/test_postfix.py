@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from checks.certinfo import fingerprint
-from monitor.cli import main
+from monitor.cli.app import main
 from monitor.demo import pki
 from tests.conftest import endpoint_toml
 from tests.postfix import Postfix, ensure_installed

@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 
 from checks.certinfo import dns_sans, fingerprint
-from monitor.cli import main
+from monitor.cli.app import main
 from monitor.demo import pki
 from monitor.demo.pebble import PEBBLE, Pebble, free_port
 from tests.postfix import Postfix, ensure_installed
@@ -183,8 +183,8 @@ def test_deploy_to_postfix_reload_and_verify(  # type: ignore[no-untyped-def]
             f'path = "{tmp_path / "alerts.jsonl"}"\n'
         )
         # An earlier attempt failed: the verified renewal below must send a recovery message.
-        from monitor.models import RenewalRow
-        from monitor.store import Store
+        from monitor.store.engine import Store
+        from monitor.store.models import RenewalRow
 
         store = Store.open(f"sqlite:///{tmp_path / 'relaycert.db'}")
         with store.session() as session, session.begin():
@@ -425,9 +425,9 @@ def test_wrong_tsig_secret_is_refused(tmp_path, root_ca, capsys, monkeypatch) ->
 async def test_daemon_renews_when_due_and_alerts_when_not_served(pebble, tmp_path, root_ca) -> None:  # type: ignore[no-untyped-def]
     """The daemon's renewal job: nothing served yet, so it is due; the endpoint never serves the
     new certificate (nothing reloads it), so the attempt ends not_served and alerts."""
-    from monitor.config import load
-    from monitor.daemon import Daemon
-    from monitor.store import Store
+    from monitor.config.loader import load
+    from monitor.service.daemon import Daemon
+    from monitor.store.engine import Store
 
     extra = f'[[channels]]\nname = "capture"\ntype = "file"\npath = "{tmp_path / "a.jsonl"}"\n'
     config_path = renewal_config(tmp_path, pebble, root_ca, free_port(), ["mail1.contoso.test"])

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from checks.certinfo import fingerprint
-from monitor.cli import main
-from monitor.config import load
+from monitor.cli.app import main
+from monitor.cli.commands import run_once
+from monitor.config.loader import load
 from monitor.demo import pki
 from monitor.demo.servers import LoopbackSMTP, free_port
 from monitor.reports.render import _cell
-from monitor.service import run_once
 from tests.conftest import endpoint_toml
 
 EVIL_CN = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -183,9 +183,9 @@ def test_report_renders_in_headless_chromium(history, tmp_path) -> None:  # type
 async def test_scheduled_report_is_archived_pruned_and_mailed(
     history, mail_server, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from monitor.daemon import build_channels
     from monitor.reports.archive import publish
-    from monitor.store import Store
+    from monitor.service.daemon import build_channels
+    from monitor.store.engine import Store
 
     config_path, _ = history
     port, recorder, ca = mail_server

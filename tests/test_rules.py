@@ -411,7 +411,7 @@ def test_failed_probe_runs_no_certificate_rules(sub: pki.Issued) -> None:
 
 
 def test_rules_page_is_generated_from_the_rules() -> None:
-    from monitor.docgen import render
+    from monitor.cli.docgen import render
 
     docs = Path(__file__).parent.parent / "docs" / "rules.md"
-    assert docs.read_text(encoding="utf-8") == render(), "run: python -m monitor.docgen"
+    assert docs.read_text(encoding="utf-8") == render(), "run: python -m monitor.cli.docgen"

@@ -13,9 +13,9 @@ from sqlmodel import Session, SQLModel
 from checks.base import Finding, ProbeStatus, Severity
 from monitor.demo import pki
 from monitor.errors import StoreError
-from monitor.models import CertificateRow, ObservationRow
-from monitor.probe import ProbeResult, ProbeTarget
-from monitor.store import ScanRecord, Store
+from monitor.probe.smtp import ProbeResult, ProbeTarget
+from monitor.store.engine import ScanRecord, Store
+from monitor.store.models import CertificateRow, ObservationRow
 
 
 def record(
@@ -106,7 +106,7 @@ def test_observations_are_stored_on_change_with_a_heartbeat(
     other = pki.make_leaf(intermediate, ["mail1.contoso.com"])
     store.record([record(other, intermediate, when=t0 + timedelta(hours=31))])
     assert store.counts()["observation"] == 3  # a change is always a new row
-    from monitor.models import ProbeDayRow
+    from monitor.store.models import ProbeDayRow
 
     with Session(store.engine) as session:
         days = {
@@ -120,7 +120,7 @@ def test_observations_are_stored_on_change_with_a_heartbeat(
 def test_prune_keeps_the_newest_observation_of_every_address(
     store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
 ) -> None:
-    from monitor.retention import prune
+    from monitor.store.retention import prune
 
     store = Store.open(store_url)
     t0 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -20,24 +20,24 @@ from sqlmodel import col
 from checks.base import Observation, Policy, ProbeStatus, Severity
 from checks.certinfo import all_names, dns_sans, fingerprint
 from checks.drift import baseline_of
-from monitor.config import Config
+from monitor.alerts.tracking import enqueue, set_baseline
+from monitor.config.loader import Config
 from monitor.errors import RenewalError
-from monitor.models import (
+from monitor.pipeline.scan import targets
+from monitor.probe.smtp import probe_many
+from monitor.probe.trust import trust_anchors
+from monitor.renewal.acme_flow import AcmeSession
+from monitor.renewal.deploy import gate, run_hooks, write_files
+from monitor.renewal.settings import RenewalSettings
+from monitor.renewal.solvers import make_solver
+from monitor.store.engine import Store
+from monitor.store.models import (
     CertificateRow,
     EndpointRow,
     FindingRow,
     ObservationRow,
     RenewalRow,
 )
-from monitor.probe import probe_many
-from monitor.renewal.acme_flow import AcmeSession
-from monitor.renewal.deploy import gate, run_hooks, write_files
-from monitor.renewal.settings import RenewalSettings
-from monitor.renewal.solvers import make_solver
-from monitor.scan import targets
-from monitor.store import Store
-from monitor.tracking import enqueue, set_baseline
-from monitor.trust import trust_anchors
 from notifications.base import Notification
 from notifications.settings import read_secret
 

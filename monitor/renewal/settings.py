@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.units import Duration
+from monitor.config.units import Duration
 
 
 class _Model(BaseModel):

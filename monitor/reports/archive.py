@@ -9,11 +9,11 @@ from email.utils import formatdate
 from pathlib import Path
 
 from checks.certinfo import clip
-from monitor.config import Config
+from monitor.config.loader import Config
 from monitor.errors import ConfigError
 from monitor.reports.data import Report, build
 from monitor.reports.render import render
-from monitor.store import Store
+from monitor.store.engine import Store
 from notifications.base import Notifier
 from notifications.email import EmailChannel
 

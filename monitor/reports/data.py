@@ -14,8 +14,9 @@ from sqlmodel import Session, col
 from checks.base import Severity, anchor
 from checks.matching import base_domain, registered_domain
 from monitor.certview import CertInfo, cert_info
-from monitor.config import Config
-from monitor.models import (
+from monitor.config.loader import Config
+from monitor.store.engine import Store
+from monitor.store.models import (
     AlertRow,
     CertificateRow,
     EndpointRow,
@@ -23,8 +24,7 @@ from monitor.models import (
     ObservationRow,
     ProbeDayRow,
 )
-from monitor.status import renewals
-from monitor.store import Store
+from monitor.store.queries import renewals
 
 VERDICTS = ("compliant", "at risk", "non-compliant")
 ATTR36 = "550 5.7.64 TenantAttribution; Relay Access Denied ATTR36"

@@ -18,7 +18,7 @@ from monitor.reports.timeline import timeline
 
 JSON_VERSION = 1
 _ENV = Environment(
-    loader=PackageLoader("monitor", "templates"),
+    loader=PackageLoader("monitor.reports", "templates"),
     autoescape=select_autoescape(enabled_extensions=("html", "j2")),
     undefined=StrictUndefined,
 )

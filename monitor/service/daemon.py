@@ -24,18 +24,18 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from checks.base import TrustAnchors
-from monitor.config import Config, load
+from monitor.alerts.outbox import Outbox
+from monitor.alerts.tracking import Tracking, track
+from monitor.config.loader import Config, load
 from monitor.errors import RelaycertError
 from monitor.logs import event
-from monitor.outbox import Outbox
-from monitor.probe import probe_many
+from monitor.pipeline.scan import Judge, baselines_for, targets
+from monitor.probe.smtp import probe_many
+from monitor.probe.trust import trust_anchors
 from monitor.renewal.deploy import validate_hooks
 from monitor.renewal.runner import renew
 from monitor.reports.archive import publish
-from monitor.scan import Judge, baselines_for, targets
-from monitor.store import ScanRecord, Store
-from monitor.tracking import Tracking, track
-from monitor.trust import trust_anchors
+from monitor.store.engine import ScanRecord, Store
 from notifications.base import Notifier
 from notifications.registry import build
 

@@ -17,11 +17,11 @@ from rich.text import Text
 
 from checks.certinfo import clip
 from monitor import logs
-from monitor.config import Config, load
-from monitor.daemon import Daemon, build_channels
+from monitor.config.loader import Config, load
 from monitor.errors import ConfigError, DeliveryError
-from monitor.status import accept, renewals, status
-from monitor.store import Store
+from monitor.service.daemon import Daemon, build_channels
+from monitor.store.engine import Store
+from monitor.store.queries import accept, renewals, status
 from notifications.base import Notification
 
 
@@ -185,7 +185,7 @@ def notify_test_command(args: argparse.Namespace) -> int:
 
 def render_report(config: Config, period: str, fmt: str) -> str:
     """The report over ``period`` (e.g. ``"30d"``) from the store, rendered as ``fmt``."""
-    from monitor.config import parse_duration
+    from monitor.config.loader import parse_duration
     from monitor.reports.data import build
     from monitor.reports.render import render
 
@@ -223,7 +223,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def renew_command(args: argparse.Namespace) -> int:
-    from monitor.outbox import Outbox
+    from monitor.alerts.outbox import Outbox
     from monitor.renewal.deploy import validate_hooks
     from monitor.renewal.runner import FAILED, renew
 
@@ -318,8 +318,8 @@ def demo_renewal(config_path: Path, console: Console) -> None:
 
 
 def prune_command(args: argparse.Namespace) -> int:
-    from monitor.config import parse_duration
-    from monitor.retention import prune
+    from monitor.config.loader import parse_duration
+    from monitor.store.retention import prune
 
     config = load(args.config)
     try:

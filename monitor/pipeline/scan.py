@@ -18,13 +18,13 @@ from checks.base import Baseline, Policy, TrustAnchors, worst
 from checks.certinfo import fingerprint
 from checks.drift import baseline_of
 from checks.registry import evaluate, evaluated
-from monitor.config import Config, EndpointConfig
+from monitor.alerts.tracking import Tracking, load_baselines, track
+from monitor.config.loader import Config, EndpointConfig
 from monitor.errors import ProbeError
-from monitor.probe import ProbeResult, ProbeTarget, probe_many, unresolved
-from monitor.resolve import resolve
-from monitor.store import ScanRecord, Store
-from monitor.tracking import Tracking, load_baselines, track
-from monitor.trust import trust_anchors
+from monitor.probe.resolve import resolve
+from monitor.probe.smtp import ProbeResult, ProbeTarget, probe_many, unresolved
+from monitor.probe.trust import trust_anchors
+from monitor.store.engine import ScanRecord, Store
 
 
 def _target(config: Config, endpoint: EndpointConfig, address: str) -> ProbeTarget:

@@ -16,9 +16,9 @@ from sqlmodel import Session, SQLModel, col
 from checks.base import Baseline, Severity, anchor
 from checks.certinfo import fingerprint
 from checks.registry import BUILTIN_RULES
-from monitor.alerting import AlertSettings, AlertState, Transition, decide
-from monitor.models import AlertRow, BaselineRow, OutboxRow
-from monitor.store import ScanRecord
+from monitor.alerts.lifecycle import AlertSettings, AlertState, Transition, decide
+from monitor.store.engine import ScanRecord
+from monitor.store.models import AlertRow, BaselineRow, OutboxRow
 from notifications.base import Notification
 from notifications.settings import ChannelSettings
 

@@ -29,8 +29,8 @@ from sqlmodel import Session, SQLModel, col
 from checks.base import Baseline, Finding, worst
 from checks.certinfo import clip, fingerprint
 from monitor.errors import StoreError
-from monitor.models import CertificateRow, EndpointRow, FindingRow, ObservationRow
-from monitor.probe import ProbeResult
+from monitor.probe.smtp import ProbeResult
+from monitor.store.models import CertificateRow, EndpointRow, FindingRow, ObservationRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 OBSERVATION: Table = SQLModel.metadata.tables["observation"]

@@ -24,8 +24,8 @@ from sqlmodel import col
 from checks.certinfo import clip
 from monitor.errors import DeliveryError
 from monitor.logs import event
-from monitor.models import OutboxRow
-from monitor.store import Store
+from monitor.store.engine import Store
+from monitor.store.models import OutboxRow
 from notifications.base import Notification, Notifier
 
 MAX_ATTEMPTS = 50

@@ -12,8 +12,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Delete, delete, func, or_, select
 from sqlmodel import Session, col
 
-from monitor.models import AlertRow, FindingRow, ObservationRow, OutboxRow, ProbeDayRow
-from monitor.store import Store
+from monitor.store.engine import Store
+from monitor.store.models import AlertRow, FindingRow, ObservationRow, OutboxRow, ProbeDayRow
 
 
 @dataclass(frozen=True)

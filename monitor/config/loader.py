@@ -17,9 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from checks.base import Severity
-from monitor.errors import ConfigError
-from monitor.renewal.settings import RenewalSettings
-from monitor.sections import (
+from monitor.config.sections import (
     AlertsConfig,
     ConnectorConfig,
     DaemonConfig,
@@ -33,7 +31,9 @@ from monitor.sections import (
     TrustConfig,
     _Model,
 )
-from monitor.units import parse_duration
+from monitor.config.units import parse_duration
+from monitor.errors import ConfigError
+from monitor.renewal.settings import RenewalSettings
 from notifications.registry import AnyChannelSettings
 
 __all__ = ["Config", "EndpointConfig", "load", "parse", "parse_duration"]

@@ -24,7 +24,7 @@ from checks.certinfo import (
     subject_text,
 )
 from monitor.certview import cert_info
-from monitor.store import ScanRecord
+from monitor.store.engine import ScanRecord
 
 JSON_VERSION = 1
 STYLES = {

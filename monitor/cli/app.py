@@ -23,13 +23,13 @@ from rich.text import Text
 from checks.base import Observation, Policy, ProbeStatus, worst
 from checks.registry import evaluate
 from monitor import __version__
-from monitor.certfile import read_chain
-from monitor.config import Config, load
+from monitor.cli.output import print_table, record_json, to_json
+from monitor.config.loader import Config, load
 from monitor.errors import ConfigError, RelaycertError
-from monitor.render import print_table, record_json, to_json
-from monitor.scan import exit_code, scan
-from monitor.store import ScanRecord, Store
-from monitor.trust import public_anchors, trust_anchors
+from monitor.pipeline.scan import exit_code, scan
+from monitor.probe.certfile import read_chain
+from monitor.probe.trust import public_anchors, trust_anchors
+from monitor.store.engine import ScanRecord, Store
 
 EXIT_UNKNOWN = 3
 
@@ -205,7 +205,7 @@ def _inspect_command(args: argparse.Namespace) -> int:
     findings = evaluate(obs, policy)
     severity = worst(f.severity for f in findings)
     code = severity.exit_code if severity else 0
-    from monitor.probe import ProbeResult, ProbeTarget
+    from monitor.probe.smtp import ProbeResult, ProbeTarget
 
     target = ProbeTarget(str(args.path), args.host or "-", 0, "", "file", "", 0)
     record = ScanRecord(
@@ -225,7 +225,7 @@ def _inspect_command(args: argparse.Namespace) -> int:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    from monitor import service
+    from monitor.cli import commands as service
     from monitor.demo.fleet import running_fleet
 
     directory = args.dir or Path(tempfile.mkdtemp(prefix="relaycert-demo-"))
@@ -262,7 +262,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _inspect_command(args)
     if args.command == "demo":
         return _demo_command(args)
-    from monitor import service
+    from monitor.cli import commands as service
 
     commands = {
         "run": service.run_command,

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from checks.base import TrustAnchors
-from monitor.config import Config
+from monitor.config.loader import Config
 from monitor.errors import ConfigError
 
 

@@ -1,11 +1,11 @@
-"""Alembic environment: runs on the connection :mod:`monitor.store` hands over."""
+"""Alembic environment: runs on the connection :mod:`monitor.store.engine` hands over."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlmodel import SQLModel
 
-import monitor.models  # noqa: F401 - registers the tables on SQLModel.metadata
+import monitor.store.models  # noqa: F401 - registers the tables on SQLModel.metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

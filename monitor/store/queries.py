@@ -11,8 +11,10 @@ from sqlmodel import Session, col
 
 from checks.base import Observation, ProbeStatus, Severity
 from checks.drift import baseline_of
+from monitor.alerts.tracking import set_baseline
 from monitor.errors import RelaycertError
-from monitor.models import (
+from monitor.store.engine import Store
+from monitor.store.models import (
     AlertRow,
     CertificateRow,
     EndpointRow,
@@ -21,8 +23,6 @@ from monitor.models import (
     OutboxRow,
     RenewalRow,
 )
-from monitor.store import Store
-from monitor.tracking import set_baseline
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from checks.base import DOCS_BASE, Connector, ExpiryThresholds, Severity
-from monitor.alerting import AlertSettings
-from monitor.units import Duration, DurationOrZero
+from monitor.alerts.lifecycle import AlertSettings
+from monitor.config.units import Duration, DurationOrZero
 
 _LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
 _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")

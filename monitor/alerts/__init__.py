@@ -1,0 +1,6 @@
+"""Alerts: the pure lifecycle (``lifecycle``: pending, open, reminded, resolved), tracking a
+scan's results into alert rows and outbox messages inside the scan's transaction
+(``tracking``), and delivering the outbox through the channels (``outbox``).
+
+May import: ``monitor.store``, ``notifications``, ``checks``.
+"""

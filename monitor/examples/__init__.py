@@ -1,0 +1,7 @@
+"""Shipped examples: the annotated configuration, the systemd unit and deploy hooks.  They are
+package data so that a wheel install can write them out (``relaycert init``); ``config/`` in the
+source tree links here."""
+
+from pathlib import Path
+
+EXAMPLES = Path(__file__).parent
