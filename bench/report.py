@@ -30,7 +30,8 @@ from sqlalchemy import insert  # noqa: E402
 
 from checks.certinfo import fingerprint  # noqa: E402
 from monitor.demo import pki  # noqa: E402
-from monitor.store.engine import CERTIFICATE, FINDING, OBSERVATION, PROBE_DAY, Store  # noqa: E402
+from monitor.store.engine import Store  # noqa: E402
+from monitor.store.models import CertificateRow, FindingRow, ObservationRow, ProbeDayRow  # noqa: E402
 
 
 def config_text(count: int, db: Path) -> str:
@@ -74,7 +75,7 @@ def populate(folder: Path, count: int, days: int) -> Path:
     prints = {id(c): fingerprint(c.cert) for c in old + new + [sub]}
     with store.engine.begin() as conn:
         conn.execute(
-            insert(CERTIFICATE),
+            insert(CertificateRow),
             [
                 {
                     "sha256": prints[id(c)],
@@ -134,7 +135,7 @@ def populate(folder: Path, count: int, days: int) -> Path:
                 )
             ids = (
                 conn.execute(
-                    insert(OBSERVATION).returning(OBSERVATION.c.id, sort_by_parameter_order=True),
+                    insert(ObservationRow).returning(col(ObservationRow.id), sort_by_parameter_order=True),
                     rows,
                 )
                 .scalars()
@@ -158,9 +159,9 @@ def populate(folder: Path, count: int, days: int) -> Path:
                 {"observation_id": renewal, "rule": rule, "severity": "info", "message": "renewed"}
                 for rule in ("drift.certificate_changed", "drift.key_changed")
             ]
-            conn.execute(insert(FINDING), findings)
+            conn.execute(insert(FindingRow), findings)
             conn.execute(
-                insert(PROBE_DAY),
+                insert(ProbeDayRow),
                 [
                     {
                         "endpoint_id": endpoint_id,
@@ -202,7 +203,7 @@ def populate(folder: Path, count: int, days: int) -> Path:
 
 def measure(config: Path, output: Path) -> None:
     from monitor.config.loader import load
-    from monitor.reports.data import build
+    from monitor.reports.assemble import build
     from monitor.reports.render import render
 
     started = time.perf_counter()

@@ -13,8 +13,9 @@ monitor's own failures::
         ├── ProbeTimeoutError (TimeoutError)
         └── ProbeConnectionError (ConnectionError)
 
-Third-party errors are mapped into this tree at one seam each (``monitor.probe.smtp`` for the network,
-``monitor.store.engine`` for the database) and always raised ``from`` the original exception.
+Third-party errors are mapped into this tree at one seam each (``monitor.probe.smtp`` for the
+network, ``monitor.store.engine`` for the database: every read and write runs in
+``Store.reading``/``Store.transaction``) and always raised ``from`` the original exception.
 """
 
 from __future__ import annotations

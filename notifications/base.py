@@ -1,7 +1,8 @@
 """The notifier contract: what a channel receives and how it reports failure.
 
 A channel only sends.  Rendering (:mod:`notifications.render`), retries with backoff and the
-outbox (:mod:`monitor.alerts.outbox`) are shared; the daemon imports only this module and the registry.
+outbox (:mod:`monitor.alerts.outbox`) are shared; the daemon imports only this module and the
+registry.
 """
 
 from __future__ import annotations

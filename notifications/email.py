@@ -14,9 +14,10 @@ from typing import Literal
 import aiosmtplib
 from pydantic import Field
 
+from monitor.secrets import read_secret
 from notifications.base import DeliveryError, Notification
 from notifications.render import html_body, subject, text_body
-from notifications.settings import ChannelSettings, read_secret
+from notifications.settings import ChannelSettings
 
 
 class EmailSettings(ChannelSettings):

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Literal
 
+from monitor.secrets import read_secret
 from notifications.base import Notification
 from notifications.http import post
 from notifications.render import adaptive_card
-from notifications.settings import ChannelSettings, read_secret
+from notifications.settings import ChannelSettings
 
 
 class TeamsSettings(ChannelSettings):

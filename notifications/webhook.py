@@ -13,9 +13,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
+from monitor.secrets import read_secret
 from notifications.base import Notification
 from notifications.http import post
-from notifications.settings import ChannelSettings, read_secret
+from notifications.settings import ChannelSettings
 
 
 class WebhookSettings(ChannelSettings):

@@ -22,7 +22,7 @@ from monitor.demo import pki
 from monitor.demo.servers import LoopbackSMTP
 from monitor.service.daemon import Daemon
 from monitor.store.engine import Store
-from monitor.store.queries import status
+from monitor.store.status import status
 from tests.conftest import endpoint_toml
 from tests.httpreceiver import Receiver, http_receiver
 
@@ -117,7 +117,7 @@ def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("ab") as stderr:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli.app", "run", "--config", str(config)],
+            [sys.executable, "-m", "monitor", "run", "--config", str(config)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -228,7 +228,7 @@ async def test_reload_reschedules_endpoints_reports_and_renewals(daemon_config) 
         path = daemon_config(receiver)
         store = Store.open(load(path).database_url())
         daemon = Daemon(path, store, load(path))
-        daemon.schedule(daemon.gen.config)
+        daemon.jobs.schedule(daemon.gen.config)
         assert daemon.scheduler.get_job("report") is None
         path.write_text(path.read_text() + '\n[reports]\nschedule = "0 7 * * 1"\n')
         daemon.reload()

@@ -187,7 +187,7 @@ def test_deploy_to_postfix_reload_and_verify(  # type: ignore[no-untyped-def]
         from monitor.store.models import RenewalRow
 
         store = Store.open(f"sqlite:///{tmp_path / 'relaycert.db'}")
-        with store.session() as session, session.begin():
+        with store.transaction("test") as session:
             session.add(
                 RenewalRow(
                     name="relay-cert",
@@ -352,7 +352,8 @@ def test_ari_window_and_fallback(tmp_path, intermediate) -> None:  # type: ignor
         assert when is not None and opens <= when <= opens + timedelta(seconds=1)
         assert next_check - datetime.now(UTC) > timedelta(minutes=50)  # Retry-After honoured
         assert any(p.startswith("/renewalInfo/") for p in seen)
-        from monitor.renewal.runner import Served, _due
+        from monitor.renewal.decide import due as _due
+        from monitor.store.queries import Served
 
         now = datetime.now(UTC)
         reason, retry = _due(session, Served(leaf.cert, []), settings, now)
@@ -437,7 +438,7 @@ async def test_daemon_renews_when_due_and_alerts_when_not_served(pebble, tmp_pat
     config = load(config_path)
     store = Store.open(config.database_url())
     daemon = Daemon(config_path, store, config)
-    await daemon._renewal_job("relay-cert")
+    await daemon.jobs.renewal_job("relay-cert")
     await daemon.deliver()
     store.close()
     ((outcome, old, new),) = renewals(config_path)

@@ -18,7 +18,7 @@ import pytest
 
 from checks.certinfo import fingerprint
 from monitor.cli.app import main
-from monitor.cli.commands import run_once
+from monitor.cli.run import run_once
 from monitor.config.loader import load
 from monitor.demo import pki
 from monitor.demo.servers import LoopbackSMTP, free_port
@@ -184,7 +184,7 @@ async def test_scheduled_report_is_archived_pruned_and_mailed(
     history, mail_server, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     from monitor.reports.archive import publish
-    from monitor.service.daemon import build_channels
+    from monitor.service.generation import build_channels
     from monitor.store.engine import Store
 
     config_path, _ = history

@@ -13,8 +13,10 @@ from sqlmodel import Session, SQLModel
 from checks.base import Finding, ProbeStatus, Severity
 from monitor.demo import pki
 from monitor.errors import StoreError
-from monitor.probe.smtp import ProbeResult, ProbeTarget
-from monitor.store.engine import ScanRecord, Store
+from monitor.pipeline.records import ScanRecord
+from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.store import writes
+from monitor.store.engine import Store
 from monitor.store.models import CertificateRow, ObservationRow
 
 
@@ -40,10 +42,10 @@ def test_scan_is_stored_with_deduplicated_certificates(
     store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
 ) -> None:
     store = Store.open(store_url)
-    store.record(
+    writes.record(store, 
         [record(good_leaf, intermediate, "127.0.0.1"), record(good_leaf, intermediate, "127.0.0.2")]
     )
-    store.record([record(good_leaf, intermediate, "127.0.0.1")])
+    writes.record(store, [record(good_leaf, intermediate, "127.0.0.1")])
     # The third probe saw what the first did: stored as a repeat, not a new row.
     assert store.counts() == {"endpoint": 1, "certificate": 2, "observation": 2, "finding": 2}
     with Session(store.engine) as session:
@@ -64,7 +66,7 @@ def test_times_are_tz_aware_utc(
     from zoneinfo import ZoneInfo
 
     local = datetime(2026, 11, 28, 9, 30, tzinfo=ZoneInfo("Europe/Berlin"))
-    store.record([record(good_leaf, intermediate, when=local)])
+    writes.record(store, [record(good_leaf, intermediate, when=local)])
     with Session(store.engine) as session:
         started = session.scalars(select(ObservationRow.started_at)).one()  # type: ignore[call-overload]
     assert started.tzinfo is not None and started.utcoffset() == timedelta(0)
@@ -76,12 +78,12 @@ def test_failed_write_stores_nothing_and_loses_nothing(
     store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
 ) -> None:
     store = Store.open(store_url)
-    store.record([record(good_leaf, intermediate)])
+    writes.record(store, [record(good_leaf, intermediate)])
     before = store.counts()
     other = pki.make_leaf(intermediate, ["mail9.contoso.com"])
     bad = record(other, intermediate, when=datetime(2026, 1, 1))  # naive: refused  # noqa: DTZ001
     with pytest.raises(StoreError, match="nothing of this run was stored"):
-        store.record([record(good_leaf, intermediate), bad])
+        writes.record(store, [record(good_leaf, intermediate), bad])
     assert store.counts() == before
     store.close()
 
@@ -100,11 +102,11 @@ def test_observations_are_stored_on_change_with_a_heartbeat(
     store = Store.open(store_url, heartbeat=timedelta(hours=24))
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     for hour in range(30):  # hourly probes seeing the same thing
-        store.record([record(good_leaf, intermediate, when=t0 + timedelta(hours=hour))])
+        writes.record(store, [record(good_leaf, intermediate, when=t0 + timedelta(hours=hour))])
     counts = store.counts()
     assert counts["observation"] == 2  # one row, and a heartbeat row after 24 hours
     other = pki.make_leaf(intermediate, ["mail1.contoso.com"])
-    store.record([record(other, intermediate, when=t0 + timedelta(hours=31))])
+    writes.record(store, [record(other, intermediate, when=t0 + timedelta(hours=31))])
     assert store.counts()["observation"] == 3  # a change is always a new row
     from monitor.store.models import ProbeDayRow
 
@@ -126,8 +128,8 @@ def test_prune_keeps_the_newest_observation_of_every_address(
     t0 = datetime(2025, 1, 1, tzinfo=UTC)
     other = pki.make_leaf(intermediate, ["mail1.contoso.com"])
     for day, leaf in enumerate([good_leaf, other, good_leaf]):  # three changes: three rows
-        store.record([record(leaf, intermediate, when=t0 + timedelta(days=day))])
-    store.record([record(other, intermediate, "127.0.0.2", when=t0)])  # alone on its address
+        writes.record(store, [record(leaf, intermediate, when=t0 + timedelta(days=day))])
+    writes.record(store, [record(other, intermediate, "127.0.0.2", when=t0)])  # alone on its address
     assert store.counts()["observation"] == 4
     cutoff = t0 + timedelta(days=10)
     dry = prune(store, cutoff, dry_run=True)

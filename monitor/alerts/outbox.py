@@ -18,14 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
-from sqlmodel import col
-
 from checks.certinfo import clip
 from monitor.errors import DeliveryError
 from monitor.logs import event
+from monitor.store import messages
 from monitor.store.engine import Store
-from monitor.store.models import OutboxRow
 from notifications.base import Notification, Notifier
 
 MAX_ATTEMPTS = 50
@@ -59,33 +56,8 @@ class Outbox:
 
     def claim(self, limit: int = 100) -> list[Claimed]:
         """Lease up to ``limit`` due messages to this instance."""
-        now = self.clock()
-        claimed: list[Claimed] = []
-        with self.store.session() as session, session.begin():
-            due = session.scalars(
-                select(OutboxRow)
-                .where(col(OutboxRow.status) == "pending", col(OutboxRow.next_attempt_at) <= now)
-                .where(or_(col(OutboxRow.claim_until).is_(None), col(OutboxRow.claim_until) < now))
-                .order_by(col(OutboxRow.id))
-                .limit(limit)
-            ).all()
-            for row in due:
-                won = session.execute(
-                    update(OutboxRow)
-                    .where(col(OutboxRow.id) == row.id, col(OutboxRow.status) == "pending")
-                    .where(
-                        or_(col(OutboxRow.claim_until).is_(None), col(OutboxRow.claim_until) < now)
-                    )
-                    .values(claim_until=now + self.lease, claimed_by=self.instance)
-                    .execution_options(synchronize_session=False)
-                )
-                if won.rowcount == 1 and row.id is not None:  # type: ignore[attr-defined]
-                    claimed.append(
-                        Claimed(
-                            row.id, row.channel, row.attempts, Notification.from_dict(row.payload)
-                        )
-                    )
-        return claimed
+        rows = messages.claim(self.store, self.instance, self.clock(), self.lease, limit)
+        return [Claimed(*row) for row in rows]
 
     def _finish(self, item: Claimed, error: DeliveryError | None) -> str:
         now = self.clock()
@@ -105,13 +77,7 @@ class Outbox:
                 "next_attempt_at": now + min(delay, timedelta(hours=1)),
                 "last_error": clip(str(error), 500),
             }
-        with self.store.session() as session, session.begin():
-            session.execute(
-                update(OutboxRow)
-                .where(col(OutboxRow.id) == item.id, col(OutboxRow.claimed_by) == self.instance)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+        messages.finish(self.store, item.id, self.instance, values)
         return str(values.get("status", "retry"))
 
     async def _send(self, item: Claimed) -> str:

@@ -10,19 +10,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
-from sqlmodel import Session, SQLModel, col
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from checks.base import Baseline, Severity, anchor
 from checks.certinfo import fingerprint
 from checks.registry import BUILTIN_RULES
 from monitor.alerts.lifecycle import AlertSettings, AlertState, Transition, decide
-from monitor.store.engine import ScanRecord
-from monitor.store.models import AlertRow, BaselineRow, OutboxRow
+from monitor.pipeline.records import ScanRecord
+from monitor.store.baselines import insert_first, set_baseline
+from monitor.store.messages import enqueue
+from monitor.store.models import AlertRow
 from notifications.base import Notification
 from notifications.settings import ChannelSettings
-
-BASELINE = SQLModel.metadata.tables["baseline"]
 
 
 @dataclass(frozen=True)
@@ -35,49 +35,12 @@ class Tracking:
     docs_url: str = ""
 
 
-def load_baselines(
-    session: Session, endpoint_ids: dict[str, int]
-) -> dict[tuple[str, str], Baseline]:
-    names = {v: k for k, v in endpoint_ids.items()}
-    rows = session.scalars(select(BaselineRow).where(col(BaselineRow.endpoint_id).in_(list(names))))
-    return {
-        (names[r.endpoint_id], r.address): Baseline(
-            r.sha256, tuple(r.names), r.issuer, r.spki_sha256, r.tls_version
-        )
-        for r in rows
-    }
-
-
 def acceptable(record: ScanRecord) -> bool:
     """A certificate that passes every rule (drift reports aside) may become the baseline."""
     return record.candidate is not None and not any(
         f.severity.rank >= Severity.WARNING.rank and not f.rule.startswith("drift.")
         for f in record.findings
     )
-
-
-def set_baseline(
-    session: Session, endpoint_id: int, address: str, baseline: Baseline, by: str, now: datetime
-) -> None:
-    row = session.scalars(
-        select(BaselineRow).where(
-            col(BaselineRow.endpoint_id) == endpoint_id, col(BaselineRow.address) == address
-        )
-    ).first()
-    if row is None:
-        row = BaselineRow(
-            endpoint_id=endpoint_id,
-            address=address,
-            sha256="",
-            issuer="",
-            spki_sha256="",
-            accepted_at=now,
-            accepted_by=by,
-        )
-    row.sha256, row.names, row.issuer = baseline.sha256, list(baseline.names), baseline.issuer
-    row.spki_sha256, row.tls_version = baseline.spki_sha256, baseline.tls_version
-    row.accepted_at, row.accepted_by = now, by
-    session.add(row)
 
 
 def update_baselines(
@@ -98,42 +61,7 @@ def update_baselines(
             first.setdefault(key, candidate)
         elif known.sha256 != candidate.sha256 and tracking.auto_accept and acceptable(record):
             set_baseline(session, key[0], key[1], candidate, "auto", now)
-    if first:  # a fleet's first scan: one bulk insert, not a query per address
-        session.execute(
-            insert(BASELINE),
-            [
-                {
-                    "endpoint_id": e,
-                    "address": a,
-                    "sha256": b.sha256,
-                    "names": list(b.names),
-                    "issuer": b.issuer,
-                    "spki_sha256": b.spki_sha256,
-                    "tls_version": b.tls_version,
-                    "accepted_at": now,
-                    "accepted_by": "initial",
-                }
-                for (e, a), b in first.items()
-            ],
-        )
-
-
-def enqueue(
-    session: Session, note: Notification, channel: str, now: datetime, alert_id: int | None = None
-) -> None:
-    """Write one message to the outbox, due now; ``note.key`` makes it unique."""
-    session.add(
-        OutboxRow(
-            dedup_key=note.key,
-            channel=channel,
-            alert_id=alert_id,
-            kind=note.kind,
-            payload=note.to_dict(),
-            status="pending",
-            created_at=now,
-            next_attempt_at=now,
-        )
-    )
+    insert_first(session, first, now)
 
 
 def _state(row: AlertRow) -> AlertState:

@@ -2,7 +2,3 @@
 module of its own; ``output`` renders scan results (table, JSON).  Commands import what they
 need inside the command, so ``relaycert --help`` stays fast.
 """
-
-from monitor.cli.app import main
-
-__all__ = ["main"]

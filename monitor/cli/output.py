@@ -24,7 +24,7 @@ from checks.certinfo import (
     subject_text,
 )
 from monitor.certview import cert_info
-from monitor.store.engine import ScanRecord
+from monitor.pipeline.records import ScanRecord
 
 JSON_VERSION = 1
 STYLES = {
@@ -153,3 +153,8 @@ def print_table(records: Sequence[ScanRecord], now: datetime, console: Console) 
             _findings_cell(record),
         )
     console.print(table)
+
+
+def console() -> Console:
+    """A console at least 100 columns wide (tables stay readable in narrow terminals and pipes)."""
+    return Console(width=max(100, Console().width), highlight=False)

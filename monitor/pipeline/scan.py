@@ -1,30 +1,35 @@
-"""One scan: resolve every endpoint, probe every address, judge, store.
+"""The one scan: resolve every endpoint, probe every address, judge, store.
 
-The clock is read once per scan (``now``), so every observation of a scan is judged at the same
-instant, and identical chains (the same certificate on many addresses) are parsed once.
+:class:`Scanner` is used by ``relaycert scan``, by the daemon (one endpoint per job) and by
+renewal verification (:meth:`Scanner.probe` only).  One scanner holds one semaphore, so
+``[probe] concurrency`` bounds the connections in flight across everything it runs, however the
+addresses are spread over endpoints.  The clock is read once per scan, so every observation of a
+scan is judged at the same instant.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-
-from checks.base import Baseline, Policy, TrustAnchors, worst
-from checks.certinfo import fingerprint
-from checks.drift import baseline_of
-from checks.registry import evaluate, evaluated
-from monitor.alerts.tracking import Tracking, load_baselines, track
-from monitor.config.loader import Config, EndpointConfig
+from checks.base import TrustAnchors
+from monitor.alerts.tracking import Tracking, track
+from monitor.config.loader import Config
+from monitor.config.sections import EndpointConfig
 from monitor.errors import ProbeError
+from monitor.pipeline.judge import Judge
+from monitor.pipeline.records import ScanRecord
 from monitor.probe.resolve import resolve
-from monitor.probe.smtp import ProbeResult, ProbeTarget, probe_many, unresolved
+from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.probe.smtp import probe_bounded, unresolved
 from monitor.probe.trust import trust_anchors
-from monitor.store.engine import ScanRecord, Store
+from monitor.store import queries, writes
+from monitor.store.engine import Store
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 
 def _target(config: Config, endpoint: EndpointConfig, address: str) -> ProbeTarget:
@@ -64,78 +69,60 @@ async def targets(
     return found, failed
 
 
-class Judge:
-    """Parses chains (once per distinct chain) and runs the rules with a fixed ``now``."""
+class Scanner:
+    """Probe, judge and (with a store) store, for one loaded configuration.
 
-    def __init__(self, config: Config, now: datetime, anchors: TrustAnchors | None = None) -> None:
-        self.config = config
-        roots = anchors or trust_anchors(config)
-        accepted = config.tenant.accepted_domains
-        expiry = config.expiry.to_check()
-        self.policies = {
-            connector.name: Policy(now, accepted, connector.to_check(), expiry, roots)
-            for connector in config.connectors
-        }
-        self.default_policy = Policy(now, accepted, None, expiry, roots)
-        self._chains: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
-        self._endpoints = {e.name: e for e in config.endpoints}
+    Without ``tracking``, a scan keeps baselines (drift) but does not touch alerts.
+    """
 
-    def chain(self, der: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
-        parsed = self._chains.get(der)
-        if parsed is None:
-            parsed = tuple(x509.load_der_x509_certificate(d) for d in der)
-            self._chains[der] = parsed
-        return parsed
-
-    def judge(
+    def __init__(
         self,
-        result: ProbeResult,
-        endpoint: EndpointConfig,
-        baseline: Baseline | None = None,
-        peers: tuple[tuple[str, str], ...] = (),
-    ) -> ScanRecord:
-        chain = self.chain(result.chain_der)
-        policy = self.policies.get(endpoint.connector or "", self.default_policy)
-        obs = replace(result.observation(chain), baseline=baseline, peers=peers)
-        findings = tuple(evaluate(obs, policy))
-        return ScanRecord(
-            result,
-            chain,
-            findings,
-            endpoint.effective_mode,
-            endpoint.connector,
-            evaluated(obs),
-            baseline,
-            baseline_of(obs),
-        )
+        config: Config,
+        store: Store | None = None,
+        *,
+        anchors: TrustAnchors | None = None,
+        tracking: Tracking | None = None,
+        write_lock: asyncio.Lock | None = None,
+    ) -> None:
+        self.config, self.store = config, store
+        self.anchors = anchors or trust_anchors(config)
+        self.tracking = tracking or Tracking(auto_accept=config.daemon.auto_accept_renewals)
+        self.semaphore = asyncio.Semaphore(config.probe.concurrency)
+        self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
 
-    def judge_all(
+    async def probe(
         self,
-        results: Sequence[ProbeResult],
-        baselines: Mapping[tuple[str, str], Baseline],
+        endpoints: Sequence[EndpointConfig],
+        on_start: Callable[[ProbeTarget], None] | None = None,
+    ) -> list[ProbeResult]:
+        """Resolve and probe every address of ``endpoints`` (no judging, no store)."""
+        found, failed = await targets(self.config, endpoints)
+        return failed + await probe_bounded(found, self.semaphore, on_start)
+
+    async def scan(
+        self,
+        endpoints: Sequence[EndpointConfig],
+        now: datetime | None = None,
+        on_start: Callable[[ProbeTarget], None] | None = None,
     ) -> list[ScanRecord]:
-        """Judge a batch; addresses of one endpoint in the batch are each other's peers."""
-        served: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for result in results:
-            if result.chain_der:
-                leaf = self.chain(result.chain_der)[0]
-                served[result.target.endpoint].append((result.target.address, fingerprint(leaf)))
-        records = []
-        for result in results:
-            target = result.target
-            peers = tuple(p for p in served[target.endpoint] if p[0] != target.address)
-            endpoint = self._endpoints[target.endpoint]
-            records.append(
-                self.judge(
-                    result, endpoint, baselines.get((target.endpoint, target.address)), peers
-                )
-            )
+        """One scan of ``endpoints``; records in the order of ``endpoints``."""
+        now = now or datetime.now(UTC)
+        results = await self.probe(endpoints, on_start)
+        order = {e.name: i for i, e in enumerate(endpoints)}
+        results.sort(key=lambda r: order[r.target.endpoint])
+        store = self.store
+        names = [e.name for e in endpoints]
+        baselines = await asyncio.to_thread(queries.baselines, store, names) if store else {}
+        records = Judge(self.config, now, self.anchors).judge_all(results, baselines)
+        if store is not None:
+            tracking = self.tracking
+
+            def hook(session: Session, ids: dict[str, int]) -> None:
+                track(session, ids, records, tracking, now)
+
+            async with self.write_lock:
+                await asyncio.to_thread(writes.record, store, records, hook)
         return records
-
-
-def baselines_for(store: Store, names: Iterable[str]) -> dict[tuple[str, str], Baseline]:
-    with store.session() as session:
-        return load_baselines(session, store.endpoint_ids(names))
 
 
 async def scan(
@@ -143,31 +130,7 @@ async def scan(
     store: Store | None,
     endpoint_names: Sequence[str] | None = None,
     now: datetime | None = None,
-    tracking: Tracking | None = None,
 ) -> list[ScanRecord]:
-    """Probe, judge and (when ``store`` is given) store; results in configuration order.
-
-    Without ``tracking``, a one-shot scan keeps baselines (drift) but does not touch alerts.
-    """
-    now = now or datetime.now(UTC)
+    """Scan the named endpoints (all when none are named) once."""
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
-    judge = Judge(config, now)
-    found, failed = await targets(config, endpoints)
-    results = failed + await probe_many(found, config.probe.concurrency)
-    order = {e.name: i for i, e in enumerate(endpoints)}
-    results.sort(key=lambda r: order[r.target.endpoint])
-    names = [e.name for e in endpoints]
-    baselines = await asyncio.to_thread(baselines_for, store, names) if store else {}
-    records = judge.judge_all(results, baselines)
-    if store is not None:
-        tracking = tracking or Tracking(auto_accept=config.daemon.auto_accept_renewals)
-        await asyncio.to_thread(
-            store.record, records, lambda session, ids: track(session, ids, records, tracking, now)
-        )
-    return records
-
-
-def exit_code(records: Sequence[ScanRecord]) -> int:
-    """Monitoring-plugin convention: 0 ok/info, 1 warning, 2 critical, 3 unknown."""
-    severity = worst(f.severity for r in records for f in r.findings)
-    return severity.exit_code if severity else 0
+    return await Scanner(config, store).scan(endpoints, now)

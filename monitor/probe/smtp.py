@@ -18,64 +18,19 @@ import socket
 import ssl
 import time
 import warnings
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import aiosmtplib
 from aiosmtplib.errors import SMTPResponseException
 from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.response import SMTPResponse
-from cryptography import x509
 
-from checks.base import Observation, ProbeStatus
+from checks.base import ProbeStatus
 from monitor.errors import ProbeConnectionError, ProbeError, ProbeTimeoutError
+from monitor.probe.result import ProbeResult, ProbeTarget
 
 MAX_BANNER = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeTarget:
-    """One address of one endpoint.  ``host`` is used for SNI and name checks."""
-
-    endpoint: str
-    host: str
-    port: int
-    address: str
-    mode: str  # "starttls" | "tls"
-    ehlo_name: str
-    timeout: float
-
-
-@dataclass(slots=True)
-class ProbeResult:
-    """Everything one probe recorded, successful or not."""
-
-    target: ProbeTarget
-    started_at: datetime
-    status: ProbeStatus = ProbeStatus.UNREACHABLE
-    failed_step: str | None = None
-    error: str | None = None
-    banner: str | None = None
-    ehlo: tuple[str, ...] = ()
-    starttls_reply: str | None = None
-    tls_version: str | None = None
-    cipher: str | None = None
-    chain_der: tuple[bytes, ...] = ()
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def observation(self, chain: tuple[x509.Certificate, ...]) -> Observation:
-        """The rules' view of this result; ``chain`` is ``chain_der`` parsed (cached by caller)."""
-        return Observation(
-            status=self.status,
-            chain=chain,
-            host=self.target.host,
-            port=self.target.port,
-            address=self.target.address,
-            tls_version=self.tls_version,
-            failed_step=self.failed_step,
-            error=self.error,
-        )
 
 
 def client_context() -> ssl.SSLContext:
@@ -274,15 +229,27 @@ def _fail(result: ProbeResult, step: str, detail: str, *, handshake: bool) -> No
     result.failed_step, result.error = step, detail
 
 
-async def probe_many(targets: list[ProbeTarget], concurrency: int) -> list[ProbeResult]:
-    """Probe ``targets`` with at most ``concurrency`` in flight; results in target order."""
-    semaphore = asyncio.Semaphore(concurrency)
+async def probe_bounded(
+    targets: Sequence[ProbeTarget],
+    semaphore: asyncio.Semaphore,
+    on_start: Callable[[ProbeTarget], None] | None = None,
+) -> list[ProbeResult]:
+    """Probe ``targets``, each holding ``semaphore`` while connected, so one semaphore shared by
+    every caller bounds the connections in flight; results in target order.  ``on_start`` is
+    called as each probe starts (the daemon measures scheduling lag with it)."""
 
     async def bounded(target: ProbeTarget) -> ProbeResult:
         async with semaphore:
+            if on_start is not None:
+                on_start(target)
             return await probe(target)
 
     return list(await asyncio.gather(*(bounded(t) for t in targets)))
+
+
+async def probe_many(targets: Sequence[ProbeTarget], concurrency: int) -> list[ProbeResult]:
+    """Probe ``targets`` with at most ``concurrency`` in flight; results in target order."""
+    return await probe_bounded(targets, asyncio.Semaphore(concurrency))
 
 
 def unresolved(target: ProbeTarget, detail: str) -> ProbeResult:

@@ -1,4 +1,5 @@
-"""One renewal, end to end: decide, issue, judge, deploy, run hooks, verify it is served, record.
+"""One renewal, end to end, as separate steps: decide, order, gate, deploy (with hooks), verify
+that it is served, record, alert.
 
 A failed renewal never removes the working certificate (nothing is written before the gate
 passes, and files are replaced atomically), is recorded, alerts through the outbox, and is
@@ -10,223 +11,134 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import func, select
-from sqlmodel import col
 
-from checks.base import Observation, Policy, ProbeStatus, Severity
 from checks.certinfo import all_names, dns_sans, fingerprint
-from checks.drift import baseline_of
-from monitor.alerts.tracking import enqueue, set_baseline
 from monitor.config.loader import Config
 from monitor.errors import RenewalError
-from monitor.pipeline.scan import targets
-from monitor.probe.smtp import probe_many
-from monitor.probe.trust import trust_anchors
-from monitor.renewal.acme_flow import AcmeSession
+from monitor.pipeline.scan import Scanner
+from monitor.renewal import decide, notify
+from monitor.renewal.acme_flow import AcmeSession, Issued
 from monitor.renewal.deploy import gate, run_hooks, write_files
+from monitor.renewal.outcome import Outcome, Result
 from monitor.renewal.settings import RenewalSettings
 from monitor.renewal.solvers import make_solver
+from monitor.secrets import read_secret
+from monitor.store import baselines, queries, renewals
 from monitor.store.engine import Store
-from monitor.store.models import (
-    CertificateRow,
-    EndpointRow,
-    FindingRow,
-    ObservationRow,
-    RenewalRow,
-)
-from notifications.base import Notification
-from notifications.settings import read_secret
 
-URGENT_RULES = {"cert.expired", "cert.untrusted", "connector.name_not_covered"}
-FAILED = {"gate_refused", "hook_failed", "not_served", "failed"}
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
-class Outcome:
-    name: str
-    outcome: str
-    detail: str
-    old_sha256: str | None = None
-    new_sha256: str | None = None
-    next_check: datetime | None = None  # the CA's Retry-After for renewal information (ARI)
+class Attempt:
+    """What one attempt works with."""
+
+    config: Config
+    store: Store
+    settings: RenewalSettings  # paths resolved against the configuration file
+    where: str  # the settings' place in the configuration, for messages
+    scanner: Scanner
+    clock: Clock
 
 
-@dataclass(frozen=True)
-class Served:
-    leaf: x509.Certificate | None
-    urgent: list[str]  # rule ids that make renewal urgent
-
-
-def served(store: Store, endpoint_names: tuple[str, ...]) -> Served:
-    """What the endpoints were last seen serving (from the store)."""
-    with store.session() as session:
-        ids = list(
-            session.scalars(
-                select(EndpointRow.id).where(  # type: ignore[call-overload]
-                    col(EndpointRow.name).in_(endpoint_names)
-                )
-            )
-        )
-        newest = (
-            select(func.max(ObservationRow.id))
-            .where(col(ObservationRow.endpoint_id).in_(ids))
-            .group_by(col(ObservationRow.endpoint_id), col(ObservationRow.address))
-        )
-        rows = list(
-            session.scalars(select(ObservationRow).where(col(ObservationRow.id).in_(newest)))
-        )
-        urgent = sorted(
-            {
-                f.rule
-                for f in session.scalars(
-                    select(FindingRow).where(
-                        col(FindingRow.observation_id).in_([r.id for r in rows]),
-                        col(FindingRow.rule).in_(URGENT_RULES),
-                        col(FindingRow.severity) == "critical",
-                    )
-                )
-            }
-        )
-        leaf = None
-        shas = [r.leaf_sha256 for r in rows if r.leaf_sha256]
-        if shas:
-            der = session.scalar(
-                select(col(CertificateRow.der)).where(col(CertificateRow.sha256) == shas[0])
-            )
-            leaf = x509.load_der_x509_certificate(der) if der else None
-    return Served(leaf, urgent)
-
-
-def _backoff(store: Store, name: str, now: datetime) -> datetime | None:
-    """After consecutive failures, the earliest next attempt (10 min doubling, at most 12 h)."""
-    with store.session() as session:
-        recent = list(
-            session.scalars(
-                select(RenewalRow)
-                .where(col(RenewalRow.name) == name)
-                .order_by(col(RenewalRow.id).desc())
-                .limit(8)
-            )
-        )
-    failures = 0
-    for row in recent:
-        if row.outcome not in FAILED:
-            break
-        failures += 1
-    if not failures or recent[0].finished_at is None:
-        return None
-    wait = min(timedelta(minutes=10) * (1 << (failures - 1)), timedelta(hours=12))
-    last: datetime = recent[0].finished_at
-    return last + wait
-
-
-def _policies(config: Config, settings: RenewalSettings, now: datetime) -> list[Policy]:
-    anchors = trust_anchors(config)
-    connectors = {e.connector for e in config.endpoints if e.name in settings.endpoints}
-    policies = []
-    for name in connectors:
-        connector = config.connector(name)
-        policies.append(
-            Policy(
-                now,
-                config.tenant.accepted_domains,
-                connector.to_check() if connector else None,
-                config.expiry.to_check(),
-                anchors,
-            )
-        )
-    return policies
-
-
-def _record(store: Store, name: str, started: datetime, outcome: Outcome, order: str | None) -> int:
-    with store.session() as session, session.begin():
-        row = RenewalRow(
-            name=name,
-            started_at=started,
-            finished_at=datetime.now(UTC),
-            order_url=order,
-            old_sha256=outcome.old_sha256,
-            new_sha256=outcome.new_sha256,
-            outcome=outcome.outcome,
-            detail=outcome.detail[:2000],
-        )
-        session.add(row)
-        session.flush()
-        return row.id or 0
-
-
-def _alert(
-    config: Config,
-    store: Store,
-    row_id: int,
-    settings: RenewalSettings,
-    outcome: Outcome,
-    kind: str = "opened",
-) -> None:
-    """Enqueue a critical message about a failed renewal (``kind="resolved"``: the recovery
-    after earlier failures) for every routed channel."""
-    now = datetime.now(UTC)
-    first = config.endpoint(settings.endpoints[0])
-    with store.session() as session, session.begin():
-        for channel in config.channels:
-            if not channel.routes("critical", first.connector if first else None):
-                continue
-            note = Notification(
-                kind=kind,
-                severity=Severity.CRITICAL.value,
-                rule=f"renewal.{outcome.outcome}",
-                title="Certificate renewal failed" if kind == "opened" else "Certificate renewed",
-                endpoint=", ".join(settings.endpoints),
-                host=first.host if first else "-",
-                port=first.port if first else 0,
-                address="",
-                connector=first.connector if first else None,
-                message=f"renewal '{settings.name}': {outcome.detail}",
-                at=now.isoformat(),
-                key=f"relaycert:renewal:{row_id}:{channel.name}",
-                fingerprint=outcome.new_sha256,
-            )
-            enqueue(session, note, channel.name, now)
-
-
-def accept_renewed(
-    store: Store, settings: RenewalSettings, chain: tuple[x509.Certificate, ...], now: datetime
-) -> None:
-    """A renewal relaycert deployed and verified becomes every address's baseline: routine
-    renewals do not page anyone (the renewal itself is recorded and reported)."""
-    candidate = baseline_of(Observation(ProbeStatus.OK, chain))
-    if candidate is None:
-        return
-    with store.session() as session, session.begin():
-        rows = session.execute(
-            select(col(ObservationRow.endpoint_id), col(ObservationRow.address))
-            .join(EndpointRow, col(EndpointRow.id) == col(ObservationRow.endpoint_id))
-            .where(col(EndpointRow.name).in_(settings.endpoints))
-            .distinct()
-        ).all()
-        for endpoint_id, address in rows:
-            set_baseline(session, endpoint_id, address, candidate, "renewal", now)
-
-
-async def verify_served(config: Config, settings: RenewalSettings, sha256: str) -> list[str]:
+async def verify_served(attempt: Attempt, sha256: str) -> list[str]:
     """Re-probe every address until all serve ``sha256``; the addresses that still do not."""
+    config, settings = attempt.config, attempt.settings
     endpoints = [e for e in config.endpoints if e.name in settings.endpoints]
-    deadline = asyncio.get_running_loop().time() + settings.verify_timeout.total_seconds()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.verify_timeout.total_seconds()
     while True:
-        found, failed = await targets(config, endpoints)
-        results = failed + await probe_many(found, config.probe.concurrency)
         stale = []
-        for result in results:
+        for result in await attempt.scanner.probe(endpoints):
             leaf = x509.load_der_x509_certificate(result.chain_der[0]) if result.chain_der else None
             if leaf is None or fingerprint(leaf) != sha256:
                 stale.append(f"{result.target.endpoint} {result.target.address or '?'}")
-        if not stale or asyncio.get_running_loop().time() > deadline:
+        if not stale or loop.time() > deadline:
             return stale
         await asyncio.sleep(1)
+
+
+async def _order(attempt: Attempt, session: AcmeSession, names: list[str]) -> Issued:
+    solver = await asyncio.to_thread(make_solver, attempt.settings.solver, attempt.where)
+    try:
+        return await asyncio.to_thread(session.issue, names, solver)
+    finally:
+        await asyncio.to_thread(solver.cleanup)
+
+
+async def _deploy(
+    attempt: Attempt, issued: Issued, chain: tuple[x509.Certificate, ...], names: list[str]
+) -> tuple[Result, str]:
+    """Write the files, run the hooks, verify; the result and what to say about it."""
+    settings, where = attempt.settings, attempt.where
+    pfx = read_secret(
+        f"{where}.deploy.pfx_password",
+        settings.deploy.pfx_password_env,
+        settings.deploy.pfx_password_file,
+        required=False,
+    )
+    deployed = await asyncio.to_thread(
+        write_files, settings.deploy, issued.key_pem, issued.fullchain_pem, pfx
+    )
+    try:
+        await asyncio.to_thread(
+            run_hooks, settings.deploy, deployed, settings.name, names, list(settings.endpoints)
+        )
+    except RenewalError as exc:
+        return Result.HOOK_FAILED, str(exc)
+    stale = await verify_served(attempt, fingerprint(chain[0]))
+    if stale:
+        return Result.NOT_SERVED, "still served the old certificate: " + ", ".join(stale)
+    await asyncio.to_thread(
+        baselines.accept_renewed, attempt.store, settings.endpoints, chain, attempt.clock()
+    )
+    return Result.VERIFIED, "deployed and served by every address"
+
+
+async def _issue_and_deploy(
+    attempt: Attempt, current: queries.Served, names: list[str], force: bool, dry_run: bool
+) -> tuple[Outcome, str | None]:
+    """Decide, order, gate, deploy; the outcome and the ACME order's URL."""
+    settings, name = attempt.settings, attempt.settings.name
+    old = fingerprint(current.leaf) if current.leaf else None
+    eab = read_secret(
+        f"{attempt.where}.eab_hmac", settings.eab_hmac_env, settings.eab_hmac_file, required=False
+    )
+    state_dir = settings.state_dir / name
+    session = await asyncio.to_thread(AcmeSession, settings, state_dir, eab)
+    now = attempt.clock()
+    reason, next_check = (
+        ("forced", None)
+        if force
+        else await asyncio.to_thread(decide.due, session, current, settings, now)
+    )
+    if reason is None:
+        return Outcome(name, Result.SKIPPED, "not due yet", old, next_check=next_check), None
+    issued = await _order(attempt, session, names)
+    chain = tuple(x509.load_pem_x509_certificates(issued.fullchain_pem.encode()))
+    new = fingerprint(chain[0])
+    # Judged at issuance time: the new certificate's notBefore is later than ``now``.
+    judged_at = attempt.clock()
+    policies = decide.policies(attempt.config, settings, judged_at)
+    blocking = gate(chain, policies, settings.min_lifetime, judged_at)
+    if blocking:
+        detail = "; ".join(f"{f.rule}: {f.message}" for f in blocking)
+        return Outcome(name, Result.GATE_REFUSED, detail, old, new), issued.order_url
+    if dry_run:
+        sans = ", ".join(sorted(dns_sans(chain[0])))
+        detail = f"issued for {sans} and judged ({reason}); not deployed"
+        return Outcome(name, Result.DRY_RUN, detail, old, new), issued.order_url
+    result, detail = await _deploy(attempt, issued, chain, names)
+    if result is Result.VERIFIED:
+        detail = f"{reason}; {detail}"
+    return Outcome(name, result, detail, old, new), issued.order_url
 
 
 async def renew(
@@ -236,141 +148,64 @@ async def renew(
     *,
     force: bool = False,
     dry_run: bool = False,
-    now_fn: Callable[[], datetime] | None = None,
+    now_fn: Clock | None = None,
+    scanner: Scanner | None = None,
 ) -> Outcome:
-    now = (now_fn or (lambda: datetime.now(UTC)))()
+    """Run one renewal once (when due, or ``force``); record it and alert on failure."""
+    clock = now_fn or _utcnow
     index = config.renewals.index(settings)
-    settings = config.resolved(settings)  # relative paths are relative to the config file
-    where = config.renewal_where(index)
-    current = await asyncio.to_thread(served, store, settings.endpoints)
-    # After failures: the earliest next attempt (a later success then sends a recovery message).
-    not_before = await asyncio.to_thread(_backoff, store, settings.name, now)
-    previous_failed = not_before is not None
+    attempt = Attempt(
+        config,
+        store,
+        config.resolved(settings),  # relative paths are relative to the config file
+        config.renewal_where(index),
+        scanner or Scanner(config, store),
+        clock,
+    )
+    settings, started = attempt.settings, clock()
+    current = await asyncio.to_thread(
+        queries.served, store, settings.endpoints, decide.URGENT_RULES
+    )
+    history = await asyncio.to_thread(queries.renewals, store, None, 8, settings.name)
+    not_before = decide.backoff(history)  # after failures: the earliest next attempt
     old = fingerprint(current.leaf) if current.leaf else None
     names = list(settings.names) or (all_names(current.leaf) if current.leaf else [])
     if not names:
         raise RenewalError(
-            f"{where}.names: no names given and no certificate seen on "
+            f"{attempt.where}.names: no names given and no certificate seen on "
             f"{', '.join(settings.endpoints)} yet; list the names"
         )
-    if not force and not_before is not None and now < not_before:
-        return Outcome(
-            settings.name,
-            "skipped",
-            f"retrying after {not_before:%Y-%m-%d %H:%M} UTC (backoff after failures)",
-            old,
-        )
-    eab = read_secret(
-        f"{where}.eab_hmac", settings.eab_hmac_env, settings.eab_hmac_file, required=False
-    )
-    state_dir = settings.state_dir / settings.name
-    started = now
+    if not force and not_before is not None and started < not_before:
+        wait = f"retrying after {not_before:%Y-%m-%d %H:%M} UTC (backoff after failures)"
+        return Outcome(settings.name, Result.SKIPPED, wait, old)
     order_url: str | None = None
     try:
-        session = await asyncio.to_thread(AcmeSession, settings, state_dir, eab)
-        reason, next_check = (
-            ("forced", None)
-            if force
-            else await asyncio.to_thread(_due, session, current, settings, now)
-        )
-        if reason is None:
-            return Outcome(settings.name, "skipped", "not due yet", old, next_check=next_check)
-        solver = await asyncio.to_thread(make_solver, settings.solver, where)
-        try:
-            issued = await asyncio.to_thread(session.issue, names, solver)
-        finally:
-            await asyncio.to_thread(solver.cleanup)
-        order_url = issued.order_url
-        chain = tuple(x509.load_pem_x509_certificates(issued.fullchain_pem.encode()))
-        new = fingerprint(chain[0])
-        # Judged at issuance time: the new certificate's notBefore is later than ``now``.
-        judged_at = (now_fn or (lambda: datetime.now(UTC)))()
-        blocking = gate(
-            chain, _policies(config, settings, judged_at), settings.min_lifetime, judged_at
-        )
-        if blocking:
-            outcome = Outcome(
-                settings.name,
-                "gate_refused",
-                "; ".join(f"{f.rule}: {f.message}" for f in blocking),
-                old,
-                new,
-            )
-        elif dry_run:
-            outcome = Outcome(
-                settings.name,
-                "dry_run",
-                f"issued for {', '.join(sorted(dns_sans(chain[0])))} and judged ({reason}); "
-                "not deployed",
-                old,
-                new,
-            )
-        else:
-            pfx = read_secret(
-                f"{where}.deploy.pfx_password",
-                settings.deploy.pfx_password_env,
-                settings.deploy.pfx_password_file,
-                required=False,
-            )
-            deployed = await asyncio.to_thread(
-                write_files, settings.deploy, issued.key_pem, issued.fullchain_pem, pfx
-            )
-            try:
-                await asyncio.to_thread(
-                    run_hooks,
-                    settings.deploy,
-                    deployed,
-                    settings.name,
-                    names,
-                    list(settings.endpoints),
-                )
-            except RenewalError as exc:
-                outcome = Outcome(settings.name, "hook_failed", str(exc), old, new)
-            else:
-                stale = await verify_served(config, settings, new)
-                outcome = (
-                    Outcome(
-                        settings.name,
-                        "not_served",
-                        "still served the old certificate: " + ", ".join(stale),
-                        old,
-                        new,
-                    )
-                    if stale
-                    else Outcome(
-                        settings.name,
-                        "verified",
-                        f"{reason}; deployed and served by every address",
-                        old,
-                        new,
-                    )
-                )
-                if not stale:
-                    await asyncio.to_thread(accept_renewed, store, settings, chain, judged_at)
+        outcome, order_url = await _issue_and_deploy(attempt, current, names, force, dry_run)
     except RenewalError as exc:
-        outcome = Outcome(settings.name, "failed", str(exc), old)
-    row_id = await asyncio.to_thread(_record, store, settings.name, started, outcome, order_url)
-    if outcome.outcome in FAILED:
-        await asyncio.to_thread(_alert, config, store, row_id, settings, outcome)
-    elif outcome.outcome == "verified" and previous_failed:
-        await asyncio.to_thread(_alert, config, store, row_id, settings, outcome, "resolved")
+        outcome = Outcome(settings.name, Result.FAILED, str(exc), old)
+    if outcome.outcome is Result.SKIPPED:
+        return outcome
+    await _record(attempt, started, outcome, order_url, recovered=not_before is not None)
     return outcome
 
 
-def _due(
-    session: AcmeSession, current: Served, settings: RenewalSettings, now: datetime
-) -> tuple[str | None, datetime | None]:
-    """Why to renew now (``None`` when not due), and when the CA wants to be asked again."""
-    if current.urgent:
-        return "the served certificate fails " + ", ".join(current.urgent), None
-    leaf = current.leaf
-    if leaf is None:
-        return "no certificate is served yet", None
-    when, next_check = session.renewal_time(leaf.public_bytes(Encoding.PEM))
-    if when is not None:
-        reason = f"inside the CA's renewal window (ARI, from {when:%Y-%m-%d %H:%M} UTC)"
-        return (reason if now >= when else None), next_check
-    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
-    renew_at = leaf.not_valid_after_utc - lifetime * settings.renew_fraction
-    share = f"less than {settings.renew_fraction:.0%} of the lifetime left"
-    return (share if now >= renew_at else None), None
+async def _record(
+    attempt: Attempt, started: datetime, outcome: Outcome, order_url: str | None, recovered: bool
+) -> None:
+    """Store the attempt; alert on failure, and send a recovery message after failures."""
+    row_id = await asyncio.to_thread(
+        renewals.record_attempt,
+        attempt.store,
+        attempt.settings.name,
+        started,
+        outcome.outcome.value,
+        outcome.detail,
+        outcome.old_sha256,
+        outcome.new_sha256,
+        order_url,
+    )
+    config, store, settings = attempt.config, attempt.store, attempt.settings
+    if outcome.outcome.failed:
+        await asyncio.to_thread(notify.alert, config, store, row_id, settings, outcome)
+    elif outcome.outcome is Result.VERIFIED and recovered:
+        await asyncio.to_thread(notify.alert, config, store, row_id, settings, outcome, "resolved")

@@ -29,7 +29,7 @@ import dns.update
 
 from monitor.errors import RenewalError
 from monitor.renewal.settings import DnsHookSettings, Http01Settings, Rfc2136Settings
-from notifications.settings import read_secret
+from monitor.secrets import read_secret
 
 
 class Solver(Protocol):

@@ -11,7 +11,8 @@ from pathlib import Path
 from checks.certinfo import clip
 from monitor.config.loader import Config
 from monitor.errors import ConfigError
-from monitor.reports.data import Report, build
+from monitor.reports.assemble import build
+from monitor.reports.model import Report
 from monitor.reports.render import render
 from monitor.store.engine import Store
 from notifications.base import Notifier

@@ -1,4 +1,4 @@
-"""Render a :class:`~monitor.reports.data.Report` as self-contained HTML (inline CSS and SVG, no
+"""Render a :class:`~monitor.reports.model.Report` as self-contained HTML (inline CSS and SVG, no
 scripts, autoescaped), CSV (one row per endpoint address, formula-safe) or JSON (documented in
 docs/reports.md, versioned)."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from monitor.reports.data import Report
+from monitor.reports.model import Report
 from monitor.reports.timeline import timeline
 
 JSON_VERSION = 1

@@ -1,21 +1,27 @@
-"""``relaycert status`` and ``relaycert accept``: read (and, to accept, set) the store."""
+"""The reads every part of relaycert shares.  The newest observation per address is written here
+once (:func:`newest_ids`); status, reports, renewal and the scan's own writes all use it.
+
+Functions taking a ``Session`` run inside a caller's :meth:`Store.reading` or
+:meth:`Store.transaction`; functions taking a ``Store`` open their own.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlmodel import Session, col
 
-from checks.base import Observation, ProbeStatus, Severity
-from checks.drift import baseline_of
-from monitor.alerts.tracking import set_baseline
-from monitor.errors import RelaycertError
+from checks.base import Baseline, Severity
 from monitor.store.engine import Store
 from monitor.store.models import (
     AlertRow,
+    BaselineRow,
     CertificateRow,
     EndpointRow,
     FindingRow,
@@ -24,164 +30,196 @@ from monitor.store.models import (
     RenewalRow,
 )
 
-
-@dataclass(frozen=True)
-class AddressStatus:
-    endpoint: str
-    host: str
-    port: int
-    address: str
-    last_probe: datetime
-    status: str
-    worst_finding: str | None
-    worst_rule: str | None
-    open_alert: str | None
-    days_left: float | None
-    last_ok: datetime | None
+LatestRow = Any  # (id, endpoint_id, address, signature, started_at, last_seen_at, repeats)
 
 
-@dataclass(frozen=True)
-class FailedMessage:
-    channel: str
-    kind: str
-    endpoint: str
-    rule: str
-    error: str | None
-    attempts: int
+def newest_ids(
+    endpoint_ids: Collection[int] | None = None, before: datetime | None = None
+) -> Select[int | None]:
+    """The id of the newest observation row of every address (rows are stored on change), of
+    these endpoints, and started before ``before``."""
+    query = select(func.max(col(ObservationRow.id)))
+    if endpoint_ids is not None:
+        query = query.where(col(ObservationRow.endpoint_id).in_(list(endpoint_ids)))
+    if before is not None:
+        query = query.where(col(ObservationRow.started_at) < before)
+    return query.group_by(col(ObservationRow.endpoint_id), col(ObservationRow.address))
 
 
-def _latest(session: Session) -> list[ObservationRow]:
-    """The newest observation row of every endpoint address (rows are stored on change)."""
-    newest = select(func.max(ObservationRow.id)).group_by(
-        col(ObservationRow.endpoint_id), col(ObservationRow.address)
+def latest_rows(session: Session, endpoint_ids: Collection[int]) -> dict[tuple[int, str], Any]:
+    """The newest row's storage columns per (endpoint id, address), for the scan's writes."""
+    if not endpoint_ids:
+        return {}
+    o = ObservationRow
+    query = select(
+        col(o.id),
+        col(o.endpoint_id),
+        col(o.address),
+        col(o.signature),
+        col(o.started_at),
+        col(o.last_seen_at),
+        col(o.repeats),
+    ).where(col(o.id).in_(newest_ids(endpoint_ids)))
+    return {(row.endpoint_id, row.address): row for row in session.execute(query)}
+
+
+def latest_observations(
+    session: Session, endpoint_ids: Collection[int] | None = None
+) -> list[ObservationRow]:
+    """The newest observation of every address (of these endpoints)."""
+    query = select(ObservationRow).where(col(ObservationRow.id).in_(newest_ids(endpoint_ids)))
+    return list(session.scalars(query))
+
+
+def endpoints_by_name(
+    session: Session, names: Iterable[str] | None = None
+) -> dict[str, EndpointRow]:
+    query = select(EndpointRow)
+    if names is not None:
+        query = query.where(col(EndpointRow.name).in_(list(names)))
+    return {row.name: row for row in session.scalars(query)}
+
+
+def endpoint_ids(store: Store, names: Iterable[str]) -> dict[str, int]:
+    with store.reading("reading endpoints") as session:
+        rows = endpoints_by_name(session, names)
+    return {name: row.id for name, row in rows.items() if row.id is not None}
+
+
+def findings_of(
+    session: Session, observation_ids: Iterable[int | None]
+) -> dict[int, list[FindingRow]]:
+    found: dict[int, list[FindingRow]] = defaultdict(list)
+    query = select(FindingRow).where(col(FindingRow.observation_id).in_(list(observation_ids)))
+    for finding in session.scalars(query):
+        found[finding.observation_id].append(finding)
+    return found
+
+
+def certificates(session: Session, shas: Iterable[str]) -> dict[str, x509.Certificate]:
+    """Parsed certificates by SHA-256."""
+    query = select(CertificateRow).where(col(CertificateRow.sha256).in_(list(shas)))
+    return {row.sha256: x509.load_der_x509_certificate(row.der) for row in session.scalars(query)}
+
+
+def chain_of(session: Session, shas: list[str]) -> tuple[x509.Certificate, ...]:
+    """A stored chain in its order (fingerprints not in the store are skipped)."""
+    known = certificates(session, shas)
+    return tuple(known[sha] for sha in shas if sha in known)
+
+
+def not_after(session: Session, shas: Iterable[str]) -> dict[str, datetime]:
+    query = select(col(CertificateRow.sha256), col(CertificateRow.not_after)).where(
+        col(CertificateRow.sha256).in_(list(shas))
     )
-    return list(session.scalars(select(ObservationRow).where(col(ObservationRow.id).in_(newest))))
+    return {sha: when for sha, when in session.execute(query)}
 
 
-def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[FailedMessage]]:
-    with store.session() as session:
-        endpoints = {e.id: e for e in session.scalars(select(EndpointRow))}
-        latest = _latest(session)
-        last_ok = {
-            (row[0], row[1]): row[2]
-            for row in session.execute(
-                select(
-                    col(ObservationRow.endpoint_id),
-                    col(ObservationRow.address),
-                    func.max(func.coalesce(ObservationRow.last_seen_at, ObservationRow.started_at)),
-                )
-                .where(col(ObservationRow.status) == "ok")
-                .group_by(col(ObservationRow.endpoint_id), col(ObservationRow.address))
-            )
-        }
-        alerts: dict[tuple[int, str], Severity] = {}
-        for alert in session.scalars(select(AlertRow).where(col(AlertRow.status) == "open")):
-            key, severity = (alert.endpoint_id, alert.address), Severity(alert.severity)
-            if key not in alerts or severity.rank > alerts[key].rank:
-                alerts[key] = severity
-        # Two batched queries, not two per address.
-        top: dict[int, FindingRow] = {}
-        for finding in session.scalars(
-            select(FindingRow).where(col(FindingRow.observation_id).in_([o.id for o in latest]))
-        ):
-            known = top.get(finding.observation_id)
-            if known is None or Severity(finding.severity).rank > Severity(known.severity).rank:
-                top[finding.observation_id] = finding
-        leaves = {o.leaf_sha256 for o in latest if o.leaf_sha256}
-        expiry: dict[str, datetime] = {
-            sha: not_after
-            for sha, not_after in session.execute(
-                select(col(CertificateRow.sha256), col(CertificateRow.not_after)).where(
-                    col(CertificateRow.sha256).in_(leaves)
-                )
-            )
-        }
-        rows: list[AddressStatus] = []
-        for obs in latest:
-            endpoint = endpoints[obs.endpoint_id]
-            worst = top.get(obs.id or 0)
-            not_after = expiry.get(obs.leaf_sha256 or "")
-            ok_at = last_ok.get((obs.endpoint_id, obs.address))
-            rows.append(
-                AddressStatus(
-                    endpoint.name,
-                    endpoint.host,
-                    endpoint.port,
-                    obs.address,
-                    obs.last_seen_at or obs.started_at,
-                    obs.status,
-                    worst.severity if worst else None,
-                    worst.rule if worst else None,
-                    alerts[(obs.endpoint_id, obs.address)].value
-                    if (obs.endpoint_id, obs.address) in alerts
-                    else None,
-                    round((not_after - now).total_seconds() / 86400, 1) if not_after else None,
-                    ok_at,
-                )
-            )
-        failed = [
-            FailedMessage(
-                m.channel,
-                m.kind,
-                str(m.payload.get("endpoint")),
-                str(m.payload.get("rule")),
-                m.last_error,
-                m.attempts,
-            )
-            for m in session.scalars(
-                select(OutboxRow)
-                .where(col(OutboxRow.status) == "failed")
-                .order_by(col(OutboxRow.id).desc())
-                .limit(20)
-            )
-        ]
-    rows.sort(key=lambda r: (r.endpoint, r.address))
-    return rows, failed
+def last_ok(session: Session) -> dict[tuple[int, str], datetime]:
+    """When each address last answered a probe successfully."""
+    o = ObservationRow
+    query = (
+        select(
+            col(o.endpoint_id),
+            col(o.address),
+            func.max(func.coalesce(col(o.last_seen_at), col(o.started_at))),
+        )
+        .where(col(o.status) == "ok")
+        .group_by(col(o.endpoint_id), col(o.address))
+    )
+    return {(e, a): when for e, a, when in session.execute(query)}
+
+
+def open_alerts(session: Session) -> dict[tuple[int, str], Severity]:
+    """The worst open alert per address."""
+    worst: dict[tuple[int, str], Severity] = {}
+    for alert in session.scalars(select(AlertRow).where(col(AlertRow.status) == "open")):
+        key, severity = (alert.endpoint_id, alert.address), Severity(alert.severity)
+        if key not in worst or severity.rank > worst[key].rank:
+            worst[key] = severity
+    return worst
+
+
+def failed_messages(session: Session, limit: int = 20) -> list[OutboxRow]:
+    query = (
+        select(OutboxRow)
+        .where(col(OutboxRow.status) == "failed")
+        .order_by(col(OutboxRow.id).desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def load_baselines(session: Session, ids: dict[str, int]) -> dict[tuple[str, str], Baseline]:
+    """The accepted certificate per (endpoint name, address) of these endpoints."""
+    names = {v: k for k, v in ids.items()}
+    rows = session.scalars(select(BaselineRow).where(col(BaselineRow.endpoint_id).in_(list(names))))
+    return {
+        (names[r.endpoint_id], r.address): Baseline(
+            r.sha256, tuple(r.names), r.issuer, r.spki_sha256, r.tls_version
+        )
+        for r in rows
+    }
+
+
+def baselines(store: Store, names: Iterable[str]) -> dict[tuple[str, str], Baseline]:
+    with store.reading("reading baselines") as session:
+        return load_baselines(
+            session,
+            {n: r.id for n, r in endpoints_by_name(session, names).items() if r.id is not None},
+        )
 
 
 @dataclass(frozen=True)
 class RenewalStatus:
     name: str
     started_at: datetime
+    finished_at: datetime | None
     outcome: str
     detail: str | None
     old_sha256: str | None
     new_sha256: str | None
 
 
-def renewals(store: Store, since: datetime | None = None, limit: int = 20) -> list[RenewalStatus]:
-    """Recent renewal attempts, newest first."""
+def renewals(
+    store: Store, since: datetime | None = None, limit: int = 20, name: str | None = None
+) -> list[RenewalStatus]:
+    """Recent renewal attempts (of one renewal, or all), newest first."""
     query = select(RenewalRow).order_by(col(RenewalRow.id).desc()).limit(limit)
     if since is not None:
         query = query.where(col(RenewalRow.started_at) >= since)
-    with store.session() as session:
+    if name is not None:
+        query = query.where(col(RenewalRow.name) == name)
+    with store.reading("reading renewal attempts") as session:
         return [
-            RenewalStatus(r.name, r.started_at, r.outcome, r.detail, r.old_sha256, r.new_sha256)
+            RenewalStatus(
+                r.name, r.started_at, r.finished_at, r.outcome, r.detail, r.old_sha256, r.new_sha256
+            )
             for r in session.scalars(query)
         ]
 
 
-def accept(store: Store, endpoint: str, now: datetime) -> list[tuple[str, str]]:
-    """Make each address's current certificate its baseline; returns (address, sha256)."""
-    accepted: list[tuple[str, str]] = []
-    with store.session() as session, session.begin():
-        row = session.scalars(select(EndpointRow).where(col(EndpointRow.name) == endpoint)).first()
-        if row is None or row.id is None:
-            raise RelaycertError(f"endpoint '{endpoint}' has never been probed; run a scan first")
-        for obs in _latest(session):
-            if obs.endpoint_id != row.id or not obs.chain:
-                continue
-            ders = [
-                session.scalar(
-                    select(col(CertificateRow.der)).where(col(CertificateRow.sha256) == sha)
-                )
-                for sha in obs.chain
-            ]
-            chain = tuple(x509.load_der_x509_certificate(d) for d in ders if d is not None)
-            candidate = baseline_of(Observation(ProbeStatus.OK, chain, tls_version=obs.tls_version))
-            if candidate is not None:
-                set_baseline(session, row.id, obs.address, candidate, "manual", now)
-                accepted.append((obs.address, candidate.sha256))
-    if not accepted:
-        raise RelaycertError(f"endpoint '{endpoint}' has no probe with a certificate to accept")
-    return accepted
+@dataclass(frozen=True)
+class Served:
+    """What some endpoints were last seen serving: the first leaf, and the critical findings
+    among ``rules`` on any of their addresses."""
+
+    leaf: x509.Certificate | None
+    urgent: list[str]
+
+
+def served(store: Store, endpoint_names: Iterable[str], rules: Collection[str]) -> Served:
+    with store.reading("reading what the endpoints serve") as session:
+        ids = [r.id for r in endpoints_by_name(session, endpoint_names).values() if r.id]
+        rows = latest_observations(session, ids)
+        urgent = sorted(
+            {
+                f.rule
+                for found in findings_of(session, [r.id for r in rows]).values()
+                for f in found
+                if f.rule in rules and f.severity == "critical"
+            }
+        )
+        shas = [r.leaf_sha256 for r in rows if r.leaf_sha256]
+        leaf = certificates(session, shas[:1]).get(shas[0]) if shas else None
+    return Served(leaf, urgent)

@@ -14,6 +14,7 @@ from sqlmodel import Session, col
 
 from monitor.store.engine import Store
 from monitor.store.models import AlertRow, FindingRow, ObservationRow, OutboxRow, ProbeDayRow
+from monitor.store.queries import newest_ids
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,9 @@ def _deleted(session: Session, statement: Delete) -> int:
 def prune(store: Store, cutoff: datetime, dry_run: bool = False) -> Pruned:
     """Delete what is older than ``cutoff`` (in one transaction; rolled back on a dry run)."""
     o = ObservationRow
-    newest = select(func.max(o.id)).group_by(col(o.endpoint_id), col(o.address))
     old = select(col(o.id)).where(
-        func.coalesce(o.last_seen_at, o.started_at) < cutoff, col(o.id).not_in(newest)
+        func.coalesce(col(o.last_seen_at), col(o.started_at)) < cutoff,
+        col(o.id).not_in(newest_ids()),
     )
     stale_alerts = select(col(AlertRow.id)).where(
         col(AlertRow.status) == "resolved", col(AlertRow.resolved_at) < cutoff
@@ -45,7 +46,8 @@ def prune(store: Store, cutoff: datetime, dry_run: bool = False) -> Pruned:
         or_(col(OutboxRow.created_at) < cutoff, col(OutboxRow.alert_id).in_(stale_alerts)),
     )
     referenced = select(col(OutboxRow.alert_id)).where(col(OutboxRow.alert_id).is_not(None))
-    with store.session() as session:
+    what = "counting what to prune" if dry_run else "pruning old history"
+    with store.reading(what) as session:
         transaction = session.begin()
         findings = _deleted(
             session, delete(FindingRow).where(col(FindingRow.observation_id).in_(old))

@@ -1,0 +1,26 @@
+"""``relaycert accept ENDPOINT``: make each address's current certificate its baseline."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from monitor.config.loader import load
+from monitor.errors import ConfigError
+from monitor.store.baselines import accept
+from monitor.store.engine import Store
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if config.endpoint(args.endpoint) is None:
+        known = ", ".join(e.name for e in config.endpoints)
+        raise ConfigError(f"{args.config}: no endpoint named {args.endpoint} (known: {known})")
+    store = Store.open(config.database_url())
+    try:
+        accepted = accept(store, args.endpoint, datetime.now(UTC))
+    finally:
+        store.close()
+    for address, sha in accepted:
+        print(f"accepted {args.endpoint} {address}: {sha}")
+    return 0

@@ -1,0 +1,32 @@
+"""``relaycert prune``: delete history older than a retention period."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from monitor.config.loader import load
+from monitor.config.units import parse_duration
+from monitor.errors import ConfigError
+from monitor.store.engine import Store
+from monitor.store.retention import prune
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    try:
+        span = parse_duration(args.older_than)
+    except ValueError as exc:
+        raise ConfigError(f"--older-than: {exc}") from None
+    store = Store.open(config.database_url())
+    try:
+        done = prune(store, datetime.now(UTC) - span, dry_run=args.dry_run)
+    finally:
+        store.close()
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"{verb} {done.observations} observations, {done.findings} findings, "
+        f"{done.probe_days} daily probe counters, {done.messages} messages, "
+        f"{done.alerts} resolved alerts older than {args.older_than}"
+    )
+    return 0

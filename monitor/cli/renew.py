@@ -1,0 +1,60 @@
+"""``relaycert renew``: run the configured renewals once (when due, or ``--force``).
+
+Exit code 2 when any renewal failed (its :class:`~monitor.renewal.outcome.Result` says so), 0
+otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from monitor import logs
+from monitor.alerts.outbox import Outbox
+from monitor.config.loader import Config, load
+from monitor.errors import ConfigError
+from monitor.renewal.deploy import validate_hooks
+from monitor.renewal.outcome import Outcome
+from monitor.renewal.runner import renew
+from monitor.renewal.settings import RenewalSettings
+from monitor.service.generation import build_channels
+from monitor.store.engine import Store
+
+
+def _chosen(config: Config, args: argparse.Namespace) -> list[RenewalSettings]:
+    chosen = [
+        r for r in config.renewals if not args.endpoint or set(args.endpoint) & set(r.endpoints)
+    ]
+    if not chosen:
+        raise ConfigError(
+            f"{args.config}: no [[renewals]] entry"
+            + (f" serves {', '.join(args.endpoint)}" if args.endpoint else "")
+        )
+    for index, renewal in enumerate(config.renewals):
+        if renewal in chosen and not args.dry_run:
+            validate_hooks(config.resolved(renewal).deploy, config.renewal_where(index))
+    return chosen
+
+
+async def _renew_all(
+    config: Config, store: Store, chosen: list[RenewalSettings], args: argparse.Namespace
+) -> list[Outcome]:
+    outcomes = [
+        await renew(config, store, r, force=args.force, dry_run=args.dry_run) for r in chosen
+    ]
+    await Outbox(store, build_channels(config)).deliver()  # failures and recoveries
+    return outcomes
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    chosen = _chosen(config, args)
+    logs.setup(config.daemon.log_format, config.daemon.log_level)
+    store = Store.open(config.database_url())
+    try:
+        outcomes = asyncio.run(_renew_all(config, store, chosen, args))
+    finally:
+        store.close()
+    for o in outcomes:
+        print(f"{o.name}: {o.outcome.value}: {o.detail}")
+    return 2 if any(o.outcome.failed for o in outcomes) else 0

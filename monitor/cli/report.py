@@ -1,0 +1,50 @@
+"""``relaycert report``: a compliance report from the store, as HTML, CSV or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from monitor.config.loader import Config, load
+from monitor.config.units import parse_duration
+from monitor.errors import ConfigError
+from monitor.reports.assemble import build
+from monitor.reports.render import render
+from monitor.store.engine import Store
+
+
+def render_report(config: Config, period: str, fmt: str) -> str:
+    """The report over ``period`` (e.g. ``"30d"``) from the store, rendered as ``fmt``."""
+    try:
+        span = parse_duration(period)
+    except ValueError as exc:
+        raise ConfigError(f"--period: {exc}") from None
+    store = Store.open(config.database_url())
+    try:
+        return render(build(config, store, span, datetime.now(UTC)), fmt)
+    finally:
+        store.close()
+
+
+def write_report(config: Config, path: Path, period: str = "30d", fmt: str = "html") -> Path:
+    """Write the report to ``path`` atomically."""
+    text = render_report(config, period, fmt)
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        raise ConfigError(f"--output: cannot write {path}: {exc.strerror}") from exc
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if args.output is not None:
+        write_report(config, args.output, args.period, args.format)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(render_report(config, args.period, args.format))
+    return 0

@@ -1,0 +1,97 @@
+"""``relaycert status``: every address's last result, failed messages and renewals, from the
+store (table or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from rich.table import Table
+from rich.text import Text
+
+from checks.certinfo import clip
+from monitor.cli.output import console
+from monitor.config.loader import load
+from monitor.store.engine import Store
+from monitor.store.queries import RenewalStatus, renewals
+from monitor.store.status import AddressStatus, FailedMessage, status
+
+COLUMNS = (
+    "Endpoint",
+    "Address",
+    "Last probe",
+    "Result",
+    "Worst finding",
+    "Open alert",
+    "Days left",
+    "Last success",
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    store = Store.open(config.database_url())
+    now = datetime.now(UTC)
+    try:
+        rows, failed = status(store, now)
+        attempts = renewals(store)
+    finally:
+        store.close()
+    if args.format == "json":
+        doc = {
+            "generated_at": now.isoformat(),
+            "addresses": [asdict(r) for r in rows],
+            "failed_messages": [asdict(m) for m in failed],
+            "renewals": [asdict(r) for r in attempts],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    else:
+        _print(rows, failed, attempts, now)
+    return 0
+
+
+def _print(
+    rows: list[AddressStatus],
+    failed: list[FailedMessage],
+    attempts: list[RenewalStatus],
+    now: datetime,
+) -> None:
+    out = console()
+    table = Table(title=f"relaycert status, {now:%Y-%m-%d %H:%M} UTC")
+    for column in COLUMNS:
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            Text(r.endpoint),
+            Text(r.address or "-"),
+            Text(f"{r.last_probe:%Y-%m-%d %H:%M}"),
+            Text(r.status),
+            Text(f"{r.worst_finding} {r.worst_rule}" if r.worst_rule else "-"),
+            Text(r.open_alert or "-"),
+            Text(f"{r.days_left:.1f}" if r.days_left is not None else "-"),
+            Text(f"{r.last_ok:%Y-%m-%d %H:%M}" if r.last_ok else "never"),
+        )
+    out.print(table)
+    if failed:
+        out.print(Text(f"{len(failed)} message(s) could not be delivered:", style="bold red"))
+        for m in failed:
+            out.print(
+                Text(
+                    f"  {m.channel}: {m.kind} {m.rule} {m.endpoint} after "
+                    f"{m.attempts} attempt(s): {clip(m.error or '', 200)}"
+                )
+            )
+    for attempt in attempts[:5]:
+        style = "green" if attempt.outcome in ("verified", "dry_run", "skipped") else "bold red"
+        out.print(
+            Text(
+                f"renewal {attempt.name} {attempt.started_at:%Y-%m-%d %H:%M}: "
+                f"{attempt.outcome}: {clip(attempt.detail or '', 200)}",
+                style=style,
+            )
+        )
+    if not rows:
+        out.print("Nothing probed yet: run `relaycert scan` or `relaycert run`.")

@@ -1,0 +1,88 @@
+"""Judging probe results with the rules: each distinct chain is parsed once, every observation of
+a scan is judged at the same instant, and addresses of one endpoint see each other's leaves
+(``peers``) so drift rules can tell a partial roll-out."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from cryptography import x509
+
+from checks.base import Baseline, Policy, TrustAnchors
+from checks.certinfo import fingerprint
+from checks.drift import baseline_of
+from checks.registry import evaluate, evaluated
+from monitor.config.loader import Config
+from monitor.config.sections import EndpointConfig
+from monitor.pipeline.records import ScanRecord
+from monitor.probe.result import ProbeResult
+from monitor.probe.trust import trust_anchors
+
+
+class Judge:
+    """Parses chains (once per distinct chain) and runs the rules with a fixed ``now``."""
+
+    def __init__(self, config: Config, now: datetime, anchors: TrustAnchors | None = None) -> None:
+        self.config = config
+        roots = anchors or trust_anchors(config)
+        accepted = config.tenant.accepted_domains
+        expiry = config.expiry.to_check()
+        self.policies = {
+            connector.name: Policy(now, accepted, connector.to_check(), expiry, roots)
+            for connector in config.connectors
+        }
+        self.default_policy = Policy(now, accepted, None, expiry, roots)
+        self._chains: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
+        self._endpoints = {e.name: e for e in config.endpoints}
+
+    def chain(self, der: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
+        parsed = self._chains.get(der)
+        if parsed is None:
+            parsed = tuple(x509.load_der_x509_certificate(d) for d in der)
+            self._chains[der] = parsed
+        return parsed
+
+    def judge(
+        self,
+        result: ProbeResult,
+        endpoint: EndpointConfig,
+        baseline: Baseline | None = None,
+        peers: tuple[tuple[str, str], ...] = (),
+    ) -> ScanRecord:
+        chain = self.chain(result.chain_der)
+        policy = self.policies.get(endpoint.connector or "", self.default_policy)
+        obs = replace(result.observation(chain), baseline=baseline, peers=peers)
+        findings = tuple(evaluate(obs, policy))
+        return ScanRecord(
+            result,
+            chain,
+            findings,
+            endpoint.effective_mode,
+            endpoint.connector,
+            evaluated(obs),
+            baseline,
+            baseline_of(obs),
+        )
+
+    def judge_all(
+        self,
+        results: Sequence[ProbeResult],
+        baselines: Mapping[tuple[str, str], Baseline],
+    ) -> list[ScanRecord]:
+        """Judge a batch; addresses of one endpoint in the batch are each other's peers."""
+        served: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for result in results:
+            if result.chain_der:
+                leaf = self.chain(result.chain_der)[0]
+                served[result.target.endpoint].append((result.target.address, fingerprint(leaf)))
+        records = []
+        for result in results:
+            target = result.target
+            peers = tuple(p for p in served[target.endpoint] if p[0] != target.address)
+            endpoint = self._endpoints[target.endpoint]
+            baseline = baselines.get((target.endpoint, target.address))
+            records.append(self.judge(result, endpoint, baseline, peers))
+        return records

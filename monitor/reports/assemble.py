@@ -1,0 +1,187 @@
+"""Assemble a compliance report from what :mod:`.query` read: pure functions of plain data
+(verdicts, connector scenarios, timeline), so the report logic is testable without a store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from checks.base import Severity, anchor
+from checks.matching import base_domain, registered_domain
+from monitor.certview import CertInfo, cert_info
+from monitor.config.loader import Config
+from monitor.reports import query
+from monitor.reports.model import (
+    AddressReport,
+    ConnectorReport,
+    Report,
+    Scenario,
+)
+from monitor.store.engine import Store
+from monitor.store.queries import RenewalStatus, renewals
+
+VERDICTS = ("compliant", "at risk", "non-compliant")
+ATTR36 = "550 5.7.64 TenantAttribution; Relay Access Denied ATTR36"
+UNTRUSTED = "450 4.4.317 Cannot connect to remote server [Message=UntrustedRoot]"
+SCENARIOS = (
+    (
+        "ndr",
+        "Relaying NDRs to Internet recipients",
+        "Non-delivery reports from on-premises to external senders relay through Microsoft 365.",
+    ),
+    (
+        "foreign",
+        "Sending as domains not registered in the tenant",
+        "On-premises servers send as a domain the tenant does not own (e.g. a partner's).",
+    ),
+    (
+        "forwarded",
+        "Relaying messages forwarded by on-premises rules",
+        "Mail forwarded to external recipients keeps an external sender and recipient.",
+    ),
+)
+# Findings that make Exchange Online refuse the certificate-based attribution, with its error.
+BREAKING = {
+    "connector.domain_not_registered": ATTR36,
+    "connector.name_not_covered": ATTR36,
+    "cert.untrusted": UNTRUSTED,
+    "cert.expired": UNTRUSTED,
+    "cert.not_yet_valid": UNTRUSTED,
+    "cert.weak_signature": UNTRUSTED,
+    "tls.starttls_missing": ATTR36,
+    "tls.handshake_failed": ATTR36,
+    "tls.protocol_outdated": ATTR36,
+}
+
+
+def _verdict(severities: list[str]) -> str:
+    ranks = {Severity(s).rank for s in severities}
+    if Severity.CRITICAL.rank in ranks:
+        return "non-compliant"
+    if ranks & {Severity.WARNING.rank, Severity.UNKNOWN.rank}:
+        return "at risk"
+    return "compliant"
+
+
+def _scenarios(addresses: list[AddressReport], accepted: str | None) -> list[Scenario]:
+    broken = [
+        (a, rule, msg)
+        for a in addresses
+        for sev, rule, msg in a.findings
+        if rule in BREAKING and sev == "critical"
+    ]
+    probed_ok = [a for a in addresses if a.certificate is not None]
+    if accepted is None:
+        works: bool | None = False
+        evidence = "the connector's domain is not an accepted domain of the tenant"
+        error: str | None = ATTR36
+        fix: str | None = "Add the domain as an accepted domain, or change the connector."
+    elif broken:
+        address, rule, message = broken[0]
+        works, error = False, BREAKING[rule]
+        evidence = f"{address.endpoint} ({address.address}): {rule}: {message}"
+        fix = f"See docs/rules.md#{anchor(rule)}."
+    elif not probed_ok:
+        works, error, fix = None, None, "Make the endpoints reachable by the monitor."
+        evidence = "no endpoint of this connector was probed successfully"
+    else:
+        works, error, fix = True, None, None
+        evidence = "; ".join(
+            f"{a.endpoint} ({a.address}) presents {a.certificate.subject}"  # type: ignore[union-attr]
+            for a in probed_ok[:5]
+        )
+    return [
+        Scenario(key, title, text, works, evidence, error, fix) for key, title, text in SCENARIOS
+    ]
+
+
+def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
+    endpoint, obs = row.endpoint, row.observation
+    return AddressReport(
+        endpoint.name,
+        endpoint.host,
+        endpoint.port,
+        obs.address,
+        endpoint.connector,
+        obs.status,
+        obs.last_seen_at or obs.started_at,
+        obs.tls_version,
+        cert_info(row.leaf, now) if row.leaf else None,
+        sorted(row.findings, key=lambda f: -Severity(f[0]).rank),
+        row.events,
+        row.attempts,
+        row.successes,
+    )
+
+
+def connector_report(config: Config, name: str, addresses: list[AddressReport]) -> ConnectorReport:
+    connector = config.connector(name)
+    assert connector is not None
+    served = [a for a in addresses if a.connector == connector.name]
+    domain = base_domain(connector.tls_sender_certificate_name)
+    accepted = registered_domain(domain, config.tenant.accepted_domains)
+    severities = [s for a in served for s, _, _ in a.findings]
+    return ConnectorReport(
+        connector.name,
+        connector.tls_sender_certificate_name,
+        domain,
+        accepted,
+        _verdict(severities) if accepted else "non-compliant",
+        _scenarios(served, accepted),
+        sorted({a.endpoint for a in served}),
+    )
+
+
+def _renewal_rows(attempts: list[RenewalStatus]) -> list[dict[str, object]]:
+    return [
+        {
+            "name": r.name,
+            "at": r.started_at,
+            "outcome": r.outcome,
+            "detail": r.detail,
+            "old_sha256": r.old_sha256,
+            "new_sha256": r.new_sha256,
+        }
+        for r in attempts
+    ]
+
+
+def assemble(
+    config: Config,
+    rows: list[query.AddressRow],
+    attempts: list[RenewalStatus],
+    start: datetime,
+    now: datetime,
+) -> Report:
+    addresses = sorted(
+        (address_report(r, now) for r in rows), key=lambda a: (a.endpoint, a.address)
+    )
+    connectors = [connector_report(config, c.name, addresses) for c in config.connectors]
+    all_severities = [s for a in addresses for s, _, _ in a.findings]
+    counts = {s.value: all_severities.count(s.value) for s in Severity}
+    timeline: dict[str, tuple[str, CertInfo]] = {}
+    for a in addresses:
+        if a.certificate is not None:
+            timeline.setdefault(a.certificate.sha256, (a.endpoint, a.certificate))
+    items = sorted(timeline.values(), key=lambda item: item[1].not_after)
+    upcoming = [i for i in items if i[1].days_left <= 90]
+    verdicts = [c.verdict for c in connectors] + [_verdict(all_severities)]
+    return Report(
+        config.tenant.name,
+        start,
+        now,
+        now,
+        max(verdicts, key=VERDICTS.index),
+        counts,
+        connectors,
+        addresses,
+        items,
+        upcoming,
+        _renewal_rows(attempts),
+    )
+
+
+def build(config: Config, store: Store, period: timedelta, now: datetime) -> Report:
+    """Read the store and assemble the report over ``period`` up to ``now``."""
+    start = now - period
+    rows = query.read(store, [e.name for e in config.endpoints], start, now)
+    return assemble(config, rows, renewals(store, since=start, limit=500), start, now)

@@ -1,0 +1,80 @@
+"""The report as plain data: what :mod:`.assemble` builds and :mod:`.render` renders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from checks.base import Severity
+from monitor.certview import CertInfo
+
+
+@dataclass(frozen=True)
+class Event:
+    at: datetime
+    kind: str  # renewal | drift | alert_opened | alert_resolved
+    text: str
+
+
+@dataclass
+class AddressReport:
+    endpoint: str
+    host: str
+    port: int
+    address: str
+    connector: str | None
+    status: str
+    last_probe: datetime | None
+    tls_version: str | None
+    certificate: CertInfo | None
+    findings: list[tuple[str, str, str]]  # severity, rule, message
+    events: list[Event] = field(default_factory=list)
+    attempts: int = 0
+    successes: int = 0
+
+    @property
+    def worst(self) -> str | None:
+        ranks = [Severity(s) for s, _, _ in self.findings]
+        top = max(ranks, key=lambda s: s.rank, default=None)
+        return top.value if top else None
+
+    @property
+    def availability(self) -> float | None:
+        return round(100 * self.successes / self.attempts, 2) if self.attempts else None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    description: str
+    works: bool | None  # None: unknown (no successful probe)
+    evidence: str
+    error: str | None
+    fix: str | None
+
+
+@dataclass
+class ConnectorReport:
+    name: str
+    value: str
+    domain: str
+    accepted_domain: str | None
+    verdict: str
+    scenarios: list[Scenario]
+    endpoints: list[str]
+
+
+@dataclass
+class Report:
+    tenant: str
+    period_start: datetime
+    period_end: datetime
+    generated_at: datetime
+    verdict: str
+    counts: dict[str, int]
+    connectors: list[ConnectorReport]
+    addresses: list[AddressReport]
+    timeline: list[tuple[str, CertInfo]]  # label, certificate
+    upcoming: list[tuple[str, CertInfo]]  # expiring within 90 days
+    renewals: list[dict[str, object]] = field(default_factory=list)  # ACME attempts in period

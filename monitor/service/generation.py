@@ -1,0 +1,47 @@
+"""One loaded configuration with everything derived from it: the channels (their secrets read
+now, so a missing one is a :class:`ConfigError` at start or reload), the tracking settings, the
+scanner, and validated renewal hooks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from monitor.alerts.tracking import Tracking
+from monitor.config.loader import Config
+from monitor.pipeline.scan import Scanner
+from monitor.probe.trust import trust_anchors
+from monitor.renewal.deploy import validate_hooks
+from monitor.store.engine import Store
+from notifications.base import Notifier
+from notifications.registry import build
+
+
+def build_channels(config: Config) -> dict[str, Notifier]:
+    """Every configured channel, its secrets read now (a missing one is a ConfigError)."""
+    return {
+        c.name: build(config.resolved(c), config.channel_where(i))
+        for i, c in enumerate(config.channels)
+    }
+
+
+class Generation:
+    """One loaded configuration with everything derived from it."""
+
+    def __init__(self, config: Config, store: Store, write_lock: asyncio.Lock) -> None:
+        self.config = config
+        self.channels = build_channels(config)
+        self.tracking = Tracking(
+            auto_accept=config.daemon.auto_accept_renewals,
+            alerts=config.alerts.settings(),
+            channels=tuple(config.channels),
+            docs_url=config.alerts.docs_url,
+        )
+        self.scanner = Scanner(
+            config,
+            store,
+            anchors=trust_anchors(config),
+            tracking=self.tracking,
+            write_lock=write_lock,
+        )
+        for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
+            validate_hooks(config.resolved(renewal).deploy, config.renewal_where(index))

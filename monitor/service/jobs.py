@@ -1,0 +1,236 @@
+"""The daemon's job table: what each kind of job does and how it is scheduled.
+
+- ``endpoint:N``: every endpoint interval, with jitter: scan endpoint N (probe, judge, store)
+- ``outbox``: every ``outbox_interval``, and soon after probes: deliver due messages
+- ``renewal:N``: every ``check_interval`` (or at the CA's ARI hint): renewal N when due
+- ``report``: on ``[reports] schedule`` (cron): write, archive and mail the report
+
+Every job catches :class:`RelaycertError` (the store maps database errors to it) and logs one
+line, so one failing job never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.events import JobSubmissionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.alerts.outbox import Outbox
+from monitor.config.loader import Config
+from monitor.errors import RelaycertError
+from monitor.logs import event
+from monitor.pipeline.records import ScanRecord
+from monitor.probe.result import ProbeTarget
+from monitor.renewal.runner import renew
+from monitor.reports.archive import publish
+from monitor.service.generation import Generation
+from monitor.store.engine import Store
+
+log = logging.getLogger("relaycert.daemon")
+
+
+class Jobs:
+    """The work of the daemon, and its schedule.  ``gen`` is replaced on reload."""
+
+    def __init__(
+        self, store: Store, gen: Generation, outbox: Outbox, scheduler: AsyncIOScheduler
+    ) -> None:
+        self.store, self.gen, self.outbox, self.scheduler = store, gen, outbox, scheduler
+        self.wake_outbox = asyncio.Event()
+        self.outbox_lock = asyncio.Lock()
+        self.inflight: set[asyncio.Task[object]] = set()
+        self.lags: deque[float] = deque(maxlen=100_000)  # seconds between due and probe start
+        self._due: dict[str, datetime] = {}
+        self.probes = 0
+
+    # -- what the jobs do ---------------------------------------------------------------------
+
+    async def check_endpoint(self, name: str) -> list[ScanRecord]:
+        """Scan one endpoint (every address), store, track alerts."""
+        endpoint = self.gen.config.endpoint(name)
+        if endpoint is None:
+            return []
+        due = self._due.pop(name, None)
+
+        def started(_target: ProbeTarget) -> None:
+            nonlocal due
+            if due is not None:  # a scheduled run: how late did its first probe start?
+                self.lags.append((datetime.now(UTC) - due).total_seconds())
+                due = None
+
+        records = await self.gen.scanner.scan([endpoint], on_start=started)
+        self.probes += len(records)
+        for record in records:
+            event(
+                log,
+                logging.INFO,
+                "probe.done",
+                endpoint=name,
+                address=record.result.target.address,
+                status=record.result.status.value,
+                findings=len(record.findings),
+                worst_rank=max((f.severity.rank for f in record.findings), default=-1),
+                ms=record.result.timings.get("total"),
+            )
+        self.wake_outbox.set()
+        return records
+
+    async def deliver(self) -> dict[str, int]:
+        return await self.outbox.deliver()
+
+    async def run_once(self) -> None:
+        """One cycle: every endpoint once, then the outbox."""
+        await asyncio.gather(*(self.check_endpoint(e.name) for e in self.gen.config.endpoints))
+        await self.deliver()
+
+    # -- the jobs -----------------------------------------------------------------------------
+
+    async def _guarded(self, kind: str, work: Coroutine[Any, Any, object], **fields: Any) -> None:
+        """Run one job body, tracked for shutdown; its errors become one log line."""
+        task = asyncio.current_task()
+        if task is not None:
+            self.inflight.add(task)
+            task.add_done_callback(self.inflight.discard)
+        try:
+            await work
+        except RelaycertError as exc:
+            event(log, logging.ERROR, f"{kind}.error", error=str(exc), **fields)
+
+    async def endpoint_job(self, name: str) -> None:
+        await self._guarded("probe", self.check_endpoint(name), endpoint=name)
+
+    async def outbox_job(self) -> None:
+        if self.outbox_lock.locked():
+            return  # a delivery round is running; it picks up whatever is due
+        async with self.outbox_lock:
+            await self._guarded("outbox", self.deliver())
+
+    async def renewal_job(self, name: str) -> None:
+        await self._guarded("renewal", self._renew(name), renewal=name)
+
+    async def _renew(self, name: str) -> None:
+        settings = next((r for r in self.gen.config.renewals if r.name == name), None)
+        if settings is None:
+            return
+        outcome = await renew(self.gen.config, self.store, settings, scanner=self.gen.scanner)
+        job = self.scheduler.get_job(f"renewal:{name}")
+        later = outcome.next_check
+        if later is not None and job is not None and job.next_run_time is not None:
+            job.modify(next_run_time=max(later, job.next_run_time))  # the CA's Retry-After (ARI)
+        event(
+            log,
+            logging.ERROR if outcome.outcome.failed else logging.INFO,
+            "renewal." + outcome.outcome.value,
+            renewal=name,
+            detail=outcome.detail,
+            old=outcome.old_sha256,
+            new=outcome.new_sha256,
+        )
+        self.wake_outbox.set()
+
+    async def report_job(self) -> None:
+        await self._guarded("report", self._report())
+
+    async def _report(self) -> None:
+        gen = self.gen
+        paths = await publish(gen.config, self.store, gen.channels, datetime.now(UTC))
+        event(log, logging.INFO, "report.written", files=" ".join(str(p) for p in paths))
+
+    # -- the schedule -------------------------------------------------------------------------
+
+    def _replace(self, prefix: str) -> None:
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith(prefix):
+                job.remove()
+
+    def schedule(self, config: Config, first_run_spread: timedelta | None = None) -> None:
+        """(Re)create every endpoint, renewal and report job from ``config``."""
+        self._schedule_endpoints(config, first_run_spread)
+        self._schedule_renewals(config)
+        self._schedule_report(config)
+
+    def schedule_outbox(self, config: Config) -> None:
+        self._add(self.outbox_job, "outbox", config.daemon.outbox_interval, datetime.now(UTC))
+
+    def _add(
+        self,
+        func: Callable[..., Coroutine[Any, Any, None]],
+        job_id: str,
+        every: timedelta,
+        first: datetime,
+        args: tuple[str, ...] = (),
+        jitter: timedelta | None = None,
+        misfire: timedelta | None = None,
+    ) -> None:
+        self.scheduler.add_job(
+            func,
+            IntervalTrigger(
+                seconds=every.total_seconds(),
+                jitter=(jitter.total_seconds() or None) if jitter else None,
+                start_date=first,
+            ),
+            args=list(args),
+            id=job_id,
+            next_run_time=first,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=int(misfire.total_seconds()) if misfire else 1,
+            replace_existing=True,
+        )
+
+    def _schedule_endpoints(self, config: Config, first_run_spread: timedelta | None) -> None:
+        self._replace("endpoint:")
+        now = datetime.now(UTC)
+        for endpoint in config.endpoints:
+            interval = config.endpoint_interval(endpoint)
+            jitter = config.daemon.jitter_for(interval)
+            # First runs are spread over the jitter too, so a (re)start is not a burst.
+            spread = first_run_spread if first_run_spread is not None else jitter
+            first = now + timedelta(seconds=random.uniform(0, spread.total_seconds()))  # noqa: S311
+            self._add(
+                self.endpoint_job,
+                f"endpoint:{endpoint.name}",
+                interval,
+                first,
+                (endpoint.name,),
+                jitter=jitter,
+                misfire=interval,
+            )
+
+    def _schedule_renewals(self, config: Config) -> None:
+        self._replace("renewal:")
+        now = datetime.now(UTC)
+        for renewal in config.renewals:
+            first = now + timedelta(seconds=random.uniform(5, 60))  # noqa: S311
+            self._add(
+                self.renewal_job,
+                f"renewal:{renewal.name}",
+                renewal.check_interval,
+                first,
+                (renewal.name,),
+            )
+
+    def _schedule_report(self, config: Config) -> None:
+        self._replace("report")
+        if config.reports.schedule:
+            self.scheduler.add_job(
+                self.report_job,
+                CronTrigger.from_crontab(config.reports.schedule, timezone=UTC),
+                id="report",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=3600,
+            )
+
+    def on_submitted(self, ev: JobSubmissionEvent) -> None:
+        if ev.job_id.startswith("endpoint:") and ev.scheduled_run_times:
+            self._due[ev.job_id.removeprefix("endpoint:")] = min(ev.scheduled_run_times)

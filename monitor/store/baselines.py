@@ -1,0 +1,105 @@
+"""Baselines: the certificate last accepted per endpoint address, which drift is measured
+against.  Set first by a scan, moved by clean renewals, by ``relaycert accept`` and by a
+verified ACME renewal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from cryptography import x509
+from sqlalchemy import insert, select
+from sqlmodel import Session, col
+
+from checks.base import Baseline, Observation, ProbeStatus
+from checks.drift import baseline_of
+from monitor.errors import RelaycertError
+from monitor.store import queries
+from monitor.store.engine import Store
+from monitor.store.models import BaselineRow, EndpointRow, ObservationRow
+
+
+def set_baseline(
+    session: Session, endpoint_id: int, address: str, baseline: Baseline, by: str, now: datetime
+) -> None:
+    row = session.scalars(
+        select(BaselineRow).where(
+            col(BaselineRow.endpoint_id) == endpoint_id, col(BaselineRow.address) == address
+        )
+    ).first()
+    if row is None:
+        row = BaselineRow(
+            endpoint_id=endpoint_id,
+            address=address,
+            sha256="",
+            issuer="",
+            spki_sha256="",
+            accepted_at=now,
+            accepted_by=by,
+        )
+    row.sha256, row.names, row.issuer = baseline.sha256, list(baseline.names), baseline.issuer
+    row.spki_sha256, row.tls_version = baseline.spki_sha256, baseline.tls_version
+    row.accepted_at, row.accepted_by = now, by
+    session.add(row)
+
+
+def insert_first(session: Session, first: dict[tuple[int, str], Baseline], now: datetime) -> None:
+    """A fleet's first baselines: one bulk insert, not a query per address."""
+    if not first:
+        return
+    session.execute(
+        insert(BaselineRow),
+        [
+            {
+                "endpoint_id": e,
+                "address": a,
+                "sha256": b.sha256,
+                "names": list(b.names),
+                "issuer": b.issuer,
+                "spki_sha256": b.spki_sha256,
+                "tls_version": b.tls_version,
+                "accepted_at": now,
+                "accepted_by": "initial",
+            }
+            for (e, a), b in first.items()
+        ],
+    )
+
+
+def accept(store: Store, endpoint: str, now: datetime) -> list[tuple[str, str]]:
+    """Make each address's current certificate its baseline; returns (address, sha256)."""
+    accepted: list[tuple[str, str]] = []
+    with store.transaction(f"accepting the certificates of {endpoint}") as session:
+        row = queries.endpoints_by_name(session, [endpoint]).get(endpoint)
+        if row is None or row.id is None:
+            raise RelaycertError(f"endpoint '{endpoint}' has never been probed; run a scan first")
+        for obs in queries.latest_observations(session, [row.id]):
+            if not obs.chain:
+                continue
+            chain = queries.chain_of(session, obs.chain)
+            candidate = baseline_of(Observation(ProbeStatus.OK, chain, tls_version=obs.tls_version))
+            if candidate is not None:
+                set_baseline(session, row.id, obs.address, candidate, "manual", now)
+                accepted.append((obs.address, candidate.sha256))
+    if not accepted:
+        raise RelaycertError(f"endpoint '{endpoint}' has no probe with a certificate to accept")
+    return accepted
+
+
+def accept_renewed(
+    store: Store, endpoints: Iterable[str], chain: tuple[x509.Certificate, ...], now: datetime
+) -> None:
+    """A renewal relaycert deployed and verified becomes every address's baseline: routine
+    renewals do not page anyone (the renewal itself is recorded and reported)."""
+    candidate = baseline_of(Observation(ProbeStatus.OK, chain))
+    if candidate is None:
+        return
+    with store.transaction("accepting the renewed certificate") as session:
+        rows = session.execute(
+            select(col(ObservationRow.endpoint_id), col(ObservationRow.address))
+            .join(EndpointRow, col(EndpointRow.id) == col(ObservationRow.endpoint_id))
+            .where(col(EndpointRow.name).in_(list(endpoints)))
+            .distinct()
+        ).all()
+        for endpoint_id, address in rows:
+            set_baseline(session, endpoint_id, address, candidate, "renewal", now)

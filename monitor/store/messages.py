@@ -1,0 +1,73 @@
+"""The outbox table: a message is written (in the transaction that caused it) before it is sent,
+claimed by one sender with a conditional ``UPDATE`` (a lease), and marked sent, retried or
+failed only after its channel answered."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlmodel import Session, col
+
+from monitor.store.engine import Store
+from monitor.store.models import OutboxRow
+from notifications.base import Notification
+
+
+def enqueue(
+    session: Session, note: Notification, channel: str, now: datetime, alert_id: int | None = None
+) -> None:
+    """Write one message to the outbox, due now; ``note.key`` makes it unique."""
+    session.add(
+        OutboxRow(
+            dedup_key=note.key,
+            channel=channel,
+            alert_id=alert_id,
+            kind=note.kind,
+            payload=note.to_dict(),
+            status="pending",
+            created_at=now,
+            next_attempt_at=now,
+        )
+    )
+
+
+def claim(
+    store: Store, instance: str, now: datetime, lease: timedelta, limit: int
+) -> list[tuple[int, str, int, Notification]]:
+    """Lease up to ``limit`` due messages to ``instance``: (id, channel, attempts, note)."""
+    free = or_(col(OutboxRow.claim_until).is_(None), col(OutboxRow.claim_until) < now)
+    claimed: list[tuple[int, str, int, Notification]] = []
+    with store.transaction("claiming outbox messages") as session:
+        due = session.scalars(
+            select(OutboxRow)
+            .where(col(OutboxRow.status) == "pending", col(OutboxRow.next_attempt_at) <= now)
+            .where(free)
+            .order_by(col(OutboxRow.id))
+            .limit(limit)
+        ).all()
+        for row in due:
+            won = session.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.id) == row.id, col(OutboxRow.status) == "pending")
+                .where(free)
+                .values(claim_until=now + lease, claimed_by=instance)
+                .execution_options(synchronize_session=False)
+            )
+            if won.rowcount == 1 and row.id is not None:  # type: ignore[attr-defined]
+                claimed.append(
+                    (row.id, row.channel, row.attempts, Notification.from_dict(row.payload))
+                )
+    return claimed
+
+
+def finish(store: Store, message_id: int, instance: str, values: dict[str, Any]) -> None:
+    """Record how a claimed message ended (only while ``instance`` still holds its lease)."""
+    with store.transaction("recording a delivery") as session:
+        session.execute(
+            update(OutboxRow)
+            .where(col(OutboxRow.id) == message_id, col(OutboxRow.claimed_by) == instance)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )

@@ -1,0 +1,35 @@
+"""The ``renewal`` table: one row per renewal attempt and how it ended."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from monitor.store.engine import Store
+from monitor.store.models import RenewalRow
+
+
+def record_attempt(
+    store: Store,
+    name: str,
+    started: datetime,
+    outcome: str,
+    detail: str,
+    old_sha256: str | None,
+    new_sha256: str | None,
+    order_url: str | None,
+) -> int:
+    """Store one attempt; returns its id."""
+    with store.transaction(f"recording renewal '{name}'") as session:
+        row = RenewalRow(
+            name=name,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            order_url=order_url,
+            old_sha256=old_sha256,
+            new_sha256=new_sha256,
+            outcome=outcome,
+            detail=detail[:2000],
+        )
+        session.add(row)
+        session.flush()
+        return row.id or 0

@@ -1,0 +1,86 @@
+"""What ``relaycert status`` shows: each address's newest result, open alerts, expiry, the last
+success, and messages that could not be delivered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from checks.base import Severity
+from monitor.store import queries
+from monitor.store.engine import Store
+from monitor.store.models import FindingRow
+
+
+@dataclass(frozen=True)
+class AddressStatus:
+    endpoint: str
+    host: str
+    port: int
+    address: str
+    last_probe: datetime
+    status: str
+    worst_finding: str | None
+    worst_rule: str | None
+    open_alert: str | None
+    days_left: float | None
+    last_ok: datetime | None
+
+
+@dataclass(frozen=True)
+class FailedMessage:
+    channel: str
+    kind: str
+    endpoint: str
+    rule: str
+    error: str | None
+    attempts: int
+
+
+def _worst(findings: list[FindingRow]) -> FindingRow | None:
+    return max(findings, key=lambda f: Severity(f.severity).rank, default=None)
+
+
+def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[FailedMessage]]:
+    with store.reading("reading the status") as session:
+        endpoints = {e.id: e for e in queries.endpoints_by_name(session).values()}
+        latest = queries.latest_observations(session)
+        ok_at = queries.last_ok(session)
+        alerts = queries.open_alerts(session)
+        findings = queries.findings_of(session, [o.id for o in latest])
+        expiry = queries.not_after(session, {o.leaf_sha256 for o in latest if o.leaf_sha256})
+        messages = queries.failed_messages(session)
+    rows: list[AddressStatus] = []
+    for obs in latest:
+        endpoint, key = endpoints[obs.endpoint_id], (obs.endpoint_id, obs.address)
+        worst = _worst(findings.get(obs.id or 0, []))
+        ends = expiry.get(obs.leaf_sha256 or "")
+        alert = alerts.get(key)
+        rows.append(
+            AddressStatus(
+                endpoint.name,
+                endpoint.host,
+                endpoint.port,
+                obs.address,
+                obs.last_seen_at or obs.started_at,
+                obs.status,
+                worst.severity if worst else None,
+                worst.rule if worst else None,
+                alert.value if alert else None,
+                round((ends - now).total_seconds() / 86400, 1) if ends else None,
+                ok_at.get(key),
+            )
+        )
+    failed = [
+        FailedMessage(
+            m.channel,
+            m.kind,
+            str(m.payload.get("endpoint")),
+            str(m.payload.get("rule")),
+            m.last_error,
+            m.attempts,
+        )
+        for m in messages
+    ]
+    rows.sort(key=lambda r: (r.endpoint, r.address))
+    return rows, failed

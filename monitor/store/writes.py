@@ -1,0 +1,235 @@
+"""Storing a scan: endpoints, certificates (deduplicated by SHA-256), observations on change,
+findings and daily probe counters, in the caller's transaction and with bulk statements (a
+2000-address scan is one statement per table)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeAlias
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col
+
+from checks.base import worst
+from checks.certinfo import fingerprint
+from monitor.pipeline.records import ScanRecord
+from monitor.store.engine import Store
+from monitor.store.models import (
+    CertificateRow,
+    EndpointRow,
+    FindingRow,
+    ObservationRow,
+    ProbeDayRow,
+)
+from monitor.store.queries import LatestRow, latest_rows
+
+Hook: TypeAlias = Callable[[Session, dict[str, int]], None]
+Days: TypeAlias = dict[tuple[int, str, date], list[int]]
+
+
+def record(store: Store, records: Sequence[ScanRecord], hook: Hook | None = None) -> None:
+    """Store a scan's results in one transaction (all or nothing).  ``hook`` runs in the same
+    transaction with the endpoint ids (baselines, alerts, outbox)."""
+    with store.transaction("storing the scan") as session:
+        endpoint_ids = write_scan(session, records, store.heartbeat, store.dialect)
+        if hook is not None:
+            hook(session, endpoint_ids)
+
+
+def signature(record: ScanRecord, prints: list[str]) -> str:
+    """What makes two probes of one address "the same" for storage."""
+    result = record.result
+    canonical = json.dumps(
+        [
+            result.status.value,
+            result.failed_step,
+            result.error,
+            result.tls_version,
+            prints,
+            sorted((f.rule, f.severity.value, f.message) for f in record.findings),
+        ]
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _row(record: ScanRecord, endpoint_id: int, prints: list[str], sign: str) -> dict[str, Any]:
+    result = record.result
+    severity = worst(f.severity for f in record.findings)
+    return {
+        "endpoint_id": endpoint_id,
+        "address": result.target.address,
+        "started_at": result.started_at,
+        "last_seen_at": result.started_at,
+        "repeats": 1,
+        "signature": sign,
+        "duration_ms": result.timings.get("total", 0.0),
+        "status": result.status.value,
+        "failed_step": result.failed_step,
+        "error": result.error,
+        "banner": result.banner,
+        "ehlo": list(result.ehlo),
+        "starttls_reply": result.starttls_reply,
+        "tls_version": result.tls_version,
+        "cipher": result.cipher,
+        "leaf_sha256": prints[0] if prints else None,
+        "chain": prints,
+        "timings": result.timings,
+        "worst": severity.value if severity else None,
+    }
+
+
+def _repeats(last: LatestRow | None, sign: str, at: datetime, heartbeat: timedelta) -> bool:
+    """Does this probe only repeat the address's newest row (same signature, within the
+    heartbeat, not older than what that row saw last)?"""
+    return (
+        last is not None
+        and last.signature == sign
+        and at - last.started_at < heartbeat
+        and at >= (last.last_seen_at or last.started_at)
+    )
+
+
+def write_scan(
+    session: Session, records: Sequence[ScanRecord], heartbeat: timedelta, dialect: str
+) -> dict[str, int]:
+    """Write ``records``; returns the endpoint ids by name."""
+    endpoints = _endpoints(session, records)
+    # Many addresses serve the same certificate objects: fingerprint each object once.
+    sha: dict[int, str] = {id(c): fingerprint(c) for r in records for c in r.chain}
+    _certificates(session, {sha[id(c)]: c for r in records for c in r.chain})
+    latest = latest_rows(session, set(endpoints.values()))
+    rows: list[dict[str, Any]] = []
+    inserted: list[ScanRecord] = []
+    repeats: list[dict[str, Any]] = []
+    days: Days = {}
+    for record in records:
+        result = record.result
+        endpoint_id = endpoints[result.target.endpoint]
+        prints = [sha[id(c)] for c in record.chain]
+        sign = signature(record, prints)
+        day = days.setdefault(
+            (endpoint_id, result.target.address, result.started_at.date()), [0, 0]
+        )
+        day[0] += 1
+        day[1] += result.status.value == "ok"
+        last = latest.get((endpoint_id, result.target.address))
+        if last is not None and _repeats(last, sign, result.started_at, heartbeat):
+            repeats.append(
+                {"id": last.id, "last_seen_at": result.started_at, "repeats": last.repeats + 1}
+            )
+            continue
+        inserted.append(record)
+        rows.append(_row(record, endpoint_id, prints, sign))
+    _count_days(session, days, dialect)
+    _mark_repeats(session, repeats)
+    _insert_observations(session, rows, inserted)
+    return endpoints
+
+
+def _mark_repeats(session: Session, repeats: list[dict[str, Any]]) -> None:
+    if repeats:  # ORM bulk UPDATE by primary key: one executemany
+        session.execute(update(ObservationRow), repeats)
+
+
+def _insert_observations(
+    session: Session, rows: list[dict[str, Any]], inserted: list[ScanRecord]
+) -> None:
+    if not rows:
+        return
+    ids = session.scalars(
+        insert(ObservationRow).returning(col(ObservationRow.id), sort_by_parameter_order=True),
+        rows,
+    ).all()
+    findings = [
+        {
+            "observation_id": observation_id,
+            "rule": f.rule,
+            "severity": f.severity.value,
+            "message": f.message,
+        }
+        for observation_id, record in zip(ids, inserted, strict=True)
+        for f in record.findings
+    ]
+    if findings:
+        session.execute(insert(FindingRow), findings)
+
+
+def _count_days(session: Session, days: Days, dialect: str) -> None:
+    if not days:
+        return
+    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = dialect_insert(ProbeDayRow)
+    statement = statement.on_conflict_do_update(
+        index_elements=["endpoint_id", "address", "day"],
+        set_={
+            "attempts": col(ProbeDayRow.attempts) + statement.excluded.attempts,
+            "successes": col(ProbeDayRow.successes) + statement.excluded.successes,
+        },
+    )
+    session.execute(
+        statement,
+        [
+            {"endpoint_id": e, "address": a, "day": d, "attempts": n[0], "successes": n[1]}
+            for (e, a, d), n in days.items()
+        ],
+    )
+
+
+def _endpoints(session: Session, records: Sequence[ScanRecord]) -> dict[str, int]:
+    names = {r.result.target.endpoint for r in records}
+    existing = {
+        row.name: row
+        for row in session.scalars(select(EndpointRow).where(col(EndpointRow.name).in_(names)))
+    }
+    for record in records:
+        target = record.result.target
+        row = existing.get(target.endpoint)
+        wanted = (target.host, target.port, record.mode, record.connector)
+        if row is None:
+            row = EndpointRow(
+                name=target.endpoint,
+                host=target.host,
+                port=target.port,
+                mode=record.mode,
+                connector=record.connector,
+            )
+            session.add(row)
+            existing[target.endpoint] = row
+        elif (row.host, row.port, row.mode, row.connector) != wanted:
+            row.host, row.port, row.mode, row.connector = wanted
+    session.flush()
+    return {name: row.id for name, row in existing.items() if row.id is not None}
+
+
+def _certificates(session: Session, unique: dict[str, x509.Certificate]) -> None:
+    if not unique:
+        return
+    known = set(
+        session.scalars(
+            select(col(CertificateRow.sha256)).where(col(CertificateRow.sha256).in_(list(unique)))
+        )
+    )
+    now = datetime.now(UTC)
+    new = [
+        {
+            "sha256": sha,
+            "der": cert.public_bytes(Encoding.DER),
+            "subject": cert.subject.rfc4514_string(),
+            "issuer": cert.issuer.rfc4514_string(),
+            "serial": format(cert.serial_number, "x"),
+            "not_before": cert.not_valid_before_utc,
+            "not_after": cert.not_valid_after_utc,
+            "first_seen": now,
+        }
+        for sha, cert in unique.items()
+        if sha not in known
+    ]
+    if new:
+        session.execute(insert(CertificateRow), new)
