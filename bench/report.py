@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
+from sqlmodel import col  # noqa: E402
 
 from checks.certinfo import fingerprint  # noqa: E402
 from monitor.demo import pki  # noqa: E402
@@ -135,7 +136,9 @@ def populate(folder: Path, count: int, days: int) -> Path:
                 )
             ids = (
                 conn.execute(
-                    insert(ObservationRow).returning(col(ObservationRow.id), sort_by_parameter_order=True),
+                    insert(ObservationRow).returning(
+                        col(ObservationRow.id), sort_by_parameter_order=True
+                    ),
                     rows,
                 )
                 .scalars()

@@ -42,8 +42,12 @@ def test_scan_is_stored_with_deduplicated_certificates(
     store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
 ) -> None:
     store = Store.open(store_url)
-    writes.record(store, 
-        [record(good_leaf, intermediate, "127.0.0.1"), record(good_leaf, intermediate, "127.0.0.2")]
+    writes.record(
+        store,
+        [
+            record(good_leaf, intermediate, "127.0.0.1"),
+            record(good_leaf, intermediate, "127.0.0.2"),
+        ],
     )
     writes.record(store, [record(good_leaf, intermediate, "127.0.0.1")])
     # The third probe saw what the first did: stored as a repeat, not a new row.
@@ -129,7 +133,8 @@ def test_prune_keeps_the_newest_observation_of_every_address(
     other = pki.make_leaf(intermediate, ["mail1.contoso.com"])
     for day, leaf in enumerate([good_leaf, other, good_leaf]):  # three changes: three rows
         writes.record(store, [record(leaf, intermediate, when=t0 + timedelta(days=day))])
-    writes.record(store, [record(other, intermediate, "127.0.0.2", when=t0)])  # alone on its address
+    # alone on its address:
+    writes.record(store, [record(other, intermediate, "127.0.0.2", when=t0)])
     assert store.counts()["observation"] == 4
     cutoff = t0 + timedelta(days=10)
     dry = prune(store, cutoff, dry_run=True)
