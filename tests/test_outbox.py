@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -73,15 +72,30 @@ def daemon_config(fleet, config_file, monkeypatch) -> Callable[[Receiver], Path]
     return make
 
 
+class SteppedClock:
+    """The outbox's clock: real time plus whatever the test has advanced it by."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, step: timedelta) -> None:
+        self.offset += step
+
+
 async def cycle(config_path: Path, done: Callable[[], bool], rounds: int = 40) -> Store:
     """One daemon cycle, then outbox rounds until ``done()`` (and two more, to see repeats)."""
     config = load(config_path)
     store = Store.open(config.database_url())
     daemon = Daemon(config_path, store, config)
+    clock = SteppedClock()
+    daemon.jobs.outbox.clock = clock
     await daemon.run_once()
     extra = 2
     for _ in range(rounds):
-        await asyncio.sleep(0.25)
+        clock.advance(timedelta(minutes=1))  # past any retry backoff, without waiting for it
         await daemon.deliver()
         if done():
             extra -= 1

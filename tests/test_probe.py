@@ -42,6 +42,8 @@ async def scripted(handler: Handler) -> AsyncIterator[int]:
             pass
         finally:
             writer.close()
+            with suppress(Exception):  # the peer may be gone already; that is fine here
+                await writer.wait_closed()
 
     server = await asyncio.start_server(run, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

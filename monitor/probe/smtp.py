@@ -101,6 +101,23 @@ def _map_error(step: str, exc: BaseException, timeout: float) -> ProbeError:
     return ProbeError(step, _clean(f"{type(exc).__name__}: {exc}"))
 
 
+CLOSE_WAIT = 1.0  # seconds to wait for a closed connection before aborting it
+
+
+class _ProbeProtocol(SMTPProtocol):
+    """aiosmtplib's protocol, telling when the connection is really gone (so the probe can wait
+    for it instead of leaving a transport for the garbage collector)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.lost: asyncio.Future[None] = loop.create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
 class _Session:
     """One probe's dialogue, step by step, recording into ``result``.
 
@@ -111,7 +128,7 @@ class _Session:
     def __init__(self, target: ProbeTarget) -> None:
         self.target = target
         self.result = ProbeResult(target, datetime.now(UTC))
-        self.protocol: SMTPProtocol | None = None
+        self.protocol: _ProbeProtocol | None = None
         self._clock = time.perf_counter()
 
     def _lap(self, step: str) -> None:
@@ -135,7 +152,7 @@ class _Session:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await loop.create_connection(
-                lambda: SMTPProtocol(loop),
+                lambda: _ProbeProtocol(loop),
                 sock=sock,
                 ssl=_shared_context() if implicit else None,
                 server_hostname=target.host if implicit else None,
@@ -192,9 +209,20 @@ class _Session:
         self.result.chain_der = tuple(cert.public_bytes(_ssl.ENCODING_DER) for cert in chain)
         self.result.status = ProbeStatus.OK
 
-    def close(self) -> None:
-        if self.protocol is not None and self.protocol.transport is not None:
-            self.protocol.transport.close()
+    async def close(self) -> None:
+        """Close the connection and wait (briefly) until it is closed; abort it otherwise."""
+        protocol = self.protocol
+        if protocol is None or protocol.transport is None:
+            return
+        transport = protocol.transport
+        transport.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(protocol.lost), CLOSE_WAIT)
+        except TimeoutError:
+            transport.abort()  # type: ignore[attr-defined]
+        except asyncio.CancelledError:
+            transport.abort()  # type: ignore[attr-defined]
+            raise
 
 
 async def probe(target: ProbeTarget) -> ProbeResult:
@@ -212,7 +240,7 @@ async def probe(target: ProbeTarget) -> ProbeResult:
     except TimeoutError:
         _fail(result, "deadline", f"probe did not finish within {deadline:g}s", handshake=False)
     finally:
-        session.close()
+        await session.close()
     result.timings["total"] = round(
         (datetime.now(UTC) - result.started_at).total_seconds() * 1000, 3
     )

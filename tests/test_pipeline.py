@@ -1,0 +1,99 @@
+"""The one scan pipeline: ``[probe] concurrency`` bounds the connections in flight, however the
+addresses are spread over endpoints, in ``relaycert scan`` and in the daemon alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from monitor.cli.app import main
+from monitor.config.loader import load
+from monitor.demo.servers import free_port
+from monitor.service.daemon import Daemon
+from monitor.store.engine import Store
+
+ADDRESSES = [f"127.0.0.{i}" for i in range(2, 26)]  # 24 addresses of one endpoint
+CONCURRENCY = 4
+
+
+class Counter:
+    """Connections a loopback server is in dialogue with: from accept until it answered EHLO,
+    after which the probe (STARTTLS not offered) hangs up.  That window lies inside the probe's
+    own connection, so the highest count is a lower bound of what the client had open."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most = 0
+        self.total = 0
+
+
+@asynccontextmanager
+async def counting_server(counter: Counter) -> AsyncIterator[int]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counter.open += 1
+        counter.total += 1
+        counter.most = max(counter.most, counter.open)
+        try:
+            await asyncio.sleep(0.15)  # a slow greeting: connections overlap if allowed to
+            writer.write(b"220 mx.test ESMTP\r\n")
+            await writer.drain()
+            await reader.readline()
+            writer.write(b"250-mx.test\r\n250 PIPELINING\r\n")
+            await writer.drain()
+        finally:
+            counter.open -= 1
+        await reader.read()  # until the probe closes
+        writer.close()
+        await writer.wait_closed()
+
+    port = free_port()
+    server = await asyncio.start_server(handle, ADDRESSES, port)
+    try:
+        yield port
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def config_text(port: int) -> str:
+    addresses = ", ".join(f'"{a}"' for a in ADDRESSES)
+    return (
+        '[tenant]\nname = "Contoso"\naccepted_domains = ["contoso.com"]\n'
+        f'[probe]\ntimeout = "3s"\nconcurrency = {CONCURRENCY}\n'
+        f'[[endpoints]]\nname = "wide"\nhost = "mail1.contoso.com"\nport = {port}\n'
+        f"addresses = [{addresses}]\n"
+    )
+
+
+async def test_daemon_bounds_connections_of_one_endpoint(tmp_path: Path) -> None:
+    counter = Counter()
+    async with counting_server(counter) as port:
+        path = tmp_path / "relaycert.toml"
+        path.write_text(config_text(port))
+        config = load(path)
+        store = Store.open(config.database_url())
+        try:
+            records = await Daemon(path, store, config).jobs.check_endpoint("wide")
+        finally:
+            store.close()
+    assert len(records) == len(ADDRESSES) == counter.total
+    assert {r.result.status.value for r in records} == {"starttls_missing"}
+    assert 2 <= counter.most <= CONCURRENCY
+
+
+def test_scan_bounds_connections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    counter = Counter()
+
+    async def run() -> int:
+        async with counting_server(counter) as port:
+            path = tmp_path / "relaycert.toml"
+            path.write_text(config_text(port))
+            return await asyncio.to_thread(main, ["scan", "-c", str(path), "--format", "json"])
+
+    assert asyncio.run(run()) == 2  # STARTTLS missing is critical
+    assert counter.total == len(ADDRESSES)
+    assert 2 <= counter.most <= CONCURRENCY
