@@ -119,6 +119,49 @@ def track(
     apply_alerts(session, endpoint_ids, records, tracking, now)
 
 
+def _open_rows(
+    session: Session, endpoint_ids: dict[str, int]
+) -> dict[tuple[int, str], dict[str, AlertRow]]:
+    """The pending and open alerts of these endpoints, per address and rule."""
+    rows: dict[tuple[int, str], dict[str, AlertRow]] = defaultdict(dict)
+    for row in session.scalars(
+        select(AlertRow).where(
+            col(AlertRow.endpoint_id).in_(list(set(endpoint_ids.values()))),
+            col(AlertRow.status).in_(["pending", "open"]),
+        )
+    ):
+        rows[(row.endpoint_id, row.address)][row.rule] = row
+    return rows
+
+
+def _save(
+    session: Session, key: tuple[int, str], known: dict[str, AlertRow], states: list[AlertState]
+) -> dict[str, AlertRow]:
+    """Write the new states; the rows by rule, with their ids."""
+    saved: dict[str, AlertRow] = {}
+    for state in states:
+        row = known.get(state.rule) or AlertRow(
+            endpoint_id=key[0],
+            address=key[1],
+            rule=state.rule,
+            severity="",
+            status="",
+            message="",
+            first_seen=state.first_seen,
+        )
+        row.severity, row.status, row.streak = state.severity.value, state.status, state.streak
+        row.message, row.opened_at, row.resolved_at = (
+            state.message,
+            state.opened_at,
+            state.resolved_at,
+        )
+        row.last_notified_at, row.transitions = state.last_notified_at, state.transitions
+        session.add(row)
+        saved[state.rule] = row
+    session.flush()
+    return saved
+
+
 def apply_alerts(
     session: Session,
     endpoint_ids: dict[str, int],
@@ -129,14 +172,7 @@ def apply_alerts(
     """Advance every alert of the scanned addresses; enqueue the messages.  Returns how many."""
     if tracking.alerts is None:
         return 0
-    ids = list(set(endpoint_ids.values()))
-    rows: dict[tuple[int, str], dict[str, AlertRow]] = defaultdict(dict)
-    for row in session.scalars(
-        select(AlertRow).where(
-            col(AlertRow.endpoint_id).in_(ids), col(AlertRow.status).in_(["pending", "open"])
-        )
-    ):
-        rows[(row.endpoint_id, row.address)][row.rule] = row
+    rows = _open_rows(session, endpoint_ids)
     enqueued = 0
     for record in records:
         target = record.result.target
@@ -149,27 +185,7 @@ def apply_alerts(
             tracking.alerts,
             now,
         )
-        saved: dict[str, AlertRow] = {}
-        for state in states:
-            row = known.get(state.rule) or AlertRow(
-                endpoint_id=key[0],
-                address=key[1],
-                rule=state.rule,
-                severity="",
-                status="",
-                message="",
-                first_seen=state.first_seen,
-            )
-            row.severity, row.status, row.streak = state.severity.value, state.status, state.streak
-            row.message, row.opened_at, row.resolved_at = (
-                state.message,
-                state.opened_at,
-                state.resolved_at,
-            )
-            row.last_notified_at, row.transitions = state.last_notified_at, state.transitions
-            session.add(row)
-            saved[state.rule] = row
-        session.flush()
+        saved = _save(session, key, known, list(states))
         for transition in transitions:
             row = saved[transition.alert.rule]
             state = _state(row)  # now with the row's id, which the message key needs

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from monitor import __version__
 from monitor.errors import RelaycertError
@@ -36,15 +37,7 @@ COMMANDS = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="relaycert",
-        description="Certificate compliance monitor for mail servers relaying through "
-        "Microsoft 365.",
-    )
-    parser.add_argument("--version", action="version", version=f"relaycert {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _probe_commands(sub: Any) -> None:
     scan_p = sub.add_parser("scan", help="probe every endpoint once, judge, store and print")
     scan_p.add_argument("--config", "-c", type=Path, required=True, help="configuration file")
     scan_p.add_argument("--format", choices=("table", "json"), default="table")
@@ -65,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         "--password-file", type=Path, metavar="FILE", help="PKCS#12 password from FILE"
     )
 
+
+def _service_commands(sub: Any) -> None:
     run_p = sub.add_parser("run", help="run the monitoring daemon (scheduled probes, alerts)")
     run_p.add_argument("--config", "-c", type=Path, required=True)
     run_p.add_argument(
@@ -85,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         "--channel", action="append", metavar="NAME", help="only this channel (repeatable)"
     )
 
+
+def _store_commands(sub: Any) -> None:
     report_p = sub.add_parser("report", help="write a compliance report from the store")
     report_p.add_argument("--config", "-c", type=Path, required=True)
     report_p.add_argument("--period", default="30d", help="how far back (default 30d)")
@@ -116,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     prune_p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
 
+
+def _setup_commands(sub: Any) -> None:
     demo_p = sub.add_parser("demo", help="run a scan of a built-in demo fleet on loopback")
     demo_p.add_argument(
         "--dir",
@@ -129,6 +128,18 @@ def _parser() -> argparse.ArgumentParser:
     init_p.add_argument(
         "--output", "-o", type=Path, default=Path("relaycert.toml"), help="file to write"
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relaycert",
+        description="Certificate compliance monitor for mail servers relaying through "
+        "Microsoft 365.",
+    )
+    parser.add_argument("--version", action="version", version=f"relaycert {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (_probe_commands, _service_commands, _store_commands, _setup_commands):
+        group(sub)
     return parser
 
 

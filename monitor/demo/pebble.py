@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from monitor.demo import pki
 
@@ -63,34 +64,38 @@ class Pebble:
     def directory(self) -> str:
         return f"https://127.0.0.1:{self.port}/dir"
 
+    def _start_challtestsrv(self, log: IO[bytes]) -> None:
+        """pebble-challtestsrv answers pebble's DNS queries (DNS-01 records, 127.0.0.1)."""
+        dns_port = free_port(socket.SOCK_DGRAM)
+        self.dns = f"127.0.0.1:{dns_port}"
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    CHALLTESTSRV,
+                    "-management",
+                    f"127.0.0.1:{self.challtest_management}",
+                    "-dns01",
+                    self.dns,
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                    "-defaultIPv4",
+                    "127.0.0.1",
+                    "-defaultIPv6",
+                    "",
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        )
+
     def start(self) -> Pebble:
         log = (self.root / "pebble.log").open("ab")
         if self.dns is None:
-            dns_port = free_port(socket.SOCK_DGRAM)
-            self.dns = f"127.0.0.1:{dns_port}"
-            self.processes.append(
-                subprocess.Popen(
-                    [
-                        CHALLTESTSRV,
-                        "-management",
-                        f"127.0.0.1:{self.challtest_management}",
-                        "-dns01",
-                        self.dns,
-                        "-http01",
-                        "",
-                        "-https01",
-                        "",
-                        "-tlsalpn01",
-                        "",
-                        "-defaultIPv4",
-                        "127.0.0.1",
-                        "-defaultIPv6",
-                        "",
-                    ],
-                    stdout=log,
-                    stderr=log,
-                )
-            )
+            self._start_challtestsrv(log)
         config = {
             "pebble": {
                 "listenAddress": f"127.0.0.1:{self.port}",
@@ -114,7 +119,7 @@ class Pebble:
         }
         self.processes.append(
             subprocess.Popen(
-                [PEBBLE, "-config", str(self.root / "pebble.json"), "-dnsserver", self.dns],
+                [PEBBLE, "-config", str(self.root / "pebble.json"), "-dnsserver", str(self.dns)],
                 cwd=self.root,
                 env=env,
                 stdout=log,
