@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 import aiosmtplib
 from aiosmtplib.errors import SMTPResponseException
@@ -214,14 +215,14 @@ class _Session:
         protocol = self.protocol
         if protocol is None or protocol.transport is None:
             return
-        transport = protocol.transport
+        transport = cast(asyncio.Transport, protocol.transport)
         transport.close()
         try:
             await asyncio.wait_for(asyncio.shield(protocol.lost), CLOSE_WAIT)
         except TimeoutError:
-            transport.abort()  # type: ignore[attr-defined]
+            transport.abort()
         except asyncio.CancelledError:
-            transport.abort()  # type: ignore[attr-defined]
+            transport.abort()
             raise
 
 

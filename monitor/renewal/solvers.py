@@ -98,7 +98,8 @@ class Http01Webroot:
     challenge = "http-01"
 
     def __init__(self, webroot: Path) -> None:
-        self.webroot, self.written = webroot, []  # type: ignore[var-annotated]
+        self.webroot = webroot
+        self.written: list[Path] = []
 
     def present(self, domain: str, token_path: str, validation: str) -> None:
         path = self.webroot / token_path.lstrip("/")
@@ -196,7 +197,8 @@ class DnsHook:
     challenge = "dns-01"
 
     def __init__(self, settings: DnsHookSettings) -> None:
-        self.settings, self.added = settings, []  # type: ignore[var-annotated]
+        self.settings = settings
+        self.added: list[tuple[str, str]] = []
 
     def _run(self, action: str, name: str, value: str) -> None:
         env = {

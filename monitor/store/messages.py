@@ -5,9 +5,9 @@ failed only after its channel answered."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlmodel import Session, col
 
 from monitor.store.engine import Store
@@ -55,7 +55,7 @@ def claim(
                 .values(claim_until=now + lease, claimed_by=instance)
                 .execution_options(synchronize_session=False)
             )
-            if won.rowcount == 1 and row.id is not None:  # type: ignore[attr-defined]
+            if cast(CursorResult[Any], won).rowcount == 1 and row.id is not None:
                 claimed.append(
                     (row.id, row.channel, row.attempts, Notification.from_dict(row.payload))
                 )
