@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from checks.certinfo import clip
+from monitor.clock import Clock, utcnow
 from monitor.errors import DeliveryError
 from monitor.logs import event
 from monitor.store import messages
@@ -27,10 +28,6 @@ from notifications.base import Notification, Notifier
 
 MAX_ATTEMPTS = 50
 log = logging.getLogger("relaycert.outbox")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ class Outbox:
         channels: Mapping[str, Notifier],
         lease: timedelta = timedelta(minutes=2),
         retry_base: timedelta = timedelta(seconds=30),
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self.store, self.channels = store, channels
         self.lease, self.retry_base, self.clock = lease, retry_base, clock

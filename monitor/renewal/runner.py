@@ -9,13 +9,13 @@ retried later with backoff.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cryptography import x509
 
 from checks.certinfo import all_names, dns_sans, fingerprint
+from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.errors import RenewalError
 from monitor.pipeline.scan import Scanner
@@ -28,12 +28,6 @@ from monitor.renewal.solvers import make_solver
 from monitor.secrets import read_secret
 from monitor.store import baselines, queries, renewals
 from monitor.store.engine import Store
-
-Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -152,7 +146,7 @@ async def renew(
     scanner: Scanner | None = None,
 ) -> Outcome:
     """Run one renewal once (when due, or ``force``); record it and alert on failure."""
-    clock = now_fn or _utcnow
+    clock = now_fn or utcnow
     index = config.renewals.index(settings)
     attempt = Attempt(
         config,

@@ -13,6 +13,8 @@ from sqlalchemy import JSON, DateTime, Index, LargeBinary, Text, TypeDecorator, 
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+from monitor.clock import utcnow
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores aware datetimes as UTC; returns aware UTC datetimes (SQLite keeps no zone)."""
@@ -34,10 +36,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class EndpointRow(SQLModel, table=True):
     __tablename__ = "endpoint"
 
@@ -47,7 +45,7 @@ class EndpointRow(SQLModel, table=True):
     port: int
     mode: str = Field(max_length=16)
     connector: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class CertificateRow(SQLModel, table=True):
@@ -63,7 +61,7 @@ class CertificateRow(SQLModel, table=True):
     serial: str = Field(max_length=80)
     not_before: datetime = Field(sa_type=UTCDateTime)
     not_after: datetime = Field(sa_type=UTCDateTime)
-    first_seen: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    first_seen: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class ObservationRow(SQLModel, table=True):

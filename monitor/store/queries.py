@@ -80,12 +80,6 @@ def endpoints_by_name(
     return {row.name: row for row in session.scalars(query)}
 
 
-def endpoint_ids(store: Store, names: Iterable[str]) -> dict[str, int]:
-    with store.reading("reading endpoints") as session:
-        rows = endpoints_by_name(session, names)
-    return {name: row.id for name, row in rows.items() if row.id is not None}
-
-
 def findings_of(
     session: Session, observation_ids: Iterable[int | None]
 ) -> dict[int, list[FindingRow]]:
