@@ -8,9 +8,8 @@ from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from checks.base import Policy
+from checks.base import Policy, TrustAnchors
 from monitor.config.loader import Config
-from monitor.probe.trust import trust_anchors
 from monitor.renewal.acme_flow import AcmeSession
 from monitor.renewal.outcome import FAILED_RESULTS
 from monitor.renewal.settings import RenewalSettings
@@ -52,9 +51,10 @@ def due(
     return (share if now >= renew_at else None), None
 
 
-def policies(config: Config, settings: RenewalSettings, now: datetime) -> list[Policy]:
+def policies(
+    config: Config, settings: RenewalSettings, now: datetime, anchors: TrustAnchors
+) -> list[Policy]:
     """The policies of the connectors the renewal's endpoints serve (for the gate)."""
-    anchors = trust_anchors(config)
     connectors = {e.connector for e in config.endpoints if e.name in settings.endpoints}
     found = []
     for name in connectors:

@@ -120,7 +120,7 @@ async def _issue_and_deploy(
     new = fingerprint(chain[0])
     # Judged at issuance time: the new certificate's notBefore is later than ``now``.
     judged_at = attempt.clock()
-    policies = decide.policies(attempt.config, settings, judged_at)
+    policies = decide.policies(attempt.config, settings, judged_at, attempt.scanner.anchors)
     blocking = gate(chain, policies, settings.min_lifetime, judged_at)
     if blocking:
         detail = "; ".join(f"{f.rule}: {f.message}" for f in blocking)
