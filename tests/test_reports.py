@@ -183,8 +183,8 @@ def test_report_renders_in_headless_chromium(history, tmp_path) -> None:  # type
 async def test_scheduled_report_is_archived_pruned_and_mailed(
     history, mail_server, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
+    from monitor.alerts.channels import build_channels
     from monitor.reports.archive import publish
-    from monitor.service.generation import build_channels
     from monitor.store.engine import Store
 
     config_path, _ = history

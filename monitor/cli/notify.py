@@ -7,9 +7,9 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+from monitor.alerts.channels import build_channels
 from monitor.config.loader import load
 from monitor.errors import ConfigError, DeliveryError
-from monitor.service.generation import build_channels
 from notifications.base import Notification
 
 

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 
 from monitor import logs
+from monitor.alerts.channels import build_channels
 from monitor.alerts.outbox import Outbox
 from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
@@ -17,7 +18,6 @@ from monitor.renewal.deploy import validate_hooks
 from monitor.renewal.outcome import Outcome
 from monitor.renewal.runner import renew
 from monitor.renewal.settings import RenewalSettings
-from monitor.service.generation import build_channels
 from monitor.store.engine import Store
 
 

@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
+from monitor.alerts.channels import build_channels
 from monitor.alerts.tracking import Tracking
 from monitor.config.loader import Config
 from monitor.pipeline.scan import Scanner
 from monitor.probe.trust import trust_anchors
 from monitor.renewal.deploy import validate_hooks
 from monitor.store.engine import Store
-from notifications.base import Notifier
-from notifications.registry import build
-
-
-def build_channels(config: Config) -> dict[str, Notifier]:
-    """Every configured channel, its secrets read now (a missing one is a ConfigError)."""
-    return {
-        c.name: build(config.resolved(c), config.channel_where(i))
-        for i, c in enumerate(config.channels)
-    }
 
 
 class Generation:
