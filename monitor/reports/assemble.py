@@ -9,6 +9,7 @@ from checks.base import Severity, anchor
 from checks.matching import base_domain, registered_domain
 from monitor.certview import CertInfo, cert_info
 from monitor.config.loader import Config
+from monitor.config.sections import ConnectorConfig
 from monitor.reports import query
 from monitor.reports.model import (
     AddressReport,
@@ -113,9 +114,9 @@ def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
     )
 
 
-def connector_report(config: Config, name: str, addresses: list[AddressReport]) -> ConnectorReport:
-    connector = config.connector(name)
-    assert connector is not None
+def connector_report(
+    config: Config, connector: ConnectorConfig, addresses: list[AddressReport]
+) -> ConnectorReport:
     served = [a for a in addresses if a.connector == connector.name]
     domain = base_domain(connector.tls_sender_certificate_name)
     accepted = registered_domain(domain, config.tenant.accepted_domains)
@@ -155,7 +156,7 @@ def assemble(
     addresses = sorted(
         (address_report(r, now) for r in rows), key=lambda a: (a.endpoint, a.address)
     )
-    connectors = [connector_report(config, c.name, addresses) for c in config.connectors]
+    connectors = [connector_report(config, c, addresses) for c in config.connectors]
     all_severities = [s for a in addresses for s, _, _ in a.findings]
     counts = {s.value: all_severities.count(s.value) for s in Severity}
     timeline: dict[str, tuple[str, CertInfo]] = {}

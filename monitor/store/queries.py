@@ -11,10 +11,10 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TypeAlias
 
 from cryptography import x509
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlmodel import Session, col
 
 from checks.base import Baseline, Severity
@@ -30,7 +30,9 @@ from monitor.store.models import (
     RenewalRow,
 )
 
-LatestRow = Any  # (id, endpoint_id, address, signature, started_at, last_seen_at, repeats)
+# The newest row's storage columns: (id, endpoint_id, address, signature, started_at,
+# last_seen_at, repeats).
+LatestRow: TypeAlias = Row[int | None, int, str, str, datetime, datetime | None, int]
 
 
 def newest_ids(
@@ -46,7 +48,9 @@ def newest_ids(
     return query.group_by(col(ObservationRow.endpoint_id), col(ObservationRow.address))
 
 
-def latest_rows(session: Session, endpoint_ids: Collection[int]) -> dict[tuple[int, str], Any]:
+def latest_rows(
+    session: Session, endpoint_ids: Collection[int]
+) -> dict[tuple[int, str], LatestRow]:
     """The newest row's storage columns per (endpoint id, address), for the scan's writes."""
     if not endpoint_ids:
         return {}

@@ -85,15 +85,11 @@ def _row(record: ScanRecord, endpoint_id: int, prints: list[str], sign: str) -> 
     }
 
 
-def _repeats(last: LatestRow | None, sign: str, at: datetime, heartbeat: timedelta) -> bool:
+def _repeats(last: LatestRow, sign: str, at: datetime, heartbeat: timedelta) -> bool:
     """Does this probe only repeat the address's newest row (same signature, within the
     heartbeat, not older than what that row saw last)?"""
-    return (
-        last is not None
-        and last.signature == sign
-        and at - last.started_at < heartbeat
-        and at >= (last.last_seen_at or last.started_at)
-    )
+    _, _, _, signature, started, seen, _ = last
+    return signature == sign and at - started < heartbeat and at >= (seen or started)
 
 
 def write_scan(
