@@ -352,23 +352,23 @@ def test_ari_window_and_fallback(tmp_path, intermediate) -> None:  # type: ignor
         assert when is not None and opens <= when <= opens + timedelta(seconds=1)
         assert next_check - datetime.now(UTC) > timedelta(minutes=50)  # Retry-After honoured
         assert any(p.startswith("/renewalInfo/") for p in seen)
-        from monitor.renewal.decide import due as _due
+        from monitor.renewal.decide import due
         from monitor.store.queries import Served
 
         now = datetime.now(UTC)
-        reason, retry = _due(session, Served(leaf.cert, []), settings, now)
+        reason, retry = due(session, Served(leaf.cert, []), settings, now)
         assert reason is None and retry is not None  # window not open yet; ask again later
-        reason, _ = _due(session, Served(leaf.cert, []), settings, now + timedelta(days=4))
+        reason, _ = due(session, Served(leaf.cert, []), settings, now + timedelta(days=4))
         assert reason is not None and reason.startswith("inside the CA's renewal window (ARI")
-        reason, _ = _due(session, Served(leaf.cert, ["cert.untrusted"]), settings, now)
+        reason, _ = due(session, Served(leaf.cert, ["cert.untrusted"]), settings, now)
         assert reason == "the served certificate fails cert.untrusted"
         offer_ari["value"] = False
         fallback = AcmeSession(settings, state, None)
         when, _ = fallback.renewal_time(pem)
         assert when is None  # no renewalInfo: the caller falls back to a share of the lifetime
-        reason, _ = _due(fallback, Served(leaf.cert, []), settings, now)
+        reason, _ = due(fallback, Served(leaf.cert, []), settings, now)
         assert reason is None  # 90-day certificate, a day old: not due
-        reason, _ = _due(fallback, Served(leaf.cert, []), settings, now + timedelta(days=70))
+        reason, _ = due(fallback, Served(leaf.cert, []), settings, now + timedelta(days=70))
         assert reason == "less than 33% of the lifetime left"
     finally:
         server.shutdown()

@@ -69,14 +69,11 @@ class Daemon:
         self.jobs.gen = gen
         self.jobs.outbox.channels = gen.channels
         self.jobs.schedule(config)
-        event(
-            log,
-            logging.INFO,
-            "config.reloaded",
-            file=str(self.path),
-            endpoints=len(config.endpoints),
-            channels=len(config.channels),
-        )
+        self._announce("config.reloaded", config)
+
+    def _announce(self, name: str, config: Config) -> None:
+        endpoints, channels = len(config.endpoints), len(config.channels)
+        event(log, logging.INFO, name, file=str(self.path), endpoints=endpoints, channels=channels)
 
     async def serve(self, first_run_spread: timedelta | None = None) -> None:
         """Run until SIGTERM/SIGINT (or :attr:`stopping` is set)."""
@@ -89,14 +86,7 @@ class Daemon:
         self.jobs.schedule(config, first_run_spread)
         self.jobs.schedule_outbox(config)
         self.scheduler.start()
-        event(
-            log,
-            logging.INFO,
-            "daemon.started",
-            file=str(self.path),
-            endpoints=len(config.endpoints),
-            channels=len(config.channels),
-        )
+        self._announce("daemon.started", config)
         waker = asyncio.create_task(self._outbox_waker())
         await self.stopping.wait()
         waker.cancel()

@@ -183,6 +183,7 @@ class Jobs:
             next_run_time=first,
             max_instances=1,
             coalesce=True,
+            # APScheduler 3's own default is 1 s; endpoints may start up to an interval late.
             misfire_grace_time=int(misfire.total_seconds()) if misfire else 1,
             replace_existing=True,
         )
