@@ -10,6 +10,7 @@ from pathlib import Path
 from monitor.config.loader import Config, load
 from monitor.config.units import parse_duration
 from monitor.errors import ConfigError
+from monitor.files import write_atomic
 from monitor.reports.assemble import build
 from monitor.reports.render import render
 from monitor.store.engine import Store
@@ -31,10 +32,8 @@ def render_report(config: Config, period: str, fmt: str) -> str:
 def write_report(config: Config, path: Path, period: str = "30d", fmt: str = "html") -> Path:
     """Write the report to ``path`` atomically."""
     text = render_report(config, period, fmt)
-    temporary = path.with_name(path.name + ".tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"--output: cannot write {path}: {exc.strerror}") from exc
     return path

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from josepy.jwa import RS256
 from josepy.jwk import JWKRSA
 
 from monitor.errors import RenewalError
+from monitor.files import write_secret
 from monitor.renewal.settings import RenewalSettings
 from monitor.renewal.solvers import Solver
 
@@ -37,17 +37,6 @@ def new_private_key(kind: str) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def write_secret(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600 from the start (atomic replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(temporary, 0o600)
-    temporary.replace(path)
 
 
 @dataclass(frozen=True)

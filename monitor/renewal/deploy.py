@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from checks.base import Finding, Observation, Policy, ProbeStatus, Severity
 from checks.registry import evaluate
 from monitor.errors import RenewalError
-from monitor.renewal.acme_flow import write_secret
+from monitor.files import write_atomic, write_secret
 from monitor.renewal.settings import DeploySettings
 
 
@@ -75,9 +75,7 @@ def write_files(
             ("chain.pem", b"".join(pem[1:])),
             ("fullchain.pem", b"".join(pem)),
         ):
-            temporary = folder / (name + ".tmp")
-            temporary.write_bytes(data)
-            temporary.replace(folder / name)
+            write_atomic(folder / name, data)
         pfx = None
         if pfx_password is not None:
             key = serialization.load_pem_private_key(key_pem, password=None)

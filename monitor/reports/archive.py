@@ -11,6 +11,7 @@ from pathlib import Path
 from checks.certinfo import clip
 from monitor.config.loader import Config
 from monitor.errors import ConfigError
+from monitor.files import write_atomic
 from monitor.reports.assemble import build
 from monitor.reports.model import Report
 from monitor.reports.render import render
@@ -33,9 +34,7 @@ def archive(config: Config, report: Report, formats: tuple[str, ...]) -> list[Pa
     written = []
     for fmt in formats:
         path = folder / f"{PREFIX}{stamp}.{fmt}"
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(render(report, fmt), encoding="utf-8")
-        temporary.replace(path)
+        write_atomic(path, render(report, fmt).encode("utf-8"))
         written.append(path)
         old = sorted(folder.glob(f"{PREFIX}*.{fmt}"))[: -config.reports.keep]
         for stale in old:
