@@ -25,7 +25,13 @@ from monitor.probe.trust import trust_anchors
 class Judge:
     """Parses chains (once per distinct chain) and runs the rules with a fixed ``now``."""
 
-    def __init__(self, config: Config, now: datetime, anchors: TrustAnchors | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        now: datetime,
+        anchors: TrustAnchors | None = None,
+        endpoints: Mapping[str, EndpointConfig] | None = None,
+    ) -> None:
         self.config = config
         roots = anchors or trust_anchors(config)
         accepted = config.tenant.accepted_domains
@@ -36,7 +42,8 @@ class Judge:
         }
         self.default_policy = Policy(now, accepted, None, expiry, roots)
         self._chains: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
-        self._endpoints = {e.name: e for e in config.endpoints}
+        # The scanner passes its own index: a daemon job judges one endpoint of thousands.
+        self._endpoints = endpoints or {e.name: e for e in config.endpoints}
 
     def chain(self, der: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
         parsed = self._chains.get(der)

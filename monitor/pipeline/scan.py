@@ -88,6 +88,7 @@ class Scanner:
         self.anchors = anchors or trust_anchors(config)
         self.tracking = tracking or Tracking(auto_accept=config.daemon.auto_accept_renewals)
         self.semaphore = asyncio.Semaphore(config.probe.concurrency)
+        self.endpoints = {e.name: e for e in config.endpoints}
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
 
     async def probe(
@@ -113,7 +114,8 @@ class Scanner:
         store = self.store
         names = [e.name for e in endpoints]
         baselines = await asyncio.to_thread(queries.baselines, store, names) if store else {}
-        records = Judge(self.config, now, self.anchors).judge_all(results, baselines)
+        judge = Judge(self.config, now, self.anchors, self.endpoints)
+        records = judge.judge_all(results, baselines)
         if store is not None:
             tracking = self.tracking
 
