@@ -56,7 +56,7 @@ class Jobs:
 
     async def check_endpoint(self, name: str) -> list[ScanRecord]:
         """Scan one endpoint (every address), store, track alerts."""
-        endpoint = self.gen.config.endpoint(name)
+        endpoint = self.gen.scanner.endpoints.get(name)  # indexed: one of thousands
         if endpoint is None:
             return []
         due = self._due.pop(name, None)
