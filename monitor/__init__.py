@@ -14,8 +14,9 @@ point one way (``cli -> service -> pipeline -> probe / checks / store``):
 - ``demo/``      the built-in loopback demo fleet
 
 Shared helpers at this level: ``errors`` (the one exception tree), ``logs`` (escaped
-structured logging), ``secrets`` (secrets from the environment or files), ``certview`` (the one
-view of a certificate for JSON and reports).
+structured logging), ``secrets`` (secrets from the environment or files), ``files`` (atomic
+writes), ``clock`` (tz-aware UTC, injected), ``certview`` (the one view of a certificate for
+JSON and reports).
 """
 
 __version__ = "0.1.0"
