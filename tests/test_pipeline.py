@@ -97,3 +97,25 @@ def test_scan_bounds_connections(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert asyncio.run(run()) == 2  # STARTTLS missing is critical
     assert counter.total == len(ADDRESSES)
     assert 2 <= counter.most <= CONCURRENCY
+
+
+async def test_reload_keeps_the_probe_permits(tmp_path: Path) -> None:
+    path = tmp_path / "relaycert.toml"
+    path.write_text(config_text(2525))
+    config = load(path)
+    store = Store.open(config.database_url())
+    try:
+        daemon = Daemon(path, store, config)
+        before = daemon.gen.scanner
+        daemon.reload()  # same concurrency: in-flight probes keep counting against one bound
+        assert daemon.gen.scanner is not before
+        assert daemon.gen.scanner.semaphore is before.semaphore
+        assert daemon.gen.scanner.write_lock is before.write_lock
+        path.write_text(
+            config_text(2525).replace(f"concurrency = {CONCURRENCY}", "concurrency = 9")
+        )
+        daemon.reload()
+        assert daemon.gen.scanner.semaphore is not before.semaphore
+        assert daemon.gen.scanner.write_lock is before.write_lock
+    finally:
+        store.close()

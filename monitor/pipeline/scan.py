@@ -83,11 +83,12 @@ class Scanner:
         anchors: TrustAnchors | None = None,
         tracking: Tracking | None = None,
         write_lock: asyncio.Lock | None = None,
+        semaphore: asyncio.Semaphore | None = None,
     ) -> None:
         self.config, self.store = config, store
         self.anchors = anchors or trust_anchors(config)
         self.tracking = tracking or Tracking(auto_accept=config.daemon.auto_accept_renewals)
-        self.semaphore = asyncio.Semaphore(config.probe.concurrency)
+        self.semaphore = semaphore or asyncio.Semaphore(config.probe.concurrency)
         self.endpoints = {e.name: e for e in config.endpoints}
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
 

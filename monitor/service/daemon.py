@@ -32,8 +32,7 @@ log = logging.getLogger("relaycert.daemon")
 class Daemon:
     def __init__(self, config_path: Path, store: Store, config: Config) -> None:
         self.path, self.store = config_path, store
-        self.write_lock = asyncio.Lock()
-        gen = Generation(config, store, self.write_lock)
+        gen = Generation(config, store)
         outbox = Outbox(store, gen.channels, config.daemon.outbox_lease, config.daemon.retry_base)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.jobs = Jobs(store, gen, outbox, self.scheduler)
@@ -62,7 +61,7 @@ class Daemon:
         """SIGHUP: load the file again; keep running on the old one when it is bad."""
         try:
             config = load(self.path)
-            gen = Generation(config, self.store, self.write_lock)
+            gen = Generation(config, self.store, previous=self.gen)
         except RelaycertError as exc:
             event(log, logging.ERROR, "config.rejected", file=str(self.path), error=str(exc))
             return

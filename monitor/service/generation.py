@@ -4,8 +4,6 @@ scanner, and validated renewal hooks."""
 
 from __future__ import annotations
 
-import asyncio
-
 from monitor.alerts.channels import build_channels
 from monitor.alerts.tracking import Tracking
 from monitor.config.loader import Config
@@ -18,7 +16,7 @@ from monitor.store.engine import Store
 class Generation:
     """One loaded configuration with everything derived from it."""
 
-    def __init__(self, config: Config, store: Store, write_lock: asyncio.Lock) -> None:
+    def __init__(self, config: Config, store: Store, previous: Generation | None = None) -> None:
         self.config = config
         self.channels = build_channels(config)
         self.tracking = Tracking(
@@ -27,12 +25,17 @@ class Generation:
             channels=tuple(config.channels),
             docs_url=config.alerts.docs_url,
         )
-        self.scanner = Scanner(
+        # A reload keeps the write lock, and the probe permits while [probe] concurrency is
+        # unchanged, so probes still running under the old configuration count against them.
+        old: Scanner | None = previous.scanner if previous else None
+        same = old is not None and old.config.probe.concurrency == config.probe.concurrency
+        self.scanner: Scanner = Scanner(
             config,
             store,
             anchors=trust_anchors(config),
             tracking=self.tracking,
-            write_lock=write_lock,
+            write_lock=old.write_lock if old else None,
+            semaphore=old.semaphore if old and same else None,
         )
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
             validate_hooks(config.resolved(renewal).deploy, config.renewal_where(index))
