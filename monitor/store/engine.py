@@ -106,12 +106,15 @@ class Store:
             raise self._error(what, exc, written=False) from exc
 
     @contextmanager
-    def transaction(self, what: str) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back (and mapped to a
-        :class:`StoreError` about ``what``) when the database fails."""
+    def transaction(self, what: str, *, commit: bool = True) -> Iterator[Session]:
+        """One transaction: committed when the block ends (rolled back instead with
+        ``commit=False``, a dry run), rolled back and mapped to a :class:`StoreError` about
+        ``what`` when the database fails."""
         try:
-            with Session(self.engine) as session, session.begin():
+            with Session(self.engine) as session, session.begin() as transaction:
                 yield session
+                if not commit:
+                    transaction.rollback()
         except SQLAlchemyError as exc:
             raise self._error(what, exc, written=True) from exc
 

@@ -32,7 +32,7 @@ def _deleted(session: Session, statement: Delete) -> int:
 
 
 def prune(store: Store, cutoff: datetime, dry_run: bool = False) -> Pruned:
-    """Delete what is older than ``cutoff`` (in one transaction; rolled back on a dry run)."""
+    """Delete what is older than ``cutoff`` (one transaction, rolled back on a dry run)."""
     o = ObservationRow
     old = select(col(o.id)).where(
         func.coalesce(col(o.last_seen_at), col(o.started_at)) < cutoff,
@@ -47,8 +47,7 @@ def prune(store: Store, cutoff: datetime, dry_run: bool = False) -> Pruned:
     )
     referenced = select(col(OutboxRow.alert_id)).where(col(OutboxRow.alert_id).is_not(None))
     what = "counting what to prune" if dry_run else "pruning old history"
-    with store.reading(what) as session:
-        transaction = session.begin()
+    with store.transaction(what, commit=not dry_run) as session:
         findings = _deleted(
             session, delete(FindingRow).where(col(FindingRow.observation_id).in_(old))
         )
@@ -61,8 +60,4 @@ def prune(store: Store, cutoff: datetime, dry_run: bool = False) -> Pruned:
                 col(AlertRow.id).in_(stale_alerts), col(AlertRow.id).not_in(referenced)
             ),
         )
-        if dry_run:
-            transaction.rollback()
-        else:
-            transaction.commit()
     return Pruned(observations, findings, days, messages, alerts)
