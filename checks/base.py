@@ -64,6 +64,35 @@ class ProbeStatus(enum.Enum):
     STARTTLS_REFUSED = "starttls_refused"  # STARTTLS offered but answered with an error
     HANDSHAKE_FAILED = "handshake_failed"  # the TLS handshake itself failed
     FILE = "file"  # the chain was read from a file, not from a server
+    # Outbound checks (the on-prem server as a TLS client, seen by the capture listener):
+    NO_CLIENT_CERT = "no_client_cert"  # delivered over TLS without a client certificate
+    NO_TLS = "no_tls"  # delivered without TLS
+    NOT_DELIVERED = "not_delivered"  # submitted, but never arrived at the capture listener
+
+
+class Direction(enum.Enum):
+    """Which way the mail flows, seen from Exchange Online, and so which certificate a verdict
+    is about.
+
+    ``from_exchange_online``: Exchange Online delivers to the on-prem server, which is the TLS
+    *server*; the probe of its listener sees exactly that certificate (failures: 450 4.4.317).
+    ``to_exchange_online``: the on-prem server relays through Exchange Online as the TLS
+    *client*; the capture listener sees the client certificate Exchange Online attributes the
+    mail by (failures: 550 5.7.64 ATTR36).
+    """
+
+    FROM_EXO = "from_exchange_online"
+    TO_EXO = "to_exchange_online"
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+
+_LABELS = {
+    Direction.FROM_EXO: "delivery from Exchange Online (served certificate)",
+    Direction.TO_EXO: "relay to Exchange Online (client certificate)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +125,12 @@ class Observation:
     baseline: Baseline | None = None
     # Leaf fingerprints served by the endpoint's other addresses in the same scan, by address.
     peers: tuple[tuple[str, str], ...] = ()
+    # ``None`` for a certificate file (it is not presented in either direction yet).
+    direction: Direction | None = None
+    # Outbound checks only: consecutive probes that never arrived, this one included, and the
+    # leaf fingerprints the endpoint's listener serves (to tell the two certificates apart).
+    misses: int = 0
+    served: tuple[str, ...] = ()
 
     @property
     def leaf(self) -> x509.Certificate | None:
@@ -109,6 +144,8 @@ class Observation:
         where = f"{self.host}:{self.port}"
         if self.address and self.address != self.host:
             where += f" ({self.address})"
+        if self.direction is Direction.TO_EXO:
+            where += " as client"
         return where
 
 
@@ -156,6 +193,8 @@ class Policy:
     connector: Connector | None = None
     expiry: ExpiryThresholds = field(default_factory=ExpiryThresholds)
     trust: TrustAnchors = NO_ANCHORS
+    # outbound.not_delivered turns critical at this many consecutive misses
+    misses_critical: int = 3
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:

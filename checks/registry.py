@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from checks import connector, crypto, drift, identity, session, trust, validity
-from checks.base import Finding, Observation, Policy, ProbeStatus, Rule
+from checks import connector, crypto, drift, identity, outbound, session, trust, validity
+from checks.base import Direction, Finding, Observation, Policy, ProbeStatus, Rule
 
 
 def _index(rules: Iterable[Rule]) -> dict[str, Rule]:
@@ -27,11 +27,27 @@ _BUILTIN: list[Rule] = [
     *identity.RULES,
     *connector.RULES,
     *drift.RULES,
+    *outbound.RULES,
 ]
 BUILTIN_RULES: Mapping[str, Rule] = _index(_BUILTIN)
 
 # Rules that judge the configuration, not the certificate: they run even when no chain was seen.
 CONFIG_RULES = frozenset({"connector.domain_not_registered", "connector.host_specific_name"})
+
+# Rules that only make sense for one direction.  The served certificate is checked against the
+# host name peers connect to; a client certificate is matched by the connector alone, and the
+# listener's STARTTLS and handshake are not what an outbound check measures.
+SERVED_ONLY = frozenset(
+    {"cert.hostname_mismatch", "tls.starttls_missing", "tls.handshake_failed", "drift.nodes_differ"}
+)
+CLIENT_ONLY_PREFIX = "outbound."
+
+
+def applies(rule_id: str, direction: Direction | None) -> bool:
+    """Does ``rule_id`` judge observations of ``direction`` (``None``: a certificate file)?"""
+    if rule_id.startswith(CLIENT_ONLY_PREFIX):
+        return direction is Direction.TO_EXO
+    return not (direction is Direction.TO_EXO and rule_id in SERVED_ONLY)
 
 
 def evaluated(obs: Observation, rules: Mapping[str, Rule] = BUILTIN_RULES) -> frozenset[str]:
@@ -41,7 +57,12 @@ def evaluated(obs: Observation, rules: Mapping[str, Rule] = BUILTIN_RULES) -> fr
     return frozenset(
         rule_id
         for rule_id in rules
-        if has_chain or rule_id in CONFIG_RULES or rule_id.startswith(("probe.", "tls."))
+        if applies(rule_id, obs.direction)
+        and (
+            has_chain
+            or rule_id in CONFIG_RULES
+            or rule_id.startswith(("probe.", "tls.", CLIENT_ONLY_PREFIX))
+        )
     )
 
 

@@ -35,6 +35,8 @@ class Notification:
     days_left: float | None = None
     fingerprint: str | None = None
     docs_url: str | None = None
+    # which certificate: from_exchange_online (served) or to_exchange_online (client)
+    direction: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,6 +15,7 @@ from typing import Any
 
 from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
 
+from checks.base import Direction
 from checks.certinfo import clip
 from notifications.base import Notification
 
@@ -27,7 +28,8 @@ relaycert {{ label }}: {{ n.title }}
 Endpoint:  {{ n.endpoint }} ({{ n.host }}:{{ n.port }}
 {%- if n.address %}, {{ n.address }}{% endif %})
 Connector: {{ n.connector or "-" }}
-Rule:      {{ n.rule }} ({{ n.severity }})
+{% if direction %}Direction: {{ direction }}
+{% endif %}Rule:      {{ n.rule }} ({{ n.severity }})
 {% if n.days_left is not none %}Days left: {{ "%.1f"|format(n.days_left) }}
 {% endif %}{% if n.fingerprint %}SHA-256:   {{ n.fingerprint }}
 {% endif %}When:      {{ n.at }}
@@ -47,6 +49,8 @@ _HTML = """\
  ({{ n.host }}:{{ n.port }}{% if n.address %}, {{ n.address }}{% endif %})</td></tr>
 <tr><td style="padding:2px 12px 2px 0;color:#666">Connector</td>
 <td>{{ n.connector or "-" }}</td></tr>
+{% if direction %}<tr><td style="padding:2px 12px 2px 0;color:#666">Direction</td>
+<td>{{ direction }}</td></tr>{% endif %}
 <tr><td style="padding:2px 12px 2px 0;color:#666">Rule</td><td><code>{{ n.rule }}</code>
  ({{ n.severity }})</td></tr>
 {% if n.days_left is not none %}<tr><td style="padding:2px 12px 2px 0;color:#666">Days left</td>
@@ -79,6 +83,16 @@ def label(note: Notification) -> str:
     return prefix + note.severity.upper()
 
 
+def direction_text(note: Notification) -> str | None:
+    """``relay to Exchange Online (client certificate)`` and the like, or ``None``."""
+    if note.direction is None:
+        return None
+    try:
+        return Direction(note.direction).label
+    except ValueError:
+        return note.direction
+
+
 def summary(note: Notification) -> str:
     if note.kind != "resolved" and note.rule == "cert.expiring" and note.days_left is not None:
         days = note.days_left
@@ -97,16 +111,22 @@ def _safe(note: Notification) -> Notification:
 
 def subject(note: Notification) -> str:
     """``[relaycert] CRITICAL mail1.contoso.com: certificate expires in 3 days`` (one line)."""
-    return clip(f"[relaycert] {label(note)} {note.host}: {summary(note)}", 200)
+    who = note.host + (" (relay client)" if note.direction == Direction.TO_EXO.value else "")
+    return clip(f"[relaycert] {label(note)} {who}: {summary(note)}", 200)
 
 
 def text_body(note: Notification) -> str:
-    return _ENV.get_template("alert.txt").render(n=_safe(note), label=label(note))
+    return _ENV.get_template("alert.txt").render(
+        n=_safe(note), label=label(note), direction=direction_text(note)
+    )
 
 
 def html_body(note: Notification) -> str:
     return _ENV.get_template("alert.html").render(
-        n=_safe(note), label=label(note), color=_COLORS.get(note.severity, "#222")
+        n=_safe(note),
+        label=label(note),
+        color=_COLORS.get(note.severity, "#222"),
+        direction=direction_text(note),
     )
 
 
@@ -125,6 +145,7 @@ def adaptive_card(note: Notification) -> dict[str, Any]:
         ("Endpoint", f"{note.endpoint} ({note.host}:{note.port})"),
         ("Address", note.address or "-"),
         ("Connector", note.connector or "-"),
+        ("Direction", direction_text(note) or "-"),
         ("Rule", note.rule),
         ("Severity", note.severity),
     ]

@@ -21,6 +21,7 @@ from monitor.pipeline.records import ScanRecord
 from monitor.store.baselines import insert_first, set_baseline
 from monitor.store.messages import enqueue
 from monitor.store.models import AlertRow
+from monitor.store.queries import Key
 from notifications.base import Notification
 from notifications.settings import ChannelSettings
 
@@ -50,17 +51,17 @@ def update_baselines(
     tracking: Tracking,
     now: datetime,
 ) -> None:
-    first: dict[tuple[int, str], Baseline] = {}
+    first: dict[Key, Baseline] = {}
     for record in records:
         target, candidate = record.result.target, record.candidate
         if candidate is None:
             continue
-        key = (endpoint_ids[target.endpoint], target.address)
+        key = (endpoint_ids[target.endpoint], target.address, target.direction.value)
         known = record.baseline
         if known is None:
             first.setdefault(key, candidate)
         elif known.sha256 != candidate.sha256 and tracking.auto_accept and acceptable(record):
-            set_baseline(session, key[0], key[1], candidate, "auto", now)
+            set_baseline(session, key, candidate, "auto", now)
     insert_first(session, first, now)
 
 
@@ -104,6 +105,7 @@ def _notification(
         else None,
         fingerprint=fingerprint(leaf) if leaf else None,
         docs_url=f"{docs_url}#{anchor(alert.rule)}" if docs_url else None,
+        direction=target.direction.value,
     )
 
 
@@ -119,23 +121,21 @@ def track(
     apply_alerts(session, endpoint_ids, records, tracking, now)
 
 
-def _open_rows(
-    session: Session, endpoint_ids: dict[str, int]
-) -> dict[tuple[int, str], dict[str, AlertRow]]:
-    """The pending and open alerts of these endpoints, per address and rule."""
-    rows: dict[tuple[int, str], dict[str, AlertRow]] = defaultdict(dict)
+def _open_rows(session: Session, endpoint_ids: dict[str, int]) -> dict[Key, dict[str, AlertRow]]:
+    """The pending and open alerts of these endpoints, per address, direction and rule."""
+    rows: dict[Key, dict[str, AlertRow]] = defaultdict(dict)
     for row in session.scalars(
         select(AlertRow).where(
             col(AlertRow.endpoint_id).in_(list(set(endpoint_ids.values()))),
             col(AlertRow.status).in_(["pending", "open"]),
         )
     ):
-        rows[(row.endpoint_id, row.address)][row.rule] = row
+        rows[(row.endpoint_id, row.address, row.direction)][row.rule] = row
     return rows
 
 
 def _save(
-    session: Session, key: tuple[int, str], known: dict[str, AlertRow], states: list[AlertState]
+    session: Session, key: Key, known: dict[str, AlertRow], states: list[AlertState]
 ) -> dict[str, AlertRow]:
     """Write the new states; the rows by rule, with their ids."""
     saved: dict[str, AlertRow] = {}
@@ -143,6 +143,7 @@ def _save(
         row = known.get(state.rule) or AlertRow(
             endpoint_id=key[0],
             address=key[1],
+            direction=key[2],
             rule=state.rule,
             severity="",
             status="",
@@ -176,7 +177,7 @@ def apply_alerts(
     enqueued = 0
     for record in records:
         target = record.result.target
-        key = (endpoint_ids[target.endpoint], target.address)
+        key = (endpoint_ids[target.endpoint], target.address, target.direction.value)
         known = rows[key]
         states, transitions = decide(
             {r: _state(a) for r, a in known.items()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from checks.base import Direction
 from monitor.config.loader import load
 from monitor.errors import ConfigError
 from monitor.store.baselines import accept
@@ -21,6 +22,6 @@ def run(args: argparse.Namespace) -> int:
         accepted = accept(store, args.endpoint, datetime.now(UTC))
     finally:
         store.close()
-    for address, sha in accepted:
-        print(f"accepted {args.endpoint} {address}: {sha}")
+    for address, direction, sha in accepted:
+        print(f"accepted {args.endpoint} {address}: {sha} ({Direction(direction).label})")
     return 0

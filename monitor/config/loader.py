@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from checks.base import Severity
 from monitor.config.sections import (
     AlertsConfig,
+    CaptureConfig,
     ConnectorConfig,
     DaemonConfig,
     DatabaseConfig,
@@ -55,6 +56,7 @@ class Config(_Model):
     daemon: DaemonConfig = DaemonConfig()
     alerts: AlertsConfig = AlertsConfig()
     reports: ReportsConfig = ReportsConfig()
+    capture: CaptureConfig | None = None
     renewals: tuple[RenewalSettings, ...] = ()
     channels: tuple[AnyChannelSettings, ...] = ()
     source: Path = Field(default=Path("relaycert.toml"), exclude=True)
@@ -79,6 +81,8 @@ class Config(_Model):
                     ("endpoints", index, "mode"),
                     "port 465 is implicit TLS; use mode = 'tls' or 'auto'",
                 )
+            if endpoint.outbound is not None:
+                self._check_outbound(index, endpoint)
         for index, channel in enumerate(self.channels):
             for name in channel.connectors:
                 if name not in connectors:
@@ -99,6 +103,24 @@ class Config(_Model):
         ):
             raise _at(("reports", "email_channel"), f"'{mail}' is not an e-mail channel")
         return self
+
+    def _check_outbound(self, index: int, endpoint: EndpointConfig) -> None:
+        loc = ("endpoints", index, "outbound")
+        if self.capture is None:
+            raise _at(loc, "an outbound check needs a [capture] section (the listener it waits at)")
+        domain = self.probe_domain(endpoint)
+        if domain not in self.capture.probe_domains:
+            raise _at(
+                (*loc, "probe_domain"),
+                f"'{domain}' is not one of [capture] probe_domains "
+                f"({', '.join(self.capture.probe_domains)})",
+            )
+
+    def probe_domain(self, endpoint: EndpointConfig) -> str:
+        """The domain an endpoint's outbound probe messages are addressed to."""
+        assert endpoint.outbound is not None and self.capture is not None
+        chosen = endpoint.outbound.probe_domain
+        return chosen.lower().rstrip(".") if chosen else self.capture.probe_domains[0]
 
     def endpoint(self, name: str) -> EndpointConfig | None:
         return next((e for e in self.endpoints if e.name == name), None)

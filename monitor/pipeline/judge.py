@@ -11,7 +11,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from checks.base import Baseline, Policy, TrustAnchors
+from checks.base import Baseline, Direction, Policy, TrustAnchors
 from checks.certinfo import fingerprint
 from checks.drift import baseline_of
 from checks.registry import evaluate, evaluated
@@ -36,11 +36,12 @@ class Judge:
         roots = anchors or trust_anchors(config)
         accepted = config.tenant.accepted_domains
         expiry = config.expiry.to_check()
+        misses = config.capture.misses_critical if config.capture else 3
         self.policies = {
-            connector.name: Policy(now, accepted, connector.to_check(), expiry, roots)
+            connector.name: Policy(now, accepted, connector.to_check(), expiry, roots, misses)
             for connector in config.connectors
         }
-        self.default_policy = Policy(now, accepted, None, expiry, roots)
+        self.default_policy = Policy(now, accepted, None, expiry, roots, misses)
         self._chains: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
         # The scanner passes its own index: a daemon job judges one endpoint of thousands.
         self._endpoints = endpoints or {e.name: e for e in config.endpoints}
@@ -58,10 +59,11 @@ class Judge:
         endpoint: EndpointConfig,
         baseline: Baseline | None = None,
         peers: tuple[tuple[str, str], ...] = (),
+        served: tuple[str, ...] = (),
     ) -> ScanRecord:
         chain = self.chain(result.chain_der)
         policy = self.policies.get(endpoint.connector or "", self.default_policy)
-        obs = replace(result.observation(chain), baseline=baseline, peers=peers)
+        obs = replace(result.observation(chain), baseline=baseline, peers=peers, served=served)
         findings = tuple(evaluate(obs, policy))
         return ScanRecord(
             result,
@@ -77,19 +79,24 @@ class Judge:
     def judge_all(
         self,
         results: Sequence[ProbeResult],
-        baselines: Mapping[tuple[str, str], Baseline],
+        baselines: Mapping[tuple[str, str, str], Baseline],
     ) -> list[ScanRecord]:
-        """Judge a batch; addresses of one endpoint in the batch are each other's peers."""
+        """Judge a batch.  Listener probes of one endpoint are each other's peers; an outbound
+        check is compared with the leaves the endpoint's listener served in the batch."""
         served: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for result in results:
-            if result.chain_der:
+            if result.chain_der and result.target.direction is Direction.FROM_EXO:
                 leaf = self.chain(result.chain_der)[0]
                 served[result.target.endpoint].append((result.target.address, fingerprint(leaf)))
         records = []
         for result in results:
             target = result.target
-            peers = tuple(p for p in served[target.endpoint] if p[0] != target.address)
             endpoint = self._endpoints[target.endpoint]
-            baseline = baselines.get((target.endpoint, target.address))
-            records.append(self.judge(result, endpoint, baseline, peers))
+            baseline = baselines.get((target.endpoint, target.address, target.direction.value))
+            if target.direction is Direction.TO_EXO:
+                leaves = tuple(p[1] for p in served[target.endpoint])
+                records.append(self.judge(result, endpoint, baseline, served=leaves))
+            else:
+                peers = tuple(p for p in served[target.endpoint] if p[0] != target.address)
+                records.append(self.judge(result, endpoint, baseline, peers))
         return records

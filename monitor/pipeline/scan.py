@@ -14,18 +14,22 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import TrustAnchors
+from checks.base import Direction, TrustAnchors, worst
+from checks.certinfo import fingerprint
 from monitor.alerts.tracking import Tracking, track
+from monitor.capture.dialogue import Capture
+from monitor.capture.listener import CaptureListener
 from monitor.config.loader import Config
-from monitor.config.sections import EndpointConfig
+from monitor.config.sections import EndpointConfig, is_host_name
 from monitor.errors import ProbeError
+from monitor.pipeline import outbound
 from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord
 from monitor.probe.resolve import resolve
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.smtp import probe_bounded, unresolved
 from monitor.probe.trust import trust_anchors
-from monitor.store import queries, writes
+from monitor.store import captures, queries, writes
 from monitor.store.engine import Store
 
 if TYPE_CHECKING:
@@ -91,6 +95,10 @@ class Scanner:
         self.semaphore = semaphore or asyncio.Semaphore(config.probe.concurrency)
         self.endpoints = {e.name: e for e in config.endpoints}
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
+        # The capture listener the outbound checks wait at (set by whoever started it), or why
+        # there is none; without one, an outbound check reports that instead of a verdict.
+        self.capture: CaptureListener | None = None
+        self.capture_unavailable: str | None = None
 
     async def probe(
         self,
@@ -109,15 +117,30 @@ class Scanner:
     ) -> list[ScanRecord]:
         """One scan of ``endpoints``; records in the order of ``endpoints``."""
         now = now or datetime.now(UTC)
-        results = await self.probe(endpoints, on_start)
+        served, client = await asyncio.gather(
+            self.probe(endpoints, on_start),
+            outbound.check_all(
+                self.config, endpoints, self.capture, self.semaphore, self.capture_unavailable
+            ),
+        )
+        if client:
+            limit = self.config.capture.misses_critical if self.config.capture else 3
+            await asyncio.to_thread(outbound.count_misses, self.store, client, limit)
         order = {e.name: i for i, e in enumerate(endpoints)}
-        results.sort(key=lambda r: order[r.target.endpoint])
+        results = sorted(
+            served + client,
+            key=lambda r: (order[r.target.endpoint], r.target.direction is Direction.TO_EXO),
+        )
+        return await self.judge_and_store(results, now)
+
+    async def judge_and_store(self, results: list[ProbeResult], now: datetime) -> list[ScanRecord]:
+        """Judge ``results`` at ``now`` against their baselines; store them with tracking."""
         store = self.store
-        names = [e.name for e in endpoints]
+        names = sorted({r.target.endpoint for r in results})
         baselines = await asyncio.to_thread(queries.baselines, store, names) if store else {}
         judge = Judge(self.config, now, self.anchors, self.endpoints)
         records = judge.judge_all(results, baselines)
-        if store is not None:
+        if store is not None and records:
             tracking = self.tracking
 
             def hook(session: Session, ids: dict[str, int]) -> None:
@@ -126,6 +149,46 @@ class Scanner:
             async with self.write_lock:
                 await asyncio.to_thread(writes.record, store, records, hook)
         return records
+
+    async def passive(self, capture: Capture) -> ScanRecord:
+        """Judge a message no outbound check was waiting for.  Matched to an endpoint (peer
+        address or EHLO name), it is that endpoint's outbound observation; either way the
+        session and verdict are kept for ``relaycert status``."""
+        store = self.store
+        seen = await asyncio.to_thread(queries.addresses_seen, store) if store else {}
+        endpoint = outbound.match(self.config, capture, seen)
+        result = outbound.passive_result(self.config, endpoint, capture)
+        if endpoint is not None:
+            record = (await self.judge_and_store([result], capture.at))[0]
+        else:
+            judge = Judge(self.config, capture.at, self.anchors, self.endpoints)
+            record = judge.judge(result, unmatched_endpoint(self.config, capture))
+        if store is not None:
+            worst_finding = worst(f.severity for f in record.findings)
+            session = {
+                **(result.session or {}),
+                "findings": [f"{f.severity.value} {f.rule}: {f.message}" for f in record.findings],
+            }
+            await asyncio.to_thread(
+                captures.save,
+                store,
+                session,
+                at=capture.at,
+                endpoint=endpoint.name if endpoint else None,
+                tls_version=capture.tls_version,
+                leaf_sha256=fingerprint(record.chain[0]) if record.chain else None,
+                worst=worst_finding.value if worst_finding else None,
+            )
+        return record
+
+
+def unmatched_endpoint(config: Config, capture: Capture) -> EndpointConfig:
+    """A stand-in endpoint for a capture no endpoint matches: judged against the connector when
+    there is exactly one (otherwise no connector rule can say which applies)."""
+    connector = config.connectors[0].name if len(config.connectors) == 1 else None
+    ehlo = capture.ehlo or ""
+    host = ehlo if is_host_name(ehlo) else "unmatched.invalid"
+    return EndpointConfig(name="(unmatched)", host=host, connector=connector)
 
 
 async def scan(

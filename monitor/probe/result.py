@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 
-from checks.base import Observation, ProbeStatus
+from checks.base import Direction, Observation, ProbeStatus
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeTarget:
-    """One address of one endpoint.  ``host`` is used for SNI and name checks."""
+    """One address of one endpoint.  ``host`` is used for SNI and name checks.
+
+    ``direction`` says which certificate the result is about: the listener's (a probe of
+    ``address:port``) or the client certificate the server relays with (an outbound check that
+    submits to ``address:port`` and waits at the capture listener; ``mode`` is ``outbound``).
+    """
 
     endpoint: str
     host: str
@@ -22,6 +28,7 @@ class ProbeTarget:
     mode: str  # "starttls" | "tls"
     ehlo_name: str
     timeout: float
+    direction: Direction = Direction.FROM_EXO
 
 
 @dataclass(slots=True)
@@ -40,6 +47,9 @@ class ProbeResult:
     cipher: str | None = None
     chain_der: tuple[bytes, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    # Outbound checks: the capture session (peer, EHLO name, envelope, token), never a body.
+    session: dict[str, Any] | None = None
+    misses: int = 0
 
     def observation(self, chain: tuple[x509.Certificate, ...]) -> Observation:
         """The rules' view of this result; ``chain`` is ``chain_der`` parsed (cached by caller)."""
@@ -52,4 +62,6 @@ class ProbeResult:
             tls_version=self.tls_version,
             failed_step=self.failed_step,
             error=self.error,
+            direction=self.target.direction,
+            misses=self.misses,
         )

@@ -87,7 +87,7 @@ async def _connect(target: ProbeTarget) -> socket.socket:
     return sock
 
 
-def _map_error(step: str, exc: BaseException, timeout: float) -> ProbeError:
+def map_error(step: str, exc: BaseException, timeout: float) -> ProbeError:
     """Map third-party and builtin errors of one step into the relaycert tree."""
     if isinstance(exc, ProbeError):
         return exc
@@ -141,7 +141,7 @@ class _Session:
         try:
             response = await awaitable
         except Exception as exc:
-            raise _map_error(step, exc, self.target.timeout) from exc
+            raise map_error(step, exc, self.target.timeout) from exc
         self._lap(step)
         return response
 
@@ -161,7 +161,7 @@ class _Session:
             )
         except Exception as exc:
             sock.close()
-            raise _map_error("handshake" if implicit else "connect", exc, timeout) from exc
+            raise map_error("handshake" if implicit else "connect", exc, timeout) from exc
         self.protocol = protocol
         if implicit:
             self._lap("handshake")
@@ -191,7 +191,7 @@ class _Session:
                 result.starttls_reply = result.error = f"{exc.code} {_clean(exc.message)}"
                 return
             except Exception as exc:
-                raise _map_error("handshake", exc, timeout) from exc
+                raise map_error("handshake", exc, timeout) from exc
             self._lap("starttls")
             result.starttls_reply = _reply(reply)
             self._capture_tls()

@@ -17,20 +17,23 @@ from monitor.errors import RelaycertError
 from monitor.store import queries
 from monitor.store.engine import Store
 from monitor.store.models import BaselineRow, EndpointRow, ObservationRow
+from monitor.store.queries import Key
 
 
-def set_baseline(
-    session: Session, endpoint_id: int, address: str, baseline: Baseline, by: str, now: datetime
-) -> None:
+def set_baseline(session: Session, key: Key, baseline: Baseline, by: str, now: datetime) -> None:
+    endpoint_id, address, direction = key
     row = session.scalars(
         select(BaselineRow).where(
-            col(BaselineRow.endpoint_id) == endpoint_id, col(BaselineRow.address) == address
+            col(BaselineRow.endpoint_id) == endpoint_id,
+            col(BaselineRow.address) == address,
+            col(BaselineRow.direction) == direction,
         )
     ).first()
     if row is None:
         row = BaselineRow(
             endpoint_id=endpoint_id,
             address=address,
+            direction=direction,
             sha256="",
             issuer="",
             spki_sha256="",
@@ -43,7 +46,7 @@ def set_baseline(
     session.add(row)
 
 
-def insert_first(session: Session, first: dict[tuple[int, str], Baseline], now: datetime) -> None:
+def insert_first(session: Session, first: dict[Key, Baseline], now: datetime) -> None:
     """A fleet's first baselines: one bulk insert, not a query per address."""
     if not first:
         return
@@ -53,6 +56,7 @@ def insert_first(session: Session, first: dict[tuple[int, str], Baseline], now: 
             {
                 "endpoint_id": e,
                 "address": a,
+                "direction": d,
                 "sha256": b.sha256,
                 "names": list(b.names),
                 "issuer": b.issuer,
@@ -61,14 +65,15 @@ def insert_first(session: Session, first: dict[tuple[int, str], Baseline], now: 
                 "accepted_at": now,
                 "accepted_by": "initial",
             }
-            for (e, a), b in first.items()
+            for (e, a, d), b in first.items()
         ],
     )
 
 
-def accept(store: Store, endpoint: str, now: datetime) -> list[tuple[str, str]]:
-    """Make each address's current certificate its baseline; returns (address, sha256)."""
-    accepted: list[tuple[str, str]] = []
+def accept(store: Store, endpoint: str, now: datetime) -> list[tuple[str, str, str]]:
+    """Make each address's current certificate its baseline, in each direction; returns
+    (address, direction, sha256)."""
+    accepted: list[tuple[str, str, str]] = []
     with store.transaction(f"accepting the certificates of {endpoint}") as session:
         row = queries.endpoints_by_name(session, [endpoint]).get(endpoint)
         if row is None or row.id is None:
@@ -79,8 +84,9 @@ def accept(store: Store, endpoint: str, now: datetime) -> list[tuple[str, str]]:
             chain = queries.chain_of(session, obs.chain)
             candidate = baseline_of(Observation(ProbeStatus.OK, chain, tls_version=obs.tls_version))
             if candidate is not None:
-                set_baseline(session, row.id, obs.address, candidate, "manual", now)
-                accepted.append((obs.address, candidate.sha256))
+                key = (row.id, obs.address, obs.direction)
+                set_baseline(session, key, candidate, "manual", now)
+                accepted.append((obs.address, obs.direction, candidate.sha256))
     if not accepted:
         raise RelaycertError(f"endpoint '{endpoint}' has no probe with a certificate to accept")
     return accepted
@@ -96,10 +102,14 @@ def accept_renewed(
         return
     with store.transaction("accepting the renewed certificate") as session:
         rows = session.execute(
-            select(col(ObservationRow.endpoint_id), col(ObservationRow.address))
+            select(
+                col(ObservationRow.endpoint_id),
+                col(ObservationRow.address),
+                col(ObservationRow.direction),
+            )
             .join(EndpointRow, col(EndpointRow.id) == col(ObservationRow.endpoint_id))
             .where(col(EndpointRow.name).in_(list(endpoints)))
             .distinct()
         ).all()
-        for endpoint_id, address in rows:
-            set_baseline(session, endpoint_id, address, candidate, "renewal", now)
+        for endpoint_id, address, direction in rows:
+            set_baseline(session, (endpoint_id, address, direction), candidate, "renewal", now)

@@ -77,6 +77,8 @@ class ObservationRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     endpoint_id: int = Field(foreign_key="endpoint.id")
     address: str = Field(max_length=64)
+    # Which certificate: the listener's (from_exchange_online) or the client's (to_exchange_online)
+    direction: str = Field(default="from_exchange_online", max_length=24)
     started_at: datetime = Field(sa_type=UTCDateTime)
     duration_ms: float
     status: str = Field(max_length=32)
@@ -94,6 +96,8 @@ class ObservationRow(SQLModel, table=True):
     signature: str = Field(default="", max_length=64)
     last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     repeats: int = 1
+    # Outbound checks: the capture session (peer, EHLO name, envelope, token); never a body.
+    session: dict[str, Any] | None = Field(default=None, sa_type=JSON)
 
 
 class ProbeDayRow(SQLModel, table=True):
@@ -124,11 +128,15 @@ class BaselineRow(SQLModel, table=True):
     """The certificate last accepted for one endpoint address (drift is measured against it)."""
 
     __tablename__ = "baseline"
-    __table_args__ = (UniqueConstraint("endpoint_id", "address"),)
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "address", "direction", name="uq_baseline_key"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     endpoint_id: int = Field(foreign_key="endpoint.id")
     address: str = Field(max_length=64)
+    # Which certificate: the listener's (from_exchange_online) or the client's (to_exchange_online)
+    direction: str = Field(default="from_exchange_online", max_length=24)
     sha256: str = Field(max_length=64)
     names: list[str] = Field(default_factory=list, sa_type=JSON)
     issuer: str = Field(sa_type=Text)
@@ -147,6 +155,8 @@ class AlertRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     endpoint_id: int = Field(foreign_key="endpoint.id")
     address: str = Field(max_length=64)
+    # Which certificate: the listener's (from_exchange_online) or the client's (to_exchange_online)
+    direction: str = Field(default="from_exchange_online", max_length=24)
     rule: str = Field(max_length=64)
     severity: str = Field(max_length=16)
     status: str = Field(max_length=16)  # pending | open | resolved
@@ -183,6 +193,24 @@ class OutboxRow(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, max_length=64)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, sa_type=Text)
+
+
+class CaptureRow(SQLModel, table=True):
+    """A message the capture listener received that no outbound check was waiting for (an
+    admin's test send, a late probe): its session, never its body.  ``endpoint`` is the
+    endpoint it was matched to by peer address or EHLO name, if any."""
+
+    __tablename__ = "capture"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime, index=True)
+    peer: str = Field(max_length=64)
+    ehlo: str | None = Field(default=None, sa_type=Text)
+    tls_version: str | None = Field(default=None, max_length=16)
+    leaf_sha256: str | None = Field(default=None, max_length=64)
+    endpoint: str | None = Field(default=None, max_length=200)
+    worst: str | None = Field(default=None, max_length=16)
+    session: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
 
 class RenewalRow(SQLModel, table=True):

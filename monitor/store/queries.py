@@ -30,28 +30,30 @@ from monitor.store.models import (
     RenewalRow,
 )
 
-# The newest row's storage columns: (id, endpoint_id, address, signature, started_at,
-# last_seen_at, repeats).
-LatestRow: TypeAlias = Row[int | None, int, str, str, datetime, datetime | None, int]
+# The newest row's storage columns: (id, endpoint_id, address, direction, signature,
+# started_at, last_seen_at, repeats).
+LatestRow: TypeAlias = Row[int | None, int, str, str, str, datetime, datetime | None, int]
+# What observations, alerts and baselines are kept per: (endpoint id, address, direction).
+Key: TypeAlias = tuple[int, str, str]
 
 
 def newest_ids(
     endpoint_ids: Collection[int] | None = None, before: datetime | None = None
 ) -> Select[int | None]:
-    """The id of the newest observation row of every address (rows are stored on change), of
-    these endpoints, and started before ``before``."""
+    """The id of the newest observation row of every address and direction (rows are stored on
+    change), of these endpoints, and started before ``before``."""
     query = select(func.max(col(ObservationRow.id)))
     if endpoint_ids is not None:
         query = query.where(col(ObservationRow.endpoint_id).in_(list(endpoint_ids)))
     if before is not None:
         query = query.where(col(ObservationRow.started_at) < before)
-    return query.group_by(col(ObservationRow.endpoint_id), col(ObservationRow.address))
+    return query.group_by(
+        col(ObservationRow.endpoint_id), col(ObservationRow.address), col(ObservationRow.direction)
+    )
 
 
-def latest_rows(
-    session: Session, endpoint_ids: Collection[int]
-) -> dict[tuple[int, str], LatestRow]:
-    """The newest row's storage columns per (endpoint id, address), for the scan's writes."""
+def latest_rows(session: Session, endpoint_ids: Collection[int]) -> dict[Key, LatestRow]:
+    """The newest row's storage columns per key, for the scan's writes."""
     if not endpoint_ids:
         return {}
     o = ObservationRow
@@ -59,12 +61,13 @@ def latest_rows(
         col(o.id),
         col(o.endpoint_id),
         col(o.address),
+        col(o.direction),
         col(o.signature),
         col(o.started_at),
         col(o.last_seen_at),
         col(o.repeats),
     ).where(col(o.id).in_(newest_ids(endpoint_ids)))
-    return {(row.endpoint_id, row.address): row for row in session.execute(query)}
+    return {(row.endpoint_id, row.address, row.direction): row for row in session.execute(query)}
 
 
 def latest_observations(
@@ -113,26 +116,28 @@ def not_after(session: Session, shas: Iterable[str]) -> dict[str, datetime]:
     return {sha: when for sha, when in session.execute(query)}
 
 
-def last_ok(session: Session) -> dict[tuple[int, str], datetime]:
-    """When each address last answered a probe successfully."""
+def last_ok(session: Session) -> dict[Key, datetime]:
+    """When each address last answered a probe successfully (per direction)."""
     o = ObservationRow
     query = (
         select(
             col(o.endpoint_id),
             col(o.address),
+            col(o.direction),
             func.max(func.coalesce(col(o.last_seen_at), col(o.started_at))),
         )
         .where(col(o.status) == "ok")
-        .group_by(col(o.endpoint_id), col(o.address))
+        .group_by(col(o.endpoint_id), col(o.address), col(o.direction))
     )
-    return {(e, a): when for e, a, when in session.execute(query)}
+    return {(e, a, d): when for e, a, d, when in session.execute(query)}
 
 
-def open_alerts(session: Session) -> dict[tuple[int, str], Severity]:
-    """The worst open alert per address."""
-    worst: dict[tuple[int, str], Severity] = {}
+def open_alerts(session: Session) -> dict[Key, Severity]:
+    """The worst open alert per address and direction."""
+    worst: dict[Key, Severity] = {}
     for alert in session.scalars(select(AlertRow).where(col(AlertRow.status) == "open")):
-        key, severity = (alert.endpoint_id, alert.address), Severity(alert.severity)
+        key = (alert.endpoint_id, alert.address, alert.direction)
+        severity = Severity(alert.severity)
         if key not in worst or severity.rank > worst[key].rank:
             worst[key] = severity
     return worst
@@ -148,19 +153,19 @@ def failed_messages(session: Session, limit: int = 20) -> list[OutboxRow]:
     return list(session.scalars(query))
 
 
-def load_baselines(session: Session, ids: dict[str, int]) -> dict[tuple[str, str], Baseline]:
-    """The accepted certificate per (endpoint name, address) of these endpoints."""
+def load_baselines(session: Session, ids: dict[str, int]) -> dict[tuple[str, str, str], Baseline]:
+    """The accepted certificate per (endpoint name, address, direction) of these endpoints."""
     names = {v: k for k, v in ids.items()}
     rows = session.scalars(select(BaselineRow).where(col(BaselineRow.endpoint_id).in_(list(names))))
     return {
-        (names[r.endpoint_id], r.address): Baseline(
+        (names[r.endpoint_id], r.address, r.direction): Baseline(
             r.sha256, tuple(r.names), r.issuer, r.spki_sha256, r.tls_version
         )
         for r in rows
     }
 
 
-def baselines(store: Store, names: Iterable[str]) -> dict[tuple[str, str], Baseline]:
+def baselines(store: Store, names: Iterable[str]) -> dict[tuple[str, str, str], Baseline]:
     with store.reading("reading baselines") as session:
         return load_baselines(
             session,
@@ -221,3 +226,45 @@ def served(store: Store, endpoint_names: Iterable[str], rules: Collection[str]) 
         shas = [r.leaf_sha256 for r in rows if r.leaf_sha256]
         leaf = certificates(session, shas[:1]).get(shas[0]) if shas else None
     return Served(leaf, urgent)
+
+
+def outbound_misses(store: Store | None, names: Collection[str], limit: int) -> dict[str, int]:
+    """Consecutive outbound checks that never arrived, newest first, per endpoint name (at most
+    ``limit``): the stored rows count their repeats."""
+    if store is None or not names:
+        return {}
+    o = ObservationRow
+    found: dict[str, int] = {}
+    with store.reading("reading outbound misses") as session:
+        for name, row in endpoints_by_name(session, names).items():
+            query = (
+                select(col(o.status), col(o.repeats))
+                .where(col(o.endpoint_id) == row.id, col(o.direction) == "to_exchange_online")
+                .order_by(col(o.id).desc())
+                .limit(limit)
+            )
+            count = 0
+            for status, repeats in session.execute(query):
+                if status != "not_delivered":
+                    break
+                count += repeats
+            found[name] = min(count, limit)
+    return found
+
+
+def addresses_seen(store: Store | None) -> dict[str, set[str]]:
+    """The addresses each endpoint's listener was probed at (matching passive captures)."""
+    if store is None:
+        return {}
+    o, e = ObservationRow, EndpointRow
+    query = (
+        select(col(e.name), col(o.address))
+        .join(e, col(e.id) == col(o.endpoint_id))
+        .where(col(o.direction) == "from_exchange_online")
+        .distinct()
+    )
+    found: dict[str, set[str]] = defaultdict(set)
+    with store.reading("reading probed addresses") as session:
+        for name, address in session.execute(query):
+            found[name].add(address)
+    return dict(found)

@@ -18,6 +18,7 @@ class AddressStatus:
     host: str
     port: int
     address: str
+    direction: str
     last_probe: datetime
     status: str
     worst_finding: str | None
@@ -52,7 +53,8 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
         messages = queries.failed_messages(session)
     rows: list[AddressStatus] = []
     for obs in latest:
-        endpoint, key = endpoints[obs.endpoint_id], (obs.endpoint_id, obs.address)
+        endpoint = endpoints[obs.endpoint_id]
+        key = (obs.endpoint_id, obs.address, obs.direction)
         worst = _worst(findings.get(obs.id or 0, []))
         ends = expiry.get(obs.leaf_sha256 or "")
         alert = alerts.get(key)
@@ -62,6 +64,7 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
                 endpoint.host,
                 endpoint.port,
                 obs.address,
+                obs.direction,
                 obs.last_seen_at or obs.started_at,
                 obs.status,
                 worst.severity if worst else None,
@@ -82,5 +85,5 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
         )
         for m in messages
     ]
-    rows.sort(key=lambda r: (r.endpoint, r.address))
+    rows.sort(key=lambda r: (r.endpoint, r.direction, r.address))
     return rows, failed

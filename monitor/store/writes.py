@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
-from checks.base import worst
+from checks.base import Direction, worst
 from checks.certinfo import fingerprint
 from monitor.pipeline.records import ScanRecord
 from monitor.store.engine import Store
@@ -65,6 +65,7 @@ def _row(record: ScanRecord, endpoint_id: int, prints: list[str], sign: str) -> 
     return {
         "endpoint_id": endpoint_id,
         "address": result.target.address,
+        "direction": result.target.direction.value,
         "started_at": result.started_at,
         "last_seen_at": result.started_at,
         "repeats": 1,
@@ -82,13 +83,14 @@ def _row(record: ScanRecord, endpoint_id: int, prints: list[str], sign: str) -> 
         "chain": prints,
         "timings": result.timings,
         "worst": severity.value if severity else None,
+        "session": result.session,
     }
 
 
 def _repeats(last: LatestRow, sign: str, at: datetime, heartbeat: timedelta) -> bool:
     """Does this probe only repeat the address's newest row (same signature, within the
     heartbeat, not older than what that row saw last)?"""
-    _, _, _, signature, started, seen, _ = last
+    _, _, _, _, signature, started, seen, _ = last
     return signature == sign and at - started < heartbeat and at >= (seen or started)
 
 
@@ -110,12 +112,14 @@ def write_scan(
         endpoint_id = endpoints[result.target.endpoint]
         prints = [sha[id(c)] for c in record.chain]
         sign = signature(record, prints)
-        day = days.setdefault(
-            (endpoint_id, result.target.address, result.started_at.date()), [0, 0]
-        )
-        day[0] += 1
-        day[1] += result.status.value == "ok"
-        last = latest.get((endpoint_id, result.target.address))
+        direction = result.target.direction
+        if direction is Direction.FROM_EXO:  # availability counts the listener probes
+            day = days.setdefault(
+                (endpoint_id, result.target.address, result.started_at.date()), [0, 0]
+            )
+            day[0] += 1
+            day[1] += result.status.value == "ok"
+        last = latest.get((endpoint_id, result.target.address, direction.value))
         if last is not None and _repeats(last, sign, result.started_at, heartbeat):
             repeats.append(
                 {"id": last.id, "last_seen_at": result.started_at, "repeats": last.repeats + 1}

@@ -1,0 +1,16 @@
+"""The capture listener: an SMTP server inside relaycert that the on-prem server relays probe
+messages to, so relaycert sees the certificate that server presents as a TLS *client* (what
+Exchange Online attributes relayed mail by).
+
+- ``tls``: server-side TLS over asyncio streams with pyOpenSSL, which (unlike the standard
+  library) can ask for a client certificate and accept any, so an expired, untrusted or
+  self-signed one is captured instead of failing the handshake.
+- ``dialogue``: one SMTP session, bounded at every step; never a relay, never keeps a body.
+- ``listener``: the listening sockets, per-peer limits and the token waiters.
+- ``certs``: the listener's own certificate, from files or generated once (key mode 0600).
+- ``outbound``: the outbound check: submit a probe message through the on-prem server and wait
+  for its token here.
+
+Imports ``monitor.probe`` (result types) and ``checks``; nothing imports it but the pipeline,
+the service and the CLI.
+"""

@@ -1,0 +1,232 @@
+"""The capture listener: listening sockets, per-peer limits, and who is waiting for which token.
+
+An outbound check registers its token with :meth:`CaptureListener.expect` before it submits the
+probe message and awaits the future; a message carrying a token nobody waits for (an admin's
+test send, a late probe) is *passive* and goes to ``on_passive``.  Several probes in flight never
+mix: each waits for its own token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from OpenSSL import SSL
+
+from monitor.capture.certs import listener_files
+from monitor.capture.dialogue import Capture, Dialogue, Limits
+from monitor.capture.tls import server_context
+from monitor.errors import ConfigError
+from monitor.logs import event
+
+if TYPE_CHECKING:
+    from monitor.config.loader import Config
+
+log = logging.getLogger("relaycert.capture")
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    addresses: tuple[tuple[str, int], ...]
+    hostname: str
+    domains: frozenset[str]
+    ctx: SSL.Context
+    limits: Limits
+    session_timeout: float
+    max_connections: int
+    max_per_peer: int
+    rate_per_peer: int  # new sessions per peer per minute
+
+    @classmethod
+    def from_config(cls, config: Config) -> ListenerSettings:
+        capture = config.capture
+        if capture is None:
+            raise ConfigError(f"{config.source}: no [capture] section; see docs/outbound.md")
+        cert, key = listener_files(
+            config.resolve_path(capture.cert_file) if capture.cert_file else None,
+            config.resolve_path(capture.key_file) if capture.key_file else None,
+            config.resolve_path(capture.state_dir),
+            capture.hostname,
+        )
+        try:
+            ctx = server_context(cert, key)
+        except SSL.Error as exc:
+            raise ConfigError(
+                f"{config.source}: [capture] cannot use {cert} and {key}: {exc}; "
+                "check that the key matches the certificate"
+            ) from None
+        return cls(
+            addresses=capture.addresses(),
+            hostname=capture.hostname,
+            domains=frozenset(capture.probe_domains),
+            ctx=ctx,
+            limits=Limits(
+                timeout=capture.timeout.total_seconds(), max_message=capture.max_message_size
+            ),
+            session_timeout=capture.session_timeout.total_seconds(),
+            max_connections=capture.max_connections,
+            max_per_peer=capture.max_per_peer,
+            rate_per_peer=capture.rate_per_peer,
+        )
+
+
+class CaptureListener:
+    """``await start()``, then ``expect(token)`` / passive captures, ``await close()``."""
+
+    def __init__(
+        self, settings: ListenerSettings, on_passive: Callable[[Capture], None] | None = None
+    ) -> None:
+        self.settings, self.on_passive = settings, on_passive
+        self.servers: list[asyncio.Server] = []
+        self._waiting: dict[str, asyncio.Future[Capture]] = {}
+        self._active = 0
+        self._per_peer: dict[str, int] = defaultdict(int)
+        self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.sessions = 0
+        self.refused = 0
+
+    async def start(self) -> None:
+        for host, port in self.settings.addresses:
+            try:
+                server = await asyncio.start_server(self._accept, host, port, limit=65_536)
+            except OSError as exc:
+                await self.close()
+                raise ConfigError(
+                    f"[capture] listen: cannot listen on {host}:{port}: {exc.strerror}; "
+                    "choose a free port (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                ) from None
+            self.servers.append(server)
+        event(log, logging.INFO, "capture.listening", addresses=" ".join(self.bound()))
+
+    def bound(self) -> list[str]:
+        """``host:port`` of every listening socket (the real port when 0 was asked for)."""
+        found = []
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                found.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return found
+
+    def port(self) -> int:
+        return int(self.servers[0].sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for server in self.servers:
+            await server.wait_closed()
+        self.servers = []
+        for future in self._waiting.values():
+            future.cancel()
+        self._waiting.clear()
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def expect(self, token: str) -> asyncio.Future[Capture]:
+        future: asyncio.Future[Capture] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        return future
+
+    def forget(self, token: str) -> None:
+        future = self._waiting.pop(token, None)
+        if future is not None and not future.done():
+            future.cancel()
+
+    def _deliver(self, capture: Capture) -> None:
+        matched = False
+        for token in capture.tokens:
+            future = self._waiting.pop(token, None)
+            if future is not None and not future.done():
+                future.set_result(capture)
+                matched = True
+        event(
+            log,
+            logging.INFO,
+            "capture.message",
+            peer=capture.peer,
+            ehlo=capture.ehlo,
+            tls=capture.tls_version or "none",
+            client_certificates=len(capture.chain_der),
+            recipients=",".join(capture.recipients),
+            matched=matched,
+        )
+        if not matched and self.on_passive is not None:
+            try:
+                self.on_passive(capture)
+            except Exception:  # a storage hiccup must not end the listener
+                log.exception("capture.passive_failed")
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _admit(self, peer: str) -> str | None:
+        """Why a new connection from ``peer`` is refused, or ``None``."""
+        settings = self.settings
+        if self._active >= settings.max_connections:
+            return "too many connections"
+        if self._per_peer[peer] >= settings.max_per_peer:
+            return "too many connections from your address"
+        recent, now = self._recent[peer], time.monotonic()
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        if len(recent) >= settings.rate_per_peer:
+            return "too many connections per minute from your address"
+        recent.append(now)
+        return None
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        peer = str((writer.get_extra_info("peername") or ("?",))[0])
+        refused = self._admit(peer)
+        if refused is not None:
+            self.refused += 1
+            writer.write(f"421 4.7.0 {refused}; try again later\r\n".encode())
+            await _close(writer)
+            return
+        if task is not None:
+            self._tasks.add(task)
+        self._active += 1
+        self._per_peer[peer] += 1
+        self.sessions += 1
+        settings = self.settings
+        try:
+            dialogue = Dialogue(
+                reader,
+                writer,
+                hostname=settings.hostname,
+                domains=settings.domains,
+                ctx=settings.ctx,
+                limits=settings.limits,
+                deliver=self._deliver,
+            )
+            async with asyncio.timeout(settings.session_timeout):
+                await dialogue.run()
+        except TimeoutError:
+            event(log, logging.INFO, "capture.session_timeout", peer=peer)
+        except Exception:  # hostile input must never end the listener
+            log.exception("capture.session_failed")
+        finally:
+            self._active -= 1
+            self._per_peer[peer] -= 1
+            if not self._per_peer[peer]:
+                del self._per_peer[peer]
+                if not self._recent[peer]:
+                    del self._recent[peer]
+            if task is not None:
+                self._tasks.discard(task)
+            await _close(writer)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    try:
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), 2)
+    except (TimeoutError, ConnectionError, OSError):
+        pass
