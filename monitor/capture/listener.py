@@ -88,6 +88,7 @@ class CaptureListener:
         self._per_peer: dict[str, int] = defaultdict(int)
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.sessions = 0
         self.refused = 0
 
@@ -119,8 +120,12 @@ class CaptureListener:
     async def close(self) -> None:
         for server in self.servers:
             server.close()
-        for task in list(self._tasks):
-            task.cancel()
+        # Abort the sessions' connections (cancelling the tasks asyncio's stream server made
+        # would be reported as errors); each session then ends at its next read.
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
         for server in self.servers:
             await server.wait_closed()
         self.servers = []
@@ -192,6 +197,7 @@ class CaptureListener:
             return
         if task is not None:
             self._tasks.add(task)
+        self._writers.add(writer)
         self._active += 1
         self._per_peer[peer] += 1
         self.sessions += 1
@@ -221,6 +227,7 @@ class CaptureListener:
                     del self._recent[peer]
             if task is not None:
                 self._tasks.discard(task)
+            self._writers.discard(writer)
             await _close(writer)
 
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "scan": "monitor.cli.scan",
     "inspect": "monitor.cli.inspect",
     "run": "monitor.cli.run",
+    "capture": "monitor.cli.capture",
     "status": "monitor.cli.status",
     "accept": "monitor.cli.accept",
     "notify-test": "monitor.cli.notify",
@@ -65,6 +66,23 @@ def _service_commands(sub: Any) -> None:
     run_p.add_argument(
         "--once", action="store_true", help="one cycle: probe every endpoint, deliver alerts, exit"
     )
+
+    capture_p = sub.add_parser(
+        "capture",
+        help="run the capture listener in the foreground and judge each client certificate",
+    )
+    capture_p.add_argument("--config", "-c", type=Path, required=True)
+    capture_p.add_argument(
+        "--once", action="store_true", help="judge the next message that arrives, then exit"
+    )
+    capture_p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --once: give up after this long (default: [capture] wait)",
+    )
+    capture_p.add_argument("--format", choices=("table", "json"), default="table")
+    capture_p.add_argument("--no-store", action="store_true", help="do not write to the store")
 
     status_p = sub.add_parser("status", help="every endpoint's last result, from the store")
     status_p.add_argument("--config", "-c", type=Path, required=True)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from checks.base import Severity, worst
+from checks.base import Direction, Severity, worst
 from checks.certinfo import (
     clip,
     common_names,
@@ -27,6 +27,11 @@ from monitor.certview import cert_info
 from monitor.pipeline.records import ScanRecord
 
 JSON_VERSION = 1
+# The table's short form of a direction: which certificate, and which way mail flows.
+DIRECTION_SHORT = {
+    Direction.FROM_EXO: "served\n(EXO -> on-prem)",
+    Direction.TO_EXO: "client\n(on-prem -> EXO)",
+}
 STYLES = {
     Severity.INFO: "cyan",
     Severity.WARNING: "yellow",
@@ -65,6 +70,7 @@ def record_json(record: ScanRecord, now: datetime) -> dict[str, Any]:
         "address": target.address or None,
         "mode": record.mode,
         "connector": record.connector,
+        "direction": target.direction.value,
         "status": result.status.value,
         "failed_step": result.failed_step,
         "error": result.error,
@@ -81,9 +87,15 @@ def record_json(record: ScanRecord, now: datetime) -> dict[str, Any]:
         "sha256": leaf["sha256"] if leaf else None,
         "chain": chain,
         "timings_ms": result.timings,
+        "session": result.session,
         "worst": severity.value if severity else None,
         "findings": [
-            {"rule": f.rule, "severity": f.severity.value, "message": f.message}
+            {
+                "rule": f.rule,
+                "severity": f.severity.value,
+                "message": f.message,
+                "direction": target.direction.value,
+            }
             for f in record.findings
         ],
     }
@@ -135,6 +147,7 @@ def _findings_cell(record: ScanRecord) -> Text:
 def print_table(records: Sequence[ScanRecord], now: datetime, console: Console) -> None:
     table = Table(title=f"relaycert scan, {now:%Y-%m-%d %H:%M} UTC", show_lines=True, expand=True)
     table.add_column("Endpoint", no_wrap=True)
+    table.add_column("Direction", no_wrap=True)
     table.add_column("Address", no_wrap=True)
     table.add_column("TLS", no_wrap=True)
     table.add_column("Certificate", ratio=1)
@@ -147,6 +160,7 @@ def print_table(records: Sequence[ScanRecord], now: datetime, console: Console) 
                 f"{target.endpoint}\n{target.host}:{target.port}",
                 style=STYLES.get(severity, "green") if severity else "green",
             ),
+            Text(DIRECTION_SHORT[target.direction]),
             Text(target.address or "-"),
             Text(record.result.tls_version or record.result.status.value),
             _certificate_cell(record, now),

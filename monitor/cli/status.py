@@ -12,15 +12,19 @@ from datetime import UTC, datetime
 from rich.table import Table
 from rich.text import Text
 
+from checks.base import Direction
 from checks.certinfo import clip
-from monitor.cli.output import console
+from monitor.cli.output import DIRECTION_SHORT, console
 from monitor.config.loader import load
+from monitor.store import captures
+from monitor.store.captures import CaptureStatus
 from monitor.store.engine import Store
 from monitor.store.queries import RenewalStatus, renewals
 from monitor.store.status import AddressStatus, FailedMessage, status
 
 COLUMNS = (
     "Endpoint",
+    "Direction",
     "Address",
     "Last probe",
     "Result",
@@ -38,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rows, failed = status(store, now)
         attempts = renewals(store)
+        unmatched = captures.recent(store)
     finally:
         store.close()
     if args.format == "json":
@@ -46,10 +51,12 @@ def run(args: argparse.Namespace) -> int:
             "addresses": [asdict(r) for r in rows],
             "failed_messages": [asdict(m) for m in failed],
             "renewals": [asdict(r) for r in attempts],
+            "unmatched_captures": [asdict(c) for c in unmatched],
         }
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
     else:
         _print(rows, failed, attempts, now)
+        _print_captures(unmatched)
     return 0
 
 
@@ -66,6 +73,7 @@ def _print(
     for r in rows:
         table.add_row(
             Text(r.endpoint),
+            Text(DIRECTION_SHORT[Direction(r.direction)]),
             Text(r.address or "-"),
             Text(f"{r.last_probe:%Y-%m-%d %H:%M}"),
             Text(r.status),
@@ -95,3 +103,20 @@ def _print(
         )
     if not rows:
         out.print("Nothing probed yet: run `relaycert scan` or `relaycert run`.")
+
+
+def _print_captures(unmatched: list[CaptureStatus]) -> None:
+    """Messages at the capture listener that matched no endpoint (by peer address or EHLO)."""
+    if not unmatched:
+        return
+    out = console()
+    out.print(Text(f"{len(unmatched)} capture(s) matched no endpoint:", style="bold"))
+    for c in unmatched:
+        verdict = "; ".join(clip(f, 160) for f in c.findings[:3]) or "no finding"
+        out.print(
+            Text(
+                f"  {c.at:%Y-%m-%d %H:%M} from {c.peer} (EHLO {clip(c.ehlo or '-', 80)}), "
+                f"{c.tls_version or 'no TLS'}, client certificate "
+                f"{(c.leaf_sha256 or 'none')[:16]}: {verdict}"
+            )
+        )

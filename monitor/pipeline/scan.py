@@ -198,5 +198,8 @@ async def scan(
     now: datetime | None = None,
 ) -> list[ScanRecord]:
     """Scan the named endpoints (all when none are named) once."""
+    from monitor.pipeline.listening import listening
+
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
-    return await Scanner(config, store).scan(endpoints, now)
+    async with listening(Scanner(config, store)) as scanner:
+        return await scanner.scan(endpoints, now)

@@ -22,6 +22,7 @@ from monitor.alerts.outbox import Outbox
 from monitor.config.loader import Config, load
 from monitor.errors import RelaycertError
 from monitor.logs import event
+from monitor.pipeline.listening import CaptureService
 from monitor.service.generation import Generation
 from monitor.service.jobs import Jobs
 from monitor.store.engine import Store
@@ -37,6 +38,9 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.jobs = Jobs(store, gen, outbox, self.scheduler)
         self.stopping = asyncio.Event()
+        # The capture listener lives as long as the daemon; passive captures go to the scanner
+        # of the current generation.
+        self.capture = CaptureService(lambda: self.gen.scanner)
 
     @property
     def gen(self) -> Generation:
@@ -52,7 +56,18 @@ class Daemon:
 
     async def run_once(self) -> None:
         """One cycle: every endpoint once, then the outbox."""
-        await self.jobs.run_once()
+        await self.start_capture()
+        try:
+            await self.jobs.run_once()
+        finally:
+            await self.capture.close()
+
+    async def start_capture(self) -> None:
+        """Start the capture listener when ``[capture]`` is configured.  A port that cannot be
+        bound is a :class:`ConfigError` at start: the outbound checks would all fail."""
+        if self.gen.config.capture is None:
+            return
+        self.gen.scanner.capture = await self.capture.start()
 
     async def deliver(self) -> dict[str, int]:
         return await self.jobs.deliver()
@@ -65,6 +80,8 @@ class Daemon:
         except RelaycertError as exc:
             event(log, logging.ERROR, "config.rejected", file=str(self.path), error=str(exc))
             return
+        if self.capture.listener is not None:  # [capture] changes take effect on restart
+            gen.scanner.capture = self.capture.listener
         self.jobs.gen = gen
         self.jobs.outbox.channels = gen.channels
         self.jobs.schedule(config)
@@ -81,6 +98,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         config = self.gen.config
+        await self.start_capture()
         self.scheduler.add_listener(self.jobs.on_submitted, EVENT_JOB_SUBMITTED)
         self.jobs.schedule(config, first_run_spread)
         self.jobs.schedule_outbox(config)
@@ -110,4 +128,5 @@ class Daemon:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.capture.close(grace)
         event(log, logging.INFO, "daemon.stopped")

@@ -1,0 +1,98 @@
+"""Running the capture listener beside a scanner: the outbound checks wait at it, and every
+passive capture (a message no check waited for) is judged and stored through the scanner.
+
+``relaycert run`` keeps one for its whole life (a reload's new scanner is handed the same
+listener), ``relaycert scan`` opens one for the scan, ``relaycert capture`` runs one alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from monitor.capture.dialogue import Capture
+from monitor.capture.listener import CaptureListener, ListenerSettings
+from monitor.errors import ConfigError, RelaycertError
+from monitor.logs import event
+from monitor.pipeline.records import ScanRecord
+from monitor.pipeline.scan import Scanner
+
+log = logging.getLogger("relaycert.capture")
+
+
+class CaptureService:
+    """One listener whose passive captures go to ``scanner_of()`` (the current scanner)."""
+
+    def __init__(
+        self,
+        scanner_of: Callable[[], Scanner],
+        on_record: Callable[[ScanRecord], None] | None = None,
+    ) -> None:
+        self.scanner_of, self.on_record = scanner_of, on_record
+        self.listener: CaptureListener | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> CaptureListener:
+        settings = ListenerSettings.from_config(self.scanner_of().config)
+        listener = CaptureListener(settings, on_passive=self._passive)
+        await listener.start()
+        self.listener = listener
+        return listener
+
+    def _passive(self, capture: Capture) -> None:
+        task = asyncio.get_running_loop().create_task(self._judge(capture))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _judge(self, capture: Capture) -> None:
+        try:
+            record = await self.scanner_of().passive(capture)
+        except RelaycertError as exc:
+            event(log, logging.ERROR, "capture.store_failed", peer=capture.peer, error=str(exc))
+            return
+        event(
+            log,
+            logging.INFO,
+            "capture.judged",
+            peer=capture.peer,
+            endpoint=record.result.target.endpoint,
+            status=record.result.status.value,
+            findings=len(record.findings),
+        )
+        if self.on_record is not None:
+            self.on_record(record)
+
+    async def close(self, grace: float = 5.0) -> None:
+        if self.listener is not None:
+            await self.listener.close()
+            self.listener = None
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+
+
+@asynccontextmanager
+async def listening(scanner: Scanner, *, required: bool = False) -> AsyncIterator[Scanner]:
+    """``scanner`` with a capture listener while the block runs, when ``[capture]`` is
+    configured and some endpoint has an outbound check (or ``required``).  When the listener
+    cannot start and is not ``required``, the outbound checks report why instead."""
+    config = scanner.config
+    wanted = required or any(e.outbound is not None for e in config.endpoints)
+    if config.capture is None or not wanted:
+        yield scanner
+        return
+    service = CaptureService(lambda: scanner)
+    try:
+        scanner.capture = await service.start()
+    except ConfigError as exc:
+        if required:
+            raise
+        scanner.capture_unavailable = f"the capture listener could not start: {exc}"
+        yield scanner
+        return
+    try:
+        yield scanner
+    finally:
+        scanner.capture = None
+        await service.close()

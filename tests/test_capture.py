@@ -1,0 +1,254 @@
+"""The capture listener on loopback: it captures any client certificate exactly as presented,
+is never a relay, and survives garbage, huge and slow clients and a burst of connections."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+from cryptography import x509
+
+from monitor.capture.certs import listener_files
+from monitor.capture.dialogue import Capture, Limits
+from monitor.capture.listener import CaptureListener, ListenerSettings
+from monitor.capture.tls import server_context
+from monitor.demo import pki
+from monitor.errors import ConfigError
+
+DOMAIN = "probe.contoso.test"
+
+
+def settings(tmp_path: Path, **overrides: object) -> ListenerSettings:
+    cert, key = listener_files(None, None, tmp_path / "capture", "capture.test")
+    values: dict[str, object] = {
+        "addresses": (("127.0.0.1", 0),),
+        "hostname": "capture.test",
+        "domains": frozenset({DOMAIN}),
+        "ctx": server_context(cert, key),
+        "limits": Limits(timeout=2.0),
+        "session_timeout": 10.0,
+        "max_connections": 300,
+        "max_per_peer": 300,
+        "rate_per_peer": 1000,
+    }
+    values.update(overrides)
+    return ListenerSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def listener(tmp_path: Path) -> AsyncIterator[tuple[CaptureListener, list[Capture]]]:
+    passive: list[Capture] = []
+    server = CaptureListener(settings(tmp_path), passive.append)
+    await server.start()
+    yield server, passive
+    await server.close()
+
+
+def client_context(key: Path | None = None, chain: Path | None = None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if key and chain:
+        context.load_cert_chain(chain, key)
+    return context
+
+
+async def send(
+    port: int,
+    rcpt: str,
+    context: ssl.SSLContext | None,
+    body: str = "Subject: t\r\n\r\nbody\r\n",
+) -> tuple[dict[str, object], str]:
+    smtp = aiosmtplib.SMTP(
+        hostname="127.0.0.1",
+        port=port,
+        start_tls=False,
+        timeout=5,
+        local_hostname="relay.contoso.test",
+    )
+    await smtp.connect()
+    await smtp.ehlo()
+    if context is not None:
+        await smtp.starttls(tls_context=context)
+    try:
+        return await smtp.sendmail("sender@contoso.test", [rcpt], body)
+    finally:
+        smtp.close()
+
+
+async def test_captures_the_client_chain_as_presented(
+    listener: tuple[CaptureListener, list[Capture]],
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,
+) -> None:
+    server, _ = listener
+    key, chain = write_chain(good_leaf, intermediate)
+    arrival = server.expect("0123456789abcdef")
+    await send(server.port(), f"rc-0123456789abcdef@{DOMAIN}", client_context(key, chain))
+    capture = await asyncio.wait_for(arrival, 5)
+    assert capture.tls and capture.tls_version in ("TLSv1.2", "TLSv1.3")
+    certs = [x509.load_der_x509_certificate(d) for d in capture.chain_der]
+    assert certs == [good_leaf.cert, intermediate.cert]  # leaf first, exactly as sent
+    assert capture.ehlo == "relay.contoso.test"
+    assert capture.mail_from == "sender@contoso.test"
+
+
+async def test_accepts_expired_self_signed_and_leaf_only_clients(
+    listener: tuple[CaptureListener, list[Capture]], tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    server, passive = listener
+    now = datetime.now(UTC)
+    expired = pki.make_leaf(
+        None,
+        ["self.contoso.com"],
+        not_before=now - timedelta(days=30),
+        not_after=now - timedelta(days=1),
+    )
+    key, chain = pki.write_chain(tmp_path / "c", "expired", expired)
+    await send(server.port(), f"anyone@{DOMAIN}", client_context(key, chain))
+    await send(server.port(), f"anyone@{DOMAIN}", client_context())  # TLS, no certificate
+    await send(server.port(), f"anyone@{DOMAIN}", None)  # plain text
+    assert [len(c.chain_der) for c in passive] == [1, 0, 0]
+    assert [c.tls for c in passive] == [True, True, False]
+    assert x509.load_der_x509_certificate(passive[0].chain_der[0]) == expired.cert
+
+
+async def test_is_never_a_relay(listener: tuple[CaptureListener, list[Capture]]) -> None:
+    server, passive = listener
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+        await send(server.port(), "victim@example.org", client_context())
+    assert [r.code for r in refused.value.recipients] == [550]
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await send(server.port(), f"x@{DOMAIN}.evil.test", None)
+    assert passive == []
+
+
+async def _dialogue(port: int, lines: list[bytes], read_for: float = 1.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for line in lines:
+        writer.write(line)
+    await writer.drain()
+    data = b""
+    try:
+        async with asyncio.timeout(read_for):
+            while chunk := await reader.read(65536):
+                data += chunk
+    except TimeoutError:
+        pass
+    writer.close()
+    return data
+
+
+async def test_plaintext_injected_before_tls_is_discarded(
+    listener: tuple[CaptureListener, list[Capture]],
+) -> None:
+    server, _ = listener
+    # RFC 3207 / CVE-2011-0411: commands pipelined after STARTTLS must not run.
+    data = await _dialogue(server.port(), [b"EHLO x\r\nSTARTTLS\r\nMAIL FROM:<a@b>\r\n"])
+    assert b"220 2.0.0 Ready to start TLS" in data
+    assert b"250 2.1.0" not in data
+
+
+async def test_survives_garbage_huge_and_slow_clients(
+    listener: tuple[CaptureListener, list[Capture]],
+) -> None:
+    server, passive = listener
+    port = server.port()
+    garbage = await _dialogue(port, [bytes(range(256)) * 64 + b"\r\n", b"\x16\x03\x01" * 1000])
+    assert garbage.startswith(b"220 ")  # greeted, then "500 line too long" or 502s, no crash
+    long_line = await _dialogue(port, [b"EHLO " + b"a" * 100_000])
+    assert b"500 5.5.2 Line too long" in long_line
+    tls_garbage = await _dialogue(port, [b"EHLO x\r\nSTARTTLS\r\n", b"\x16\x03\x01\x00\x05hello"])
+    assert b"220 2.0.0 Ready" in tls_garbage
+
+    # A slow client that says nothing is dropped after the read timeout (2 s here).
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.readline()
+    async with asyncio.timeout(5):
+        assert await reader.read() == b""  # closed by the listener
+    writer.close()
+
+    # 10 MB of DATA: read and discarded, refused as too big, envelope recorded, no body kept.
+    body = "Subject: big\r\n\r\n" + ("x" * 998 + "\r\n") * 10_500
+    with pytest.raises(aiosmtplib.SMTPDataError) as big:
+        await send(port, f"big@{DOMAIN}", client_context(), body)
+    assert big.value.code == 552
+    assert passive[-1].size > 10_000_000
+    assert "xxxx" not in repr(passive[-1])  # only the size of the body was kept
+
+    # Still serving.
+    arrival = server.expect("feedfacecafebeef")
+    await send(port, f"rc-feedfacecafebeef@{DOMAIN}", client_context())
+    assert (await asyncio.wait_for(arrival, 5)).tls
+
+
+async def test_200_concurrent_connections_then_still_serving(tmp_path: Path) -> None:
+    server = CaptureListener(settings(tmp_path, max_connections=100, max_per_peer=100))
+    await server.start()
+    try:
+        port = server.port()
+        opened = await asyncio.gather(
+            *(asyncio.open_connection("127.0.0.1", port) for _ in range(200))
+        )
+        greetings = await asyncio.gather(
+            *(asyncio.wait_for(reader.readline(), 5) for reader, _ in opened)
+        )
+        accepted = sum(g.startswith(b"220 ") for g in greetings)
+        refused = sum(g.startswith(b"421 ") for g in greetings)
+        assert accepted == 100 and refused == 100  # the limit holds, nobody hangs
+        for _, writer in opened:
+            writer.close()
+        await asyncio.sleep(0.2)
+        arrival = server.expect("0badc0de0badc0de")
+        await send(port, f"rc-0badc0de0badc0de@{DOMAIN}", client_context())
+        assert (await asyncio.wait_for(arrival, 5)).tls
+    finally:
+        await server.close()
+
+
+async def test_probes_in_flight_do_not_mix(
+    listener: tuple[CaptureListener, list[Capture]],
+    write_chain,  # type: ignore[no-untyped-def]
+    intermediate: pki.Issued,
+) -> None:
+    server, passive = listener
+    tokens = [f"{i:016x}" for i in range(1, 9)]
+    arrivals = [server.expect(t) for t in tokens]
+    leaves = [pki.make_leaf(intermediate, [f"host{i}.contoso.com"]) for i in range(8)]
+    contexts = [client_context(*write_chain(leaf, intermediate)) for leaf in leaves]
+    await asyncio.gather(
+        *(
+            send(server.port(), f"rc-{t}@{DOMAIN}", c)
+            for t, c in reversed(list(zip(tokens, contexts, strict=True)))
+        )
+    )
+    for arrival, leaf in zip(arrivals, leaves, strict=True):
+        capture = await asyncio.wait_for(arrival, 5)
+        assert x509.load_der_x509_certificate(capture.chain_der[0]) == leaf.cert
+    assert passive == []
+
+
+async def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    first = CaptureListener(settings(tmp_path))
+    await first.start()
+    try:
+        taken = first.port()
+        second = CaptureListener(settings(tmp_path, addresses=(("127.0.0.1", taken),)))
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{taken}"):
+            await second.start()
+    finally:
+        await first.close()
+
+
+def test_generated_listener_key_is_private_and_kept(tmp_path: Path) -> None:
+    cert, key = listener_files(None, None, tmp_path / "state", "capture.test")
+    assert key.stat().st_mode & 0o777 == 0o600
+    again = listener_files(None, None, tmp_path / "state", "capture.test")
+    assert again == (cert, key) and cert.read_bytes() == again[0].read_bytes()
