@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 MASTER = Path("/usr/lib/postfix/sbin/master")
@@ -45,6 +46,75 @@ proxymap unix - - n - - proxymap
 tlsmgr unix - - n 1000? 1 tlsmgr
 """
 
+# What a relaying instance needs besides (queue manager, cleanup, the smtp client...).
+MASTER_CF_RELAY = """\
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxywrite unix - - n - 1 proxymap
+smtp unix - - n - - smtp
+relay unix - - n - - smtp
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+scache unix - - n - 1 scache
+"""
+
+QUEUES = [
+    "incoming",
+    "active",
+    "deferred",
+    "defer",
+    "bounce",
+    "trace",
+    "flush",
+    "corrupt",
+    "hold",
+    "saved",
+    "maildrop",
+]
+
+
+@dataclass(frozen=True)
+class Relay:
+    """Relay ``probe_domain`` to ``next_hop`` (``None``: no route) with these client TLS
+    settings: the ``smtp_tls_*`` side that Exchange Online would see."""
+
+    probe_domain: str
+    next_hop: tuple[str, int] | None
+    client_key: Path | None = None
+    client_chain: Path | None = None
+    tls_level: str = "may"  # smtp_tls_security_level: may | encrypt | none
+
+    def main_cf(self, etc: Path) -> str:
+        lines = [
+            "mynetworks = 127.0.0.0/8",
+            f"relay_domains = {self.probe_domain}",
+            "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination",
+            f"smtp_tls_security_level = {self.tls_level}",
+            "smtp_host_lookup = native",
+            "smtp_tls_loglevel = 1",
+            "delay_warning_time = 0",
+            "bounce_notice_recipient = postmaster",
+            "myorigin = postfix.test",
+        ]
+        if self.next_hop is not None:
+            host, port = self.next_hop
+            # The documented setup: the probe domain over the same `smtp` transport (hence the
+            # same smtp_tls_* settings) as mail to Exchange Online.
+            (etc / "transport").write_text(f"{self.probe_domain} smtp:[{host}]:{port}\n")
+            lines.append(f"transport_maps = texthash:{etc / 'transport'}")
+        if self.client_key is not None and self.client_chain is not None:
+            lines.append(f"smtp_tls_chain_files = {self.client_key}, {self.client_chain}")
+        return "\n".join(lines) + "\n"
+
 
 def ensure_installed() -> str | None:
     """``None`` when Postfix is usable, else why not.  As root, installs Debian's package."""
@@ -74,6 +144,7 @@ class Postfix:
         processes: int = 100,
         banner: str = "mx.postfix.test",
         all_interfaces: bool = False,
+        relay: Relay | None = None,
     ) -> None:
         """``all_interfaces`` listens on every address: only for a private network namespace
         that has nothing but loopback (the benchmark uses that to serve all of 127.0.0.0/8)."""
@@ -84,6 +155,7 @@ class Postfix:
         self.key, self.chain = key, chain
         self.port = port or _free_port()
         self.processes, self.banner = processes, banner
+        self.relay = relay
         self.process: subprocess.Popen[bytes] | None = None
 
     def configure(self, key: Path | None = None, chain: Path | None = None) -> None:
@@ -91,7 +163,10 @@ class Postfix:
         etc = self.root / "etc"
         for sub in ("etc", "queue/pid", "queue/public", "queue/private", "data"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        for sub in ("queue/public", "queue/private", "data"):
+        queues = [f"queue/{q}" for q in QUEUES] if self.relay else []
+        for sub in queues:
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("queue/public", "queue/private", "data", *queues):
             shutil.chown(self.root / sub, user="postfix")
         self.root.chmod(0o755)
         (etc / "main.cf").write_text(
@@ -103,9 +178,11 @@ class Postfix:
                 processes=self.processes,
                 interfaces="all" if self.all_interfaces else "127.0.0.1",
             )
+            + (self.relay.main_cf(etc) if self.relay else "")
         )
         service = str(self.port) if self.all_interfaces else f"127.0.0.1:{self.port}"
-        (etc / "master.cf").write_text(MASTER_CF.format(service=service))
+        master = MASTER_CF.format(service=service) + (MASTER_CF_RELAY if self.relay else "")
+        (etc / "master.cf").write_text(master)
 
     def start(self, timeout: float = 20) -> Postfix:
         self.configure()

@@ -28,10 +28,12 @@ from monitor.pipeline.records import ScanRecord
 
 JSON_VERSION = 1
 # The table's short form of a direction: which certificate, and which way mail flows.
-DIRECTION_SHORT = {
-    Direction.FROM_EXO: "served\n(EXO -> on-prem)",
-    Direction.TO_EXO: "client\n(on-prem -> EXO)",
-}
+DIRECTION_SHORT = {Direction.FROM_EXO: "served", Direction.TO_EXO: "client"}
+DIRECTION_LEGEND = (
+    "served: the certificate the listener serves (Exchange Online delivering to on-prem; "
+    "450 4.4.317). client: the certificate the server presents when it relays through "
+    "Exchange Online (550 5.7.64 ATTR36)."
+)
 STYLES = {
     Severity.INFO: "cyan",
     Severity.WARNING: "yellow",
@@ -145,7 +147,12 @@ def _findings_cell(record: ScanRecord) -> Text:
 
 
 def print_table(records: Sequence[ScanRecord], now: datetime, console: Console) -> None:
-    table = Table(title=f"relaycert scan, {now:%Y-%m-%d %H:%M} UTC", show_lines=True, expand=True)
+    table = Table(
+        title=f"relaycert scan, {now:%Y-%m-%d %H:%M} UTC",
+        caption=DIRECTION_LEGEND,
+        show_lines=True,
+        expand=True,
+    )
     table.add_column("Endpoint", no_wrap=True)
     table.add_column("Direction", no_wrap=True)
     table.add_column("Address", no_wrap=True)

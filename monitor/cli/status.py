@@ -14,7 +14,7 @@ from rich.text import Text
 
 from checks.base import Direction
 from checks.certinfo import clip
-from monitor.cli.output import DIRECTION_SHORT, console
+from monitor.cli.output import DIRECTION_LEGEND, DIRECTION_SHORT, console
 from monitor.config.loader import load
 from monitor.store import captures
 from monitor.store.captures import CaptureStatus
@@ -67,7 +67,7 @@ def _print(
     now: datetime,
 ) -> None:
     out = console()
-    table = Table(title=f"relaycert status, {now:%Y-%m-%d %H:%M} UTC")
+    table = Table(title=f"relaycert status, {now:%Y-%m-%d %H:%M} UTC", caption=DIRECTION_LEGEND)
     for column in COLUMNS:
         table.add_column(column)
     for r in rows:

@@ -1,0 +1,237 @@
+"""Outbound checks end to end on loopback: relaycert submits a probe message through an on-prem
+relay (in-process here; Debian's Postfix in test_postfix_outbound.py), the relay forwards it to
+the capture listener with its own client TLS settings, and the verdict is about *that*
+certificate, in the ``to_exchange_online`` direction, stored and alerted separately from the
+served one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from checks.base import Direction
+from monitor.cli.app import main
+from monitor.config.loader import load
+from monitor.demo import pki
+from monitor.demo.relay import ClientTLS, DemoRelay
+from monitor.demo.servers import LoopbackSMTP, free_port
+from tests.conftest import endpoint_toml
+
+PROBE_DOMAIN = "probe.contoso.test"
+
+
+def capture_toml(port: int, wait: str = "5s", misses: int = 2) -> str:
+    return (
+        f'\n[capture]\nlisten = ["127.0.0.1:{port}"]\nprobe_domains = ["{PROBE_DOMAIN}"]\n'
+        f'wait = "{wait}"\nmisses_critical = {misses}\ntimeout = "3s"\n'
+    )
+
+
+def outbound_toml(relay_port: int) -> str:
+    return f'[endpoints.outbound]\nsubmit_port = {relay_port}\nstarttls = "none"\n'
+
+
+@pytest.fixture
+def relays() -> Iterator[Callable[..., DemoRelay]]:
+    started: list[DemoRelay] = []
+
+    def start(next_hop: tuple[str, int] | None, client: ClientTLS) -> DemoRelay:
+        relay = DemoRelay(next_hop, client).start()
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        relay.stop()
+
+
+def scan_json(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, list[dict]]:  # type: ignore[type-arg]
+    main(["scan", "--config", str(config), "--format", "json"])
+    results = json.loads(capsys.readouterr().out)["results"]
+    by_direction: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+    for result in results:
+        by_direction.setdefault(result["direction"], []).append(result)
+    return by_direction
+
+
+def rules(result: dict) -> set[str]:  # type: ignore[type-arg]
+    return {f["rule"] for f in result["findings"]}
+
+
+@pytest.fixture
+def served(
+    smtp_server: Callable[..., LoopbackSMTP],
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,
+) -> LoopbackSMTP:
+    """The endpoint's listener: a compliant served certificate."""
+    return smtp_server("starttls", *write_chain(good_leaf, intermediate))
+
+
+def setup(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    client: ClientTLS,
+    route: bool = True,
+    wait: str = "5s",
+) -> Path:
+    port = free_port()
+    relay = relays(("127.0.0.1", port) if route else None, client)
+    return config_file(
+        endpoint_toml("mail1", served.port) + outbound_toml(relay.port),
+        extra=capture_toml(port, wait),
+    )
+
+
+def test_no_client_certificate_is_critical_on_the_outbound_result_only(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = setup(config_file, served, relays, ClientTLS(tls=True))
+    found = scan_json(config, capsys)
+    (inbound,) = found[Direction.FROM_EXO.value]
+    (outbound,) = found[Direction.TO_EXO.value]
+    assert inbound["findings"] == [] or all(f["severity"] == "info" for f in inbound["findings"])
+    assert outbound["status"] == "no_client_cert"
+    assert [(f["rule"], f["severity"]) for f in outbound["findings"]] == [
+        ("outbound.no_client_certificate", "critical")
+    ]
+    assert outbound["findings"][0]["direction"] == "to_exchange_online"
+    assert outbound["session"]["tokens"] and outbound["session"]["tls"] is True
+
+
+def test_covering_client_certificate_has_no_finding_and_matching_is_by_token(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key, chain = write_chain(good_leaf, intermediate)
+    config = setup(config_file, served, relays, ClientTLS(True, key, chain))
+    (outbound,) = scan_json(config, capsys)[Direction.TO_EXO.value]
+    assert outbound["status"] == "ok"
+    assert outbound["sha256"] == pki_sha(good_leaf)
+    assert [f for f in outbound["findings"] if f["severity"] != "info"] == []
+
+
+def pki_sha(issued: pki.Issued) -> str:
+    from checks.certinfo import fingerprint
+
+    return fingerprint(issued.cert)
+
+
+def test_client_certificate_for_another_domain_and_leaf_only(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    write_chain,  # type: ignore[no-untyped-def]
+    intermediate: pki.Issued,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    other = pki.make_leaf(intermediate, ["mail.fabrikam.net"])
+    config = setup(config_file, served, relays, ClientTLS(True, *write_chain(other, intermediate)))
+    (outbound,) = scan_json(config, capsys)[Direction.TO_EXO.value]
+    assert "connector.name_not_covered" in rules(outbound)
+    assert "outbound.differs_from_served" in rules(outbound)
+    assert "cert.hostname_mismatch" not in rules(outbound)  # a client is not named by host
+
+    leaf_only = pki.make_leaf(intermediate, ["relay.contoso.com"])
+    config = setup(config_file, served, relays, ClientTLS(True, *write_chain(leaf_only)))
+    (outbound,) = scan_json(config, capsys)[Direction.TO_EXO.value]
+    assert "cert.untrusted" in rules(outbound)
+
+
+def test_no_tls_and_missing_route(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = setup(config_file, served, relays, ClientTLS(tls=False))
+    (outbound,) = scan_json(config, capsys)[Direction.TO_EXO.value]
+    assert outbound["status"] == "no_tls" and rules(outbound) == {"outbound.no_tls"}
+
+    config = setup(config_file, served, relays, ClientTLS(), route=False, wait="1s")
+    first = scan_json(config, capsys)[Direction.TO_EXO.value][0]
+    assert first["status"] == "not_delivered"
+    assert [(f["rule"], f["severity"]) for f in first["findings"]] == [
+        ("outbound.not_delivered", "unknown")
+    ]
+    second = scan_json(config, capsys)[Direction.TO_EXO.value][0]  # misses_critical = 2
+    assert [(f["rule"], f["severity"]) for f in second["findings"]] == [
+        ("outbound.not_delivered", "critical")
+    ]
+
+
+def test_daemon_alerts_per_direction(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    tmp_path: Path,
+) -> None:
+    config = setup(config_file, served, relays, ClientTLS(tls=True))
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    engine = create_engine(load(config).database_url())
+    with engine.connect() as conn:
+        alerts = conn.execute(text("SELECT rule, direction, status FROM alert")).all()
+        observations = conn.execute(text("SELECT direction, status FROM observation")).all()
+    engine.dispose()
+    assert ("outbound.no_client_certificate", "to_exchange_online", "open") in alerts
+    assert all(direction == "to_exchange_online" for _, direction, _ in alerts)
+    assert sorted(observations) == [
+        ("from_exchange_online", "ok"),
+        ("to_exchange_online", "no_client_cert"),
+    ]
+
+
+def test_capture_once_judges_a_test_send(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import smtplib
+    import threading
+    import time
+
+    port = free_port()
+    config = config_file(endpoint_toml("mail1", served.port), extra=capture_toml(port))
+
+    def send_later() -> None:
+        for _ in range(50):
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+                    smtp.sendmail("a@contoso.com", [f"test@{PROBE_DOMAIN}"], "Subject: t\r\n\r\nx")
+                return
+            except OSError:
+                time.sleep(0.1)
+
+    sender = threading.Thread(target=send_later)
+    sender.start()
+    code = main(
+        ["capture", "--once", "--config", str(config), "--timeout", "10", "--format", "json"]
+    )
+    sender.join()
+    result = json.loads(capsys.readouterr().out)
+    assert result["direction"] == "to_exchange_online" and result["status"] == "no_tls"
+    assert code == 2
+    assert result["session"]["passive"] is True
+
+
+def test_outbound_without_capture_section_is_a_config_error(
+    config_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = config_file(endpoint_toml("mail1", 25) + outbound_toml(2525))
+    assert main(["scan", "--config", str(config)]) == 3
+    err = capsys.readouterr().err
+    assert "endpoints[0] (mail1).outbound" in err and "[capture]" in err
