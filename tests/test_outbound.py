@@ -186,7 +186,9 @@ def test_daemon_alerts_per_direction(
     with engine.connect() as conn:
         alerts = conn.execute(text("SELECT rule, direction, status FROM alert")).all()
         observations = conn.execute(text("SELECT direction, status FROM observation")).all()
+        endpoint = conn.execute(text("SELECT port, mode FROM endpoint")).one()
     engine.dispose()
+    assert tuple(endpoint) == (served.port, "starttls")  # the listener, not the submission port
     assert ("outbound.no_client_certificate", "to_exchange_online", "open") in alerts
     assert all(direction == "to_exchange_online" for _, direction, _ in alerts)
     assert sorted(observations) == [
@@ -235,3 +237,39 @@ def test_outbound_without_capture_section_is_a_config_error(
     assert main(["scan", "--config", str(config)]) == 3
     err = capsys.readouterr().err
     assert "endpoints[0] (mail1).outbound" in err and "[capture]" in err
+
+
+def test_report_shows_both_directions_per_connector(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Without an outbound check the relay verdict is inferred from the served certificate.
+    plain = config_file(endpoint_toml("mail1", served.port))
+    main(["scan", "--config", str(plain), "--format", "json"])
+    capsys.readouterr()
+    main(["report", "--config", str(plain), "--format", "json"])
+    (relay,) = json.loads(capsys.readouterr().out)["connectors"]
+    assert relay["relay_inferred"] is True and "inferred from the served" in relay["relay_basis"]
+    assert [s["works"] for s in relay["scenarios"]] == [True, True, True]
+
+    # With one, it is measured: no client certificate breaks relaying (ATTR36) while delivery
+    # from Exchange Online (the served certificate) still works.
+    config = setup(config_file, served, relays, ClientTLS(tls=True))
+    main(["scan", "--config", str(config), "--format", "json"])
+    capsys.readouterr()
+    main(["report", "--config", str(config), "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    (relay,) = doc["connectors"]
+    assert relay["relay_inferred"] is False
+    assert all(s["works"] is False and "ATTR36" in s["error"] for s in relay["scenarios"])
+    assert "outbound.no_client_certificate" in relay["scenarios"][0]["evidence"]
+    assert relay["delivery"]["works"] is True
+    assert {a["direction"] for a in doc["addresses"]} == {
+        "from_exchange_online",
+        "to_exchange_online",
+    }
+    main(["report", "--config", str(config), "--format", "html"])
+    html = capsys.readouterr().out
+    assert "Relay to Exchange Online" in html and "Delivery from Exchange Online" in html

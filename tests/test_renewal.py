@@ -543,3 +543,50 @@ def test_webroot_and_dns_hook_solvers(pebble, tmp_path, root_ca, capsys) -> None
         "add _acme-challenge.contoso.test.",
         "remove _acme-challenge.contoso.test.",
     ]
+
+
+def test_renewal_rechecks_the_outbound_client_certificate(  # type: ignore[no-untyped-def]
+    postfix_usable, pebble, tmp_path, root_ca, intermediate, capsys
+) -> None:
+    """Postfix serves *and relays with* the deployed files (smtpd_tls_* and smtp_tls_* point at
+    them): after the renewal and reload, the outbound check sees the new client certificate."""
+    from tests.postfix import Relay
+    from tests.test_outbound import PROBE_DOMAIN, capture_toml
+
+    deployed = tmp_path / "deployed"
+    old = pki.make_leaf(intermediate, ["mail1.contoso.test"])
+    key, chain = pki.write_chain(deployed, "initial", old, intermediate)
+    (deployed / "privkey.pem").write_bytes(key.read_bytes())
+    (deployed / "fullchain.pem").write_bytes(chain.read_bytes())
+    capture_port = free_port()
+    relay = Relay(
+        PROBE_DOMAIN,
+        ("127.0.0.1", capture_port),
+        deployed / "privkey.pem",
+        deployed / "fullchain.pem",
+    )
+    with Postfix(deployed / "privkey.pem", deployed / "fullchain.pem", relay=relay) as postfix:
+        assert postfix.process is not None
+        extra = (
+            f'\n[endpoints.outbound]\nsubmit_port = {postfix.port}\nstarttls = "none"\n'
+            + capture_toml(capture_port, wait="20s")
+        )
+        config = renewal_config(
+            tmp_path,
+            pebble,
+            root_ca,
+            postfix.port,
+            ["mail1.contoso.test"],
+            hook=f'hook = ["kill", "-HUP", "{postfix.process.pid}"]',
+            extra=extra,
+        )
+        main(["scan", "--config", str(config), "--format", "json"])
+        scanned = capsys.readouterr()
+        before = [r for r in json.loads(scanned.out)["results"] if r["mode"] == "outbound"]
+        assert before, [(r["mode"], r["status"]) for r in json.loads(scanned.out)["results"]]
+        assert before[0]["sha256"] == fingerprint(old.cert), postfix.log()[-2000:]
+        code = main(["renew", "--config", str(config), "--force"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert "relay-cert: verified" in out
+        assert "outbound check: mail1 relays with the new certificate" in out, postfix.log()[-3000:]

@@ -14,6 +14,8 @@ from monitor.alerts.channels import build_channels
 from monitor.alerts.outbox import Outbox
 from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
+from monitor.pipeline.listening import listening
+from monitor.pipeline.scan import Scanner
 from monitor.renewal.deploy import validate_hooks
 from monitor.renewal.outcome import Outcome
 from monitor.renewal.runner import renew
@@ -39,9 +41,11 @@ def _chosen(config: Config, args: argparse.Namespace) -> list[RenewalSettings]:
 async def _renew_all(
     config: Config, store: Store, chosen: list[RenewalSettings], args: argparse.Namespace
 ) -> list[Outcome]:
-    outcomes = [
-        await renew(config, store, r, force=args.force, dry_run=args.dry_run) for r in chosen
-    ]
+    async with listening(Scanner(config, store)) as scanner:  # for outbound re-checks
+        outcomes = [
+            await renew(config, store, r, force=args.force, dry_run=args.dry_run, scanner=scanner)
+            for r in chosen
+        ]
     await Outbox(store, build_channels(config)).deliver()  # failures and recoveries
     return outcomes
 

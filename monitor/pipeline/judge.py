@@ -69,7 +69,7 @@ class Judge:
             result,
             chain,
             findings,
-            endpoint.effective_mode,
+            result.target.mode,
             endpoint.connector,
             evaluated(obs),
             baseline,

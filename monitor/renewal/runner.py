@@ -18,6 +18,7 @@ from checks.certinfo import all_names, dns_sans, fingerprint
 from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.errors import RenewalError
+from monitor.pipeline import outbound
 from monitor.pipeline.scan import Scanner
 from monitor.renewal import decide, notify
 from monitor.renewal.acme_flow import AcmeSession, Issued
@@ -59,6 +60,36 @@ async def verify_served(attempt: Attempt, sha256: str) -> list[str]:
         await asyncio.sleep(1)
 
 
+async def verify_outbound(attempt: Attempt, sha256: str) -> str:
+    """Re-run the outbound checks of the renewed endpoints that have one (stored and alerted as
+    usual) and say whether the server now *relays* with the new certificate.  The client
+    certificate is configured separately (Postfix ``smtp_tls_*``, Exchange Send connector), so
+    this reports rather than fails the renewal; its own findings alert in that direction."""
+    config, scanner = attempt.config, attempt.scanner
+    endpoints = [e for e in config.endpoints if e.name in attempt.settings.endpoints and e.outbound]
+    if not endpoints:
+        return ""
+    results = await outbound.check_all(
+        config, endpoints, scanner.capture, scanner.semaphore, scanner.capture_unavailable
+    )
+    limit = config.capture.misses_critical if config.capture else 3
+    await asyncio.to_thread(outbound.count_misses, attempt.store, results, limit)
+    notes = []
+    for record in await scanner.judge_and_store(results, attempt.clock()):
+        name = record.result.target.endpoint
+        if record.chain and fingerprint(record.chain[0]) == sha256:
+            notes.append(f"{name} relays with the new certificate")
+        elif record.chain:
+            notes.append(
+                f"{name} still relays with {fingerprint(record.chain[0])[:16]}... (update its "
+                "client certificate setting: Postfix smtp_tls_chain_files, Exchange Send "
+                "connector TlsCertificateName)"
+            )
+        else:
+            notes.append(f"{name} outbound check: {record.result.status.value}")
+    return "; outbound check: " + "; ".join(notes)
+
+
 async def _order(attempt: Attempt, session: AcmeSession, names: list[str]) -> Issued:
     solver = await asyncio.to_thread(make_solver, attempt.settings.solver, attempt.where)
     try:
@@ -93,7 +124,8 @@ async def _deploy(
     await asyncio.to_thread(
         baselines.accept_renewed, attempt.store, settings.endpoints, chain, attempt.clock()
     )
-    return Result.VERIFIED, "deployed and served by every address"
+    relaying = await verify_outbound(attempt, fingerprint(chain[0]))
+    return Result.VERIFIED, "deployed and served by every address" + relaying
 
 
 async def _issue_and_deploy(

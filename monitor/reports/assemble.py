@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from checks.base import Severity, anchor
+from checks.base import Direction, Severity, anchor
 from checks.matching import base_domain, registered_domain
 from monitor.certview import CertInfo, cert_info
 from monitor.config.loader import Config
@@ -40,18 +40,45 @@ SCENARIOS = (
         "Mail forwarded to external recipients keeps an external sender and recipient.",
     ),
 )
-# Findings that make Exchange Online refuse the certificate-based attribution, with its error.
-BREAKING = {
-    "connector.domain_not_registered": ATTR36,
-    "connector.name_not_covered": ATTR36,
-    "cert.untrusted": UNTRUSTED,
-    "cert.expired": UNTRUSTED,
-    "cert.not_yet_valid": UNTRUSTED,
-    "cert.weak_signature": UNTRUSTED,
-    "tls.starttls_missing": ATTR36,
-    "tls.handshake_failed": ATTR36,
-    "tls.protocol_outdated": ATTR36,
-}
+# Critical findings that break relaying through Exchange Online: the client certificate does
+# not attribute the mail to the certificate-based connector, so it is refused with ATTR36.
+BREAKING = dict.fromkeys(
+    (
+        "connector.domain_not_registered",
+        "connector.name_not_covered",
+        "cert.untrusted",
+        "cert.expired",
+        "cert.not_yet_valid",
+        "cert.weak_signature",
+        "tls.starttls_missing",
+        "tls.handshake_failed",
+        "tls.protocol_outdated",
+        "outbound.no_client_certificate",
+        "outbound.no_tls",
+    ),
+    ATTR36,
+)
+# Critical findings that break Exchange Online delivering *to* the on-prem listener over TLS
+# (an outbound connector that validates the certificate).
+DELIVERY_BREAKING = dict.fromkeys(
+    (
+        "cert.untrusted",
+        "cert.expired",
+        "cert.not_yet_valid",
+        "cert.weak_signature",
+        "tls.starttls_missing",
+        "tls.handshake_failed",
+        "tls.protocol_outdated",
+    ),
+    UNTRUSTED,
+)
+SERVED, CLIENT = Direction.FROM_EXO.value, Direction.TO_EXO.value
+DELIVERY = (
+    "delivery",
+    "Delivery from Exchange Online to on-premises",
+    "Exchange Online delivers to the on-premises listener over TLS, checking its certificate "
+    "when the outbound connector validates it.",
+)
 
 
 def _verdict(severities: list[str]) -> str:
@@ -63,12 +90,15 @@ def _verdict(severities: list[str]) -> str:
     return "compliant"
 
 
-def _scenarios(addresses: list[AddressReport], accepted: str | None) -> list[Scenario]:
+def _judged(
+    addresses: list[AddressReport], accepted: str | None, breaking: dict[str, str]
+) -> tuple[bool | None, str, str | None, str | None]:
+    """(works, evidence, error, fix) of one direction from its addresses."""
     broken = [
         (a, rule, msg)
         for a in addresses
         for sev, rule, msg in a.findings
-        if rule in BREAKING and sev == "critical"
+        if rule in breaking and sev == "critical"
     ]
     probed_ok = [a for a in addresses if a.certificate is not None]
     if accepted is None:
@@ -78,7 +108,7 @@ def _scenarios(addresses: list[AddressReport], accepted: str | None) -> list[Sce
         fix: str | None = "Add the domain as an accepted domain, or change the connector."
     elif broken:
         address, rule, message = broken[0]
-        works, error = False, BREAKING[rule]
+        works, error = False, breaking[rule]
         evidence = f"{address.endpoint} ({address.address}): {rule}: {message}"
         fix = f"See docs/rules.md#{anchor(rule)}."
     elif not probed_ok:
@@ -90,9 +120,21 @@ def _scenarios(addresses: list[AddressReport], accepted: str | None) -> list[Sce
             f"{a.endpoint} ({a.address}) presents {a.certificate.subject}"  # type: ignore[union-attr]
             for a in probed_ok[:5]
         )
+    return works, evidence, error, fix
+
+
+def _scenarios(addresses: list[AddressReport], accepted: str | None, basis: str) -> list[Scenario]:
+    works, evidence, error, fix = _judged(addresses, accepted, BREAKING)
     return [
-        Scenario(key, title, text, works, evidence, error, fix) for key, title, text in SCENARIOS
+        Scenario(key, title, text, works, f"{basis}: {evidence}", error, fix)
+        for key, title, text in SCENARIOS
     ]
+
+
+def _delivery(addresses: list[AddressReport]) -> Scenario:
+    works, evidence, error, fix = _judged(addresses, "listener", DELIVERY_BREAKING)
+    key, title, text = DELIVERY
+    return Scenario(key, title, text, works, f"listener probes: {evidence}", error, fix)
 
 
 def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
@@ -103,6 +145,7 @@ def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
         endpoint.port,
         obs.address,
         endpoint.connector,
+        obs.direction,
         obs.status,
         obs.last_seen_at or obs.started_at,
         obs.tls_version,
@@ -117,18 +160,27 @@ def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
 def connector_report(
     config: Config, connector: ConnectorConfig, addresses: list[AddressReport]
 ) -> ConnectorReport:
-    served = [a for a in addresses if a.connector == connector.name]
+    mine = [a for a in addresses if a.connector == connector.name]
+    served = [a for a in mine if a.direction == SERVED]
+    client = [a for a in mine if a.direction == CLIENT]
     domain = base_domain(connector.tls_sender_certificate_name)
     accepted = registered_domain(domain, config.tenant.accepted_domains)
-    severities = [s for a in served for s, _, _ in a.findings]
+    severities = [s for a in mine for s, _, _ in a.findings]
+    if client:
+        basis = "outbound checks (client certificate as presented)"
+    else:
+        basis = "inferred from the served certificate (no outbound check configured)"
     return ConnectorReport(
         connector.name,
         connector.tls_sender_certificate_name,
         domain,
         accepted,
         _verdict(severities) if accepted else "non-compliant",
-        _scenarios(served, accepted),
-        sorted({a.endpoint for a in served}),
+        _scenarios(client or served, accepted, basis),
+        sorted({a.endpoint for a in mine}),
+        basis,
+        not client,
+        _delivery(served),
     )
 
 
@@ -154,7 +206,8 @@ def assemble(
     now: datetime,
 ) -> Report:
     addresses = sorted(
-        (address_report(r, now) for r in rows), key=lambda a: (a.endpoint, a.address)
+        (address_report(r, now) for r in rows),
+        key=lambda a: (a.endpoint, a.direction != SERVED, a.address),
     )
     connectors = [connector_report(config, c, addresses) for c in config.connectors]
     all_severities = [s for a in addresses for s, _, _ in a.findings]

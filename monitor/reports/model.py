@@ -23,6 +23,7 @@ class AddressReport:
     port: int
     address: str
     connector: str | None
+    direction: str  # from_exchange_online (served) | to_exchange_online (client)
     status: str
     last_probe: datetime | None
     tls_version: str | None
@@ -56,6 +57,15 @@ class Scenario:
 
 @dataclass
 class ConnectorReport:
+    """One connector, both directions side by side.
+
+    ``scenarios`` are the relay scenarios (the on-prem server as TLS client, attributed by its
+    client certificate: 550 5.7.64 ATTR36), judged from outbound checks; ``relay_basis`` says
+    what they rest on, and ``relay_inferred`` that no outbound check was measured so they are
+    inferred from the served certificate.  ``delivery`` is Exchange Online delivering to the
+    on-prem listener (450 4.4.317), judged from the listener probes.
+    """
+
     name: str
     value: str
     domain: str
@@ -63,6 +73,9 @@ class ConnectorReport:
     verdict: str
     scenarios: list[Scenario]
     endpoints: list[str]
+    relay_basis: str = ""
+    relay_inferred: bool = True
+    delivery: Scenario | None = None
 
 
 @dataclass

@@ -13,10 +13,14 @@ from cryptography import x509
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from checks.base import Direction
 from monitor.reports.model import Event
 from monitor.store import queries
 from monitor.store.engine import Store
 from monitor.store.models import AlertRow, EndpointRow, FindingRow, ObservationRow, ProbeDayRow
+from monitor.store.queries import Key
+
+SERVED = Direction.FROM_EXO.value
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,10 @@ def read(
             obs,
             [(f.severity, f.rule, f.message) for f in findings.get(obs.id or 0, [])],
             leaves.get(obs.leaf_sha256 or ""),
-            events.get((obs.endpoint_id, obs.address), []),
-            *days.get((obs.endpoint_id, obs.address), (0, 0)),
+            events.get((obs.endpoint_id, obs.address, obs.direction), []),
+            *days.get((obs.endpoint_id, obs.address), (0, 0))
+            if obs.direction == SERVED
+            else (0, 0),
         )
         for obs in latest
     ]
@@ -71,11 +77,10 @@ def _probe_days(
     return {key: (n[0], n[1]) for key, n in counts.items()}
 
 
-def _events(
-    session: Session, endpoint_ids: list[int], start: datetime, end: datetime
-) -> dict[tuple[int, str], list[Event]]:
-    """Renewals, drift findings and alert transitions of the period, per address (batched)."""
-    events: dict[tuple[int, str], list[Event]] = defaultdict(list)
+def _events(session: Session, endpoint_ids: list[int], start: datetime, end: datetime) -> Events:
+    """Renewals, drift findings and alert transitions of the period, per address and direction
+    (batched)."""
+    events: Events = defaultdict(list)
     _certificate_changes(session, endpoint_ids, start, end, events)
     _drift(session, endpoint_ids, start, end, events)
     _alerts(session, endpoint_ids, start, end, events)
@@ -84,7 +89,7 @@ def _events(
     return events
 
 
-Events = dict[tuple[int, str], list[Event]]
+Events = dict[Key, list[Event]]
 
 
 def _certificate_changes(
@@ -95,14 +100,20 @@ def _certificate_changes(
     o = ObservationRow
     before = queries.newest_ids(endpoint_ids, before=start)
     rows = session.execute(
-        select(col(o.endpoint_id), col(o.address), col(o.started_at), col(o.leaf_sha256))
+        select(
+            col(o.endpoint_id),
+            col(o.address),
+            col(o.direction),
+            col(o.started_at),
+            col(o.leaf_sha256),
+        )
         .where(col(o.endpoint_id).in_(endpoint_ids), col(o.started_at) <= end)
         .where((col(o.started_at) >= start) | col(o.id).in_(before))
         .order_by(col(o.id))
     ).all()
-    previous: dict[tuple[int, str], str] = {}
-    for endpoint_id, address, started, leaf in rows:
-        key = (endpoint_id, address)
+    previous: dict[Key, str] = {}
+    for endpoint_id, address, direction, started, leaf in rows:
+        key = (endpoint_id, address, direction)
         known = previous.get(key)
         if leaf and known and leaf != known and started >= start:
             text = f"certificate {known[:16]}... replaced by {leaf[:16]}..."
@@ -115,8 +126,8 @@ def _drift(
     session: Session, endpoint_ids: list[int], start: datetime, end: datetime, events: Events
 ) -> None:
     o = ObservationRow
-    for finding, endpoint_id, address, started in session.execute(
-        select(FindingRow, col(o.endpoint_id), col(o.address), col(o.started_at))
+    for finding, endpoint_id, address, direction, started in session.execute(
+        select(FindingRow, col(o.endpoint_id), col(o.address), col(o.direction), col(o.started_at))
         .join(o, col(o.id) == col(FindingRow.observation_id))
         .where(
             col(o.endpoint_id).in_(endpoint_ids),
@@ -126,7 +137,7 @@ def _drift(
         )
     ):
         text = f"{finding.rule}: {finding.message}"
-        events[(endpoint_id, address)].append(Event(started, "drift", text))
+        events[(endpoint_id, address, direction)].append(Event(started, "drift", text))
 
 
 def _alerts(
@@ -135,7 +146,7 @@ def _alerts(
     for alert in session.scalars(
         select(AlertRow).where(col(AlertRow.endpoint_id).in_(endpoint_ids))
     ):
-        key = (alert.endpoint_id, alert.address)
+        key = (alert.endpoint_id, alert.address, alert.direction)
         if alert.opened_at and start <= alert.opened_at <= end:
             text = f"{alert.severity} alert {alert.rule} opened"
             events[key].append(Event(alert.opened_at, "alert_opened", text))

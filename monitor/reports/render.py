@@ -60,6 +60,7 @@ CSV_COLUMNS = [
     "probes_attempted",
     "probes_succeeded",
     "availability_percent",
+    "direction",
 ]
 
 
@@ -96,6 +97,7 @@ def to_csv(report: Report) -> str:
                     a.attempts,
                     a.successes,
                     a.availability,
+                    a.direction,
                 ]
             ]
         )

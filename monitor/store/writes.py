@@ -202,7 +202,9 @@ def _endpoints(session: Session, records: Sequence[ScanRecord]) -> dict[str, int
             )
             session.add(row)
             existing[target.endpoint] = row
-        elif (row.host, row.port, row.mode, row.connector) != wanted:
+        elif target.direction is Direction.FROM_EXO and (
+            (row.host, row.port, row.mode, row.connector) != wanted
+        ):  # the endpoint row describes the listener; outbound checks submit elsewhere
             row.host, row.port, row.mode, row.connector = wanted
     session.flush()
     return {name: row.id for name, row in existing.items() if row.id is not None}
