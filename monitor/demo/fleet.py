@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.demo import pki
+from monitor.demo.relay import ClientTLS, DemoRelay
 from monitor.demo.servers import LoopbackSMTP, free_port
 
 
@@ -28,6 +29,9 @@ class DemoServer:
     days: float = 90
     expired: bool = False
     client_auth: bool = True
+    # An outbound check through a demo relay: "own" relays with the served certificate as its
+    # client certificate, "none" relays over TLS without one (the ATTR36 outage).
+    relays_with: str | None = None
 
 
 SERVERS = (
@@ -36,8 +40,18 @@ SERVERS = (
         "mail1.contoso.com",
         "starttls",
         "Contoso relay",
-        "compliant: full chain, covered by *.contoso.com",
+        "compliant: full chain, covered by *.contoso.com; relays with it as client certificate",
         ("mail1.contoso.com",),
+        relays_with="own",
+    ),
+    DemoServer(
+        "relay",
+        "relay.contoso.com",
+        "starttls",
+        "Contoso relay",
+        "serves a perfect certificate, but relays without a client certificate (ATTR36)",
+        ("relay.contoso.com",),
+        relays_with="none",
     ),
     DemoServer(
         "mail2",
@@ -108,6 +122,13 @@ url = "sqlite:///relaycert.db"
 [daemon]
 log_level = "warning"
 
+# The capture listener: the demo relays deliver their outbound probe messages here, so relaycert
+# sees the certificate each presents as a TLS client (what Exchange Online attributes relay by).
+[capture]
+listen = ["127.0.0.1:{capture_port}"]
+probe_domains = ["{probe_domain}"]
+wait = "15s"
+
 # Where a real installation would name e-mail, Teams or webhook channels, the demo captures.
 [[channels]]
 name = "capture"
@@ -126,6 +147,13 @@ connector = "{connector}"
 addresses = ["127.0.0.1"]
 """
 
+OUTBOUND = """
+[endpoints.outbound]
+submit_port = {port}
+starttls = "none"
+"""
+PROBE_DOMAIN = "relaycert-probe.contoso.com"
+
 
 @contextmanager
 def running_fleet(directory: Path) -> Iterator[Path]:
@@ -136,6 +164,8 @@ def running_fleet(directory: Path) -> Iterator[Path]:
     intermediate = pki.make_ca("relaycert Demo Issuing CA 1", root)
     (directory / "demo-root-ca.pem").write_bytes(root.cert_pem())
     servers: list[LoopbackSMTP] = []
+    relays: list[DemoRelay] = []
+    capture_port = free_port()
     endpoints = []
     try:
         for demo in SERVERS:
@@ -166,6 +196,11 @@ def running_fleet(directory: Path) -> Iterator[Path]:
                     connector=demo.connector,
                 )
             )
+            if demo.relays_with is not None:
+                client = ClientTLS(True, key, chain) if demo.relays_with == "own" else ClientTLS()
+                relay = DemoRelay(("127.0.0.1", capture_port), client).start()
+                relays.append(relay)
+                endpoints.append(OUTBOUND.format(port=relay.port))
         endpoints.append(
             ENDPOINT.format(
                 name="offline",
@@ -177,10 +212,18 @@ def running_fleet(directory: Path) -> Iterator[Path]:
         )
         config = directory / "relaycert.toml"
         config.write_text(
-            CONFIG.format(now=now, endpoints="".join(endpoints), alerts=directory / "alerts.jsonl"),
+            CONFIG.format(
+                now=now,
+                endpoints="".join(endpoints),
+                alerts=directory / "alerts.jsonl",
+                capture_port=capture_port,
+                probe_domain=PROBE_DOMAIN,
+            ),
             encoding="utf-8",
         )
         yield config
     finally:
+        for relay in relays:
+            relay.stop()
         for server in servers:
             server.stop()

@@ -157,29 +157,42 @@ def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
     )
 
 
+def _relay_rows(mine: list[AddressReport]) -> tuple[list[AddressReport], str, bool]:
+    """What the relay direction is judged from: per endpoint its outbound checks (the client
+    certificate as presented), or, for an endpoint without one, its served certificate; the
+    basis says which endpoints are measured and which inferred."""
+    measured = sorted({a.endpoint for a in mine if a.direction == CLIENT})
+    inferred = sorted({a.endpoint for a in mine if a.endpoint not in measured})
+    rows = [a for a in mine if a.direction == (CLIENT if a.endpoint in measured else SERVED)]
+    parts = []
+    if measured:
+        parts.append(f"outbound checks of {', '.join(measured)}")
+    if inferred:
+        parts.append(
+            f"inferred from the served certificate of {', '.join(inferred)} (no outbound check)"
+        )
+    return rows, "; ".join(parts) or "no endpoint", bool(inferred)
+
+
 def connector_report(
     config: Config, connector: ConnectorConfig, addresses: list[AddressReport]
 ) -> ConnectorReport:
     mine = [a for a in addresses if a.connector == connector.name]
     served = [a for a in mine if a.direction == SERVED]
-    client = [a for a in mine if a.direction == CLIENT]
     domain = base_domain(connector.tls_sender_certificate_name)
     accepted = registered_domain(domain, config.tenant.accepted_domains)
     severities = [s for a in mine for s, _, _ in a.findings]
-    if client:
-        basis = "outbound checks (client certificate as presented)"
-    else:
-        basis = "inferred from the served certificate (no outbound check configured)"
+    relay, basis, inferred = _relay_rows(mine)
     return ConnectorReport(
         connector.name,
         connector.tls_sender_certificate_name,
         domain,
         accepted,
         _verdict(severities) if accepted else "non-compliant",
-        _scenarios(client or served, accepted, basis),
+        _scenarios(relay, accepted, basis),
         sorted({a.endpoint for a in mine}),
         basis,
-        not client,
+        inferred,
         _delivery(served),
     )
 
