@@ -273,3 +273,79 @@ def test_report_shows_both_directions_per_connector(
     main(["report", "--config", str(config), "--format", "html"])
     html = capsys.readouterr().out
     assert "Relay to Exchange Online" in html and "Delivery from Exchange Online" in html
+
+
+def test_unmatched_passive_capture_is_listed_by_status_and_pruned(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import smtplib
+    import threading
+    import time
+
+    port = free_port()
+    config = config_file(endpoint_toml("mail1", served.port), extra=capture_toml(port))
+
+    def send_later() -> None:  # from another loopback address and name: matches no endpoint
+        for _ in range(50):
+            try:
+                with smtplib.SMTP(
+                    "127.0.0.1",
+                    port,
+                    local_hostname="stranger.fabrikam.test",
+                    source_address=("127.0.0.2", 0),
+                    timeout=5,
+                ) as smtp:
+                    smtp.starttls()
+                    smtp.sendmail(
+                        "a@fabrikam.test", [f"hello@{PROBE_DOMAIN}"], "Subject: t\r\n\r\nx"
+                    )
+                return
+            except OSError:
+                time.sleep(0.1)
+
+    sender = threading.Thread(target=send_later)
+    sender.start()
+    assert main(["capture", "--once", "--config", str(config), "--timeout", "10"]) == 2
+    sender.join()
+    capsys.readouterr()
+    assert main(["status", "--config", str(config), "--format", "json"]) == 0
+    (unmatched,) = json.loads(capsys.readouterr().out)["unmatched_captures"]
+    assert unmatched["peer"] == "127.0.0.2" and unmatched["ehlo"] == "stranger.fabrikam.test"
+    assert unmatched["endpoint"] is None and unmatched["worst"] == "critical"
+    assert any("outbound.no_client_certificate" in f for f in unmatched["findings"])
+    assert main(["status", "--config", str(config)]) == 0
+    assert "matched no endpoint" in capsys.readouterr().out
+    time.sleep(1.1)
+    assert main(["prune", "--config", str(config), "--older-than", "1s"]) == 0
+    assert "1 passive captures" in capsys.readouterr().out
+
+
+def test_messages_say_which_direction() -> None:
+    from notifications.base import Notification
+    from notifications.render import adaptive_card, html_body, subject, text_body
+
+    note = Notification(
+        kind="opened",
+        severity="critical",
+        rule="outbound.no_client_certificate",
+        title="No client certificate presented when relaying",
+        endpoint="mail1",
+        host="mail1.contoso.com",
+        port=25,
+        address="127.0.0.1",
+        connector="relay",
+        message="relayed without a client certificate",
+        at="2026-11-28T00:00:00+00:00",
+        key="k",
+        direction="to_exchange_online",
+    )
+    assert "(relay client)" in subject(note)
+    assert "Direction: relay to Exchange Online (client certificate)" in text_body(note)
+    assert "relay to Exchange Online (client certificate)" in html_body(note)
+    facts = adaptive_card(note)["attachments"][0]["content"]["body"][1]["facts"]
+    assert {
+        "title": "Direction",
+        "value": "relay to Exchange Online \\(client certificate\\)",
+    } in facts

@@ -13,7 +13,14 @@ from sqlalchemy import CursorResult, Delete, delete, func, or_, select
 from sqlmodel import Session, col
 
 from monitor.store.engine import Store
-from monitor.store.models import AlertRow, FindingRow, ObservationRow, OutboxRow, ProbeDayRow
+from monitor.store.models import (
+    AlertRow,
+    CaptureRow,
+    FindingRow,
+    ObservationRow,
+    OutboxRow,
+    ProbeDayRow,
+)
 from monitor.store.queries import newest_ids
 
 
@@ -24,6 +31,7 @@ class Pruned:
     probe_days: int
     messages: int
     alerts: int
+    captures: int = 0
 
 
 def _deleted(session: Session, statement: Delete) -> int:
@@ -60,4 +68,5 @@ def prune(store: Store, cutoff: datetime, dry_run: bool = False) -> Pruned:
                 col(AlertRow.id).in_(stale_alerts), col(AlertRow.id).not_in(referenced)
             ),
         )
-    return Pruned(observations, findings, days, messages, alerts)
+        captures = _deleted(session, delete(CaptureRow).where(col(CaptureRow.at) < cutoff))
+    return Pruned(observations, findings, days, messages, alerts, captures)
