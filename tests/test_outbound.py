@@ -213,7 +213,8 @@ def test_capture_once_judges_a_test_send(
         for _ in range(50):
             try:
                 with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
-                    smtp.sendmail("a@contoso.com", [f"test@{PROBE_DOMAIN}"], "Subject: t\r\n\r\nx")
+                    body = "Subject: t\r\n\r\nBODY-MARKER-7f3a\r\n"
+                    smtp.sendmail("a@contoso.com", [f"test@{PROBE_DOMAIN}"], body)
                 return
             except OSError:
                 time.sleep(0.1)
@@ -228,6 +229,9 @@ def test_capture_once_judges_a_test_send(
     assert result["direction"] == "to_exchange_online" and result["status"] == "no_tls"
     assert code == 2
     assert result["session"]["passive"] is True
+    stored = b"".join(p.read_bytes() for p in config.parent.glob("relaycert.db*"))
+    assert f"test@{PROBE_DOMAIN}".encode() in stored  # the envelope is kept...
+    assert b"BODY-MARKER-7f3a" not in stored  # ...the body never is
 
 
 def test_outbound_without_capture_section_is_a_config_error(

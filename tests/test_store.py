@@ -145,3 +145,47 @@ def test_prune_keeps_the_newest_observation_of_every_address(
     assert counts["observation"] == 2 and counts["finding"] == 2  # newest of each address
     assert counts["certificate"] == 3  # certificates are kept
     store.close()
+
+
+def test_upgrade_keeps_baselines_as_served_and_downgrade_works(store_url: str) -> None:
+    """A store written by the previous release (revision 0004) keeps its baselines, alerts and
+    observations; they become the served direction."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import create_engine, text
+
+    from monitor.store.engine import MIGRATIONS
+
+    def alembic(conn: object, target: str, down: bool = False) -> None:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(config, target)
+
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        alembic(conn, "0004")
+        conn.execute(
+            text(
+                "INSERT INTO endpoint (id, name, host, port, mode, created_at) "
+                "VALUES (1, 'mail1', 'mail1.contoso.com', 25, 'starttls', :now)"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO baseline (endpoint_id, address, sha256, names, issuer, spki_sha256, "
+                "accepted_at, accepted_by) VALUES (1, '127.0.0.1', 'ab', '[]', 'CN=I', 'cd', "
+                ":now, 'manual')"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+    engine.dispose()
+    store = Store.open(store_url)  # upgrades to head
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT address, direction, accepted_by FROM baseline")).all()
+    assert [tuple(r) for r in rows] == [("127.0.0.1", "from_exchange_online", "manual")]
+    with store.engine.begin() as conn:
+        alembic(conn, "0004", down=True)
+        assert conn.execute(text("SELECT sha256 FROM baseline")).scalar_one() == "ab"
+    store.close()
