@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from checks.base import Finding, Observation, Policy, ProbeStatus, RuleInfo, Severity, rule
+from checks.certinfo import subject_text
 
 OUTDATED_VERSIONS = frozenset({"SSLv2", "SSLv3", "TLSv1", "TLSv1.1"})
 
@@ -49,8 +50,16 @@ def starttls_missing(info: RuleInfo, obs: Observation, policy: Policy) -> Iterat
     "and that TLS 1.2 with an ECDHE-RSA-AES-GCM suite is enabled.",
 )
 def handshake_failed(info: RuleInfo, obs: Observation, policy: Policy) -> Iterator[Finding]:
-    if obs.status is ProbeStatus.HANDSHAKE_FAILED:
-        yield info.finding(f"{obs.where}: TLS handshake failed: {obs.error}")
+    if obs.status is not ProbeStatus.HANDSHAKE_FAILED:
+        return
+    text = f"{obs.where}: TLS handshake failed: {obs.error}"
+    leaf = obs.leaf
+    if leaf is not None:  # read from the handshake before the server aborted it
+        text += (
+            f"; before that the server presented '{subject_text(leaf)}' (valid until "
+            f"{leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, {len(obs.chain)} certificate(s))"
+        )
+    yield info.finding(text)
 
 
 @rule(

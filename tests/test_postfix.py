@@ -64,3 +64,21 @@ def test_postfix_leaf_only_is_untrusted(
     doc = json.loads(capsys.readouterr().out)
     assert code == 2
     assert [f["rule"] for f in doc["results"][0]["findings"]] == ["cert.untrusted"]
+
+
+def test_postfix_whose_certificate_did_not_load_is_critical(
+    postfix_usable, tmp_path: Path, config_file, capsys, intermediate
+) -> None:  # type: ignore[no-untyped-def]
+    """Postfix still offers STARTTLS but can only negotiate anonymous suites: before, the probe
+    took one and reported "ok" with no certificate and no finding (exit 0)."""
+    leaf = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    key, _ = pki.write_chain(tmp_path / "pf-certs", "postfix", leaf, intermediate)
+    with Postfix(key, tmp_path / "pf-certs" / "missing-chain.pem") as postfix:
+        config = config_file(endpoint_toml("postfix", postfix.port))
+        code = main(["scan", "--config", str(config), "--format", "json"])
+        result = json.loads(capsys.readouterr().out)["results"][0]
+    assert code == 2
+    assert result["status"] == "handshake_failed" and result["chain"] == []
+    (finding,) = result["findings"]
+    assert finding["rule"] == "tls.handshake_failed" and finding["severity"] == "critical"
+    assert "smtpd_tls_chain_files" in finding["message"]

@@ -17,7 +17,6 @@ import os
 import socket
 import ssl
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import cast
@@ -30,24 +29,17 @@ from aiosmtplib.response import SMTPResponse
 from checks.base import ProbeStatus
 from monitor.errors import ProbeConnectionError, ProbeError, ProbeTimeoutError
 from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.probe.tlsinfo import (
+    NO_CERTIFICATE_HINT,
+    HandshakeRecorder,
+    client_context,
+    explain,
+    not_tls,
+)
+
+__all__ = ["client_context", "map_error", "probe", "probe_bounded", "probe_many", "unresolved"]
 
 MAX_BANNER = 1024
-
-
-def client_context() -> ssl.SSLContext:
-    """A TLS client context that captures any chain: no verification, old protocols allowed.
-
-    Old versions and ciphers are allowed so an outdated server is *observed* (and reported by
-    ``tls.protocol_outdated``) instead of looking like a handshake failure.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with warnings.catch_warnings():  # deprecated on purpose: we must *see* TLS 1.0 servers
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version = ssl.TLSVersion.TLSv1
-    context.set_ciphers("ALL:@SECLEVEL=0")
-    return context
 
 
 _CONTEXT: ssl.SSLContext | None = None
@@ -61,7 +53,7 @@ def _shared_context() -> ssl.SSLContext:
 
 
 def _reply(response: SMTPResponse) -> str:
-    return f"{response.code} {response.message}"[:MAX_BANNER]
+    return _clean(f"{response.code} {response.message}")
 
 
 def _clean(text: str) -> str:
@@ -126,8 +118,8 @@ class _Session:
     STARTTLS upgrade) without the client class's conveniences, which a probe does not need.
     """
 
-    def __init__(self, target: ProbeTarget) -> None:
-        self.target = target
+    def __init__(self, target: ProbeTarget, context: ssl.SSLContext) -> None:
+        self.target, self.context = target, context
         self.result = ProbeResult(target, datetime.now(UTC))
         self.protocol: _ProbeProtocol | None = None
         self._clock = time.perf_counter()
@@ -155,13 +147,14 @@ class _Session:
             _, protocol = await loop.create_connection(
                 lambda: _ProbeProtocol(loop),
                 sock=sock,
-                ssl=_shared_context() if implicit else None,
+                ssl=self.context if implicit else None,
                 server_hostname=target.host if implicit else None,
                 ssl_handshake_timeout=timeout if implicit else None,
             )
         except Exception as exc:
             sock.close()
-            raise map_error("handshake" if implicit else "connect", exc, timeout) from exc
+            error = map_error("handshake" if implicit else "connect", exc, timeout)
+            raise type(error)(error.step, explain(error.detail)) from exc
         self.protocol = protocol
         if implicit:
             self._lap("handshake")
@@ -173,7 +166,8 @@ class _Session:
         name = target.ehlo_name.encode("ascii")
         ehlo = await self._step("ehlo", protocol.execute_command(b"EHLO", name, timeout=timeout))
         if ehlo.code != 250:
-            raise ProbeError("ehlo", f"EHLO refused: {_reply(ehlo)}")
+            await self._ehlo_refused(ehlo, name, implicit)
+            return
         lines = ehlo.message.splitlines()
         result.ehlo = tuple(_clean(line) for line in lines[:64])
         if not implicit:
@@ -183,7 +177,7 @@ class _Session:
                 return
             try:
                 reply = await protocol.start_tls(
-                    _shared_context(), server_hostname=target.host, timeout=timeout
+                    self.context, server_hostname=target.host, timeout=timeout
                 )
             except SMTPResponseException as exc:
                 result.status = ProbeStatus.STARTTLS_REFUSED
@@ -191,12 +185,36 @@ class _Session:
                 result.starttls_reply = result.error = f"{exc.code} {_clean(exc.message)}"
                 return
             except Exception as exc:
-                raise map_error("handshake", exc, timeout) from exc
+                error = map_error("handshake", exc, timeout)
+                raise type(error)("handshake", explain(error.detail)) from exc
             self._lap("starttls")
             result.starttls_reply = _reply(reply)
             self._capture_tls()
             await self._step("ehlo_tls", protocol.execute_command(b"EHLO", name, timeout=timeout))
         await self._step("quit", protocol.execute_command(b"QUIT", timeout=timeout))
+
+    async def _ehlo_refused(self, ehlo: SMTPResponse, name: bytes, implicit: bool) -> None:
+        """EHLO not answered 250: a HELO-only server (500/502: "not recognised") cannot offer
+        STARTTLS; any other refusal is about the name, which ``ehlo_name`` sets."""
+        protocol, timeout = self.protocol, self.target.timeout
+        assert protocol is not None
+        if ehlo.code in (500, 502) and not implicit:
+            helo = await self._step(
+                "helo", protocol.execute_command(b"HELO", name, timeout=timeout)
+            )
+            if helo.code == 250:
+                self.result.status = ProbeStatus.STARTTLS_MISSING
+                self.result.error = (
+                    f"the server does not know EHLO ({_reply(ehlo)}) and accepts only HELO, "
+                    "which cannot negotiate STARTTLS"
+                )
+                return
+        raise ProbeError(
+            "ehlo",
+            f"the EHLO name '{self.target.ehlo_name}' was refused: {_reply(ehlo)}; set "
+            "`ehlo_name` (on the endpoint or in [probe]) to a name the server accepts, such "
+            "as this host's DNS name",
+        )
 
     def _capture_tls(self) -> None:
         transport = self.protocol.transport if self.protocol else None
@@ -208,6 +226,12 @@ class _Session:
         self.result.cipher = cipher[0] if cipher else None
         chain = ssl_object._sslobj.get_unverified_chain() or []
         self.result.chain_der = tuple(cert.public_bytes(_ssl.ENCODING_DER) for cert in chain)
+        if not self.result.chain_der:
+            raise ProbeError(
+                "handshake",
+                f"{self.result.tls_version} with {self.result.cipher} but no certificate"
+                + NO_CERTIFICATE_HINT,
+            )
         self.result.status = ProbeStatus.OK
 
     async def close(self) -> None:
@@ -227,9 +251,66 @@ class _Session:
 
 
 async def probe(target: ProbeTarget) -> ProbeResult:
-    """Probe one address.  Never raises for server behaviour; an overall deadline bounds it."""
-    session = _Session(target)
+    """Probe one address.  Never raises for server behaviour; an overall deadline bounds each
+    attempt.  After a failed handshake one more look, on a new connection: on an implicit-TLS
+    port whether the server answers in plain text (a busy server's 421), otherwise the chain
+    read from the handshake messages, so the result shows what the server presented."""
+    result, timed_out = await _attempt(target, _shared_context())
+    if (
+        result.status is ProbeStatus.HANDSHAKE_FAILED
+        and result.failed_step == "handshake"
+        and not timed_out  # a stall costs one timeout, not two
+    ):
+        if target.mode == "tls" and not_tls(result.error or ""):
+            await _plaintext_look(target, result)
+        else:
+            recorder = HandshakeRecorder()
+            again, _ = await _attempt(target, client_context(recorder))
+            if again.status is ProbeStatus.OK:
+                again.started_at = result.started_at
+                result = again
+            elif recorder.chain:
+                result.chain_der = recorder.chain
+    result.timings["total"] = round(
+        (datetime.now(UTC) - result.started_at).total_seconds() * 1000, 3
+    )
+    return result
+
+
+async def _plaintext_look(target: ProbeTarget, result: ProbeResult) -> None:
+    """The server did not speak TLS on its implicit-TLS port: read what it says in plain text.
+    A 4xx (busy, too many connections) is "unknown", not a TLS failure; a 220 means the port
+    speaks plain SMTP and the mode is wrong."""
+    try:
+        sock = await _connect(target)
+    except ProbeError:
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(target.timeout):
+            data = await loop.sock_recv(sock, 512)
+    except (TimeoutError, OSError):
+        return
+    finally:
+        sock.close()
+    line = _clean(data.decode("latin-1").split("\r\n", 1)[0].strip())
+    if len(line) < 3 or not line[:3].isdigit():
+        return
+    result.banner = line
+    if line.startswith("4"):
+        result.status = ProbeStatus.UNREACHABLE
+        result.error = f"the server answered in plain text instead of TLS: {line}"
+    elif line.startswith("2"):
+        result.error = (
+            f"the port speaks plain SMTP ({line}), not implicit TLS; set mode = 'starttls'"
+        )
+
+
+async def _attempt(target: ProbeTarget, context: ssl.SSLContext) -> tuple[ProbeResult, bool]:
+    """One connection's dialogue; the result, and whether it ended in a timeout."""
+    session = _Session(target, context)
     result = session.result
+    timed_out = False
     # Each step has its own timeout; the overall deadline stops a server that answers every
     # step just in time from holding the probe for steps x timeout.
     deadline = target.timeout * 3
@@ -237,15 +318,14 @@ async def probe(target: ProbeTarget) -> ProbeResult:
         async with asyncio.timeout(deadline):
             await session.run()
     except ProbeError as exc:
+        timed_out = isinstance(exc, ProbeTimeoutError)
         _fail(result, exc.step, exc.detail, handshake=exc.step == "handshake")
     except TimeoutError:
+        timed_out = True
         _fail(result, "deadline", f"probe did not finish within {deadline:g}s", handshake=False)
     finally:
         await session.close()
-    result.timings["total"] = round(
-        (datetime.now(UTC) - result.started_at).total_seconds() * 1000, 3
-    )
-    return result
+    return result, timed_out
 
 
 def _fail(result: ProbeResult, step: str, detail: str, *, handshake: bool) -> None:

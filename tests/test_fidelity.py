@@ -1,0 +1,123 @@
+"""Fidelity on servers that behave like real ones in trouble: no "ok" without a certificate, no
+TLS verdict for a busy server's plain-text 421, the chain kept when the server aborts after
+sending it, EHLO refusals that point at the EHLO name, a per-host connection cap."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from checks.base import ProbeStatus
+from checks.registry import evaluate
+from monitor.demo import pki
+from monitor.probe.smtp import probe
+from tests.test_probe import ehlo_loop, scripted, target
+
+
+def anonymous_only_context() -> ssl.SSLContext:
+    """What Postfix offers when its certificate did not load: anonymous suites only."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("aNULL:@SECLEVEL=0")
+    return context
+
+
+async def test_anonymous_cipher_is_never_ok() -> None:
+    context = anonymous_only_context()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.test\r\n")
+        await ehlo_loop(reader, writer, context)
+
+    async with scripted(handler) as port:
+        result = await probe(target(port))
+    # Before: "ok" with an empty chain and no finding at all (the probe offered aNULL suites).
+    assert result.status is ProbeStatus.HANDSHAKE_FAILED
+    assert result.chain_der == ()
+    from datetime import UTC, datetime
+
+    from checks.base import Policy
+
+    findings = evaluate(result.observation(()), Policy(datetime.now(UTC)))
+    assert [(f.rule, f.severity.value) for f in findings] == [("tls.handshake_failed", "critical")]
+
+
+async def test_plain_text_421_on_implicit_tls_port_is_unknown_not_tls() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"421 mx.test Too many concurrent SMTP connections; please try again later\r\n")
+        await writer.drain()
+        await reader.read(100)
+
+    async with scripted(handler) as port:
+        result = await probe(target(port, mode="tls"))
+    assert result.status is ProbeStatus.UNREACHABLE
+    assert result.error is not None and "421" in result.error and "plain text" in result.error
+
+
+async def test_plain_smtp_on_implicit_tls_port_says_use_starttls() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.test ESMTP\r\n")
+        await writer.drain()
+        await reader.read(100)
+
+    async with scripted(handler) as port:
+        result = await probe(target(port, mode="tls"))
+    assert result.status is ProbeStatus.HANDSHAKE_FAILED
+    assert result.error is not None and "mode = 'starttls'" in result.error
+
+
+async def test_chain_is_kept_when_the_server_aborts_after_sending_it(
+    tmp_path: Path, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    key, chain = pki.write_chain(tmp_path, "s", good_leaf, intermediate)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED  # the client sends none: fatal alert after Certificate
+    context.load_verify_locations(cadata=intermediate.cert_pem().decode())
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.test\r\n")
+        await ehlo_loop(reader, writer, context)
+
+    async with scripted(handler) as port:
+        result = await probe(target(port))
+    assert result.status is ProbeStatus.HANDSHAKE_FAILED
+    certs = [x509.load_der_x509_certificate(d) for d in result.chain_der]
+    assert certs == [good_leaf.cert, intermediate.cert]
+    from datetime import UTC, datetime
+
+    from checks.base import Policy
+
+    (finding,) = evaluate(result.observation(tuple(certs)), Policy(datetime.now(UTC)))
+    assert finding.rule == "tls.handshake_failed" and "CN=mail1.contoso.com" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "expected"),
+    [
+        (b"550 5.7.1 HELO name rejected\r\n", ProbeStatus.UNREACHABLE, "ehlo_name"),
+        (b"502 5.5.2 Error: command not recognized\r\n", ProbeStatus.STARTTLS_MISSING, "HELO"),
+    ],
+)
+async def test_ehlo_refused(reply: bytes, status: ProbeStatus, expected: str) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.test\r\n")
+        while line := await reader.readline():
+            if line.upper().startswith(b"EHLO"):
+                writer.write(reply)
+            elif line.upper().startswith(b"HELO"):
+                writer.write(b"250 mx.test\r\n")
+            elif line.upper().startswith(b"QUIT"):
+                writer.write(b"221 bye\r\n")
+                break
+            await writer.drain()
+
+    async with scripted(handler) as port:
+        result = await probe(target(port))
+    assert result.status is status
+    assert result.error is not None and expected in result.error
