@@ -48,7 +48,9 @@ async def test_anonymous_cipher_is_never_ok() -> None:
 
 async def test_plain_text_421_on_implicit_tls_port_is_unknown_not_tls() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"421 mx.test Too many concurrent SMTP connections; please try again later\r\n")
+        writer.write(
+            b"421 mx.test Too many concurrent SMTP connections; please try again later\r\n"
+        )
         await writer.drain()
         await reader.read(100)
 
@@ -121,3 +123,64 @@ async def test_ehlo_refused(reply: bytes, status: ProbeStatus, expected: str) ->
         result = await probe(target(port))
     assert result.status is status
     assert result.error is not None and expected in result.error
+
+
+async def test_per_host_cap_keeps_relaycert_under_a_server_connection_limit(
+    tmp_path: Path,
+    config_file,
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,  # type: ignore[no-untyped-def]
+) -> None:
+    """Like Exim's smtp_accept_max: more than 4 concurrent connections get a plain 421.  27
+    endpoints on that one server at concurrency 64 gave false results before the cap."""
+    from monitor.config.loader import load
+    from monitor.pipeline.scan import Scanner
+    from tests.conftest import endpoint_toml
+
+    key, chain = pki.write_chain(tmp_path, "s", good_leaf, intermediate)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    active = peak = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal active, peak
+        if active >= 4:
+            writer.write(b"421 4.7.0 mx.test Too many concurrent SMTP connections\r\n")
+            return
+        active += 1
+        peak = max(peak, active)
+        try:
+            writer.write(b"220 mx.test\r\n")
+            await asyncio.sleep(0.05)
+            await ehlo_loop(reader, writer, context)
+        finally:
+            active -= 1
+
+    async with scripted(handler) as port:
+        endpoints = "".join(endpoint_toml(f"e{i}", port) for i in range(27))
+        config = load(config_file(endpoints))
+        probe_settings = config.probe.model_copy(update={"concurrency": 64})
+        config = config.model_copy(update={"probe": probe_settings})
+        records = await Scanner(config).scan(config.endpoints)
+    assert [r.result.status for r in records] == [ProbeStatus.OK] * 27
+    assert peak <= 4
+
+
+async def test_a_busy_greeting_is_retried_once() -> None:
+    calls = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            writer.write(b"421 4.3.2 mx.test Service not available, try again later\r\n")
+            return
+        writer.write(b"220 mx.test\r\n")
+        await ehlo_loop(reader, writer, None, ehlo_reply=b"250 mx.test\r\n")
+
+    from monitor.probe.smtp import probe_bounded
+
+    async with scripted(handler) as port:
+        (result,) = await probe_bounded([target(port)], asyncio.Semaphore(1))
+    assert calls == 2
+    assert result.status is ProbeStatus.STARTTLS_MISSING  # the server's real answer

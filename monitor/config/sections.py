@@ -230,6 +230,7 @@ class ExpiryConfig(_Model):
 
 class ProbeConfig(_Model):
     concurrency: int = Field(default=32, ge=1, le=4096)
+    per_host: int = Field(default=4, ge=1, le=256)
     timeout: Duration = timedelta(seconds=10)
     ehlo_name: str = "relaycert.invalid"
 

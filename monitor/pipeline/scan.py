@@ -93,6 +93,9 @@ class Scanner:
         self.anchors = anchors or trust_anchors(config)
         self.tracking = tracking or Tracking(auto_accept=config.daemon.auto_accept_renewals)
         self.semaphore = semaphore or asyncio.Semaphore(config.probe.concurrency)
+        # Like an MTA's destination concurrency: at most [probe] per_host connections to one
+        # address, so relaycert's own parallelism cannot trip a server's connection limit.
+        self.hosts: dict[str, asyncio.Semaphore] = {}
         self.endpoints = {e.name: e for e in config.endpoints}
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
         # The capture listener the outbound checks wait at (set by whoever started it), or why
@@ -107,7 +110,13 @@ class Scanner:
     ) -> list[ProbeResult]:
         """Resolve and probe every address of ``endpoints`` (no judging, no store)."""
         found, failed = await targets(self.config, endpoints)
-        return failed + await probe_bounded(found, self.semaphore, on_start)
+        return failed + await probe_bounded(found, self.semaphore, on_start, self.host_semaphore)
+
+    def host_semaphore(self, address: str) -> asyncio.Semaphore:
+        semaphore = self.hosts.get(address)
+        if semaphore is None:
+            semaphore = self.hosts[address] = asyncio.Semaphore(self.config.probe.per_host)
+        return semaphore
 
     async def scan(
         self,

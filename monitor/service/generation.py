@@ -29,6 +29,7 @@ class Generation:
         # unchanged, so probes still running under the old configuration count against them.
         old: Scanner | None = previous.scanner if previous else None
         same = old is not None and old.config.probe.concurrency == config.probe.concurrency
+        same_hosts = old is not None and old.config.probe.per_host == config.probe.per_host
         self.scanner: Scanner = Scanner(
             config,
             store,
@@ -37,5 +38,7 @@ class Generation:
             write_lock=old.write_lock if old else None,
             semaphore=old.semaphore if old and same else None,
         )
+        if old is not None and same_hosts:
+            self.scanner.hosts = old.hosts
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
             validate_hooks(config.resolved(renewal).deploy, config.renewal_where(index))
