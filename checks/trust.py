@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -57,8 +59,63 @@ def chain_problem(
     try:
         builder.build_client_verifier().verify(chain[0], list(chain[1:]))
     except VerificationError as exc:
-        return _explain(chain, anchors.roots, _ENCOUNTERED.sub("", str(exc)))
+        detail = _ENCOUNTERED.sub("", str(exc))
+        # One cause, one finding: an expired certificate (cert.expired) or a SHA-1 signature
+        # (cert.weak_signature) is not also "untrusted" when the chain otherwise reaches a root.
+        if _covered_elsewhere(detail) and _reaches_root(chain, anchors.roots):
+            return None
+        return _explain(chain, anchors.roots, _plain(detail))
     return None
+
+
+_VALIDITY_OR_ALGORITHM = ("not valid at validation time", "AlgorithmIdentifier", "RsaWithSha1")
+
+
+def _covered_elsewhere(detail: str) -> bool:
+    return any(marker in detail for marker in _VALIDITY_OR_ALGORITHM)
+
+
+def _plain(detail: str) -> str:
+    """The verifier's reason without a library's debug text."""
+    if "AlgorithmIdentifier" in detail or "PhantomData" in detail:
+        return "a signature algorithm in the chain is not accepted (SHA-1 or MD5?)"
+    return detail
+
+
+def _reaches_root(chain: tuple[x509.Certificate, ...], roots: tuple[x509.Certificate, ...]) -> bool:
+    """Do the presented certificates link, signature by signature, up to a trusted root?
+    Validity and algorithm strength are left to their own rules."""
+    current, steps = chain[0], 0
+    while steps <= len(chain):
+        steps += 1
+        for root in roots:
+            if root.subject == current.issuer and _signed_by(current, root):
+                return True
+        issuer = next(
+            (c for c in chain[1:] if c.subject == current.issuer and c is not current), None
+        )
+        if issuer is None or not _signed_by(current, issuer):
+            return False
+        current = issuer
+    return False
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Is ``cert``'s signature made by ``issuer``'s key?  Checked directly with the key, so a
+    SHA-1 signature (which the verifier refuses outright) can still be linked."""
+    key, algorithm = issuer.public_key(), cert.signature_hash_algorithm
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        else:
+            cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 def verification_time(chain: tuple[x509.Certificate, ...], now: datetime) -> datetime:

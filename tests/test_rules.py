@@ -256,9 +256,14 @@ def _openssl_sha1_cert(tmp: Path, issuer: pki.Issued | None) -> x509.Certificate
             "30",
             "-set_serial",
             "7",
+            "-extfile",
+            "v3.cnf",  # extensions make it X.509 v3, as every public CA issues
             "-out",
             "c.pem",
         ]
+        (tmp / "v3.cnf").write_text(
+            "subjectAltName = DNS:mail1.contoso.com\nbasicConstraints = CA:FALSE\n"
+        )
     subprocess.run(cmd, cwd=tmp, check=True, capture_output=True)
     return x509.load_pem_x509_certificate((tmp / "c.pem").read_bytes())
 
@@ -415,3 +420,33 @@ def test_rules_page_is_generated_from_the_rules() -> None:
 
     docs = Path(__file__).parent.parent / "docs" / "rules.md"
     assert docs.read_text(encoding="utf-8") == render(), "run: python -m monitor.cli.docgen"
+
+
+# -- one cause, one finding (issue #10, item 4) ----------------------------------------------------
+
+
+def test_sha1_leaf_is_weak_signature_not_untrusted(
+    tmp_path: Path, ca: pki.Issued, sub: pki.Issued
+) -> None:
+    cert = _openssl_sha1_cert(tmp_path, sub)
+    assert run("cert.weak_signature", (cert, sub.cert), roots=(ca.cert,))
+    assert run("cert.untrusted", (cert, sub.cert), roots=(ca.cert,)) == []
+
+
+def test_sha1_leaf_from_an_unknown_ca_is_still_untrusted_in_plain_words(
+    tmp_path: Path, sub: pki.Issued
+) -> None:
+    cert = _openssl_sha1_cert(tmp_path, sub)
+    other = pki.make_ca("Someone Else's Root", now=NOW)
+    (finding,) = run("cert.untrusted", (cert, sub.cert), roots=(other.cert,))
+    assert "AlgorithmIdentifier" not in finding[1] and "PhantomData" not in finding[1]
+
+
+def test_leaf_expired_before_its_intermediate_began_is_not_untrusted(
+    ca: pki.Issued, sub: pki.Issued
+) -> None:
+    """The leaf's validity ended before the (reissued) intermediate's began: no moment fits
+    both, yet the only problem is the expiry, which cert.expired reports."""
+    cert = leaf(sub, not_before=NOW - timedelta(days=600), days=90)
+    assert run("cert.expired", (cert, sub.cert), roots=(ca.cert,))
+    assert run("cert.untrusted", (cert, sub.cert), roots=(ca.cert,)) == []
