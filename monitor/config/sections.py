@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import re
+import socket
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +19,16 @@ from monitor.config.units import Duration, DurationOrZero
 _LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
 _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 _DOMAIN_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+\.?$")
+
+
+@lru_cache(maxsize=1)
+def default_ehlo_name() -> str:
+    """This host's fully qualified name (servers with a HELO-name check refuse made-up names
+    such as ``relaycert.invalid``), or that when the host has no dotted name."""
+    name = socket.getfqdn().rstrip(".").lower()
+    if "." in name and _HOST.match(name) and not name.startswith("localhost"):
+        return name
+    return "relaycert.invalid"
 
 
 def is_host_name(value: str) -> bool:
@@ -232,7 +244,14 @@ class ProbeConfig(_Model):
     concurrency: int = Field(default=32, ge=1, le=4096)
     per_host: int = Field(default=4, ge=1, le=256)
     timeout: Duration = timedelta(seconds=10)
-    ehlo_name: str = "relaycert.invalid"
+    ehlo_name: str = Field(default_factory=lambda: default_ehlo_name())
+
+    @field_validator("ehlo_name")
+    @classmethod
+    def _ehlo(cls, value: str) -> str:
+        if not _HOST.match(value):
+            raise ValueError(f"'{value}' is not a host name")
+        return value
 
 
 class DnsConfig(_Model):
