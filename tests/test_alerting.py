@@ -96,3 +96,18 @@ def test_rule_not_evaluated_keeps_its_alert() -> None:
     )
     assert sent == ["opened:probe.unreachable:unknown:1"]
     assert states["cert.expiring"].status == "open"
+
+
+def test_expiring_then_expired_is_one_alert_that_escalates() -> None:
+    """Before: "RESOLVED certificate expiring soon" and "CRITICAL certificate expired" in the
+    same second.  A certificate's remaining lifetime is one alert."""
+    states, sent = run({}, [f("cert.expiring", Severity.CRITICAL)], T0)
+    assert sent == ["opened:cert.expiring:critical:1"]
+    states, sent = run(states, [f("cert.expired", Severity.CRITICAL)], T0 + timedelta(hours=1))
+    assert sent == []  # same alert, same severity: no resolve, no new alert
+    assert list(states) == ["cert.expiring"] and "cert.expired" in states["cert.expiring"].message
+    states, sent = run({}, [f("cert.expiring", Severity.WARNING)], T0)
+    states, sent = run(states, [f("cert.expired", Severity.CRITICAL)], T0 + timedelta(hours=1))
+    assert sent == ["escalated:cert.expiring:critical:2"]
+    states, sent = run(states, [], T0 + timedelta(hours=2))  # renewed
+    assert sent == ["resolved:cert.expiring:critical:3"]

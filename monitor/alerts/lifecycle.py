@@ -57,14 +57,25 @@ class Transition:
     number: int
 
 
+# Rules that are one alert: a certificate that was expiring and is now expired has one problem,
+# its lifetime, which escalates; it does not resolve one alert and open another.
+ALERT_KEYS = {"cert.expired": "cert.expiring"}
+
+
+def alert_key(rule: str) -> str:
+    """The alert a finding of ``rule`` belongs to."""
+    return ALERT_KEYS.get(rule, rule)
+
+
 def _worst_per_rule(findings: Iterable[Finding], settings: AlertSettings) -> dict[str, Finding]:
     worst: dict[str, Finding] = {}
     for finding in findings:
         if finding.severity.rank < settings.min_severity.rank:
             continue
-        known = worst.get(finding.rule)
+        key = alert_key(finding.rule)
+        known = worst.get(key)
         if known is None or finding.severity.rank > known.severity.rank:
-            worst[finding.rule] = finding
+            worst[key] = finding
     return worst
 
 
@@ -94,8 +105,9 @@ def decide(
         transitions.append(transition)
         return state
 
+    evaluated = evaluated | {alert_key(rule) for rule in evaluated}
     for rule_id, state in alerts.items():
-        finding = current.get(rule_id)
+        finding = current.get(alert_key(rule_id))
         if finding is None:
             if rule_id not in evaluated:
                 continue  # nothing new is known: keep it as it is
@@ -120,8 +132,9 @@ def decide(
                 state = emit(state, "reminder")
         states.append(state)
 
+    known = {alert_key(rule_id) for rule_id in alerts}
     for rule_id, finding in current.items():
-        if rule_id in alerts:
+        if rule_id in known:
             continue
         state = AlertState(rule_id, finding.severity, "pending", 1, finding.message, now)
         if settings.persist <= 1:

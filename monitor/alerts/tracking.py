@@ -16,7 +16,7 @@ from sqlmodel import Session, col
 from checks.base import Baseline, Severity, anchor
 from checks.certinfo import fingerprint
 from checks.registry import BUILTIN_RULES
-from monitor.alerts.lifecycle import AlertSettings, AlertState, Transition, decide
+from monitor.alerts.lifecycle import AlertSettings, AlertState, Transition, alert_key, decide
 from monitor.pipeline.records import ScanRecord
 from monitor.store.baselines import insert_first, set_baseline
 from monitor.store.messages import enqueue
@@ -86,12 +86,20 @@ def _notification(
 ) -> Notification:
     alert, target = transition.alert, record.result.target
     leaf = record.chain[0] if record.chain else None
-    rule = BUILTIN_RULES.get(alert.rule)
+    # The finding behind the alert ("cert.expired" behind the "cert.expiring" alert), so the
+    # message is titled by what is wrong now.
+    actual = max(
+        (f for f in record.findings if alert_key(f.rule) == alert_key(alert.rule)),
+        key=lambda f: f.severity.rank,
+        default=None,
+    )
+    rule_id = actual.rule if actual is not None and transition.kind != "resolved" else alert.rule
+    rule = BUILTIN_RULES.get(rule_id)
     return Notification(
         kind=transition.kind,
         severity=alert.severity.value,
-        rule=alert.rule,
-        title=rule.title if rule else alert.rule,
+        rule=rule_id,
+        title=rule.title if rule else rule_id,
         endpoint=target.endpoint,
         host=target.host,
         port=target.port,
@@ -104,7 +112,7 @@ def _notification(
         if leaf
         else None,
         fingerprint=fingerprint(leaf) if leaf else None,
-        docs_url=f"{docs_url}#{anchor(alert.rule)}" if docs_url else None,
+        docs_url=f"{docs_url}#{anchor(rule_id)}" if docs_url else None,
         direction=target.direction.value,
     )
 
