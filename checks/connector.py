@@ -79,4 +79,28 @@ def host_specific_name(info: RuleInfo, obs: Observation, policy: Policy) -> Iter
         )
 
 
-RULES = (name_not_covered, domain_not_registered, host_specific_name)
+@rule(
+    "connector.subdomain_not_accepted",
+    Severity.WARNING,
+    "Connector domain is only a subdomain of an accepted domain",
+    "Microsoft's guidance is that the certificate domain of a certificate-based connector must "
+    "itself be an accepted domain; a subdomain that was not added explicitly does not count. "
+    "Whether an accepted domain's `MatchSubDomains` setting changes that is undocumented, so "
+    "this is a warning, not a verdict.",
+    "Add the subdomain as an accepted domain of the tenant (`New-AcceptedDomain`), then list "
+    "it in `[tenant] accepted_domains`; or use the accepted domain itself in the connector.",
+)
+def subdomain_not_accepted(info: RuleInfo, obs: Observation, policy: Policy) -> Iterator[Finding]:
+    connector = policy.connector
+    if connector is None or not is_wildcard(connector.tls_sender_certificate_name):
+        return  # a host name under an accepted domain is connector.host_specific_name
+    domain = base_domain(connector.tls_sender_certificate_name)
+    accepted = registered_domain(domain, policy.accepted_domains)
+    if accepted is not None and accepted != domain:
+        yield info.finding(
+            f"connector '{clip(connector.name, 80)}' uses '{domain}', which is not itself an "
+            f"accepted domain (it lies under '{accepted}'); add '{domain}' as an accepted domain"
+        )
+
+
+RULES = (name_not_covered, domain_not_registered, host_specific_name, subdomain_not_accepted)

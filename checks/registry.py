@@ -32,7 +32,13 @@ _BUILTIN: list[Rule] = [
 BUILTIN_RULES: Mapping[str, Rule] = _index(_BUILTIN)
 
 # Rules that judge the configuration, not the certificate: they run even when no chain was seen.
-CONFIG_RULES = frozenset({"connector.domain_not_registered", "connector.host_specific_name"})
+CONFIG_RULES = frozenset(
+    {
+        "connector.domain_not_registered",
+        "connector.host_specific_name",
+        "connector.subdomain_not_accepted",
+    }
+)
 
 # Rules that only make sense for one direction.  The served certificate is checked against the
 # host name peers connect to; a client certificate is matched by the connector alone, and the

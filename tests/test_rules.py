@@ -450,3 +450,23 @@ def test_leaf_expired_before_its_intermediate_began_is_not_untrusted(
     cert = leaf(sub, not_before=NOW - timedelta(days=600), days=90)
     assert run("cert.expired", (cert, sub.cert), roots=(ca.cert,))
     assert run("cert.untrusted", (cert, sub.cert), roots=(ca.cert,)) == []
+
+
+@pytest.mark.parametrize(
+    ("connector", "accepted", "fires"),
+    [
+        ("*.scan.contoso.com", ("contoso.com",), True),
+        ("*.scan.contoso.com", ("contoso.com", "scan.contoso.com"), False),
+        ("*.contoso.com", ("contoso.com",), False),
+        ("mail.contoso.com", ("contoso.com",), False),  # connector.host_specific_name's case
+    ],
+)
+def test_subdomain_not_accepted(connector: str, accepted: tuple[str, ...], fires: bool) -> None:
+    found = run(
+        "connector.subdomain_not_accepted",
+        connector=Connector("scanners", connector),
+        accepted=accepted,
+    )
+    assert bool(found) is fires
+    if fires:
+        assert found[0][0] is Severity.WARNING and "scan.contoso.com" in found[0][1]
