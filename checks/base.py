@@ -131,6 +131,8 @@ class Observation:
     # leaf fingerprints the endpoint's listener serves (to tell the two certificates apart).
     misses: int = 0
     served: tuple[str, ...] = ()
+    # Legacy TLS versions (TLSv1, TLSv1.1) the server accepts besides the negotiated one.
+    legacy_versions: tuple[str, ...] = ()
 
     @property
     def leaf(self) -> x509.Certificate | None:

@@ -44,7 +44,13 @@ CONFIG_RULES = frozenset(
 # host name peers connect to; a client certificate is matched by the connector alone, and the
 # listener's STARTTLS and handshake are not what an outbound check measures.
 SERVED_ONLY = frozenset(
-    {"cert.hostname_mismatch", "tls.starttls_missing", "tls.handshake_failed", "drift.nodes_differ"}
+    {
+        "cert.hostname_mismatch",
+        "tls.starttls_missing",
+        "tls.handshake_failed",
+        "tls.legacy_accepted",
+        "drift.nodes_differ",
+    }
 )
 CLIENT_ONLY_PREFIX = "outbound."
 

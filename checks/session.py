@@ -77,4 +77,23 @@ def protocol_outdated(info: RuleInfo, obs: Observation, policy: Policy) -> Itera
         )
 
 
-RULES = (unreachable, starttls_missing, handshake_failed, protocol_outdated)
+@rule(
+    "tls.legacy_accepted",
+    Severity.INFO,
+    "Server still accepts TLS 1.0 or 1.1",
+    "The server negotiated TLS 1.2 or later with relaycert, but still accepts an older version "
+    "when a client offers nothing newer. Exchange Online itself needs 1.2 or later, so mail "
+    "flow is not affected; old versions are a hygiene and audit finding. Checked at most once "
+    "per `[probe] legacy_tls_every`.",
+    "Disable TLS 1.0 and 1.1 on the server (Postfix `smtpd_tls_protocols = >=TLSv1.2` and "
+    "`smtpd_tls_mandatory_protocols = >=TLSv1.2`; Windows: disable them in SChannel).",
+)
+def legacy_accepted(info: RuleInfo, obs: Observation, policy: Policy) -> Iterator[Finding]:
+    if obs.legacy_versions and obs.tls_version not in OUTDATED_VERSIONS:
+        yield info.finding(
+            f"{obs.where}: also accepts {', '.join(obs.legacy_versions)} "
+            f"(negotiated {obs.tls_version} with a current client)"
+        )
+
+
+RULES = (unreachable, starttls_missing, handshake_failed, protocol_outdated, legacy_accepted)

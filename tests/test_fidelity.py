@@ -184,3 +184,39 @@ async def test_a_busy_greeting_is_retried_once() -> None:
         (result,) = await probe_bounded([target(port)], asyncio.Semaphore(1))
     assert calls == 2
     assert result.status is ProbeStatus.STARTTLS_MISSING  # the server's real answer
+
+
+async def test_legacy_tls_versions_are_recorded_once_per_interval(
+    tmp_path: Path, config_file, good_leaf: pki.Issued, intermediate: pki.Issued  # type: ignore[no-untyped-def]
+) -> None:
+    import warnings
+
+    from monitor.config.loader import load
+    from monitor.pipeline.scan import Scanner
+    from tests.conftest import endpoint_toml
+
+    key, chain = pki.write_chain(tmp_path, "s", good_leaf, intermediate)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1  # an old server that still allows 1.0
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.write(b"220 mx.test\r\n")
+        await ehlo_loop(reader, writer, context)
+
+    async with scripted(handler) as port:
+        config = load(config_file(endpoint_toml("old", port)))
+        scanner = Scanner(config)
+        (first,) = await scanner.scan(config.endpoints)
+        (second,) = await scanner.scan(config.endpoints)
+    assert first.result.tls_version == "TLSv1.3"
+    for record in (first, second):
+        (finding,) = [f for f in record.findings if f.rule == "tls.legacy_accepted"]
+        assert finding.severity.value == "info" and "TLSv1.1" in finding.message
+    assert connections == 3  # two probes, one legacy check (remembered for a day)

@@ -45,6 +45,8 @@ def test_scan_real_postfix(
         fingerprint(intermediate.cert),
     ]
     assert result["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    # Postfix 3.7's defaults still accept TLS 1.1: an info finding, not a failure.
+    assert [f["rule"] for f in result["findings"]] == ["tls.legacy_accepted"]
     # Postfix saw a clean dialogue: EHLO, STARTTLS, EHLO again and QUIT, nothing else.
     assert "ehlo=2 starttls=1 quit=1 commands=4" in log
 
@@ -63,7 +65,8 @@ def test_postfix_leaf_only_is_untrusted(
         code = main(["scan", "--config", str(config), "--format", "json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 2
-    assert [f["rule"] for f in doc["results"][0]["findings"]] == ["cert.untrusted"]
+    serious = [f["rule"] for f in doc["results"][0]["findings"] if f["severity"] != "info"]
+    assert serious == ["cert.untrusted"]
 
 
 def test_postfix_whose_certificate_did_not_load_is_critical(

@@ -244,6 +244,7 @@ class ProbeConfig(_Model):
     concurrency: int = Field(default=32, ge=1, le=4096)
     per_host: int = Field(default=4, ge=1, le=256)
     timeout: Duration = timedelta(seconds=10)
+    legacy_tls_every: DurationOrZero = timedelta(days=1)
     ehlo_name: str = Field(default_factory=lambda: default_ehlo_name())
 
     @field_validator("ehlo_name")

@@ -10,11 +10,12 @@ scan is judged at the same instant.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Direction, TrustAnchors, worst
+from checks.base import Direction, ProbeStatus, TrustAnchors, worst
 from checks.certinfo import fingerprint
 from monitor.alerts.tracking import Tracking, track
 from monitor.capture.dialogue import Capture
@@ -25,6 +26,7 @@ from monitor.errors import ProbeError
 from monitor.pipeline import outbound
 from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord
+from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.resolve import resolve
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.smtp import probe_bounded, unresolved
@@ -96,6 +98,8 @@ class Scanner:
         # Like an MTA's destination concurrency: at most [probe] per_host connections to one
         # address, so relaycert's own parallelism cannot trip a server's connection limit.
         self.hosts: dict[str, asyncio.Semaphore] = {}
+        # (address, port, mode) -> (when checked, legacy TLS versions accepted)
+        self.legacy: dict[tuple[str, int, str], tuple[float, tuple[str, ...]]] = {}
         self.endpoints = {e.name: e for e in config.endpoints}
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
         # The capture listener the outbound checks wait at (set by whoever started it), or why
@@ -110,7 +114,34 @@ class Scanner:
     ) -> list[ProbeResult]:
         """Resolve and probe every address of ``endpoints`` (no judging, no store)."""
         found, failed = await targets(self.config, endpoints)
-        return failed + await probe_bounded(found, self.semaphore, on_start, self.host_semaphore)
+        results = await probe_bounded(found, self.semaphore, on_start, self.host_semaphore)
+        await self._legacy_versions(results)
+        return failed + results
+
+    async def _legacy_versions(self, results: list[ProbeResult]) -> None:
+        """Which legacy TLS versions each TLS 1.2+ address also accepts: one more handshake per
+        address at most every ``[probe] legacy_tls_every`` (remembered between scans)."""
+        every = self.config.probe.legacy_tls_every.total_seconds()
+        if every <= 0:
+            return
+        now = time.monotonic()
+        due: list[ProbeResult] = []
+        for result in results:
+            if result.status is not ProbeStatus.OK or result.tls_version in LEGACY:
+                continue
+            known = self.legacy.get(_legacy_key(result.target))
+            if known is not None and now - known[0] < every:
+                result.legacy_versions = known[1]
+            else:
+                due.append(result)
+
+        async def check(result: ProbeResult) -> None:
+            async with self.semaphore, self.host_semaphore(result.target.address):
+                versions = await accepted_legacy(result.target)
+            self.legacy[_legacy_key(result.target)] = (time.monotonic(), versions)
+            result.legacy_versions = versions
+
+        await asyncio.gather(*(check(r) for r in due))
 
     def host_semaphore(self, address: str) -> asyncio.Semaphore:
         semaphore = self.hosts.get(address)
@@ -189,6 +220,10 @@ class Scanner:
                 worst=worst_finding.value if worst_finding else None,
             )
         return record
+
+
+def _legacy_key(target: ProbeTarget) -> tuple[str, int, str]:
+    return (target.address, target.port, target.mode)
 
 
 def unmatched_endpoint(config: Config, capture: Capture) -> EndpointConfig:

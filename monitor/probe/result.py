@@ -50,6 +50,8 @@ class ProbeResult:
     # Outbound checks: the capture session (peer, EHLO name, envelope, token), never a body.
     session: dict[str, Any] | None = None
     misses: int = 0
+    # Legacy TLS versions the server also accepts (None: not checked this time).
+    legacy_versions: tuple[str, ...] | None = None
 
     def observation(self, chain: tuple[x509.Certificate, ...]) -> Observation:
         """The rules' view of this result; ``chain`` is ``chain_der`` parsed (cached by caller)."""
@@ -64,4 +66,5 @@ class ProbeResult:
             error=self.error,
             direction=self.target.direction,
             misses=self.misses,
+            legacy_versions=self.legacy_versions or (),
         )

@@ -40,5 +40,7 @@ class Generation:
         )
         if old is not None and same_hosts:
             self.scanner.hosts = old.hosts
+        if old is not None:
+            self.scanner.legacy = old.legacy
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
             validate_hooks(config.resolved(renewal).deploy, config.renewal_where(index))
