@@ -83,8 +83,8 @@ def protocol_outdated(info: RuleInfo, obs: Observation, policy: Policy) -> Itera
     "Server still accepts TLS 1.0 or 1.1",
     "The server negotiated TLS 1.2 or later with relaycert, but still accepts an older version "
     "when a client offers nothing newer. Exchange Online itself needs 1.2 or later, so mail "
-    "flow is not affected; old versions are a hygiene and audit finding. Checked at most once "
-    "per `[probe] legacy_tls_every`.",
+    "flow is not affected; old versions are a hygiene and audit finding. The daemon checks at "
+    "most once per `[probe] legacy_tls_every`; `relaycert scan` only with `--legacy-tls`.",
     "Disable TLS 1.0 and 1.1 on the server (Postfix `smtpd_tls_protocols = >=TLSv1.2` and "
     "`smtpd_tls_mandatory_protocols = >=TLSv1.2`; Windows: disable them in SChannel).",
 )

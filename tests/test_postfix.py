@@ -33,7 +33,7 @@ def test_scan_real_postfix(
     key, chain = pki.write_chain(tmp_path / "pf-certs", "postfix", leaf, intermediate)
     with Postfix(key, chain) as postfix:
         config = config_file(endpoint_toml("postfix", postfix.port))
-        code = main(["scan", "--config", str(config), "--format", "json"])
+        code = main(["scan", "--config", str(config), "--format", "json", "--legacy-tls"])
         doc = json.loads(capsys.readouterr().out)
         log = postfix.log()
     result = doc["results"][0]

@@ -46,6 +46,12 @@ def _probe_commands(sub: Any) -> None:
         "--endpoint", action="append", metavar="NAME", help="only this endpoint (repeatable)"
     )
     scan_p.add_argument("--no-store", action="store_true", help="do not write to the store")
+    scan_p.add_argument(
+        "--legacy-tls",
+        action="store_true",
+        help="also check whether each server still accepts TLS 1.0/1.1 (one more handshake "
+        "per address; the daemon does it once per [probe] legacy_tls_every)",
+    )
 
     inspect_p = sub.add_parser("inspect", help="judge a certificate file (PEM, DER, PKCS#12)")
     inspect_p.add_argument("path", type=Path)

@@ -16,7 +16,9 @@ from monitor.pipeline.scan import scan
 from monitor.store.engine import Store
 
 
-def scan_and_print(config: Config, names: Sequence[str] | None, fmt: str, keep: bool) -> int:
+def scan_and_print(
+    config: Config, names: Sequence[str] | None, fmt: str, keep: bool, legacy_tls: bool = False
+) -> int:
     unknown = [n for n in names or () if n not in {e.name for e in config.endpoints}]
     if unknown:
         known = ", ".join(e.name for e in config.endpoints)
@@ -26,7 +28,7 @@ def scan_and_print(config: Config, names: Sequence[str] | None, fmt: str, keep: 
     now = datetime.now(UTC)
     store = Store.open(config.database_url()) if keep else None
     try:
-        records = asyncio.run(scan(config, store, names, now))
+        records = asyncio.run(scan(config, store, names, now, legacy_tls))
     finally:
         if store is not None:
             store.close()
@@ -39,4 +41,6 @@ def scan_and_print(config: Config, names: Sequence[str] | None, fmt: str, keep: 
 
 
 def run(args: argparse.Namespace) -> int:
-    return scan_and_print(load(args.config), args.endpoint, args.format, not args.no_store)
+    return scan_and_print(
+        load(args.config), args.endpoint, args.format, not args.no_store, args.legacy_tls
+    )

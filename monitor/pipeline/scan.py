@@ -98,7 +98,9 @@ class Scanner:
         # Like an MTA's destination concurrency: at most [probe] per_host connections to one
         # address, so relaycert's own parallelism cannot trip a server's connection limit.
         self.hosts: dict[str, asyncio.Semaphore] = {}
-        # (address, port, mode) -> (when checked, legacy TLS versions accepted)
+        # (address, port, mode) -> (when checked, legacy TLS versions accepted).  The daemon
+        # checks (its scanner lives long enough to remember); a one-shot scan only when asked.
+        self.check_legacy = False
         self.legacy: dict[tuple[str, int, str], tuple[float, tuple[str, ...]]] = {}
         self.endpoints = {e.name: e for e in config.endpoints}
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
@@ -122,7 +124,7 @@ class Scanner:
         """Which legacy TLS versions each TLS 1.2+ address also accepts: one more handshake per
         address at most every ``[probe] legacy_tls_every`` (remembered between scans)."""
         every = self.config.probe.legacy_tls_every.total_seconds()
-        if every <= 0:
+        if every <= 0 or not self.check_legacy:
             return
         now = time.monotonic()
         due: list[ProbeResult] = []
@@ -240,10 +242,13 @@ async def scan(
     store: Store | None,
     endpoint_names: Sequence[str] | None = None,
     now: datetime | None = None,
+    legacy_tls: bool = False,
 ) -> list[ScanRecord]:
     """Scan the named endpoints (all when none are named) once."""
     from monitor.pipeline.listening import listening
 
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
-    async with listening(Scanner(config, store)) as scanner:
+    scanner = Scanner(config, store)
+    scanner.check_legacy = legacy_tls
+    async with listening(scanner):
         return await scanner.scan(endpoints, now)

@@ -40,6 +40,7 @@ class Generation:
         )
         if old is not None and same_hosts:
             self.scanner.hosts = old.hosts
+        self.scanner.check_legacy = True  # at most once per [probe] legacy_tls_every
         if old is not None:
             self.scanner.legacy = old.legacy
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
