@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from monitor.errors import ConfigError
+from monitor.files import read_limited
 
 
 def read_secret(
@@ -21,7 +22,7 @@ def read_secret(
         return value
     if file is not None:
         try:
-            return file.read_text(encoding="utf-8").strip()
+            return read_limited(file).decode("utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"{where}_file: cannot read {file}: {exc.strerror}") from exc
     if required:

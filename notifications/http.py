@@ -7,9 +7,26 @@ from typing import Any
 
 import httpx
 
+from monitor.errors import ConfigError
 from notifications.base import DeliveryError
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def check_url(url: str, where: str) -> str:
+    """``url`` if it is an absolute http(s) URL with a host; a :class:`ConfigError` naming
+    ``where`` otherwise (without the URL: it is a secret).  Checked when the configuration
+    loads, so a typo is an error at start, not a failure retried for days."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(
+            f"{where}: the URL read from there is not an absolute http(s) URL (not shown: it is "
+            "a secret); check the variable or file"
+        )
+    return url
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -35,6 +52,8 @@ async def post(
             response = await client.post(url, content=content, headers=all_headers)
     except httpx.TimeoutException as exc:
         raise DeliveryError(f"{channel}: no answer within {timeout:g}s") from exc
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise DeliveryError(f"{channel}: the URL is not usable", permanent=True) from exc
     except httpx.HTTPError as exc:
         raise DeliveryError(f"{channel}: {type(exc).__name__}") from exc
     if 200 <= response.status_code < 300:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from monitor.secrets import read_secret
 from notifications.base import Notification
-from notifications.http import post
+from notifications.http import check_url, post
 from notifications.render import adaptive_card
 from notifications.settings import ChannelSettings
 
@@ -24,7 +24,8 @@ class TeamsSettings(ChannelSettings):
 class TeamsChannel:
     def __init__(self, settings: TeamsSettings, where: str) -> None:
         self.settings = settings
-        self._url = read_secret(f"{where}.url", settings.url_env, settings.url_file) or ""
+        url = read_secret(f"{where}.url", settings.url_env, settings.url_file) or ""
+        self._url = check_url(url, f"{where}.url")
 
     @property
     def name(self) -> str:

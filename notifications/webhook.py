@@ -15,7 +15,7 @@ from typing import Literal
 
 from monitor.secrets import read_secret
 from notifications.base import Notification
-from notifications.http import post
+from notifications.http import check_url, post
 from notifications.settings import ChannelSettings
 
 
@@ -34,7 +34,8 @@ def signature(secret: str, body: bytes) -> str:
 class WebhookChannel:
     def __init__(self, settings: WebhookSettings, where: str) -> None:
         self.settings = settings
-        self._url = read_secret(f"{where}.url", settings.url_env, settings.url_file) or ""
+        url = read_secret(f"{where}.url", settings.url_env, settings.url_file) or ""
+        self._url = check_url(url, f"{where}.url")
         self._secret = read_secret(
             f"{where}.secret", settings.secret_env, settings.secret_file, required=False
         )

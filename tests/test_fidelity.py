@@ -187,7 +187,10 @@ async def test_a_busy_greeting_is_retried_once() -> None:
 
 
 async def test_legacy_tls_versions_are_recorded_once_per_interval(
-    tmp_path: Path, config_file, good_leaf: pki.Issued, intermediate: pki.Issued  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    config_file,
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,  # type: ignore[no-untyped-def]
 ) -> None:
     import warnings
 

@@ -174,12 +174,18 @@ def run(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _printable(text: str) -> str:
+    """An error message with control characters shown as U+FFFD: configuration keys, file
+    names and server replies in it must not drive the terminal."""
+    return "".join(ch if ch.isprintable() or ch == "\n" else "\ufffd" for ch in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: one-line errors, exit code 3 for relaycert's own failures."""
     try:
         return run(argv)
     except RelaycertError as exc:
-        print(f"relaycert: error: {exc}", file=sys.stderr)
+        print(f"relaycert: error: {_printable(str(exc))}", file=sys.stderr)
         return EXIT_UNKNOWN
     except KeyboardInterrupt:
         print("relaycert: interrupted", file=sys.stderr)
@@ -188,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("RELAYCERT_DEBUG"):
             raise
         print(
-            f"relaycert: internal error: {type(exc).__name__}: {exc} "
+            f"relaycert: internal error: {type(exc).__name__}: {_printable(str(exc))} "
             "(set RELAYCERT_DEBUG=1 for a traceback and please report it)",
             file=sys.stderr,
         )

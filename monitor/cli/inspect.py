@@ -14,6 +14,7 @@ from checks.registry import evaluate
 from monitor.cli.output import console, print_table, record_json
 from monitor.config.loader import load
 from monitor.errors import ConfigError
+from monitor.files import read_limited
 from monitor.pipeline.records import ScanRecord
 from monitor.probe.certfile import read_chain
 from monitor.probe.result import ProbeResult, ProbeTarget
@@ -31,7 +32,7 @@ def _password(args: argparse.Namespace) -> bytes | None:
     if args.password_file:
         path: Path = args.password_file
         try:
-            return path.read_bytes().rstrip(b"\r\n")
+            return read_limited(path).rstrip(b"\r\n")
         except OSError as exc:
             raise ConfigError(
                 f"--password-file: cannot read {args.password_file}: {exc.strerror}"

@@ -34,6 +34,7 @@ from monitor.config.sections import (
 )
 from monitor.config.units import parse_duration
 from monitor.errors import ConfigError
+from monitor.files import read_limited
 from monitor.renewal.settings import RenewalSettings
 from notifications.registry import AnyChannelSettings
 
@@ -170,7 +171,7 @@ class Config(_Model):
         if db.url_file is not None:
             path = self.resolve_path(db.url_file)
             try:
-                return path.read_text(encoding="utf-8").strip()
+                return read_limited(path).decode("utf-8").strip()
             except OSError as exc:
                 raise ConfigError(
                     f"{self.source}: [database] url_file: cannot read {path}: {exc.strerror}"
@@ -248,7 +249,7 @@ def parse(data: dict[str, Any], source: Path) -> Config:
 def load(path: Path) -> Config:
     """Read and validate the TOML file at ``path``."""
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: file not found; copy config/relaycert.example.toml and edit it"
@@ -261,4 +262,9 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse(data, path)
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested too deeply; check the file") from None
+    try:
+        return parse(data, path)
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply; check the file") from None

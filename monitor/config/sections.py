@@ -221,10 +221,10 @@ class TrustConfig(_Model):
 
 
 class ExpiryConfig(_Model):
-    warning_days: float = Field(default=30, gt=0)
-    warning_fraction: float = Field(default=1 / 3, gt=0, le=1)
-    critical_days: float = Field(default=7, gt=0)
-    critical_fraction: float = Field(default=0.1, gt=0, le=1)
+    warning_days: float = Field(default=30, gt=0, le=3650, allow_inf_nan=False)
+    warning_fraction: float = Field(default=1 / 3, gt=0, le=1, allow_inf_nan=False)
+    critical_days: float = Field(default=7, gt=0, le=3650, allow_inf_nan=False)
+    critical_fraction: float = Field(default=0.1, gt=0, le=1, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _order(self) -> ExpiryConfig:

@@ -10,6 +10,7 @@ from pydantic import BeforeValidator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_SECONDS = 3650 * 86400  # ten years: longer than any interval, period or retention makes sense
 
 
 def parse_duration(value: Any, allow_zero: bool = False) -> timedelta:
@@ -25,8 +26,10 @@ def parse_duration(value: Any, allow_zero: bool = False) -> timedelta:
         if not match:
             raise ValueError(f"'{value}' is not a duration; write e.g. '10s', '5m', '6h' or '90d'")
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    if seconds < 0 or (seconds == 0 and not allow_zero):
+    if seconds != seconds or seconds < 0 or (seconds == 0 and not allow_zero):  # NaN, negative
         raise ValueError("a duration must be greater than zero")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"'{value}' is too long; at most 3650d (ten years)")
     return timedelta(seconds=seconds)
 
 

@@ -8,6 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from monitor.errors import InputFileError
+from monitor.files import read_limited
 
 EXPECTED = "expected a PEM chain, a DER certificate or a PKCS#12/PFX file"
 
@@ -32,7 +33,7 @@ def _pkcs12(path: Path, data: bytes, password: bytes | None) -> list[x509.Certif
 def read_chain(path: Path, password: bytes | None = None) -> tuple[x509.Certificate, ...]:
     """The chain in ``path``, in file order (the leaf should come first)."""
     try:
-        data = path.read_bytes()
+        data = read_limited(path)
     except FileNotFoundError:
         raise InputFileError(f"{path}: file not found") from None
     except IsADirectoryError:

@@ -14,6 +14,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from checks.base import TrustAnchors
 from monitor.config.loader import Config
 from monitor.errors import ConfigError
+from monitor.files import read_limited
 
 
 def public_anchors() -> TrustAnchors:
@@ -31,7 +32,7 @@ def certifi_roots() -> tuple[x509.Certificate, ...]:
 
 def load_ca_file(path: Path) -> list[x509.Certificate]:
     """Every certificate of a PEM bundle (or one DER certificate) at ``path``."""
-    data = path.read_bytes()
+    data = read_limited(path)
     if b"-----BEGIN CERTIFICATE-----" in data:
         return x509.load_pem_x509_certificates(data)
     return [x509.load_der_x509_certificate(data)]

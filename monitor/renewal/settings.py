@@ -74,7 +74,7 @@ class RenewalSettings(_Model):
     names: tuple[str, ...] = ()  # default: the names of the certificate served now
     key_type: Literal["rsa2048", "rsa3072", "rsa4096", "ec256", "ec384"] = "rsa2048"
     profile: str | None = None
-    renew_fraction: float = Field(default=1 / 3, gt=0, lt=1)
+    renew_fraction: float = Field(default=1 / 3, gt=0, lt=1, allow_inf_nan=False)
     min_lifetime: Duration = timedelta(days=1)
     state_dir: Path = Path("acme")
     verify_timeout: Duration = timedelta(minutes=2)
