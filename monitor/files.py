@@ -42,7 +42,7 @@ def read_limited(path: Path, limit: int = MAX_INPUT) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            kind = "is a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
             raise FileRefused(0, f"{kind} (give a file)")
         if info.st_size > limit:
             raise FileRefused(0, f"too large ({info.st_size} bytes; at most {limit} expected)")

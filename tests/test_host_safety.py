@@ -94,3 +94,22 @@ def test_control_characters_in_errors_and_banners_are_neutralised(
 
     banner = asyncio.run(run())
     assert banner is not None and "\x1b" not in banner and "\x07" not in banner
+
+
+def test_truncated_second_certificate_is_refused_with_its_position(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.demo import pki
+
+    root = pki.make_ca("R")
+    inter = pki.make_ca("I", root)
+    leaf = pki.make_leaf(inter, ["mail1.contoso.com"])
+    bundle = tmp_path / "chain.pem"
+    bundle.write_bytes(leaf.cert_pem() + inter.cert_pem().split(b"-----END")[0])
+    assert main(["inspect", str(bundle)]) == 3  # before: accepted as a one-certificate chain
+    err = capsys.readouterr().err
+    assert "certificate 2" in err and "truncated" in err and "line" in err
+    (tmp_path / "ca.pem").write_bytes(bundle.read_bytes())
+    config = write(tmp_path, '[trust]\nextra_ca_files = ["ca.pem"]\n')
+    assert main(["scan", "--config", str(config), "--no-store"]) == 3
+    assert "extra_ca_files[0]" in capsys.readouterr().err

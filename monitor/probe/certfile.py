@@ -30,6 +30,30 @@ def _pkcs12(path: Path, data: bytes, password: bytes | None) -> list[x509.Certif
     return chain
 
 
+BEGIN = b"-----BEGIN CERTIFICATE-----"
+END = b"-----END CERTIFICATE-----"
+
+
+def load_pem_certificates(data: bytes) -> list[x509.Certificate]:
+    """Every certificate block of a PEM file, refusing a file in which one is truncated or
+    damaged (the library would skip it silently), with its position."""
+    certs: list[x509.Certificate] = []
+    position = 0
+    for number in range(1, data.count(BEGIN) + 1):
+        start = data.index(BEGIN, position)
+        line = data.count(b"\n", 0, start) + 1
+        end = data.find(END, start)
+        following = data.find(BEGIN, start + len(BEGIN))
+        if end < 0 or (0 <= following < end):
+            raise ValueError(f"certificate {number} (line {line}) is truncated: no END line")
+        try:
+            certs.append(x509.load_pem_x509_certificate(data[start : end + len(END)]))
+        except ValueError:
+            raise ValueError(f"certificate {number} (line {line}) is damaged") from None
+        position = end + len(END)
+    return certs
+
+
 def read_chain(path: Path, password: bytes | None = None) -> tuple[x509.Certificate, ...]:
     """The chain in ``path``, in file order (the leaf should come first)."""
     try:
@@ -45,9 +69,9 @@ def read_chain(path: Path, password: bytes | None = None) -> tuple[x509.Certific
             what = "a private key" if b"PRIVATE KEY-----" in data else "no certificate"
             raise InputFileError(f"{path}: PEM file holds {what}; {EXPECTED}")
         try:
-            return tuple(x509.load_pem_x509_certificates(data))
+            return tuple(load_pem_certificates(data))
         except ValueError as exc:
-            raise InputFileError(f"{path}: a PEM certificate in it is damaged: {exc}") from exc
+            raise InputFileError(f"{path}: {exc}") from exc
     try:
         return (x509.load_der_x509_certificate(data),)
     except ValueError:

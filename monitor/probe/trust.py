@@ -15,6 +15,7 @@ from checks.base import TrustAnchors
 from monitor.config.loader import Config
 from monitor.errors import ConfigError
 from monitor.files import read_limited
+from monitor.probe.certfile import load_pem_certificates
 
 
 def public_anchors() -> TrustAnchors:
@@ -34,7 +35,7 @@ def load_ca_file(path: Path) -> list[x509.Certificate]:
     """Every certificate of a PEM bundle (or one DER certificate) at ``path``."""
     data = read_limited(path)
     if b"-----BEGIN CERTIFICATE-----" in data:
-        return x509.load_pem_x509_certificates(data)
+        return load_pem_certificates(data)
     return [x509.load_der_x509_certificate(data)]
 
 
@@ -50,9 +51,10 @@ def trust_anchors(config: Config) -> TrustAnchors:
                 f"{exc.strerror}"
             ) from exc
         except ValueError as exc:
+            detail = str(exc) if "certificate " in str(exc) else "holds no PEM or DER certificate"
             raise ConfigError(
-                f"{config.source}: trust.extra_ca_files[{index}]: {path} holds no PEM or DER "
-                "certificate; give a CA certificate file"
+                f"{config.source}: trust.extra_ca_files[{index}]: {path}: {detail}; give a "
+                "complete CA certificate file"
             ) from exc
     if not roots:
         raise ConfigError(
