@@ -113,3 +113,38 @@ def test_truncated_second_certificate_is_refused_with_its_position(
     config = write(tmp_path, '[trust]\nextra_ca_files = ["ca.pem"]\n')
     assert main(["scan", "--config", str(config), "--no-store"]) == 3
     assert "extra_ca_files[0]" in capsys.readouterr().err
+
+
+def test_status_counts_every_undelivered_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from monitor.config.loader import load
+    from monitor.store.engine import Store
+    from monitor.store.models import OutboxRow
+
+    config = write(tmp_path, "")
+    store = Store.open(load(config).database_url())
+    now = datetime.now(UTC)
+    with store.transaction("test") as session:
+        for number in range(45):
+            session.add(
+                OutboxRow(
+                    dedup_key=f"k{number}",
+                    channel="ops",
+                    kind="opened",
+                    status="failed",
+                    attempts=50,
+                    created_at=now,
+                    next_attempt_at=now,
+                    last_error="HTTP 400",
+                )
+            )
+    store.close()
+    assert main(["status", "--config", str(config)]) == 0
+    assert "45 message(s) could not be delivered (the newest 20 below)" in capsys.readouterr().out
+    assert main(["status", "--config", str(config), "--format", "json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["failed_messages_total"] == 45

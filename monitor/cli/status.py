@@ -20,7 +20,7 @@ from monitor.store import captures
 from monitor.store.captures import CaptureStatus
 from monitor.store.engine import Store
 from monitor.store.queries import RenewalStatus, renewals
-from monitor.store.status import AddressStatus, FailedMessage, status
+from monitor.store.status import AddressStatus, FailedMessage, failed_total, status
 
 COLUMNS = (
     "Endpoint",
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     try:
         rows, failed = status(store, now)
+        total = failed_total(store)
         attempts = renewals(store)
         unmatched = captures.recent(store)
     finally:
@@ -50,12 +51,13 @@ def run(args: argparse.Namespace) -> int:
             "generated_at": now.isoformat(),
             "addresses": [asdict(r) for r in rows],
             "failed_messages": [asdict(m) for m in failed],
+            "failed_messages_total": total,
             "renewals": [asdict(r) for r in attempts],
             "unmatched_captures": [asdict(c) for c in unmatched],
         }
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
     else:
-        _print(rows, failed, attempts, now)
+        _print(rows, failed, total, attempts, now)
         _print_captures(unmatched)
     return 0
 
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 def _print(
     rows: list[AddressStatus],
     failed: list[FailedMessage],
+    total: int,
     attempts: list[RenewalStatus],
     now: datetime,
 ) -> None:
@@ -84,7 +87,10 @@ def _print(
         )
     out.print(table)
     if failed:
-        out.print(Text(f"{len(failed)} message(s) could not be delivered:", style="bold red"))
+        shown = f" (the newest {len(failed)} below)" if total > len(failed) else ""
+        out.print(
+            Text(f"{total} message(s) could not be delivered{shown}:", style="bold red")
+        )
         for m in failed:
             out.print(
                 Text(

@@ -143,6 +143,12 @@ def open_alerts(session: Session) -> dict[Key, Severity]:
     return worst
 
 
+def failed_total(session: Session) -> int:
+    """How many messages could not be delivered, in all (``failed_messages`` shows a few)."""
+    query = select(func.count()).select_from(OutboxRow).where(col(OutboxRow.status) == "failed")
+    return int(session.execute(query).scalar_one())
+
+
 def failed_messages(session: Session, limit: int = 20) -> list[OutboxRow]:
     query = (
         select(OutboxRow)

@@ -87,3 +87,8 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
     ]
     rows.sort(key=lambda r: (r.endpoint, r.direction, r.address))
     return rows, failed
+
+
+def failed_total(store: Store) -> int:
+    with store.reading("counting undelivered messages") as session:
+        return queries.failed_total(session)
