@@ -249,3 +249,36 @@ async def test_reload_reschedules_endpoints_reports_and_renewals(daemon_config) 
         jobs = {job.id for job in daemon.scheduler.get_jobs()}
         store.close()
     assert {"endpoint:soon", "endpoint:alone", "report"} <= jobs
+
+
+def test_claims_at_most_four_messages_per_channel(tmp_path: Path) -> None:
+    """A crash after posting but before recording repeats what was in flight; Teams cannot drop
+    repeats, so at most PER_CHANNEL messages of a channel are in flight at once."""
+    from monitor.alerts.outbox import PER_CHANNEL, Outbox
+    from monitor.store.messages import enqueue
+    from notifications.base import Notification
+
+    store = Store.open(f"sqlite:///{tmp_path / 'o.db'}")
+    now = datetime.now(UTC)
+    with store.transaction("test") as session:
+        for channel, count in (("teams", 10), ("mail", 3)):
+            for number in range(count):
+                note = Notification(
+                    "opened",
+                    "critical",
+                    "cert.expired",
+                    "t",
+                    "e",
+                    "h",
+                    25,
+                    "a",
+                    None,
+                    "m",
+                    now.isoformat(),
+                    f"{channel}-{number}",
+                )
+                enqueue(session, note, channel, now)
+    claimed = Outbox(store, {}).claim()
+    per = {c: sum(1 for m in claimed if m.channel == c) for c in ("teams", "mail")}
+    assert PER_CHANNEL == 4 and per == {"teams": 4, "mail": 3}
+    store.close()

@@ -5,7 +5,9 @@ A message is claimed with a conditional ``UPDATE`` (only if nobody holds a live 
 senders never send the same row; a sender that dies (``kill -9``) leaves a lease that expires and
 the message is sent again later: at-least-once on the wire, with a stable idempotency key
 (``Notification.key``: Message-ID, ``Idempotency-Key``) so a receiver can drop the rare repeat of
-a delivery that was interrupted before it was acknowledged.  Transient failures are retried with
+a delivery that was interrupted before it was acknowledged.  At most :data:`PER_CHANNEL` messages of
+a channel are in flight at once, which bounds the repeats after a crash (Teams cannot drop
+them).  Transient failures are retried with
 exponential backoff; permanent ones are marked ``failed`` and shown by ``relaycert status``.
 """
 
@@ -27,6 +29,10 @@ from monitor.store.engine import Store
 from notifications.base import Notification, Notifier
 
 MAX_ATTEMPTS = 50
+# Messages of one channel in flight at once.  A sender that dies mid-delivery may have posted
+# these without recording it, and Teams has no idempotency key: after a crash at most this
+# many messages per channel are posted twice.
+PER_CHANNEL = 4
 log = logging.getLogger("relaycert.outbox")
 
 
@@ -52,8 +58,10 @@ class Outbox:
         self.instance = uuid.uuid4().hex[:16]
 
     def claim(self, limit: int = 100) -> list[Claimed]:
-        """Lease up to ``limit`` due messages to this instance."""
-        rows = messages.claim(self.store, self.instance, self.clock(), self.lease, limit)
+        """Lease up to ``limit`` due messages to this instance, :data:`PER_CHANNEL` per channel."""
+        rows = messages.claim(
+            self.store, self.instance, self.clock(), self.lease, limit, PER_CHANNEL
+        )
         return [Claimed(*row) for row in rows]
 
     def _finish(self, item: Claimed, error: DeliveryError | None) -> str:

@@ -88,9 +88,7 @@ def _print(
     out.print(table)
     if failed:
         shown = f" (the newest {len(failed)} below)" if total > len(failed) else ""
-        out.print(
-            Text(f"{total} message(s) could not be delivered{shown}:", style="bold red")
-        )
+        out.print(Text(f"{total} message(s) could not be delivered{shown}:", style="bold red"))
         for m in failed:
             out.print(
                 Text(

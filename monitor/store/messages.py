@@ -34,9 +34,15 @@ def enqueue(
 
 
 def claim(
-    store: Store, instance: str, now: datetime, lease: timedelta, limit: int
+    store: Store,
+    instance: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    per_channel: int | None = None,
 ) -> list[tuple[int, str, int, Notification]]:
-    """Lease up to ``limit`` due messages to ``instance``: (id, channel, attempts, note)."""
+    """Lease up to ``limit`` due messages to ``instance``, at most ``per_channel`` of each
+    channel: (id, channel, attempts, note)."""
     free = or_(col(OutboxRow.claim_until).is_(None), col(OutboxRow.claim_until) < now)
     claimed: list[tuple[int, str, int, Notification]] = []
     with store.transaction("claiming outbox messages") as session:
@@ -47,7 +53,11 @@ def claim(
             .order_by(col(OutboxRow.id))
             .limit(limit)
         ).all()
+        taken: dict[str, int] = {}
         for row in due:
+            if per_channel is not None and taken.get(row.channel, 0) >= per_channel:
+                continue
+            taken[row.channel] = taken.get(row.channel, 0) + 1
             won = session.execute(
                 update(OutboxRow)
                 .where(col(OutboxRow.id) == row.id, col(OutboxRow.status) == "pending")
