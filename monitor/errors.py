@@ -37,6 +37,11 @@ class StoreError(RelaycertError):
     """The store could not be opened, migrated or written."""
 
 
+class StoreGoneError(StoreError):
+    """The SQLite file was removed or replaced under a running relaycert: whatever it wrote
+    from then on would be lost, so it must stop (or be restarted on the new file)."""
+
+
 class ProbeError(RelaycertError):
     """A probe step failed.  ``step`` names it (connect, greeting, ehlo, starttls, handshake...)."""
 

@@ -282,3 +282,23 @@ def test_claims_at_most_four_messages_per_channel(tmp_path: Path) -> None:
     per = {c: sum(1 for m in claimed if m.channel == c) for c in ("teams", "mail")}
     assert PER_CHANNEL == 4 and per == {"teams": 4, "mail": 3}
     store.close()
+
+
+def test_sqlite_file_removed_under_the_daemon_stops_it_loudly(  # type: ignore[no-untyped-def]
+    tmp_path, config_file, smtp_server, processes
+) -> None:
+    """Before: the daemon kept "sending" for 25 s into the unlinked file; all lost at restart."""
+    server = smtp_server("plain")
+    config = config_file(
+        endpoint_toml("mail1", server.port),
+        extra='[daemon]\ninterval = "10s"\noutbox_interval = "1s"\nlog_level = "info"\n',
+    )
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(config, log)
+    processes.append(daemon)
+    wait_for(lambda: b"probe.done" in log.read_bytes())
+    (tmp_path / "relaycert.db").unlink()
+    daemon.wait(timeout=20)
+    assert daemon.returncode == 3
+    text = log.read_text()
+    assert "store.gone" in text and "was removed while relaycert was running" in text

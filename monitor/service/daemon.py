@@ -41,6 +41,14 @@ class Daemon:
         # The capture listener lives as long as the daemon; passive captures go to the scanner
         # of the current generation.
         self.capture = CaptureService(lambda: self.gen.scanner)
+        self.failure: RelaycertError | None = None
+        self.jobs.on_fatal = self._fatal
+
+    def _fatal(self, exc: RelaycertError) -> None:
+        """Stop: carrying on would lose what is written (see :class:`StoreGoneError`)."""
+        if self.failure is None:
+            self.failure = exc
+        self.stopping.set()
 
     @property
     def gen(self) -> Generation:
@@ -108,6 +116,8 @@ class Daemon:
         await self.stopping.wait()
         waker.cancel()
         await self.shutdown()
+        if self.failure is not None:
+            raise self.failure
 
     async def _outbox_waker(self) -> None:
         """Deliver soon after a probe enqueued messages, not only every outbox_interval."""

@@ -26,7 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.alerts.outbox import Outbox
 from monitor.config.loader import Config
-from monitor.errors import RelaycertError
+from monitor.errors import RelaycertError, StoreGoneError
 from monitor.logs import event
 from monitor.pipeline.records import ScanRecord
 from monitor.probe.result import ProbeTarget
@@ -51,6 +51,8 @@ class Jobs:
         self.lags: deque[float] = deque(maxlen=100_000)  # seconds between due and probe start
         self._due: dict[str, datetime] = {}
         self.probes = 0
+        # Called with an error that must stop the daemon (the store's file is gone).
+        self.on_fatal: Callable[[RelaycertError], None] | None = None
 
     # -- what the jobs do ---------------------------------------------------------------------
 
@@ -102,6 +104,10 @@ class Jobs:
             task.add_done_callback(self.inflight.discard)
         try:
             await work
+        except StoreGoneError as exc:
+            event(log, logging.CRITICAL, "store.gone", error=str(exc), **fields)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
         except RelaycertError as exc:
             event(log, logging.ERROR, f"{kind}.error", error=str(exc), **fields)
 

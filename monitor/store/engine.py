@@ -9,6 +9,7 @@ failed transaction is rolled back, so it adds nothing and removes nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -23,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from checks.certinfo import clip
-from monitor.errors import StoreError
+from monitor.errors import StoreError, StoreGoneError
 from monitor.store.models import CertificateRow, EndpointRow, FindingRow, ObservationRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -56,6 +57,12 @@ class Store:
     def __init__(self, engine: Engine, heartbeat: timedelta = HEARTBEAT) -> None:
         self.engine = engine
         self.heartbeat = heartbeat
+        # A SQLite file deleted or replaced under an open connection keeps "working" on the
+        # unlinked inode and everything written is lost at the next start: remember which file
+        # this is and check before every session.
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        self.path = Path(database) if database and database != ":memory:" else None
+        self.identity = self._identity()
 
     @classmethod
     def open(cls, url: str, heartbeat: timedelta = HEARTBEAT) -> Store:
@@ -69,12 +76,36 @@ class Store:
                 event.listen(engine, "connect", _sqlite_pragmas)
             store = cls(engine, heartbeat)
             store.migrate()
+            store.identity = store._identity()  # the file exists once migrated
         except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:
             raise StoreError(
                 f"cannot open the store at {redact(url)}: {_first_line(exc)}; "
                 "check [database] in the configuration"
             ) from exc
         return store
+
+    def _identity(self) -> tuple[int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreGoneError` when the SQLite file is no longer the one opened."""
+        if self.path is None or self.identity is None:
+            return
+        now = self._identity()
+        if now == self.identity:
+            return
+        what = "removed" if now is None else "replaced by another file"
+        raise StoreGoneError(
+            f"the database file {self.path} was {what} while relaycert was running; nothing "
+            "more is written to it. Restore the file and restart relaycert (a new file is used "
+            "from the next start)"
+        )
 
     @property
     def dialect(self) -> str:
@@ -99,6 +130,7 @@ class Store:
     @contextmanager
     def reading(self, what: str) -> Iterator[Session]:
         """A session for reads; a database error becomes a :class:`StoreError` about ``what``."""
+        self.check_file()
         try:
             with Session(self.engine) as session:
                 yield session
@@ -110,6 +142,7 @@ class Store:
         """One transaction: committed when the block ends (rolled back instead with
         ``commit=False``, a dry run), rolled back and mapped to a :class:`StoreError` about
         ``what`` when the database fails."""
+        self.check_file()
         try:
             with Session(self.engine) as session, session.begin() as transaction:
                 yield session
