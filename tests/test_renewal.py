@@ -45,6 +45,7 @@ def renewal_config(
     extra: str = "",
     hook: str = "",
     directory: str | None = None,
+    staging: str | None = None,
 ) -> Path:
     (tmp_path / "pebble-root.pem").write_bytes(pebble.root_pem())
     (tmp_path / "test-root.pem").write_bytes(root_ca.cert_pem())
@@ -78,6 +79,7 @@ log_level = "error"
 name = "relay-cert"
 endpoints = ["mail1"]
 directory = "{directory or pebble.directory}"
+staging_directory = "{staging or pebble.directory}"
 ca_file = "{pebble.ca_file}"
 email = "postmaster@contoso.test"
 names = {json.dumps(names)}
@@ -108,13 +110,15 @@ def test_http01_issuance_for_two_names_dry_run(pebble, tmp_path, root_ca, capsys
     assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert (
-        "relay-cert: dry_run: issued for mail1.contoso.test, mail2.contoso.test and judged "
+        "relay-cert: dry_run: issued by the staging CA for mail1.contoso.test, mail2.contoso.test and judged "
         "(forced)" in out
     )
     ((outcome, _, new),) = renewals(config)
     assert outcome == "dry_run" and new
     assert not (tmp_path / "deployed").exists()  # nothing deployed on a dry run
-    account_key = tmp_path / "acme" / "relay-cert" / "account-key.pem"
+    # A dry run orders from the staging directory with its own account, never production's.
+    account_key = tmp_path / "acme" / "relay-cert" / "staging" / "account-key.pem"
+    assert not (tmp_path / "acme" / "relay-cert" / "account-key.pem").exists()
     assert stat.S_IMODE(account_key.stat().st_mode) == 0o600
     before = account_key.read_bytes()
     assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
@@ -138,9 +142,20 @@ def test_gate_refuses_a_certificate_that_misses_the_connector(
     )
     assert main(["renew", "--config", str(config), "--force"]) == 2
     out = capsys.readouterr().out
-    assert "gate_refused" in out and "connector.name_not_covered" in out
-    assert renewals(config)[0][0] == "gate_refused"
+    # Knowable before ordering: no certificate is spent on it (issue #11, item 3).
+    assert "gate_refused: before ordering" in out and "mail9.contoso.test" in out
+    assert renewals(config) == [("gate_refused", None, None)]
     assert not (tmp_path / "deployed" / "fullchain.pem").exists()
+    assert not (tmp_path / "acme" / "relay-cert" / "pending-fullchain.pem").exists()
+
+    # What only the issued certificate shows is still refused by the gate after issuance.
+    config = renewal_config(tmp_path, pebble, root_ca, free_port(), ["mail1.contoso.test"])
+    longer = 'timeout = "60s"\nmin_lifetime = "3650d"'  # longer than pebble issues
+    config.write_text(config.read_text().replace('timeout = "60s"', longer))
+    assert main(["renew", "--config", str(config), "--force"]) == 2
+    out = capsys.readouterr().out
+    assert "gate_refused: renewal.short_lifetime" in out
+    assert not (tmp_path / "acme" / "relay-cert" / "pending-fullchain.pem").exists()
 
 
 @pytest.fixture
@@ -357,19 +372,20 @@ def test_ari_window_and_fallback(tmp_path, intermediate) -> None:  # type: ignor
         from monitor.store.queries import Served
 
         now = datetime.now(UTC)
-        reason, retry = due(session, Served(leaf.cert, []), settings, now)
-        assert reason is None and retry is not None  # window not open yet; ask again later
-        reason, _ = due(session, Served(leaf.cert, []), settings, now + timedelta(days=4))
+        decision = due(session, Served(leaf.cert, []), settings, now)
+        assert decision.reason is None and decision.next_check is not None  # ask again later
+        assert decision.ari_known and decision.due_at is not None
+        assert opens <= decision.due_at <= opens + timedelta(seconds=1)
+        reason = due(session, Served(leaf.cert, []), settings, now + timedelta(days=4)).reason
         assert reason is not None and reason.startswith("inside the CA's renewal window (ARI")
-        reason, _ = due(session, Served(leaf.cert, ["cert.untrusted"]), settings, now)
+        reason = due(session, Served(leaf.cert, ["cert.untrusted"]), settings, now).reason
         assert reason == "the served certificate fails cert.untrusted"
         offer_ari["value"] = False
         fallback = AcmeSession(settings, state, None)
         when, _ = fallback.renewal_time(pem)
         assert when is None  # no renewalInfo: the caller falls back to a share of the lifetime
-        reason, _ = due(fallback, Served(leaf.cert, []), settings, now)
-        assert reason is None  # 90-day certificate, a day old: not due
-        reason, _ = due(fallback, Served(leaf.cert, []), settings, now + timedelta(days=70))
+        assert due(fallback, Served(leaf.cert, []), settings, now).reason is None  # a day old
+        reason = due(fallback, Served(leaf.cert, []), settings, now + timedelta(days=70)).reason
         assert reason == "less than 33% of the lifetime left"
     finally:
         server.shutdown()
@@ -399,7 +415,7 @@ def test_dns01_wildcard_through_rfc2136_and_bind(tmp_path, root_ca, capsys, monk
         out = capsys.readouterr().out
         log = named.log()
     assert code == 0, out
-    assert "issued for *.contoso.test, contoso.test" in out
+    assert "issued by the staging CA for *.contoso.test, contoso.test" in out
     assert "updating zone 'contoso.test/IN': adding an RR at '_acme-challenge.contoso.test'" in log
     assert "deleting an RR" in log  # the solver cleaned up after itself
 
@@ -442,11 +458,16 @@ async def test_daemon_renews_when_due_and_alerts_when_not_served(pebble, tmp_pat
     await daemon.jobs.renewal_job("relay-cert")
     await daemon.deliver()
     store.close()
-    ((outcome, old, new),) = renewals(config_path)
+    rows = renewals(config_path)
+    assert len(rows) == 1, rows
+    ((outcome, old, new),) = rows
     assert outcome == "not_served" and old is None and new
     assert (tmp_path / "deployed" / "fullchain.pem").exists()
-    (alert,) = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
-    assert alert["rule"] == "renewal.not_served" and "mail1 127.0.0.1" in alert["message"]
+    sent = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    (alert,) = [a for a in sent if a["rule"] == "renewal.not_served"]
+    assert "mail1 127.0.0.1" in alert["message"]
+    # The verification probes are stored like any other: the unreachable endpoint alerts too.
+    assert {a["rule"] for a in sent} == {"renewal.not_served", "probe.unreachable"}
 
 
 def test_missing_hook_is_rejected_at_startup(pebble, tmp_path, root_ca, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -539,7 +560,7 @@ def test_webroot_and_dns_hook_solvers(pebble, tmp_path, root_ca, capsys) -> None
         assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
     finally:
         del os.environ["HOOK_LOG"]
-    assert "issued for *.contoso.test" in capsys.readouterr().out
+    assert "issued by the staging CA for *.contoso.test" in capsys.readouterr().out
     assert (tmp_path / "hook.log").read_text().split("\n")[:2] == [
         "add _acme-challenge.contoso.test.",
         "remove _acme-challenge.contoso.test.",

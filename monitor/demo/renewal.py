@@ -19,6 +19,8 @@ DEMO_RENEWAL = """
 name = "mail2-renewal"
 endpoints = ["mail2"]
 directory = "{directory}"
+# The demo's dry run orders from the same local pebble (a real CA has a separate staging one).
+staging_directory = "{directory}"
 ca_file = "{ca_file}"
 email = "postmaster@contoso.com"
 names = ["mail2.contoso.com"]

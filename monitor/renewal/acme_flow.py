@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from acme import challenges, client, crypto_util, errors, messages
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from josepy.json_util import field as json_field
 from josepy.jwa import RS256
 from josepy.jwk import JWKRSA
 
@@ -25,6 +27,54 @@ from monitor.renewal.settings import RenewalSettings
 from monitor.renewal.solvers import Solver
 
 USER_AGENT = "relaycert"
+RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
+ACCOUNT_GONE = "urn:ietf:params:acme:error:accountDoesNotExist"
+
+
+class RateLimited(RenewalError):
+    """The CA said "rateLimited"; ``retry_after`` is when it allows the next try (if it said)."""
+
+    def __init__(self, message: str, retry_after: dt.datetime | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Network(client.ClientNetwork):
+    """The ``acme`` network client, remembering the last Retry-After the CA sent (the library
+    raises the error body without the header)."""
+
+    retry_after: dt.datetime | None = None
+
+    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        response = super()._send_request(method, url, *args, **kwargs)
+        value = response.headers.get("Retry-After")
+        self.retry_after = _retry_after(value) if value else None
+        return response
+
+
+def _retry_after(value: str) -> dt.datetime | None:
+    now = dt.datetime.now(dt.UTC)
+    if value.strip().isdigit():
+        return now + dt.timedelta(seconds=min(int(value), 7 * 86400))
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+class _NewOrder(messages.NewOrder):
+    """newOrder with RFC 9773's ``replaces`` (the ARI certificate identifier of the certificate
+    this order renews), which ``acme`` 5 does not know yet."""
+
+    replaces: str = json_field("replaces", omitempty=True)
+
+
+def ari_id(cert: x509.Certificate) -> str:
+    """The ARI certificate identifier: base64url(authority key id) "." base64url(serial)."""
+    return str(client._renewal_info_path_component(cert))
 
 
 def new_private_key(kind: str) -> bytes:
@@ -51,11 +101,10 @@ class AcmeSession:
 
     def __init__(self, settings: RenewalSettings, state_dir: Path, eab_hmac: str | None) -> None:
         self.settings, self.state_dir = settings, state_dir
-        key = self._account_key()
+        key = self._key = self._account_key()
         verify: Any = str(settings.ca_file) if settings.ca_file else True
-        self.net = client.ClientNetwork(
-            key, alg=RS256, verify_ssl=verify, user_agent=USER_AGENT, timeout=30
-        )
+        self.directory_url = settings.directory
+        self.net = _Network(key, alg=RS256, verify_ssl=verify, user_agent=USER_AGENT, timeout=30)
         try:
             directory = client.ClientV2.get_directory(settings.directory, self.net)
         except Exception as exc:  # requests, JSON and acme errors: the CA is unreachable
@@ -77,9 +126,12 @@ class AcmeSession:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         return JWKRSA(key=key)
 
-    def _register(self, key: JWKRSA, eab_hmac: str | None) -> None:
+    def _register(self, key: JWKRSA, eab_hmac: str | None, forget: bool = False) -> None:
+        self._eab_hmac = eab_hmac
         account_file = self.state_dir / "account.json"
         known = json.loads(account_file.read_text()) if account_file.exists() else {}
+        if forget:
+            known = {}
         if known.get("directory") == self.settings.directory and known.get("uri"):
             regr = messages.RegistrationResource(uri=known["uri"], body=messages.Registration())
             self.net.account = regr
@@ -108,27 +160,84 @@ class AcmeSession:
         self.net.account = regr
         account_file.write_text(json.dumps({"directory": self.settings.directory, "uri": regr.uri}))
 
+    def reregister(self) -> None:
+        """The CA no longer knows the account (``accountDoesNotExist``, e.g. after a CA reset):
+        register the same key again and remember the new account URL."""
+        self._register(self._key, self._eab_hmac, forget=True)
+
+    @property
+    def offers_ari(self) -> bool:
+        return "renewalInfo" in self.client.directory
+
     def renewal_time(self, cert_pem: bytes) -> tuple[dt.datetime | None, dt.datetime]:
         """ARI (RFC 9773) when the directory offers it: (suggested time, next check), both
-        tz-aware UTC; ``(None, next check)`` when it does not."""
+        tz-aware UTC; ``(None, next check)`` when it does not.  Any ARI failure (a 404 for a
+        certificate this CA did not issue, a 500) is a :class:`RenewalError` in plain words."""
         try:
             when, next_check = self.client.renewal_time(cert_pem)
         except errors.ARIError as exc:
-            raise RenewalError(f"ACME renewal information unavailable: {exc}") from exc
+            cause = exc.__cause__
+            status = getattr(getattr(cause, "response", None), "status_code", None)
+            why = f"HTTP {status}" if status else (type(cause).__name__ if cause else "error")
+            raise RenewalError(f"the CA's renewal information (ARI) is unavailable: {why}") from exc
+        except Exception as exc:  # a malformed answer
+            raise RenewalError(
+                f"the CA's renewal information (ARI) is unusable: {type(exc).__name__}"
+            ) from exc
         local = next_check.astimezone() if next_check.tzinfo is None else next_check
         return when, local.astimezone(dt.UTC)
 
-    def issue(self, names: list[str], solver: Solver) -> Issued:
-        key_pem = new_private_key(self.settings.key_type)
+    def _new_order(self, csr_pem: bytes, profile: str | None, replaces: str | None) -> Any:
+        """``ClientV2.new_order`` with ``replaces`` (RFC 9773 section 5)."""
+        if not replaces:
+            return (
+                self.client.new_order(csr_pem, profile=profile)
+                if profile
+                else self.client.new_order(csr_pem)
+            )
+        csr = x509.load_pem_x509_csr(csr_pem)
+        dns_names, _ = crypto_util.get_identifiers_from_x509(csr.subject, csr.extensions)
+        identifiers = [
+            messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns_names
+        ]
+        order = _NewOrder(identifiers=identifiers, profile=profile or "", replaces=replaces)
+        response = self.client._post(self.client.directory["newOrder"], order)
+        body = messages.Order.from_json(response.json())
+        authorizations = [
+            self.client._authzr_from_response(self.client._post_as_get(url), uri=url)
+            for url in body.authorizations
+        ]
+        return messages.OrderResource(
+            body=body,
+            uri=response.headers.get("Location"),
+            authorizations=authorizations,
+            csr_pem=csr_pem,
+        )
+
+    def issue(
+        self,
+        names: list[str],
+        solver: Solver,
+        key_pem: bytes | None = None,
+        replaces: str | None = None,
+    ) -> Issued:
+        """Order, validate and finalize; one retry with a fresh registration when the CA has
+        forgotten the account."""
+        try:
+            return self._issue(names, solver, key_pem, replaces)
+        except _AccountGone:
+            self.reregister()
+            return self._issue(names, solver, key_pem, replaces)
+
+    def _issue(
+        self, names: list[str], solver: Solver, key_pem: bytes | None, replaces: str | None
+    ) -> Issued:
+        key_pem = key_pem or new_private_key(self.settings.key_type)
         csr = crypto_util.make_csr(key_pem, names)
         profiles = getattr(self.client.directory.meta, "profiles", None) or {}
         profile = self.settings.profile if self.settings.profile in profiles else None
         try:
-            order = (
-                self.client.new_order(csr, profile=profile)
-                if profile
-                else self.client.new_order(csr)
-            )
+            order = self._new_order(csr, profile, replaces)
             for authz in order.authorizations:
                 if authz.body.status == messages.STATUS_VALID:
                     continue
@@ -160,7 +269,23 @@ class AcmeSession:
         except errors.TimeoutError as exc:
             raise RenewalError("ACME order did not complete within the renewal timeout") from exc
         except messages.Error as exc:
+            if exc.typ == ACCOUNT_GONE:
+                raise _AccountGone(str(exc.detail)) from exc
+            if exc.typ == RATE_LIMITED:
+                retry = self.net.retry_after
+                when = (
+                    f"; the CA allows the next try after {retry:%Y-%m-%d %H:%M} UTC"
+                    if retry
+                    else ""
+                )
+                raise RateLimited(
+                    f"the CA rate-limits this order: {exc.detail}{when}", retry
+                ) from exc
             raise RenewalError(f"ACME error: {exc.typ}: {exc.detail}") from exc
         except Exception as exc:  # requests errors: the CA went away mid-order
             raise RenewalError(f"ACME exchange failed: {type(exc).__name__}") from exc
         return Issued(order.fullchain_pem, key_pem, order.uri)
+
+
+class _AccountGone(RenewalError):
+    """The CA answered ``accountDoesNotExist``."""

@@ -4,12 +4,15 @@ failures (backoff)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from checks.base import Policy, TrustAnchors
+from checks.matching import base_domain, connector_match, registered_domain
 from monitor.config.loader import Config
+from monitor.errors import RenewalError
 from monitor.renewal.acme_flow import AcmeSession
 from monitor.renewal.outcome import FAILED_RESULTS
 from monitor.renewal.settings import RenewalSettings
@@ -32,23 +35,60 @@ def backoff(history: list[RenewalStatus]) -> datetime | None:
     return history[0].finished_at + wait
 
 
-def due(
-    session: AcmeSession, current: Served, settings: RenewalSettings, now: datetime
-) -> tuple[str | None, datetime | None]:
-    """Why to renew now (``None`` when not due), and when the CA wants to be asked again."""
+@dataclass(frozen=True)
+class Due:
+    """Whether to renew now (``reason``), when it will be due otherwise, when the CA wants to
+    be asked again (ARI), whether the CA's ARI knows the served certificate (then the order may
+    say it ``replaces`` it), and a note (why ARI was not used)."""
+
+    reason: str | None
+    due_at: datetime | None = None
+    next_check: datetime | None = None
+    ari_known: bool = False
+    note: str | None = None
+
+
+def due(session: AcmeSession, current: Served, settings: RenewalSettings, now: datetime) -> Due:
     if current.urgent:
-        return "the served certificate fails " + ", ".join(current.urgent), None
+        return Due("the served certificate fails " + ", ".join(current.urgent))
     leaf = current.leaf
     if leaf is None:
-        return "no certificate is served yet", None
-    when, next_check = session.renewal_time(leaf.public_bytes(Encoding.PEM))
-    if when is not None:
-        reason = f"inside the CA's renewal window (ARI, from {when:%Y-%m-%d %H:%M} UTC)"
-        return (reason if now >= when else None), next_check
+        return Due("no certificate is served yet")
+    note = None
+    try:
+        when, next_check = session.renewal_time(leaf.public_bytes(Encoding.PEM))
+    except RenewalError as exc:  # e.g. 404: a certificate this CA did not issue (RFC 9773)
+        when, next_check, note = None, None, f"{exc}; using the lifetime instead"
+    else:
+        if when is not None:
+            reason = f"inside the CA's renewal window (ARI, from {when:%Y-%m-%d %H:%M} UTC)"
+            return Due(reason if now >= when else None, when, next_check, True)
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
     renew_at = leaf.not_valid_after_utc - lifetime * settings.renew_fraction
     share = f"less than {settings.renew_fraction:.0%} of the lifetime left"
-    return (share if now >= renew_at else None), None
+    return Due(share if now >= renew_at else None, renew_at, next_check, False, note)
+
+
+def precheck(names: list[str], policies: list[Policy]) -> str | None:
+    """What is knowable before ordering: would a certificate for ``names`` satisfy every
+    connector the renewal's endpoints relay through, and is the connector domain accepted?"""
+    for policy in policies:
+        connector = policy.connector
+        if connector is None:
+            continue
+        pattern = connector.tls_sender_certificate_name
+        if not any(connector_match(pattern, name) for name in names):
+            return (
+                f"the names {', '.join(names)} would not match connector '{connector.name}' "
+                f"('{pattern}'); fix `names` (nothing was ordered)"
+            )
+        domain = base_domain(pattern)
+        if registered_domain(domain, policy.accepted_domains) is None:
+            return (
+                f"connector '{connector.name}' uses '{domain}', which is not an accepted domain; "
+                "no certificate can fix that (nothing was ordered)"
+            )
+    return None
 
 
 def policies(

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -82,11 +82,7 @@ def write_files(
             if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
                 raise RenewalError("deploy: only RSA and EC keys can go into a PFX")
             data = pkcs12.serialize_key_and_certificates(
-                b"relaycert",
-                key,
-                certs[0],
-                certs[1:],
-                serialization.BestAvailableEncryption(pfx_password.encode()),
+                b"relaycert", key, certs[0], certs[1:], pfx_encryption(settings, pfx_password)
             )
             pfx = folder / "cert.pfx"
             write_secret(pfx, data)
@@ -99,6 +95,22 @@ def write_files(
         folder / "fullchain.pem",
         pfx,
     )
+
+
+def pfx_encryption(
+    settings: DeploySettings, password: str
+) -> serialization.KeySerializationEncryption:
+    """AES-256 (PBES2) by default; 3DES with SHA-1 MACs for Windows Server 2016, which cannot
+    import anything newer."""
+    if settings.pfx_encryption == "legacy":
+        return (
+            serialization.PrivateFormat.PKCS12.encryption_builder()
+            .kdf_rounds(2048)
+            .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+            .hmac_hash(hashes.SHA1())  # noqa: S303 - what Windows Server 2016 can read
+            .build(password.encode())
+        )
+    return serialization.BestAvailableEncryption(password.encode())
 
 
 def hook_commands(settings: DeploySettings) -> list[list[str]]:

@@ -18,17 +18,22 @@ from checks.certinfo import all_names, dns_sans, fingerprint
 from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.errors import RenewalError
+from monitor.files import read_limited, write_secret
 from monitor.pipeline import outbound
 from monitor.pipeline.scan import Scanner
-from monitor.renewal import decide, notify
-from monitor.renewal.acme_flow import AcmeSession, Issued
+from monitor.renewal import decide, notify, pending
+from monitor.renewal.acme_flow import AcmeSession, Issued, RateLimited, ari_id, new_private_key
+from monitor.renewal.decide import Due
 from monitor.renewal.deploy import gate, run_hooks, write_files
 from monitor.renewal.outcome import Outcome, Result
-from monitor.renewal.settings import RenewalSettings
+from monitor.renewal.settings import RenewalSettings, staging_of
 from monitor.renewal.solvers import make_solver
 from monitor.secrets import read_secret
 from monitor.store import baselines, queries, renewals
 from monitor.store.engine import Store
+
+# Attempts after which a new certificate may be in place (the store may predate it).
+DEPLOYED = frozenset({"verified", "not_served", "hook_failed"})
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,15 @@ async def verify_served(attempt: Attempt, sha256: str) -> list[str]:
     deadline = loop.time() + settings.verify_timeout.total_seconds()
     while True:
         stale = []
-        for result in await attempt.scanner.probe(endpoints):
+        results = await attempt.scanner.probe(endpoints)
+        for result in results:
             leaf = x509.load_der_x509_certificate(result.chain_der[0]) if result.chain_der else None
             if leaf is None or fingerprint(leaf) != sha256:
                 stale.append(f"{result.target.endpoint} {result.target.address or '?'}")
         if not stale or loop.time() > deadline:
+            # The verification probes are observations like any other: stored, so status and
+            # the next renewal decision see what is served now, not what was before.
+            await attempt.scanner.judge_and_store(results, attempt.clock())
             return stale
         await asyncio.sleep(1)
 
@@ -90,12 +99,23 @@ async def verify_outbound(attempt: Attempt, sha256: str) -> str:
     return "; outbound check: " + "; ".join(notes)
 
 
-async def _order(attempt: Attempt, session: AcmeSession, names: list[str]) -> Issued:
+async def _order(
+    attempt: Attempt, session: AcmeSession, names: list[str], replaces: str | None
+) -> Issued:
     solver = await asyncio.to_thread(make_solver, attempt.settings.solver, attempt.where)
+    key_pem = await asyncio.to_thread(_reused_key, attempt) if attempt.settings.reuse_key else None
     try:
-        return await asyncio.to_thread(session.issue, names, solver)
+        return await asyncio.to_thread(session.issue, names, solver, key_pem, replaces)
     finally:
         await asyncio.to_thread(solver.cleanup)
+
+
+def _reused_key(attempt: Attempt) -> bytes:
+    """``reuse_key``: the renewal's private key, made once and kept (mode 0600)."""
+    path = attempt.settings.state_dir / attempt.settings.name / "key.pem"
+    if not path.exists():
+        write_secret(path, new_private_key(attempt.settings.key_type))
+    return read_limited(path)
 
 
 async def _deploy(
@@ -131,39 +151,71 @@ async def _deploy(
 async def _issue_and_deploy(
     attempt: Attempt, current: queries.Served, names: list[str], force: bool, dry_run: bool
 ) -> tuple[Outcome, str | None]:
-    """Decide, order, gate, deploy; the outcome and the ACME order's URL."""
+    """Decide, check, order (or reuse the certificate a failed attempt kept), gate, deploy;
+    the outcome and the ACME order's URL."""
     settings, name = attempt.settings, attempt.settings.name
     old = fingerprint(current.leaf) if current.leaf else None
     eab = read_secret(
         f"{attempt.where}.eab_hmac", settings.eab_hmac_env, settings.eab_hmac_file, required=False
     )
-    state_dir = settings.state_dir / name
-    session = await asyncio.to_thread(AcmeSession, settings, state_dir, eab)
+    directory, state_dir = settings.directory, settings.state_dir / name
+    if dry_run:  # certbot's rule: a dry run never touches the production account
+        staging = staging_of(settings)
+        if staging is None:
+            raise RenewalError(
+                f"{attempt.where}.staging_directory: --dry-run orders from the CA's staging "
+                f"directory, and none is known for {settings.directory}; set staging_directory"
+            )
+        directory, state_dir = staging, state_dir / "staging"
+    session = await asyncio.to_thread(
+        AcmeSession, settings.model_copy(update={"directory": directory}), state_dir, eab
+    )
     now = attempt.clock()
-    reason, next_check = (
-        ("forced", None)
+    decision = (
+        Due("forced")
         if force
         else await asyncio.to_thread(decide.due, session, current, settings, now)
     )
-    if reason is None:
-        return Outcome(name, Result.SKIPPED, "not due yet", old, next_check=next_check), None
-    issued = await _order(attempt, session, names)
+    if decision.reason is None:
+        when = f"; due from {decision.due_at:%Y-%m-%d %H:%M} UTC" if decision.due_at else ""
+        note = f" ({decision.note})" if decision.note else ""
+        detail = f"not due yet{when}{note}"
+        return Outcome(name, Result.SKIPPED, detail, old, next_check=decision.next_check), None
+    policies = decide.policies(attempt.config, settings, now, attempt.scanner.anchors)
+    problem = decide.precheck(names, policies)
+    if problem is not None:
+        return Outcome(name, Result.GATE_REFUSED, f"before ordering: {problem}", old), None
+    kept = None if dry_run else await asyncio.to_thread(pending.load, state_dir)
+    why_not = kept and pending.unusable(kept, names, now, settings.min_lifetime)
+    if kept is not None and not why_not:
+        issued, how = kept, "reused the certificate a failed attempt kept (no new order)"
+    else:
+        replaces = ari_id(current.leaf) if decision.ari_known and current.leaf else None
+        issued, how = await _order(attempt, session, names, replaces), "ordered"
+        if not dry_run:
+            await asyncio.to_thread(pending.save, state_dir, issued)
     chain = tuple(x509.load_pem_x509_certificates(issued.fullchain_pem.encode()))
     new = fingerprint(chain[0])
     # Judged at issuance time: the new certificate's notBefore is later than ``now``.
     judged_at = attempt.clock()
     policies = decide.policies(attempt.config, settings, judged_at, attempt.scanner.anchors)
     blocking = gate(chain, policies, settings.min_lifetime, judged_at)
+    if dry_run:  # a staging CA's root is not trusted, by design
+        blocking = [f for f in blocking if f.rule != "cert.untrusted"]
     if blocking:
+        await asyncio.to_thread(pending.clear, state_dir)
         detail = "; ".join(f"{f.rule}: {f.message}" for f in blocking)
         return Outcome(name, Result.GATE_REFUSED, detail, old, new), issued.order_url
     if dry_run:
         sans = ", ".join(sorted(dns_sans(chain[0])))
-        detail = f"issued for {sans} and judged ({reason}); not deployed"
+        detail = f"issued by the staging CA for {sans} and judged ({decision.reason}); not deployed"
         return Outcome(name, Result.DRY_RUN, detail, old, new), issued.order_url
     result, detail = await _deploy(attempt, issued, chain, names)
     if result is Result.VERIFIED:
-        detail = f"{reason}; {detail}"
+        await asyncio.to_thread(pending.clear, state_dir)
+        detail = f"{decision.reason}; {how}; {detail}"
+    else:
+        detail = f"{detail} ({how}; kept for the next attempt)"
     return Outcome(name, result, detail, old, new), issued.order_url
 
 
@@ -193,6 +245,16 @@ async def renew(
         queries.served, store, settings.endpoints, decide.URGENT_RULES
     )
     history = await asyncio.to_thread(queries.renewals, store, None, 8, settings.name)
+    deployed_at = next(
+        (h.finished_at for h in history if h.outcome in DEPLOYED and h.finished_at), None
+    )
+    if deployed_at is not None and (current.seen_at is None or current.seen_at < deployed_at):
+        # What is stored predates the last deployment: look again before deciding.
+        endpoints = [e for e in config.endpoints if e.name in settings.endpoints]
+        await attempt.scanner.scan(endpoints)
+        current = await asyncio.to_thread(
+            queries.served, store, settings.endpoints, decide.URGENT_RULES
+        )
     not_before = decide.backoff(history)  # after failures: the earliest next attempt
     old = fingerprint(current.leaf) if current.leaf else None
     names = list(settings.names) or (all_names(current.leaf) if current.leaf else [])
@@ -207,6 +269,8 @@ async def renew(
     order_url: str | None = None
     try:
         outcome, order_url = await _issue_and_deploy(attempt, current, names, force, dry_run)
+    except RateLimited as exc:  # ask again when the CA allows it, not on the backoff
+        outcome = Outcome(settings.name, Result.FAILED, str(exc), old, next_check=exc.retry_after)
     except RenewalError as exc:
         outcome = Outcome(settings.name, Result.FAILED, str(exc), old)
     if outcome.outcome is Result.SKIPPED:

@@ -60,12 +60,18 @@ class DeploySettings(_Model):
     hooks_dir: Path | None = None
     hook: tuple[str, ...] = ()  # one command, no shell: ["postfix", "reload"]
     hook_timeout: Duration = timedelta(minutes=2)
+    # "aes256": PBES2/AES-256 (Windows Server 2019+); "legacy": 3DES/SHA-1, which Windows
+    # Server 2016 (Exchange 2016) needs to import the PFX.
+    pfx_encryption: Literal["aes256", "legacy"] = "aes256"
 
 
 class RenewalSettings(_Model):
     name: str = Field(min_length=1)
     endpoints: tuple[str, ...] = Field(min_length=1)
     directory: str = Field(pattern=r"^https?://")
+    # Where `relaycert renew --dry-run` orders (never the production account); known for
+    # Let's Encrypt, required for other CAs to dry-run.
+    staging_directory: str | None = Field(default=None, pattern=r"^https?://")
     email: str | None = None
     ca_file: Path | None = None  # trust for the ACME server's HTTPS (default: system roots)
     eab_kid: str | None = None
@@ -73,6 +79,7 @@ class RenewalSettings(_Model):
     eab_hmac_file: Path | None = None
     names: tuple[str, ...] = ()  # default: the names of the certificate served now
     key_type: Literal["rsa2048", "rsa3072", "rsa4096", "ec256", "ec384"] = "rsa2048"
+    reuse_key: bool = False  # keep the private key across renewals (TLSA pins, Exchange)
     profile: str | None = None
     renew_fraction: float = Field(default=1 / 3, gt=0, lt=1, allow_inf_nan=False)
     min_lifetime: Duration = timedelta(days=1)
@@ -82,3 +89,15 @@ class RenewalSettings(_Model):
     timeout: Duration = timedelta(minutes=5)  # for one whole order
     solver: SolverSettings
     deploy: DeploySettings
+
+
+KNOWN_STAGING = {
+    "https://acme-v02.api.letsencrypt.org/directory": (
+        "https://acme-staging-v02.api.letsencrypt.org/directory"
+    ),
+}
+
+
+def staging_of(settings: RenewalSettings) -> str | None:
+    """The staging directory a dry run uses: configured, or known for the CA."""
+    return settings.staging_directory or KNOWN_STAGING.get(settings.directory)

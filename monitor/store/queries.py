@@ -210,17 +210,21 @@ def renewals(
 
 @dataclass(frozen=True)
 class Served:
-    """What some endpoints were last seen serving: the first leaf, and the critical findings
-    among ``rules`` on any of their addresses."""
+    """What some endpoints were last seen serving: the leaf with the least time left on any of
+    their addresses (the node a renewal must fix first), the critical findings among ``rules``,
+    and when the oldest of those observations was last confirmed."""
 
     leaf: x509.Certificate | None
     urgent: list[str]
+    seen_at: datetime | None = None
 
 
 def served(store: Store, endpoint_names: Iterable[str], rules: Collection[str]) -> Served:
     with store.reading("reading what the endpoints serve") as session:
         ids = [r.id for r in endpoints_by_name(session, endpoint_names).values() if r.id]
-        rows = latest_observations(session, ids)
+        rows = [
+            r for r in latest_observations(session, ids) if r.direction == "from_exchange_online"
+        ]
         urgent = sorted(
             {
                 f.rule
@@ -229,9 +233,10 @@ def served(store: Store, endpoint_names: Iterable[str], rules: Collection[str]) 
                 if f.rule in rules and f.severity == "critical"
             }
         )
-        shas = [r.leaf_sha256 for r in rows if r.leaf_sha256]
-        leaf = certificates(session, shas[:1]).get(shas[0]) if shas else None
-    return Served(leaf, urgent)
+        leaves = certificates(session, {r.leaf_sha256 for r in rows if r.leaf_sha256})
+    worst = min(leaves.values(), key=lambda c: c.not_valid_after_utc, default=None)
+    seen = [r.last_seen_at or r.started_at for r in rows]
+    return Served(worst, urgent, min(seen) if seen else None)
 
 
 def outbound_misses(store: Store | None, names: Collection[str], limit: int) -> dict[str, int]:
