@@ -110,8 +110,8 @@ def test_http01_issuance_for_two_names_dry_run(pebble, tmp_path, root_ca, capsys
     assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert (
-        "relay-cert: dry_run: issued by the staging CA for mail1.contoso.test, mail2.contoso.test and judged "
-        "(forced)" in out
+        "relay-cert: dry_run: issued by the staging CA for mail1.contoso.test, "
+        "mail2.contoso.test and judged (forced)" in out
     )
     ((outcome, _, new),) = renewals(config)
     assert outcome == "dry_run" and new
