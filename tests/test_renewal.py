@@ -171,7 +171,10 @@ def test_deploy_to_postfix_reload_and_verify(  # type: ignore[no-untyped-def]
     postfix_usable, pebble, tmp_path, root_ca, intermediate, capsys, monkeypatch
 ) -> None:
     deployed = tmp_path / "deployed"
-    old = pki.make_leaf(intermediate, ["mail1.contoso.test"])
+    # Due: 10 of 90 days left.
+    old = pki.make_leaf(
+        intermediate, ["mail1.contoso.test"], not_before=datetime.now(UTC) - timedelta(days=80)
+    )
     key, chain = pki.write_chain(deployed, "initial", old, intermediate)
     (deployed / "privkey.pem").write_bytes(key.read_bytes())
     (deployed / "fullchain.pem").write_bytes(chain.read_bytes())
@@ -191,7 +194,7 @@ def test_deploy_to_postfix_reload_and_verify(  # type: ignore[no-untyped-def]
         config = renewal_config(
             tmp_path, pebble, root_ca, postfix.port, ["mail1.contoso.test"], hook=hook
         )
-        assert main(["scan", "--config", str(config), "--format", "json"]) == 0
+        assert main(["scan", "--config", str(config), "--format", "json"]) == 1  # expiring
         capsys.readouterr()
         config.write_text(
             config.read_text() + f'[[channels]]\nname = "capture"\ntype = "file"\n'
@@ -221,6 +224,14 @@ def test_deploy_to_postfix_reload_and_verify(  # type: ignore[no-untyped-def]
         assert outcome == "verified" and was == fingerprint(old.cert)
         served = x509.load_pem_x509_certificates((deployed / "fullchain.pem").read_bytes())
         assert fingerprint(served[0]) == now and dns_sans(served[0]) == ["mail1.contoso.test"]
+        # The verification probes were stored: status shows the new certificate, and renewing
+        # again right away is not due (before: the stale old observation ordered another).
+        assert main(["status", "--config", str(config), "--format", "json"]) == 0
+        (address,) = json.loads(capsys.readouterr().out)["addresses"]
+        assert address["days_left"] > 80
+        assert main(["renew", "--config", str(config)]) == 0
+        assert "relay-cert: skipped: not due yet; due from" in capsys.readouterr().out
+        assert len(renewals(config)) == 2
         assert stat.S_IMODE((deployed / "privkey.pem").stat().st_mode) == 0o600
         assert main(["scan", "--config", str(config), "--format", "json"]) == 0
         doc = json.loads(capsys.readouterr().out)

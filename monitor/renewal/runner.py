@@ -293,6 +293,7 @@ async def _record(
         outcome.old_sha256,
         outcome.new_sha256,
         order_url,
+        attempt.clock(),
     )
     config, store, settings = attempt.config, attempt.store, attempt.settings
     if outcome.outcome.failed:

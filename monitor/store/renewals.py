@@ -17,13 +17,14 @@ def record_attempt(
     old_sha256: str | None,
     new_sha256: str | None,
     order_url: str | None,
+    finished: datetime | None = None,
 ) -> int:
-    """Store one attempt; returns its id."""
+    """Store one attempt (``finished``: the renewal's clock, default now); returns its id."""
     with store.transaction(f"recording renewal '{name}'") as session:
         row = RenewalRow(
             name=name,
             started_at=started,
-            finished_at=datetime.now(UTC),
+            finished_at=finished or datetime.now(UTC),
             order_url=order_url,
             old_sha256=old_sha256,
             new_sha256=new_sha256,
