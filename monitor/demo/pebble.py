@@ -52,6 +52,7 @@ class Pebble:
         self.port, self.management = free_port(), free_port()
         self.http_port = free_port()
         self.dns = dns
+        self.own_dns = dns is None  # pebble-challtestsrv is started (again) with pebble
         self.validity = validity_days * 86400
         self.processes: list[subprocess.Popen[bytes]] = []
         ca = pki.make_ca("pebble-local-test-ca")
@@ -94,7 +95,7 @@ class Pebble:
 
     def start(self) -> Pebble:
         log = (self.root / "pebble.log").open("ab")
-        if self.dns is None:
+        if self.own_dns:
             self._start_challtestsrv(log)
         config = {
             "pebble": {

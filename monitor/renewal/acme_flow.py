@@ -44,9 +44,11 @@ class _Network(client.ClientNetwork):
     raises the error body without the header)."""
 
     retry_after: dt.datetime | None = None
+    last_status: int | None = None
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         response = super()._send_request(method, url, *args, **kwargs)
+        self.last_status = response.status_code
         value = response.headers.get("Retry-After")
         self.retry_after = _retry_after(value) if value else None
         return response
@@ -163,6 +165,7 @@ class AcmeSession:
     def reregister(self) -> None:
         """The CA no longer knows the account (``accountDoesNotExist``, e.g. after a CA reset):
         register the same key again and remember the new account URL."""
+        self.net.account = None  # a new account is asked for with the key itself (JWK)
         self._register(self._key, self._eab_hmac, forget=True)
 
     @property
@@ -177,8 +180,10 @@ class AcmeSession:
             when, next_check = self.client.renewal_time(cert_pem)
         except errors.ARIError as exc:
             cause = exc.__cause__
-            status = getattr(getattr(cause, "response", None), "status_code", None)
-            why = f"HTTP {status}" if status else (type(cause).__name__ if cause else "error")
+            status = self.net.last_status
+            why = f"HTTP {status}" if status and status >= 400 else "no answer"
+            if isinstance(cause, messages.Error) and cause.detail:
+                why += f" ({cause.detail})"
             raise RenewalError(f"the CA's renewal information (ARI) is unavailable: {why}") from exc
         except Exception as exc:  # a malformed answer
             raise RenewalError(
