@@ -368,3 +368,26 @@ def test_pfx_variants_open_with_openssl(
         assert "pbeWithSHA1And3-KeyTripleDES-CBC" in text
     else:
         assert "AES-256-CBC" in text
+
+
+def test_reuse_key_keeps_the_private_key_across_orders(pebble, tmp_path, root_ca) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from cryptography import x509
+
+    from monitor.renewal import pending
+
+    config = failing_hook_config(tmp_path, pebble, root_ca)
+    config.write_text(
+        config.read_text().replace('timeout = "60s"', 'timeout = "60s"\nreuse_key = true')
+    )
+    state = tmp_path / "acme" / "relay-cert"
+    keys = []
+    for _ in range(2):
+        assert main(["renew", "--config", str(config), "--force"]) == 2
+        kept = pending.load(state)
+        assert kept is not None
+        leaf = x509.load_pem_x509_certificates(kept.fullchain_pem.encode())[0]
+        keys.append(leaf.public_key().public_numbers())  # type: ignore[union-attr]
+        pending.clear(state)  # as if the kept certificate had become unusable: order again
+    assert keys[0] == keys[1]
+    assert len({url for _, url in orders(config)}) == 2
+    assert (state / "key.pem").stat().st_mode & 0o777 == 0o600
