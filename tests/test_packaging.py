@@ -10,6 +10,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 # What a verbose build prints that is not about the project (this machine's pip settings).
 NOISE = re.compile(r"byte-compiling is disabled|Location '.*' is ignored")
@@ -42,3 +44,56 @@ def test_wheel_builds_without_warnings_and_ships_its_data(tmp_path: Path) -> Non
     ):
         assert expected in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
+
+
+def test_systemd_units_verify(tmp_path: Path) -> None:
+    """The shipped units load in systemd without warnings (the daemon, the low-port drop-in,
+    the Postfix reload path and service)."""
+    import shutil
+    import subprocess
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        import os
+
+        if os.environ.get("CI") == "true":
+            pytest.fail("systemd-analyze is missing; .ci/run must install systemd")
+        pytest.skip("systemd-analyze is not installed")
+    examples = ROOT / "monitor" / "examples"
+    relaycert = shutil.which("relaycert") or sys.executable
+    for name in ("relaycert.service", "relaycert-postfix-reload.path"):
+        (tmp_path / name).write_text(
+            (examples / name).read_text().replace("/opt/relaycert/bin/relaycert", relaycert)
+        )
+    service = (examples / "relaycert-postfix-reload.service").read_text()
+    postfix = shutil.which("postfix") or "/usr/sbin/postfix"
+    (tmp_path / "relaycert-postfix-reload.service").write_text(
+        service.replace("/usr/sbin/postfix", postfix)
+    )
+    dropin = tmp_path / "relaycert.service.d"
+    dropin.mkdir()
+    shutil.copy(examples / "relaycert.service.d" / "bind-low-ports.conf", dropin)
+    result = subprocess.run(
+        [
+            analyze,
+            "verify",
+            *(
+                str(tmp_path / n)
+                for n in (
+                    "relaycert.service",
+                    "relaycert-postfix-reload.path",
+                    "relaycert-postfix-reload.service",
+                )
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Unknown" not in result.stderr and "ignoring" not in result.stderr, result.stderr
+    unit = (examples / "relaycert.service").read_text()
+    assert "StateDirectory=relaycert" in unit and "ReadWritePaths=/var/lib/relaycert" in unit
+    config = (examples / "relaycert.example.toml").read_text()
+    assert "/var/lib/relaycert/relaycert.db" in config  # the paths the unit makes writable

@@ -85,3 +85,25 @@ def test_postfix_whose_certificate_did_not_load_is_critical(
     (finding,) = result["findings"]
     assert finding["rule"] == "tls.handshake_failed" and finding["severity"] == "critical"
     assert "smtpd_tls_chain_files" in finding["message"]
+
+
+def test_postfix_reload_hook_reloads_every_instance_named(
+    postfix_usable, tmp_path: Path, intermediate
+) -> None:  # type: ignore[no-untyped-def]
+    """The shipped hook with `postfix -c DIR` for several instances (postmulti)."""
+    import subprocess
+    import time
+
+    hook = Path(__file__).parent.parent / "monitor" / "examples" / "hooks" / "postfix-reload"
+    leaf = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    key, chain = pki.write_chain(tmp_path / "pf-certs", "postfix", leaf, intermediate)
+    with Postfix(key, chain) as first, Postfix(key, chain) as second:
+        dirs = [str(first.root / "etc"), str(second.root / "etc")]
+        done = subprocess.run([str(hook), *dirs], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            "reload -- version" in p.log() for p in (first, second)
+        ):
+            time.sleep(0.2)
+        assert all("reload -- version" in p.log() for p in (first, second))

@@ -1,0 +1,1 @@
+../monitor/examples/relaycert.service.d
