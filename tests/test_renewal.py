@@ -449,6 +449,7 @@ def test_wrong_tsig_secret_is_refused(tmp_path, root_ca, capsys, monkeypatch) ->
         assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 2
     out = capsys.readouterr().out
     assert "rfc2136 solver" in out and "RC_TEST_TSIG" not in out
+    assert "rejected the TSIG signature" in out and "didn't like" not in out
 
 
 async def test_daemon_renews_when_due_and_alerts_when_not_served(pebble, tmp_path, root_ca) -> None:  # type: ignore[no-untyped-def]

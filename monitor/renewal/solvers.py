@@ -148,6 +148,12 @@ class Rfc2136:
             update.delete(name, "TXT", f'"{value}"')
         try:
             response = dns.query.tcp(update, self.host, port=self.port, timeout=10)
+        except dns.tsig.PeerError as exc:  # "The peer didn't like the signature we sent"
+            raise RenewalError(
+                f"rfc2136 solver: {self.host}:{self.port} rejected the TSIG signature "
+                f"({type(exc).__name__}): key_name, the secret or the algorithm do not match "
+                "the server's key"
+            ) from exc
         except (OSError, dns.exception.DNSException) as exc:
             raise RenewalError(
                 f"rfc2136 solver: update to {self.host}:{self.port} failed: {exc}"
