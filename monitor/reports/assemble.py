@@ -59,19 +59,18 @@ BREAKING = dict.fromkeys(
     ATTR36,
 )
 # Critical findings that break Exchange Online delivering *to* the on-prem listener over TLS
-# (an outbound connector that validates the certificate).
-DELIVERY_BREAKING = dict.fromkeys(
-    (
-        "cert.untrusted",
-        "cert.expired",
-        "cert.not_yet_valid",
-        "cert.weak_signature",
-        "tls.starttls_missing",
-        "tls.handshake_failed",
-        "tls.protocol_outdated",
-    ),
-    UNTRUSTED,
-)
+# (an outbound connector that validates the certificate), with what Exchange Online reports.
+# Sources: ../shared/reference/m365-connector-facts.md (R18 UntrustedRoot; R23 SubjectMismatch).
+DELIVERY_FAILED = "450 4.4.317 Cannot connect to remote server"
+DELIVERY_BREAKING = {
+    "cert.untrusted": f"{DELIVERY_FAILED} [Message=UntrustedRoot]",
+    "cert.expired": f"{DELIVERY_FAILED} (certificate validation fails: expired)",
+    "cert.not_yet_valid": f"{DELIVERY_FAILED} (certificate validation fails: not yet valid)",
+    "cert.weak_signature": f"{DELIVERY_FAILED} (certificate validation fails: SHA-1 signature)",
+    "tls.starttls_missing": f"{DELIVERY_FAILED} (TLS required by the connector, not offered)",
+    "tls.handshake_failed": f"{DELIVERY_FAILED} (TLS negotiation fails)",
+    "tls.protocol_outdated": f"{DELIVERY_FAILED} (TLS 1.2 or later required)",
+}
 SERVED, CLIENT = Direction.FROM_EXO.value, Direction.TO_EXO.value
 DELIVERY = (
     "delivery",
@@ -91,54 +90,74 @@ def _verdict(severities: list[str]) -> str:
 
 
 def _judged(
-    addresses: list[AddressReport], accepted: str | None, breaking: dict[str, str]
-) -> tuple[bool | None, str, str | None, str | None]:
-    """(works, evidence, error, fix) of one direction from its addresses."""
-    broken = [
-        (a, rule, msg)
-        for a in addresses
-        for sev, rule, msg in a.findings
-        if rule in breaking and sev == "critical"
-    ]
-    probed_ok = [a for a in addresses if a.certificate is not None]
+    addresses: list[AddressReport], accepted: str | None, breaking: dict[str, str], docs: str
+) -> tuple[bool | None, str, str | None, str | None, list[str]]:
+    """(works, evidence, error, fix, affected addresses) of one direction: it works only when
+    every address does; the evidence names which fail, why, and which work."""
+    failing: dict[str, tuple[str, str]] = {}
+    for a in addresses:
+        for sev, rule, msg in a.findings:
+            if rule in breaking and sev == "critical":
+                failing.setdefault(a.label, (rule, msg))
+    working = [a for a in addresses if a.certificate is not None and a.label not in failing]
     if accepted is None:
-        works: bool | None = False
         evidence = "the connector's domain is not an accepted domain of the tenant"
-        error: str | None = ATTR36
-        fix: str | None = "Add the domain as an accepted domain, or change the connector."
-    elif broken:
-        address, rule, message = broken[0]
-        works, error = False, breaking[rule]
-        evidence = f"{address.endpoint} ({address.address}): {rule}: {message}"
-        fix = f"See docs/rules.md#{anchor(rule)}."
-    elif not probed_ok:
-        works, error, fix = None, None, "Make the endpoints reachable by the monitor."
-        evidence = "no endpoint of this connector was probed successfully"
-    else:
-        works, error, fix = True, None, None
-        evidence = "; ".join(
-            f"{a.endpoint} ({a.address}) presents {a.certificate.subject}"  # type: ignore[union-attr]
-            for a in probed_ok[:5]
+        fix = "Add the domain as an accepted domain, or change the connector."
+        return False, evidence, ATTR36, fix, [a.label for a in addresses]
+    if failing:
+        rule, _ = next(iter(failing.values()))
+        parts = [f"{label}: {r}: {m}" for label, (r, m) in failing.items()]
+        evidence = f"{len(failing)} of {len(addresses)} fail: " + "; ".join(parts)
+        if working:
+            evidence += "; working: " + ", ".join(a.label for a in working)
+        fixes = sorted({r for r, _ in failing.values()})
+        fix = "How to fix: " + ", ".join(f"{docs}#{anchor(r)}" for r in fixes)
+        return False, evidence, breaking[rule], fix, list(failing)
+    if not working:
+        fix = "Make the endpoints reachable by the monitor."
+        return None, "no endpoint of this connector was probed successfully", None, fix, []
+    evidence = (
+        f"all {len(working)} work: "
+        + "; ".join(
+            f"{a.label} presents {a.certificate.subject}"  # type: ignore[union-attr]
+            + (f" (last seen {a.last_seen:%Y-%m-%d %H:%M} UTC)" if a.last_seen else "")
+            for a in working[:5]
         )
-    return works, evidence, error, fix
+    )
+    return True, evidence, None, None, []
 
 
-def _scenarios(addresses: list[AddressReport], accepted: str | None, basis: str) -> list[Scenario]:
-    works, evidence, error, fix = _judged(addresses, accepted, BREAKING)
+def _scenarios(
+    addresses: list[AddressReport], accepted: str | None, basis: str, docs: str
+) -> list[Scenario]:
+    works, evidence, error, fix, affected = _judged(addresses, accepted, BREAKING, docs)
     return [
-        Scenario(key, title, text, works, f"{basis}: {evidence}", error, fix)
+        Scenario(key, title, text, works, f"{basis}: {evidence}", error, fix, affected)
         for key, title, text in SCENARIOS
     ]
 
 
-def _delivery(addresses: list[AddressReport]) -> Scenario:
-    works, evidence, error, fix = _judged(addresses, "listener", DELIVERY_BREAKING)
+def _delivery(addresses: list[AddressReport], docs: str) -> Scenario:
+    works, evidence, error, fix, affected = _judged(addresses, "listener", DELIVERY_BREAKING, docs)
     key, title, text = DELIVERY
-    return Scenario(key, title, text, works, f"listener probes: {evidence}", error, fix)
+    return Scenario(key, title, text, works, f"listener probes: {evidence}", error, fix, affected)
+
+
+CERTIFICATE_RULES = ("cert.", "connector.", "outbound.")
 
 
 def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
+    """One address; during an outage its last known certificate and that certificate's
+    findings still count (marked "last seen"), so an outage never improves a verdict."""
     endpoint, obs = row.endpoint, row.observation
+    findings = list(row.findings)
+    if row.last_seen is not None:
+        seen = f" (last seen {row.last_seen:%Y-%m-%d %H:%M} UTC)"
+        findings += [
+            (sev, rule, msg + seen)
+            for sev, rule, msg in row.last_findings
+            if rule.startswith(CERTIFICATE_RULES)
+        ]
     return AddressReport(
         endpoint.name,
         endpoint.host,
@@ -150,10 +169,11 @@ def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
         obs.last_seen_at or obs.started_at,
         obs.tls_version,
         cert_info(row.leaf, now) if row.leaf else None,
-        sorted(row.findings, key=lambda f: -Severity(f[0]).rank),
+        sorted(findings, key=lambda f: -Severity(f[0]).rank),
         row.events,
         row.attempts,
         row.successes,
+        row.last_seen,
     )
 
 
@@ -189,11 +209,11 @@ def connector_report(
         domain,
         accepted,
         _verdict(severities) if accepted else "non-compliant",
-        _scenarios(relay, accepted, basis),
+        _scenarios(relay, accepted, basis, config.alerts.docs_url),
         sorted({a.endpoint for a in mine}),
         basis,
         inferred,
-        _delivery(served),
+        _delivery(served, config.alerts.docs_url),
     )
 
 
@@ -230,10 +250,11 @@ def assemble(
         if a.certificate is not None:
             timeline.setdefault(a.certificate.sha256, (a.endpoint, a.certificate))
     items = sorted(timeline.values(), key=lambda item: item[1].not_after)
-    upcoming = [i for i in items if i[1].days_left <= 90]
+    upcoming = [i for i in items if i[1].not_after - now < timedelta(days=90)]  # strictly within
     verdicts = [c.verdict for c in connectors] + [_verdict(all_severities)]
     return Report(
         config.tenant.name,
+        config.alerts.docs_url,
         start,
         now,
         now,

@@ -12,7 +12,9 @@ from monitor.certview import CertInfo
 @dataclass(frozen=True)
 class Event:
     at: datetime
-    kind: str  # renewal | drift | alert_opened | alert_resolved
+    # renewal | names_changed | issuer_changed | certificate_changed | drift | alert_opened |
+    # alert_resolved
+    kind: str
     text: str
 
 
@@ -32,6 +34,14 @@ class AddressReport:
     events: list[Event] = field(default_factory=list)
     attempts: int = 0
     successes: int = 0
+    # Set when the address is not answering: when its certificate was last seen.
+    last_seen: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        """``endpoint (address)``, with ``client`` for the client-certificate direction."""
+        client = ", client" if self.direction == "to_exchange_online" else ""
+        return f"{self.endpoint} ({self.address or 'unresolved'}{client})"
 
     @property
     def worst(self) -> str | None:
@@ -53,6 +63,7 @@ class Scenario:
     evidence: str
     error: str | None
     fix: str | None
+    affected: list[str] = field(default_factory=list)  # the addresses that break it
 
 
 @dataclass
@@ -81,6 +92,7 @@ class ConnectorReport:
 @dataclass
 class Report:
     tenant: str
+    docs_url: str
     period_start: datetime
     period_end: datetime
     generated_at: datetime

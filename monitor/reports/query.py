@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
-from sqlalchemy import select
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from checks.base import Direction
+from checks.certinfo import all_names
 from monitor.reports.model import Event
 from monitor.store import queries
 from monitor.store.engine import Store
@@ -34,6 +36,10 @@ class AddressRow:
     events: list[Event]
     attempts: int
     successes: int
+    # When the newest observation has no certificate (an outage), the last one that had: its
+    # certificate and findings still count, marked "last seen".
+    last_seen: datetime | None = None
+    last_findings: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def read(
@@ -44,23 +50,56 @@ def read(
         endpoints = queries.endpoints_by_name(session, endpoint_names)
         by_id = {e.id: e for e in endpoints.values() if e.id is not None}
         latest = queries.latest_observations(session, list(by_id))
-        findings = queries.findings_of(session, [o.id for o in latest])
-        leaves = queries.certificates(session, {o.leaf_sha256 for o in latest if o.leaf_sha256})
+        known = _last_known(session, [o for o in latest if not o.leaf_sha256])
+        ids = [o.id for o in latest] + [o.id for o in known.values()]
+        findings = queries.findings_of(session, ids)
+        shas = {o.leaf_sha256 for o in [*latest, *known.values()] if o.leaf_sha256}
+        leaves = queries.certificates(session, shas)
         days = _probe_days(session, start, end)
         events = _events(session, list(by_id), start, end)
-    return [
-        AddressRow(
-            by_id[obs.endpoint_id],
-            obs,
-            [(f.severity, f.rule, f.message) for f in findings.get(obs.id or 0, [])],
-            leaves.get(obs.leaf_sha256 or ""),
-            events.get((obs.endpoint_id, obs.address, obs.direction), []),
-            *days.get((obs.endpoint_id, obs.address), (0, 0))
-            if obs.direction == SERVED
-            else (0, 0),
+    rows = []
+    for obs in latest:
+        key = (obs.endpoint_id, obs.address, obs.direction)
+        last = known.get(key)
+        rows.append(
+            AddressRow(
+                by_id[obs.endpoint_id],
+                obs,
+                [(f.severity, f.rule, f.message) for f in findings.get(obs.id or 0, [])],
+                leaves.get((last or obs).leaf_sha256 or ""),
+                events.get(key, []),
+                *days.get((obs.endpoint_id, obs.address), (0, 0))
+                if obs.direction == SERVED
+                else (0, 0),
+                (last.last_seen_at or last.started_at) if last else None,
+                [(f.severity, f.rule, f.message) for f in findings.get(last.id or 0, [])]
+                if last
+                else [],
+            )
         )
-        for obs in latest
-    ]
+    return rows
+
+
+def _last_known(session: Session, rows: list[ObservationRow]) -> dict[Key, ObservationRow]:
+    """For addresses whose newest observation has no certificate, the newest that had one."""
+    if not rows:
+        return {}
+    o = ObservationRow
+    newest = (
+        select(func.max(col(o.id)))
+        .where(
+            col(o.endpoint_id).in_({r.endpoint_id for r in rows}),
+            col(o.leaf_sha256).is_not(None),
+        )
+        .group_by(col(o.endpoint_id), col(o.address), col(o.direction))
+    )
+    wanted = {(r.endpoint_id, r.address, r.direction) for r in rows}
+    found = session.scalars(select(o).where(col(o.id).in_(newest))).all()
+    return {
+        (r.endpoint_id, r.address, r.direction): r
+        for r in found
+        if (r.endpoint_id, r.address, r.direction) in wanted
+    }
 
 
 def _probe_days(
@@ -96,7 +135,7 @@ def _certificate_changes(
     session: Session, endpoint_ids: list[int], start: datetime, end: datetime, events: Events
 ) -> None:
     """A leaf that differs from the address's previous one (including the last before the
-    period) is a renewal event."""
+    period) is an event, labelled by what changed."""
     o = ObservationRow
     before = queries.newest_ids(endpoint_ids, before=start)
     rows = session.execute(
@@ -112,20 +151,46 @@ def _certificate_changes(
         .order_by(col(o.id))
     ).all()
     previous: dict[Key, str] = {}
+    changes: list[tuple[Key, datetime, str, str]] = []
     for endpoint_id, address, direction, started, leaf in rows:
         key = (endpoint_id, address, direction)
         known = previous.get(key)
         if leaf and known and leaf != known and started >= start:
-            text = f"certificate {known[:16]}... replaced by {leaf[:16]}..."
-            events[key].append(Event(started, "renewal", text))
+            changes.append((key, started, known, leaf))
         if leaf:
             previous[key] = leaf
+    certs = queries.certificates(session, {sha for *_, a, b in changes for sha in (a, b)})
+    for key, started, old, new in changes:
+        kind, text = change_label(certs.get(old), certs.get(new))
+        events[key].append(Event(started, kind, f"{text}: {old[:16]}... replaced by {new[:16]}..."))
+
+
+def change_label(old: x509.Certificate | None, new: x509.Certificate | None) -> tuple[str, str]:
+    """What a certificate change was: a renewal (same names and issuer), or what differs."""
+    if old is None or new is None:
+        return "certificate_changed", "certificate changed (unknown certificate)"
+    if sorted(all_names(old)) != sorted(all_names(new)):
+        return "names_changed", (
+            f"names changed ({', '.join(all_names(old)) or 'none'} to "
+            f"{', '.join(all_names(new)) or 'none'})"
+        )
+    if old.issuer != new.issuer:
+        return "issuer_changed", f"issuer changed (now {new.issuer.rfc4514_string()})"
+    if old.public_key().public_bytes(*_SPKI) == new.public_key().public_bytes(*_SPKI):
+        return "renewal", "renewal (same names, issuer and key)"
+    return "renewal", "renewal (same names and issuer, new key)"
+
+
+_SPKI = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def _drift(
     session: Session, endpoint_ids: list[int], start: datetime, end: datetime, events: Events
 ) -> None:
+    """Drift findings of the period, each listed once: the same finding seen again after an
+    outage (a new row with the same drift) is not a new event."""
     o = ObservationRow
+    seen: set[tuple[Key, str, str]] = set()
     for finding, endpoint_id, address, direction, started in session.execute(
         select(FindingRow, col(o.endpoint_id), col(o.address), col(o.direction), col(o.started_at))
         .join(o, col(o.id) == col(FindingRow.observation_id))
@@ -135,9 +200,14 @@ def _drift(
             col(o.started_at) <= end,
             col(FindingRow.rule).startswith("drift."),
         )
+        .order_by(col(o.id))
     ):
+        key = (endpoint_id, address, direction)
+        if (key, finding.rule, finding.message) in seen:
+            continue
+        seen.add((key, finding.rule, finding.message))
         text = f"{finding.rule}: {finding.message}"
-        events[(endpoint_id, address, direction)].append(Event(started, "drift", text))
+        events[key].append(Event(started, "drift", text))
 
 
 def _alerts(

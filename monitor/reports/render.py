@@ -30,10 +30,16 @@ def html(report: Report) -> str:
     )
 
 
-def _cell(value: Any) -> str:
-    """CSV cells opened in a spreadsheet must not run formulas (certificate text is hostile)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+def _cell(value: Any) -> Any:
+    """CSV text cells opened in a spreadsheet must not run formulas (certificate text is
+    hostile): those starting with = + - @ (or tab, CR) get a leading '.  Numbers stay numbers
+    (a negative days_left is -3.5, not '-3.5)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        text = str(value)
+        return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return value
 
 
 CSV_COLUMNS = [
@@ -61,6 +67,7 @@ CSV_COLUMNS = [
     "probes_succeeded",
     "availability_percent",
     "direction",
+    "certificate_last_seen",
 ]
 
 
@@ -98,6 +105,7 @@ def to_csv(report: Report) -> str:
                     a.successes,
                     a.availability,
                     a.direction,
+                    a.last_seen.isoformat() if a.last_seen else None,
                 ]
             ]
         )

@@ -21,6 +21,7 @@ class Bar:
     color: str
     days_left: float
     not_after: str
+    title: str = ""  # the full subject, shown on hover
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,14 @@ class Timeline:
     width: int
     start: str
     end: str
+
+
+def short_name(cert: CertInfo) -> str:
+    """What fits beside a bar: the CN, else the first SAN, else the subject."""
+    for part in cert.subject.split(","):
+        if part.strip().upper().startswith("CN="):
+            return part.strip()[3:]
+    return cert.sans[0] if cert.sans else cert.subject
 
 
 def timeline(items: list[tuple[str, CertInfo]], now: datetime) -> Timeline:
@@ -50,13 +59,14 @@ def timeline(items: list[tuple[str, CertInfo]], now: datetime) -> Timeline:
         left, right = x(cert.not_before), x(cert.not_after)
         bars.append(
             Bar(
-                clip(f"{endpoint}: {cert.subject}", 60),
+                clip(f"{endpoint}: {short_name(cert)}", 44),
                 left,
                 max(right - left, 2.0),
                 TOP + index * ROW,
                 color,
                 cert.days_left,
                 f"{cert.not_after:%Y-%m-%d}",
+                clip(f"{endpoint}: {cert.subject}", 300),
             )
         )
     return Timeline(
