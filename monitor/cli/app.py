@@ -14,12 +14,21 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from monitor import __version__
 from monitor.errors import RelaycertError
 
 EXIT_UNKNOWN = 3
+DEFAULT_CONFIG = Path("/etc/relaycert/relaycert.toml")
+CONFIG_HELP = "configuration file (default: $RELAYCERT_CONFIG, else /etc/relaycert/relaycert.toml)"
+# Commands whose --config is optional in meaning (inspect works without a configuration).
+OPTIONAL_CONFIG = frozenset({"inspect", "demo", "init"})
+
+
+def default_config() -> Path:
+    return Path(os.environ.get("RELAYCERT_CONFIG") or DEFAULT_CONFIG)
+
 
 # command -> the module whose ``run(args) -> int`` carries it out
 COMMANDS = {
@@ -40,8 +49,8 @@ COMMANDS = {
 
 def _probe_commands(sub: Any) -> None:
     scan_p = sub.add_parser("scan", help="probe every endpoint once, judge, store and print")
-    scan_p.add_argument("--config", "-c", type=Path, required=True, help="configuration file")
-    scan_p.add_argument("--format", choices=("table", "json"), default="table")
+    scan_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
+    scan_p.add_argument("--format", choices=("table", "json", "nagios"), default="table")
     scan_p.add_argument(
         "--endpoint", action="append", metavar="NAME", help="only this endpoint (repeatable)"
     )
@@ -68,7 +77,7 @@ def _probe_commands(sub: Any) -> None:
 
 def _service_commands(sub: Any) -> None:
     run_p = sub.add_parser("run", help="run the monitoring daemon (scheduled probes, alerts)")
-    run_p.add_argument("--config", "-c", type=Path, required=True)
+    run_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
     run_p.add_argument(
         "--once", action="store_true", help="one cycle: probe every endpoint, deliver alerts, exit"
     )
@@ -77,7 +86,7 @@ def _service_commands(sub: Any) -> None:
         "capture",
         help="run the capture listener in the foreground and judge each client certificate",
     )
-    capture_p.add_argument("--config", "-c", type=Path, required=True)
+    capture_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
     capture_p.add_argument(
         "--once", action="store_true", help="judge the next message that arrives, then exit"
     )
@@ -91,15 +100,15 @@ def _service_commands(sub: Any) -> None:
     capture_p.add_argument("--no-store", action="store_true", help="do not write to the store")
 
     status_p = sub.add_parser("status", help="every endpoint's last result, from the store")
-    status_p.add_argument("--config", "-c", type=Path, required=True)
+    status_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
     status_p.add_argument("--format", choices=("table", "json"), default="table")
 
     accept_p = sub.add_parser("accept", help="make an endpoint's current certificate its baseline")
     accept_p.add_argument("endpoint", metavar="ENDPOINT")
-    accept_p.add_argument("--config", "-c", type=Path, required=True)
+    accept_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
 
     test_p = sub.add_parser("notify-test", help="send a test message through each channel")
-    test_p.add_argument("--config", "-c", type=Path, required=True)
+    test_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
     test_p.add_argument(
         "--channel", action="append", metavar="NAME", help="only this channel (repeatable)"
     )
@@ -107,13 +116,13 @@ def _service_commands(sub: Any) -> None:
 
 def _store_commands(sub: Any) -> None:
     report_p = sub.add_parser("report", help="write a compliance report from the store")
-    report_p.add_argument("--config", "-c", type=Path, required=True)
+    report_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
     report_p.add_argument("--period", default="30d", help="how far back (default 30d)")
     report_p.add_argument("--format", choices=("html", "csv", "json"), default="html")
     report_p.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
 
     renew_p = sub.add_parser("renew", help="renew certificates through ACME when due")
-    renew_p.add_argument("--config", "-c", type=Path, required=True)
+    renew_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
     renew_p.add_argument(
         "--endpoint",
         action="append",
@@ -128,7 +137,7 @@ def _store_commands(sub: Any) -> None:
     renew_p.add_argument("--force", action="store_true", help="renew even when not due")
 
     prune_p = sub.add_parser("prune", help="delete history older than a retention period")
-    prune_p.add_argument("--config", "-c", type=Path, required=True)
+    prune_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
     prune_p.add_argument(
         "--older-than",
         required=True,
@@ -154,8 +163,17 @@ def _setup_commands(sub: Any) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 3 (UNKNOWN), not argparse's 2, which a monitoring system reads as
+    CRITICAL."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_UNKNOWN, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="relaycert",
         description="Certificate compliance monitor for mail servers relaying through "
         "Microsoft 365.",
@@ -169,6 +187,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "config", False) is None and args.command not in OPTIONAL_CONFIG:
+        args.config = default_config()
     command = importlib.import_module(COMMANDS[args.command])
     code: int = command.run(args)
     return code
@@ -199,6 +219,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_UNKNOWN
+
+
+def check_main(argv: Sequence[str] | None = None) -> int:
+    """``check_relaycert``: ``relaycert scan --format nagios`` under a plugin's name."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--format" not in args:
+        args += ["--format", "nagios"]
+    return main(["scan", *args])
 
 
 if __name__ == "__main__":  # pragma: no cover

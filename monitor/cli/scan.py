@@ -33,6 +33,12 @@ def scan_and_print(
         if store is not None:
             store.close()
     code = exit_code(records)
+    if fmt == "nagios":
+        from monitor.cli import nagios
+
+        text, code = nagios.render(records, config, now)
+        sys.stdout.write(text)
+        return code
     if fmt == "json":
         sys.stdout.write(to_json(records, now, code) + "\n")
     else:

@@ -252,7 +252,8 @@ def load(path: Path) -> Config:
         raw = read_limited(path)
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: file not found; copy config/relaycert.example.toml and edit it"
+            f"{path}: file not found; copy config/relaycert.example.toml (relaycert init) "
+            "and edit it, or give --config / set RELAYCERT_CONFIG"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
