@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -57,9 +58,47 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False)
 
 
+# syslog priorities for the journal's "<N>" line prefix (sd-daemon(3)).
+_PRIORITY = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}
+
+
+class JournalFormatter(logging.Formatter):
+    """For stderr connected to journald: the priority as a ``<N>`` prefix, no timestamp (the
+    journal keeps its own), the fields as the configured format writes them."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        if line.startswith("ts="):
+            line = line.split(" ", 1)[1] if " " in line else ""
+        elif line.startswith('{"ts": '):
+            document = json.loads(line)
+            document.pop("ts", None)
+            line = json.dumps(document, ensure_ascii=False)
+        return f"<{_PRIORITY.get(record.levelname, 6)}>{line}"
+
+
+def to_journal() -> bool:
+    """Is stderr the journal?  systemd sets ``JOURNAL_STREAM=<dev>:<inode>`` of that stream."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    if ":" not in stream:
+        return False
+    try:
+        info = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return stream == f"{info.st_dev}:{info.st_ino}"
+
+
 def setup(fmt: str = "kv", level: str = "info") -> None:
+    """Route relaycert's log (and third-party errors) to stderr in ``fmt``; called again on a
+    reload, it switches format and level at once."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    inner: logging.Formatter = JsonFormatter() if fmt == "json" else KeyValueFormatter()
+    handler.setFormatter(JournalFormatter(inner) if to_journal() else inner)
     root = logging.getLogger("relaycert")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -114,3 +114,147 @@ def test_usage_errors_are_unknown_and_config_defaults(
     monkeypatch.setenv("RELAYCERT_CONFIG", str(tmp_path / "missing.toml"))
     assert main(["status"]) == 3
     assert f"{tmp_path / 'missing.toml'}: file not found" in capsys.readouterr().err
+
+
+async def test_metrics_and_healthz_during_a_daemon_run(  # type: ignore[no-untyped-def]
+    write_chain, intermediate, config_file, smtp_server
+) -> None:
+    import asyncio
+
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from checks.certinfo import fingerprint
+    from monitor.config.loader import load
+    from monitor.service.daemon import Daemon
+    from monitor.store.engine import Store
+
+    leaf = pki.make_leaf(intermediate, ["mail1.contoso.com"])
+    server = smtp_server("starttls", *write_chain(leaf, intermediate))
+    port = free_port()
+    config_path = config_file(
+        endpoint_toml("mail1", server.port),
+        extra=(
+            f'[daemon]\ninterval = "10s"\nlog_level = "error"\n'
+            f'metrics_listen = "127.0.0.1:{port}"\n'
+        ),
+    )
+    config = load(config_path)
+    store = Store.open(config.database_url())
+    daemon = Daemon(config_path, store, config)
+    task = asyncio.create_task(daemon.serve(first_run_spread=__import__("datetime").timedelta(0)))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            samples: dict[str, float] = {}
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                try:
+                    text = (await client.get(f"{url}/metrics")).text
+                except httpx.HTTPError:
+                    continue
+                families = list(text_string_to_metric_families(text))
+                samples = {
+                    s.name: s.value
+                    for f in families
+                    for s in f.samples
+                    if s.labels.get("endpoint") == "mail1"
+                    and s.labels.get("direction") == "from_exchange_online"
+                    and s.name.startswith("relaycert_")
+                }
+                if "relaycert_cert_days_left" in samples:
+                    break
+            assert samples["relaycert_probe_success"] == 1.0
+            assert (
+                samples["relaycert_cert_not_after_seconds"]
+                == leaf.cert.not_valid_after_utc.timestamp()
+            )
+            assert abs(samples["relaycert_cert_days_left"] - 90) < 0.1
+            assert fingerprint(leaf.cert)  # the stored leaf is the one served
+            assert (await client.get(f"{url}/healthz")).status_code == 200
+            (config_path.parent / "relaycert.db").unlink()
+            gone = await client.get(f"{url}/healthz")
+            assert gone.status_code == 503 and "removed" in gone.text
+    finally:
+        daemon.stopping.set()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
+
+
+def test_journald_priorities_without_timestamps(tmp_path: Path, config_file) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    config = config_file(endpoint_toml("gone", free_port()), extra='[daemon]\nlog_level = "info"\n')
+    log = tmp_path / "journal.txt"
+    with log.open("wb") as stream:
+        info = os.fstat(stream.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"}
+        subprocess.run(
+            [sys.executable, "-m", "monitor", "run", "--once", "--config", str(config)],
+            stderr=stream,
+            stdout=subprocess.DEVNULL,
+            env=env,
+            check=False,
+            timeout=60,
+            cwd=Path(__file__).parent.parent,
+        )
+    lines = [line for line in log.read_text().splitlines() if line]
+    assert lines and all(re.match(r"^<[2-7]>", line) for line in lines), lines
+    assert not any("ts=" in line for line in lines)
+    assert any(line.startswith("<6>level=info event=probe.done") for line in lines), lines
+
+
+async def test_notify_ready_watchdog_stopping_and_log_format_reload(  # type: ignore[no-untyped-def]
+    tmp_path: Path, config_file, smtp_server, write_chain, intermediate, monkeypatch, capsys
+) -> None:
+    import asyncio
+    import json
+    import logging
+    import socket
+    from datetime import timedelta
+
+    from monitor import logs
+    from monitor.config.loader import load
+    from monitor.service.daemon import Daemon
+    from monitor.store.engine import Store
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    server = smtp_server(
+        "starttls", *write_chain(pki.make_leaf(intermediate, ["mail1.contoso.com"]), intermediate)
+    )
+    config_path = config_file(
+        endpoint_toml("mail1", server.port), extra='[daemon]\ninterval = "10s"\n'
+    )
+    config = load(config_path)
+    logs.setup(config.daemon.log_format, "info")
+    store = Store.open(config.database_url())
+    daemon = Daemon(config_path, store, config)
+    task = asyncio.create_task(daemon.serve(first_run_spread=timedelta(0)))
+    await asyncio.sleep(0.6)
+    config_path.write_text(
+        config_path.read_text().replace('interval = "10s"', 'interval = "10s"\nlog_format = "json"')
+    )
+    capsys.readouterr()
+    daemon.reload()
+    logs.event(logging.getLogger("relaycert.test"), logging.INFO, "after.reload", x=1)
+    daemon.stopping.set()
+    await asyncio.gather(task, return_exceptions=True)
+    store.close()
+    messages = []
+    while True:
+        try:
+            messages.append(sock.recv(100).decode())
+        except BlockingIOError:
+            break
+    sock.close()
+    assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
+    assert messages.count("WATCHDOG=1") >= 2
+    line = next(x for x in capsys.readouterr().err.splitlines() if "after.reload" in x)
+    assert json.loads(line)["event"] == "after.reload"  # the reloaded format applies at once

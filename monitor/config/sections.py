@@ -301,6 +301,14 @@ class DaemonConfig(_Model):
     shutdown_grace: Duration = timedelta(seconds=10)
     log_format: Literal["kv", "json"] = "kv"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_listen: str | None = None  # "127.0.0.1:9464": /metrics and /healthz
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics(cls, value: str | None) -> str | None:
+        if value is not None:
+            listen_address(value)
+        return value
 
     def jitter_for(self, interval: timedelta) -> timedelta:
         if self.jitter is not None:

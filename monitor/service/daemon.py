@@ -18,13 +18,17 @@ from pathlib import Path
 from apscheduler.events import EVENT_JOB_SUBMITTED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor import logs
 from monitor.alerts.outbox import Outbox
 from monitor.config.loader import Config, load
+from monitor.config.sections import listen_address
 from monitor.errors import RelaycertError
 from monitor.logs import event
 from monitor.pipeline.listening import CaptureService
+from monitor.service import sdnotify
 from monitor.service.generation import Generation
 from monitor.service.jobs import Jobs
+from monitor.service.metrics import MetricsServer
 from monitor.store.engine import Store
 
 log = logging.getLogger("relaycert.daemon")
@@ -43,6 +47,7 @@ class Daemon:
         self.capture = CaptureService(lambda: self.gen.scanner)
         self.failure: RelaycertError | None = None
         self.jobs.on_fatal = self._fatal
+        self.metrics: MetricsServer | None = None
 
     def _fatal(self, exc: RelaycertError) -> None:
         """Stop: carrying on would lose what is written (see :class:`StoreGoneError`)."""
@@ -70,6 +75,18 @@ class Daemon:
         finally:
             await self.capture.close()
 
+    async def start_metrics(self) -> None:
+        """``[daemon] metrics_listen``: serve /metrics and /healthz."""
+        listen = self.gen.config.daemon.metrics_listen
+        if listen is None:
+            return
+        host, port = listen_address(listen)
+        lags = self.jobs.lags
+        self.metrics = MetricsServer(
+            self.store, lambda: lags[-1] if lags else None, lambda: self.scheduler.running
+        )
+        await self.metrics.start(host, port)
+
     async def start_capture(self) -> None:
         """Start the capture listener when ``[capture]`` is configured.  A port that cannot be
         bound is a :class:`ConfigError` at start: the outbound checks would all fail."""
@@ -93,6 +110,7 @@ class Daemon:
         self.jobs.gen = gen
         self.jobs.outbox.channels = gen.channels
         self.jobs.schedule(config)
+        logs.setup(config.daemon.log_format, config.daemon.log_level)  # a new format applies now
         self._announce("config.reloaded", config)
 
     def _announce(self, name: str, config: Config) -> None:
@@ -107,14 +125,21 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         config = self.gen.config
         await self.start_capture()
+        await self.start_metrics()
         self.scheduler.add_listener(self.jobs.on_submitted, EVENT_JOB_SUBMITTED)
         self.jobs.schedule(config, first_run_spread)
         self.jobs.schedule_outbox(config)
         self.scheduler.start()
         self._announce("daemon.started", config)
         waker = asyncio.create_task(self._outbox_waker())
+        interval = sdnotify.watchdog_interval()
+        pinger = asyncio.create_task(sdnotify.keep_alive(interval)) if interval else None
+        sdnotify.notify("READY=1")
         await self.stopping.wait()
+        sdnotify.notify("STOPPING=1")
         waker.cancel()
+        if pinger is not None:
+            pinger.cancel()
         await self.shutdown()
         if self.failure is not None:
             raise self.failure
@@ -139,4 +164,6 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await self.capture.close(grace)
+        if self.metrics is not None:
+            await self.metrics.close()
         event(log, logging.INFO, "daemon.stopped")

@@ -1,0 +1,206 @@
+"""The daemon's HTTP endpoint for monitoring systems: ``/metrics`` (Prometheus text format,
+prometheus-client) and ``/healthz``.
+
+Metrics are read from the store at each scrape (a collector, not counters kept in memory), so
+they always equal the stored state, also after a restart.  Names follow blackbox_exporter and
+ssl_exporter where the meaning is the same (``probe_success``-like, ``..._not_after``); labels are
+bounded: endpoint, address, direction, rule, severity, renewal (never free text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select, text
+from sqlmodel import col
+
+from monitor.errors import RelaycertError
+from monitor.logs import event
+from monitor.store import queries
+from monitor.store.engine import Store
+from monitor.store.models import OutboxRow
+
+log = logging.getLogger("relaycert.metrics")
+LABELS = ["endpoint", "address", "direction"]
+MAX_REQUEST = 8192
+
+
+class StoreCollector(Collector):
+    """Per address and direction: certificate expiry, findings, probe success, duration and
+    time; daemon-wide: scheduler lag, outbox depth and failures, renewal outcomes."""
+
+    def __init__(self, store: Store, lag: Callable[[], float | None]) -> None:
+        self.store, self.lag = store, lag
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = datetime.now(UTC)
+        not_after = GaugeMetricFamily(
+            "relaycert_cert_not_after_seconds",
+            "Leaf certificate notAfter (Unix time).",
+            labels=LABELS,
+        )
+        days = GaugeMetricFamily(
+            "relaycert_cert_days_left", "Days until the leaf expires.", labels=LABELS
+        )
+        success = GaugeMetricFamily(
+            "relaycert_probe_success",
+            "1 when the last probe reached TLS with a certificate.",
+            labels=LABELS,
+        )
+        duration = GaugeMetricFamily(
+            "relaycert_probe_duration_seconds", "Duration of the last probe.", labels=LABELS
+        )
+        last = GaugeMetricFamily(
+            "relaycert_probe_last_timestamp_seconds",
+            "When the address was last probed.",
+            labels=LABELS,
+        )
+        findings = GaugeMetricFamily(
+            "relaycert_findings",
+            "Current findings by rule and severity.",
+            labels=[*LABELS, "rule", "severity"],
+        )
+        with self.store.reading("collecting metrics") as session:
+            endpoints = {e.id: e.name for e in queries.endpoints_by_name(session).values()}
+            rows = queries.latest_observations(session)
+            found = queries.findings_of(session, [r.id for r in rows])
+            expiry = queries.not_after(session, {r.leaf_sha256 for r in rows if r.leaf_sha256})
+            outbox = dict(
+                session.execute(
+                    select(col(OutboxRow.status), func.count()).group_by(col(OutboxRow.status))
+                ).all()
+            )
+        for row in rows:
+            labels = [endpoints.get(row.endpoint_id, "?"), row.address, row.direction]
+            ends = expiry.get(row.leaf_sha256 or "")
+            if ends is not None:
+                not_after.add_metric(labels, ends.timestamp())
+                days.add_metric(labels, round((ends - now).total_seconds() / 86400, 3))
+            success.add_metric(labels, 1.0 if row.status == "ok" else 0.0)
+            duration.add_metric(labels, row.duration_ms / 1000)
+            last.add_metric(labels, (row.last_seen_at or row.started_at).timestamp())
+            counts: dict[tuple[str, str], int] = {}
+            for finding in found.get(row.id or 0, []):
+                key = (finding.rule, finding.severity)
+                counts[key] = counts.get(key, 0) + 1
+            for (rule, severity), count in counts.items():
+                findings.add_metric([*labels, rule, severity], count)
+        yield from (not_after, days, success, duration, last, findings)
+        depth = GaugeMetricFamily(
+            "relaycert_outbox_messages", "Outbox messages by status.", labels=["status"]
+        )
+        for status in ("pending", "sent", "failed"):
+            depth.add_metric([status], float(outbox.get(status, 0)))
+        yield depth
+        lag = self.lag()
+        if lag is not None:
+            yield GaugeMetricFamily(
+                "relaycert_scheduler_lag_seconds",
+                "How late the last scheduled probe started.",
+                value=lag,
+            )
+        renewal = GaugeMetricFamily(
+            "relaycert_renewal_last_success",
+            "1 when the renewal's last recorded attempt succeeded.",
+            labels=["renewal"],
+        )
+        seen: set[str] = set()
+        for attempt in queries.renewals(self.store, limit=200):
+            if attempt.name not in seen:
+                seen.add(attempt.name)
+                ok = attempt.outcome in ("verified", "dry_run")
+                renewal.add_metric([attempt.name], 1.0 if ok else 0.0)
+        yield renewal
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` on ``address:port``; ``healthy`` says why not, or ``None``."""
+
+    def __init__(
+        self, store: Store, lag: Callable[[], float | None], running: Callable[[], bool]
+    ) -> None:
+        self.store, self.running = store, running
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StoreCollector(store, lag))
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        try:
+            self.server = await asyncio.start_server(self._handle, host, port)
+        except OSError as exc:
+            from monitor.errors import ConfigError
+
+            raise ConfigError(
+                f"[daemon] metrics_listen: cannot listen on {host}:{port}: {exc.strerror}"
+            ) from None
+        event(log, logging.INFO, "metrics.listening", address=f"{host}:{self.port()}")
+
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def unhealthy(self) -> str | None:
+        if not self.running():
+            return "the scheduler is not running"
+        try:
+            with self.store.reading("health check") as session:
+                session.execute(text("SELECT 1"))
+        except RelaycertError as exc:
+            return str(exc)
+        return None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
+            request = head[:MAX_REQUEST].split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+            path = request[1].split("?", 1)[0] if len(request) >= 2 else ""
+            if request[0] != "GET":
+                await _respond(writer, 405, b"only GET\n")
+            elif path == "/metrics":
+                body = await asyncio.to_thread(generate_latest, self.registry)
+                await _respond(writer, 200, body, "text/plain; version=0.0.4; charset=utf-8")
+            elif path == "/healthz":
+                problem = await asyncio.to_thread(self.unhealthy)
+                if problem is None:
+                    await _respond(writer, 200, b"ok\n")
+                else:
+                    await _respond(writer, 503, problem.encode("utf-8", "replace")[:2000] + b"\n")
+            else:
+                await _respond(writer, 404, b"try /metrics or /healthz\n")
+        except (
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+        ):
+            pass
+        except RelaycertError as exc:  # the store failed while collecting
+            await _respond(writer, 503, str(exc).encode("utf-8", "replace")[:2000] + b"\n")
+        finally:
+            writer.close()
+
+
+async def _respond(
+    writer: asyncio.StreamWriter, status: int, body: bytes, kind: str = "text/plain; charset=utf-8"
+) -> None:
+    reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+    writer.write(
+        f"HTTP/1.1 {status} {reason[status]}\r\nContent-Type: {kind}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        await asyncio.wait_for(writer.drain(), 10)
