@@ -142,9 +142,9 @@ def test_status_counts_every_undelivered_message(
                 )
             )
     store.close()
-    assert main(["status", "--config", str(config)]) == 0
+    assert main(["status", "--config", str(config)]) == 3  # nothing probed: overdue
     assert "45 message(s) could not be delivered (the newest 20 below)" in capsys.readouterr().out
-    assert main(["status", "--config", str(config), "--format", "json"]) == 0
+    assert main(["status", "--config", str(config), "--format", "json"]) == 3
     import json
 
     assert json.loads(capsys.readouterr().out)["failed_messages_total"] == 45

@@ -227,12 +227,14 @@ def test_notify_test_and_status_commands(daemon_config, capsys, monkeypatch) -> 
         assert "hook: FAILED: hook: HTTP 400" in capsys.readouterr().out
     assert main(["run", "--config", str(config), "--once"]) == 0
     capsys.readouterr()
-    assert main(["status", "--config", str(config), "--format", "json"]) == 0
+    # Plugin exit code of the worst open alert (cert.untrusted is critical).
+    assert main(["status", "--config", str(config), "--format", "json"]) == 2
     doc = json.loads(capsys.readouterr().out)
+    assert doc["heartbeat"]["overdue"] is False and "T" in doc["heartbeat"]["last_probe"]
     rows = {r["endpoint"]: r for r in doc["addresses"]}
     assert rows["soon"]["open_alert"] == "warning" and rows["soon"]["days_left"] < 11
     assert rows["alone"]["worst_rule"] == "cert.untrusted"
-    assert main(["status", "--config", str(config)]) == 0
+    assert main(["status", "--config", str(config)]) == 2
     table = capsys.readouterr().out
     assert "soon" in table and "alone" in table
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from rich.table import Table
 from rich.text import Text
 
-from checks.base import Direction
+from checks.base import Direction, Severity, worst
 from checks.certinfo import clip
 from monitor.cli.output import DIRECTION_LEGEND, DIRECTION_SHORT, console
-from monitor.config.loader import load
+from monitor.config.loader import Config, load
 from monitor.store import captures
 from monitor.store.captures import CaptureStatus
 from monitor.store.engine import Store
@@ -46,20 +46,63 @@ def run(args: argparse.Namespace) -> int:
         unmatched = captures.recent(store)
     finally:
         store.close()
+    beat = heartbeat(config, rows, now)
+    code = exit_code(rows, beat)
     if args.format == "json":
         doc = {
             "generated_at": now.isoformat(),
+            "exit_code": code,
+            "heartbeat": beat,
             "addresses": [asdict(r) for r in rows],
             "failed_messages": [asdict(m) for m in failed],
             "failed_messages_total": total,
             "renewals": [asdict(r) for r in attempts],
             "unmatched_captures": [asdict(c) for c in unmatched],
         }
-        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(doc, indent=2, default=_iso) + "\n")
     else:
         _print(rows, failed, total, attempts, now)
+        _print_heartbeat(beat)
         _print_captures(unmatched)
-    return 0
+    return code
+
+
+def _iso(value: object) -> str:
+    """Times as ISO 8601 with a "T", like the scan JSON."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def heartbeat(config: Config, rows: list[AddressStatus], now: datetime) -> dict[str, object]:
+    """When the newest probe was stored, and whether that is overdue: later than twice the
+    longest endpoint interval (plus its jitter) means the daemon is not running its probes."""
+    last = max((r.last_probe for r in rows), default=None)
+    every = max(config.endpoint_interval(e) for e in config.endpoints)
+    allowed = every * 2 + config.daemon.jitter_for(every)
+    overdue = last is None or now - last > allowed
+    return {"last_probe": last, "expected_every_s": every.total_seconds(), "overdue": overdue}
+
+
+def exit_code(rows: list[AddressStatus], beat: dict[str, object]) -> int:
+    """Monitoring-plugin convention over the open alerts; UNKNOWN when no daemon is probing."""
+    severities = [Severity(r.open_alert) for r in rows if r.open_alert]
+    severity = worst(severities)
+    code = severity.exit_code if severity else 0
+    return 3 if beat["overdue"] and code != 2 else code
+
+
+def _print_heartbeat(beat: dict[str, object]) -> None:
+    last = beat["last_probe"]
+    when = f"{last:%Y-%m-%d %H:%M} UTC" if isinstance(last, datetime) else "never"
+    if beat["overdue"]:
+        console().print(
+            Text(
+                f"Newest probe: {when}: OVERDUE (expected every "
+                f"{beat['expected_every_s']:.0f} s); is `relaycert run` running?",
+                style="bold magenta",
+            )
+        )
+    else:
+        console().print(Text(f"Newest probe: {when} (the daemon is probing)"))
 
 
 def _print(
