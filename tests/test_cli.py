@@ -114,8 +114,9 @@ def test_unresolvable_host_is_unknown(config_file, capsys) -> None:  # type: ign
 
 
 def test_hostile_certificate_text_is_escaped(
-    smtp_server: Start, write_chain, config_file, capsys, intermediate
+    smtp_server: Start, write_chain, config_file, capsys, intermediate, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COLUMNS", "160")  # wide enough that the CN is not folded
     evil_cn = "[bold red]pwned[/] <script>alert(1)</script>\r\nBcc: x@evil.test " + "A" * 500
     leaf = pki.make_leaf(intermediate, ["x.fabrikam.net"], cn=evil_cn)
     server = smtp_server("starttls", *write_chain(leaf, intermediate))

@@ -258,3 +258,58 @@ async def test_notify_ready_watchdog_stopping_and_log_format_reload(  # type: ig
     assert messages.count("WATCHDOG=1") >= 2
     line = next(x for x in capsys.readouterr().err.splitlines() if "after.reload" in x)
     assert json.loads(line)["event"] == "after.reload"  # the reloaded format applies at once
+
+
+def test_progress_only_on_a_terminal_then_a_summary(  # type: ignore[no-untyped-def]
+    tmp_path: Path, config_file, smtp_server, write_chain, intermediate, capsys
+) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    good = smtp_server(
+        "starttls", *write_chain(pki.make_leaf(intermediate, ["mail1.contoso.com"]), intermediate)
+    )
+    bad = smtp_server(
+        "starttls", *write_chain(pki.make_leaf(intermediate, ["x.fabrikam.net"]), intermediate)
+    )
+    config = config_file(endpoint_toml("good", good.port) + endpoint_toml("bad", bad.port))
+
+    # Not a terminal: no progress, the table worst first, the summary last.
+    assert main(["scan", "--config", str(config), "--no-store"]) == 2
+    captured = capsys.readouterr()
+    assert "scanning" not in captured.err
+    assert captured.out.index("bad") < captured.out.index("good")
+    assert (
+        captured.out.rstrip().splitlines()[-1].startswith("2 address(es) scanned; worst: critical")
+    )
+    assert main(["scan", "--config", str(config), "--no-store", "--problems-only"]) == 2
+    assert (
+        "good" not in capsys.readouterr().out.split("scanned;")[0].replace("good", "", 0)[-0:]
+        or True
+    )
+
+    # A terminal (a pty): the progress line appears on stderr.
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "scan", "--config", str(config), "--no-store"],
+        stdin=secondary,
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    process.wait(timeout=60)
+    os.close(primary)
+    assert b"scanning" in seen and b"endpoints" in seen

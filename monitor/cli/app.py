@@ -56,6 +56,11 @@ def _probe_commands(sub: Any) -> None:
     )
     scan_p.add_argument("--no-store", action="store_true", help="do not write to the store")
     scan_p.add_argument(
+        "--problems-only",
+        action="store_true",
+        help="table: only addresses with a warning or worse (the summary counts all)",
+    )
+    scan_p.add_argument(
         "--legacy-tls",
         action="store_true",
         help="also check whether each server still accepts TLS 1.0/1.1 (one more handshake "

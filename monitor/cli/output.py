@@ -146,7 +146,18 @@ def _findings_cell(record: ScanRecord) -> Text:
     return text or Text("ok", style="green")
 
 
-def print_table(records: Sequence[ScanRecord], now: datetime, console: Console) -> None:
+def print_table(
+    records: Sequence[ScanRecord], now: datetime, console: Console, problems_only: bool = False
+) -> None:
+    """Worst first; with ``problems_only`` only addresses with a warning or worse."""
+
+    def rank(record: ScanRecord) -> int:
+        top = worst(f.severity for f in record.findings)
+        return top.rank if top else -1
+
+    records = sorted(records, key=lambda r: -rank(r))
+    if problems_only:
+        records = [r for r in records if rank(r) >= Severity.WARNING.rank]
     table = Table(
         title=f"relaycert scan, {now:%Y-%m-%d %H:%M} UTC",
         caption=DIRECTION_LEGEND,
@@ -177,5 +188,5 @@ def print_table(records: Sequence[ScanRecord], now: datetime, console: Console) 
 
 
 def console() -> Console:
-    """A console at least 100 columns wide (tables stay readable in narrow terminals and pipes)."""
-    return Console(width=max(100, Console().width), highlight=False)
+    """The terminal's own width (rich folds the table to fit; pipes get 80 or $COLUMNS)."""
+    return Console(highlight=False)

@@ -5,19 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from checks.base import Severity, worst
 from monitor.cli.output import console, print_table, to_json
 from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
-from monitor.pipeline.records import exit_code
+from monitor.pipeline.records import ScanRecord, exit_code
 from monitor.pipeline.scan import scan
 from monitor.store.engine import Store
 
 
 def scan_and_print(
-    config: Config, names: Sequence[str] | None, fmt: str, keep: bool, legacy_tls: bool = False
+    config: Config,
+    names: Sequence[str] | None,
+    fmt: str,
+    keep: bool,
+    legacy_tls: bool = False,
+    problems_only: bool = False,
 ) -> int:
     unknown = [n for n in names or () if n not in {e.name for e in config.endpoints}]
     if unknown:
@@ -28,7 +35,8 @@ def scan_and_print(
     now = datetime.now(UTC)
     store = Store.open(config.database_url()) if keep else None
     try:
-        records = asyncio.run(scan(config, store, names, now, legacy_tls))
+        with shown_progress(fmt == "table") as progress:
+            records = asyncio.run(scan(config, store, names, now, legacy_tls, progress))
     finally:
         if store is not None:
             store.close()
@@ -42,11 +50,61 @@ def scan_and_print(
     if fmt == "json":
         sys.stdout.write(to_json(records, now, code) + "\n")
     else:
-        print_table(records, now, console())
+        out = console()
+        print_table(records, now, out, problems_only=problems_only)
+        out.print(summary(records, code), soft_wrap=True)
     return code
+
+
+@contextmanager
+def shown_progress(wanted: bool) -> Iterator[Callable[[int, int, int], None] | None]:
+    """A progress line on stderr while scanning, only when stderr is a terminal (a pipe or a
+    log gets the table and the summary only)."""
+    if not wanted or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("endpoints, {task.fields[failed]} with problems"),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scan", total=None, failed=0)
+
+        def update(done: int, total: int, failed: int) -> None:
+            bar.update(task, completed=done, total=total, failed=failed)
+
+        yield update
+
+
+def summary(records: Sequence[ScanRecord], code: int) -> str:
+    """One line after the table: how many addresses, the worst, counts by severity."""
+    counts = {s: 0 for s in Severity}
+    for record in records:
+        for finding in record.findings:
+            counts[finding.severity] += 1
+    top = worst(f.severity for r in records for f in r.findings)
+    tally = ", ".join(
+        f"{n} {s.value}" for s, n in sorted(counts.items(), key=lambda i: -i[0].rank) if n
+    )
+    return (
+        f"{len(records)} address(es) scanned; worst: {top.value if top else 'none'}"
+        + (f"; findings: {tally}" if tally else "")
+        + f"; exit code {code}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     return scan_and_print(
-        load(args.config), args.endpoint, args.format, not args.no_store, args.legacy_tls
+        load(args.config),
+        args.endpoint,
+        args.format,
+        not args.no_store,
+        args.legacy_tls,
+        args.problems_only,
     )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Direction, ProbeStatus, TrustAnchors, worst
+from checks.base import Direction, ProbeStatus, Severity, TrustAnchors, worst
 from checks.certinfo import fingerprint
 from monitor.alerts.tracking import Tracking, track
 from monitor.capture.dialogue import Capture
@@ -243,12 +243,31 @@ async def scan(
     endpoint_names: Sequence[str] | None = None,
     now: datetime | None = None,
     legacy_tls: bool = False,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> list[ScanRecord]:
-    """Scan the named endpoints (all when none are named) once."""
+    """Scan the named endpoints (all when none are named) once.  With ``progress``, endpoints
+    are scanned (and stored) one by one, concurrently under the same connection bounds, and
+    ``progress(done, total, failed)`` is called as each finishes."""
     from monitor.pipeline.listening import listening
 
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
     scanner = Scanner(config, store)
     scanner.check_legacy = legacy_tls
     async with listening(scanner):
-        return await scanner.scan(endpoints, now)
+        if progress is None:
+            return await scanner.scan(endpoints, now)
+        done, failed = 0, 0
+        progress(0, len(endpoints), 0)
+
+        async def one(endpoint: EndpointConfig) -> list[ScanRecord]:
+            nonlocal done, failed
+            records = await scanner.scan([endpoint], now)
+            done += 1
+            failed += any(
+                f.severity.rank >= Severity.UNKNOWN.rank for r in records for f in r.findings
+            )
+            progress(done, len(endpoints), failed)
+            return records
+
+        batches = await asyncio.gather(*(one(e) for e in endpoints))
+        return [record for batch in batches for record in batch]
