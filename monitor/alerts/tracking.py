@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -16,24 +15,14 @@ from sqlmodel import Session, col
 from checks.base import Baseline, Severity, anchor
 from checks.certinfo import fingerprint
 from checks.registry import BUILTIN_RULES
-from monitor.alerts.lifecycle import AlertSettings, AlertState, Transition, alert_key, decide
+from monitor.alerts.lifecycle import AlertState, Transition, alert_key, decide
+from monitor.alerts.policy import Tracking
 from monitor.pipeline.records import ScanRecord
 from monitor.store.baselines import insert_first, set_baseline
 from monitor.store.messages import enqueue
 from monitor.store.models import AlertRow
 from monitor.store.queries import Key
 from notifications.base import Notification
-from notifications.settings import ChannelSettings
-
-
-@dataclass(frozen=True)
-class Tracking:
-    """How a scan's results feed baselines and alerts."""
-
-    auto_accept: bool = True
-    alerts: AlertSettings | None = None  # None: no alerting (one-shot scans)
-    channels: tuple[ChannelSettings, ...] = ()
-    docs_url: str = ""
 
 
 def acceptable(record: ScanRecord) -> bool:

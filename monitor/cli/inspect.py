@@ -12,13 +12,12 @@ from pathlib import Path
 from checks.base import Observation, Policy, ProbeStatus, worst
 from checks.registry import evaluate
 from monitor.cli.output import console, print_table, record_json
-from monitor.config.loader import load
 from monitor.errors import ConfigError
 from monitor.files import read_limited
 from monitor.pipeline.records import ScanRecord
 from monitor.probe.certfile import read_chain
 from monitor.probe.result import ProbeResult, ProbeTarget
-from monitor.probe.trust import public_anchors, trust_anchors
+from monitor.probe.trust import public_anchors
 
 
 def _password(args: argparse.Namespace) -> bytes | None:
@@ -46,6 +45,9 @@ def _policy(args: argparse.Namespace, now: datetime) -> Policy:
         if args.connector is not None:
             raise ConfigError("--connector needs --config, which defines the connectors")
         return Policy(now, trust=public_anchors())
+    from monitor.config.loader import load  # the configuration models, only when given
+    from monitor.probe.trust import trust_anchors
+
     config = load(args.config)
     connector = None
     if args.connector is not None:

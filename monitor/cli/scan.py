@@ -15,7 +15,6 @@ from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
 from monitor.pipeline.records import ScanRecord, exit_code
 from monitor.pipeline.scan import scan
-from monitor.store.engine import Store
 
 
 def scan_and_print(
@@ -33,7 +32,11 @@ def scan_and_print(
             f"{config.source}: no endpoint named {', '.join(unknown)} (known: {known})"
         )
     now = datetime.now(UTC)
-    store = Store.open(config.database_url()) if keep else None
+    store = None
+    if keep:  # the database layer costs ~0.5 s to import: only when storing
+        from monitor.store.engine import Store
+
+        store = Store.open(config.database_url())
     try:
         with shown_progress(fmt == "table") as progress:
             records = asyncio.run(scan(config, store, names, now, legacy_tls, progress))

@@ -11,17 +11,18 @@ import asyncio
 import ipaddress
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from checks.base import Direction, ProbeStatus
-from monitor.capture.dialogue import Capture
-from monitor.capture.listener import CaptureListener
-from monitor.capture.outbound import arrived, check, submission, submit_address
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.errors import ProbeError, RelaycertError
 from monitor.probe.result import ProbeResult, ProbeTarget
-from monitor.store import queries
-from monitor.store.engine import Store
+
+if TYPE_CHECKING:  # loaded when an outbound check runs (pyOpenSSL, the store)
+    from monitor.capture.dialogue import Capture
+    from monitor.capture.listener import CaptureListener
+    from monitor.store.engine import Store
 
 
 def _failed(
@@ -52,6 +53,8 @@ async def check_endpoint(
     unavailable: str | None = None,
 ) -> ProbeResult:
     """One endpoint's outbound check; never raises for what a server does."""
+    from monitor.capture.outbound import check, submission, submit_address
+
     if listener is None:
         why = unavailable or "no capture listener is running (configure [capture])"
         return _failed(config, endpoint, "capture", why)
@@ -87,6 +90,8 @@ def count_misses(store: Store | None, results: Sequence[ProbeResult], limit: int
     missed = [r for r in results if r.status is ProbeStatus.NOT_DELIVERED]
     if not missed:
         return
+    from monitor.store import queries
+
     before = queries.outbound_misses(store, [r.target.endpoint for r in missed], limit)
     for result in missed:
         result.misses = min(before.get(result.target.endpoint, 0) + 1, limit)
@@ -123,6 +128,8 @@ def passive_result(
     config: Config, endpoint: EndpointConfig | None, capture: Capture
 ) -> ProbeResult:
     """A passive capture as an outbound result (of ``endpoint``, or of no endpoint)."""
+    from monitor.capture.outbound import arrived
+
     name = endpoint.name if endpoint else "(unmatched)"
     host = endpoint.host if endpoint else (capture.ehlo or capture.peer)
     target = ProbeTarget(

@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING
 
 from checks.base import Direction, ProbeStatus, Severity, TrustAnchors, worst
 from checks.certinfo import fingerprint
-from monitor.alerts.tracking import Tracking, track
-from monitor.capture.dialogue import Capture
-from monitor.capture.listener import CaptureListener
+from monitor.alerts.policy import Tracking
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig, is_host_name
 from monitor.errors import ProbeError
@@ -31,11 +29,13 @@ from monitor.probe.resolve import resolve
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.smtp import probe_bounded, unresolved
 from monitor.probe.trust import trust_anchors
-from monitor.store import captures, queries, writes
-from monitor.store.engine import Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the database layer is imported when a store is used, not before
     from sqlmodel import Session
+
+    from monitor.capture.dialogue import Capture
+    from monitor.capture.listener import CaptureListener
+    from monitor.store.engine import Store
 
 
 def _target(config: Config, endpoint: EndpointConfig, address: str) -> ProbeTarget:
@@ -179,10 +179,17 @@ class Scanner:
         """Judge ``results`` at ``now`` against their baselines; store them with tracking."""
         store = self.store
         names = sorted({r.target.endpoint for r in results})
-        baselines = await asyncio.to_thread(queries.baselines, store, names) if store else {}
+        baselines = {}
+        if store is not None:
+            from monitor.store import queries
+
+            baselines = await asyncio.to_thread(queries.baselines, store, names)
         judge = Judge(self.config, now, self.anchors, self.endpoints)
         records = judge.judge_all(results, baselines)
         if store is not None and records:
+            from monitor.alerts.tracking import track
+            from monitor.store import writes
+
             tracking = self.tracking
 
             def hook(session: Session, ids: dict[str, int]) -> None:
@@ -197,7 +204,11 @@ class Scanner:
         address or EHLO name), it is that endpoint's outbound observation; either way the
         session and verdict are kept for ``relaycert status``."""
         store = self.store
-        seen = await asyncio.to_thread(queries.addresses_seen, store) if store else {}
+        seen: dict[str, set[str]] = {}
+        if store is not None:
+            from monitor.store import queries
+
+            seen = await asyncio.to_thread(queries.addresses_seen, store)
         endpoint = outbound.match(self.config, capture, seen)
         result = outbound.passive_result(self.config, endpoint, capture)
         if endpoint is not None:
@@ -206,6 +217,8 @@ class Scanner:
             judge = Judge(self.config, capture.at, self.anchors, self.endpoints)
             record = judge.judge(result, unmatched_endpoint(self.config, capture))
         if store is not None:
+            from monitor.store import captures
+
             worst_finding = worst(f.severity for f in record.findings)
             session = {
                 **(result.session or {}),

@@ -6,13 +6,16 @@ from __future__ import annotations
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import certifi
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from checks.base import TrustAnchors
-from monitor.config.loader import Config
+
+if TYPE_CHECKING:  # `inspect` without a configuration does not load the configuration models
+    from monitor.config.loader import Config
 from monitor.errors import ConfigError
 from monitor.files import read_limited
 from monitor.probe.certfile import load_pem_certificates

@@ -5,7 +5,7 @@ scanner, and validated renewal hooks."""
 from __future__ import annotations
 
 from monitor.alerts.channels import build_channels
-from monitor.alerts.tracking import Tracking
+from monitor.alerts.policy import Tracking
 from monitor.config.loader import Config
 from monitor.pipeline.scan import Scanner
 from monitor.probe.trust import trust_anchors
