@@ -97,3 +97,14 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     assert "StateDirectory=relaycert" in unit and "ReadWritePaths=/var/lib/relaycert" in unit
     config = (examples / "relaycert.example.toml").read_text()
     assert "/var/lib/relaycert/relaycert.db" in config  # the paths the unit makes writable
+
+
+def test_prometheus_examples_use_only_exported_metrics() -> None:
+    """The shipped alert rules and dashboard name metrics /metrics really exports."""
+    exported = set(
+        re.findall(r'"(relaycert_[a-z_]+)"', (ROOT / "monitor/service/metrics.py").read_text())
+    )
+    assert "relaycert_cert_days_left" in exported
+    for name in ("prometheus-rules.yml", "grafana-dashboard.json"):
+        used = set(re.findall(r"relaycert_[a-z_]+", (ROOT / "monitor/examples" / name).read_text()))
+        assert used and used <= exported, (name, used - exported)
