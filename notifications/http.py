@@ -3,12 +3,13 @@ transient or permanent :class:`DeliveryError`."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from monitor.errors import ConfigError
 from notifications.base import DeliveryError
+
+if TYPE_CHECKING:  # imported when a message is sent or a URL checked, not by every command
+    import httpx
 
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -17,6 +18,8 @@ def check_url(url: str, where: str) -> str:
     """``url`` if it is an absolute http(s) URL with a host; a :class:`ConfigError` naming
     ``where`` otherwise (without the URL: it is a secret).  Checked when the configuration
     loads, so a typo is an error at start, not a failure retried for days."""
+    import httpx
+
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
@@ -42,6 +45,8 @@ async def post(
     The URL is a secret (Teams Workflows and webhook URLs carry their credentials), so it never
     appears in an error message.
     """
+    import httpx
+
     all_headers: dict[str, Any] = {
         "Content-Type": "application/json",
         "User-Agent": "relaycert",

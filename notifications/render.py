@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from typing import Any
-
-from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from checks.base import Direction
 from checks.certinfo import clip
 from notifications.base import Notification
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 TEAMS_LIMIT = 28 * 1024
 CARD_VERSION = "1.5"
@@ -64,12 +66,20 @@ _HTML = """\
 </body></html>
 """
 
-_ENV = Environment(
-    loader=DictLoader({"alert.txt": _TEXT, "alert.html": _HTML}),
-    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-)
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    """The templates, built at first use (a check that sends nothing never loads Jinja2)."""
+    from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
+
+    return Environment(
+        loader=DictLoader({"alert.txt": _TEXT, "alert.html": _HTML}),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
 _COLORS = {"critical": "#b00020", "warning": "#b26a00", "unknown": "#6a1b9a", "info": "#01579b"}
 
 
@@ -116,17 +126,23 @@ def subject(note: Notification) -> str:
 
 
 def text_body(note: Notification) -> str:
-    return _ENV.get_template("alert.txt").render(
-        n=_safe(note), label=label(note), direction=direction_text(note)
+    return (
+        _env()
+        .get_template("alert.txt")
+        .render(n=_safe(note), label=label(note), direction=direction_text(note))
     )
 
 
 def html_body(note: Notification) -> str:
-    return _ENV.get_template("alert.html").render(
-        n=_safe(note),
-        label=label(note),
-        color=_COLORS.get(note.severity, "#222"),
-        direction=direction_text(note),
+    return (
+        _env()
+        .get_template("alert.html")
+        .render(
+            n=_safe(note),
+            label=label(note),
+            color=_COLORS.get(note.severity, "#222"),
+            direction=direction_text(note),
+        )
     )
 
 

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from checks.base import Severity, worst
-from monitor.cli.output import console, print_table, to_json
 from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
 from monitor.pipeline.records import ScanRecord, exit_code
@@ -50,6 +49,8 @@ def scan_and_print(
         text, code = nagios.render(records, config, now)
         sys.stdout.write(text)
         return code
+    from monitor.cli.output import console, print_table, to_json  # rich: not for plugin output
+
     if fmt == "json":
         sys.stdout.write(to_json(records, now, code) + "\n")
     else:

@@ -12,12 +12,6 @@ import asyncio
 import socket
 from collections.abc import Sequence
 
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-
 from monitor.errors import ProbeError, ProbeTimeoutError
 
 
@@ -52,6 +46,13 @@ async def _system(host: str, port: int, timeout: float) -> list[str]:
 
 
 async def _ask(host: str, timeout: float, nameservers: Sequence[tuple[str, int]]) -> list[str]:
+    # dnspython only when [dns] nameservers is set (a check on pinned addresses never needs it)
+    import dns.asyncresolver
+    import dns.exception
+    import dns.nameserver
+    import dns.rdatatype
+    import dns.resolver
+
     resolver = dns.asyncresolver.Resolver(configure=False)
     resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
     addresses: list[str] = []
