@@ -313,3 +313,23 @@ def test_progress_only_on_a_terminal_then_a_summary(  # type: ignore[no-untyped-
     process.wait(timeout=60)
     os.close(primary)
     assert b"scanning" in seen and b"endpoints" in seen
+
+
+def test_init_writes_the_configuration_and_the_units(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import subprocess
+
+    config, units = tmp_path / "relaycert.toml", tmp_path / "units"
+    assert main(["init", "--output", str(config), "--systemd", str(units)]) == 0
+    assert "[tenant]" in config.read_text()
+    service = (units / "relaycert.service").read_text()
+    assert "Type=notify" in service and "/opt/relaycert/bin/relaycert" not in service
+    assert (units / "relaycert-postfix-reload.path").exists()
+    assert (units / "relaycert.service.d" / "bind-low-ports.conf.example").exists()
+    assert main(["init", "--output", str(tmp_path / "other.toml"), "--systemd", str(units)]) == 3
+    analyze = shutil.which("systemd-analyze")
+    if analyze:
+        done = subprocess.run(
+            [analyze, "verify", str(units / "relaycert.service")], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr

@@ -166,6 +166,13 @@ def _setup_commands(sub: Any) -> None:
     init_p.add_argument(
         "--output", "-o", type=Path, default=Path("relaycert.toml"), help="file to write"
     )
+    init_p.add_argument(
+        "--systemd",
+        type=Path,
+        metavar="DIR",
+        help="also write the systemd units (relaycert.service, its low-port drop-in, the "
+        "Postfix reload path and service) into DIR, e.g. /etc/systemd/system",
+    )
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from checks.base import Observation, Policy, ProbeStatus, worst
 from checks.registry import evaluate
-from monitor.cli.output import console, print_table, record_json
+from monitor.cli.output import console, print_file, record_json
 from monitor.errors import ConfigError
 from monitor.files import read_limited
 from monitor.pipeline.records import ScanRecord
@@ -88,5 +88,5 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(record_json(record, now), indent=2) + "\n")
     else:
-        print_table([record], now, console())
+        print_file(str(args.path), chain, record, now, console())
     return code

@@ -190,3 +190,30 @@ def print_table(
 def console() -> Console:
     """The terminal's own width (rich folds the table to fit; pipes get 80 or $COLUMNS)."""
     return Console(highlight=False)
+
+
+def print_file(
+    path: str, chain: Sequence[x509.Certificate], record: ScanRecord, now: datetime, out: Console
+) -> None:
+    """``relaycert inspect``: the file's certificates in order, then the findings that apply
+    to a file (no host or port: nothing was probed)."""
+    table = Table(title=f"relaycert inspect {clip(path, 80)}, {now:%Y-%m-%d %H:%M} UTC")
+    for column in ("#", "Subject / names", "Issuer", "Validity", "Key"):
+        table.add_column(column, overflow="fold")
+    for index, cert in enumerate(chain):
+        info = cert_info(cert, now)
+        left = (
+            f"expired {-info.days_left:.0f} days ago"
+            if cert.not_valid_after_utc <= now
+            else f"{info.days_left:.0f} days left"
+        )
+        names = ", ".join(clip(n, 80) for n in info.sans[:6]) or "-"
+        table.add_row(
+            Text(str(index)),
+            Text(f"{clip(info.subject, 120)}\n{names}"),
+            Text(clip(info.issuer, 120)),
+            Text(f"{info.not_before:%Y-%m-%d} to {info.not_after:%Y-%m-%d}\n{left}"),
+            Text(f"{info.key}\n{info.signature or '-'}"),
+        )
+    out.print(table)
+    out.print(_findings_cell(record))
