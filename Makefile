@@ -30,9 +30,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## docs: regenerate docs/rules.md from the rules' metadata
+## docs: regenerate docs/rules.md, the shell completions and the man page
 docs: $(STAMP)
 	$(BIN)/python -m monitor.cli.docgen docs/rules.md
+	$(BIN)/python -m monitor.cli.completion monitor/examples/completion
 
 ## bench: scan (2000 addresses), daemon (2000 addresses, 6 min) and report (90 days) benchmarks
 bench: $(STAMP)

@@ -333,3 +333,28 @@ def test_init_writes_the_configuration_and_the_units(tmp_path: Path, capsys) -> 
             [analyze, "verify", str(units / "relaycert.service")], capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
+
+
+def test_completion_and_man_page_are_current_and_complete() -> None:
+    import subprocess
+
+    from monitor.cli.completion import FILES
+
+    shipped = Path(__file__).parent.parent / "monitor" / "examples" / "completion"
+    for name, make in FILES.items():
+        assert (shipped / name).read_text() == make(), f"{name}: run `make docs`"
+    script = shipped / "relaycert.bash"
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(words)
+        program = (
+            f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; "
+            '_relaycert; printf "%s\\n" "${COMPREPLY[@]}"'
+        )
+        done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True)
+        return done.stdout.split()
+
+    assert complete("relaycert", "sc") == ["scan"]
+    assert "--problems-only" in complete("relaycert", "scan", "--pro")
+    assert "--once" in complete("relaycert", "capture", "--")
+    assert ".SH EXIT STATUS" in (shipped / "relaycert.1").read_text()

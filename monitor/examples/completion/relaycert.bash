@@ -1,0 +1,33 @@
+# bash completion for relaycert 0.1.0 (generated from its parser)
+_relaycert() {
+    local cur prev command opts
+    cur="${COMP_WORDS[COMP_CWORD]}"
+    prev="${COMP_WORDS[COMP_CWORD-1]}"
+    if [ "$COMP_CWORD" -eq 1 ]; then
+        COMPREPLY=( $(compgen -W "scan inspect run capture status accept notify-test report renew prune demo init --help --version" -- "$cur") )
+        return
+    fi
+    case "$prev" in
+        --config|-c|--output|-o|--dir|--password-file|--systemd)
+            COMPREPLY=( $(compgen -f -- "$cur") ); return ;;
+    esac
+    command="${COMP_WORDS[1]}"
+    case "$command" in
+        scan) opts="--config --endpoint --format --help --legacy-tls --no-store --problems-only" ;;
+        inspect) opts="--config --connector --format --help --host --password-env --password-file" ;;
+        run) opts="--config --help --once" ;;
+        capture) opts="--config --format --help --no-store --once --timeout" ;;
+        status) opts="--config --format --help" ;;
+        accept) opts="--config --help" ;;
+        notify-test) opts="--channel --config --help" ;;
+        report) opts="--config --format --help --output --period" ;;
+        renew) opts="--config --dry-run --endpoint --force --help" ;;
+        prune) opts="--config --dry-run --help --older-than" ;;
+        demo) opts="--dir --format --help" ;;
+        init) opts="--help --output --systemd" ;;
+        *) opts="" ;;
+    esac
+    COMPREPLY=( $(compgen -W "$opts --help" -- "$cur") )
+}
+complete -F _relaycert relaycert
+complete -F _relaycert check_relaycert
