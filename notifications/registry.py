@@ -10,12 +10,19 @@ from pydantic import Field
 from notifications.base import Notifier
 from notifications.capture import CaptureChannel, CaptureSettings
 from notifications.email import EmailChannel, EmailSettings
+from notifications.pagerduty import PagerDutyChannel, PagerDutySettings
 from notifications.settings import ChannelSettings
+from notifications.slack import SlackChannel, SlackSettings
 from notifications.teams import TeamsChannel, TeamsSettings
 from notifications.webhook import WebhookChannel, WebhookSettings
 
 AnyChannelSettings = Annotated[
-    EmailSettings | TeamsSettings | WebhookSettings | CaptureSettings,
+    EmailSettings
+    | TeamsSettings
+    | WebhookSettings
+    | SlackSettings
+    | PagerDutySettings
+    | CaptureSettings,
     Field(discriminator="type"),
 ]
 
@@ -23,6 +30,8 @@ CHANNELS: dict[type[ChannelSettings], Callable[[Any, str], Notifier]] = {
     EmailSettings: EmailChannel,
     TeamsSettings: TeamsChannel,
     WebhookSettings: WebhookChannel,
+    SlackSettings: SlackChannel,
+    PagerDutySettings: PagerDutyChannel,
     CaptureSettings: CaptureChannel,
 }
 
