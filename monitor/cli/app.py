@@ -23,7 +23,7 @@ EXIT_UNKNOWN = 3
 DEFAULT_CONFIG = Path("/etc/relaycert/relaycert.toml")
 CONFIG_HELP = "configuration file (default: $RELAYCERT_CONFIG, else /etc/relaycert/relaycert.toml)"
 # Commands whose --config is optional in meaning (inspect works without a configuration).
-OPTIONAL_CONFIG = frozenset({"inspect", "demo", "init"})
+OPTIONAL_CONFIG = frozenset({"inspect", "demo", "init", "import"})
 
 
 def default_config() -> Path:
@@ -44,6 +44,7 @@ COMMANDS = {
     "prune": "monitor.cli.prune",
     "demo": "monitor.cli.demo",
     "init": "monitor.cli.init",
+    "import": "monitor.cli.tenant_import",
 }
 
 
@@ -161,6 +162,16 @@ def _setup_commands(sub: Any) -> None:
         help="where to write the demo configuration and store (default: a new temporary folder)",
     )
     demo_p.add_argument("--format", choices=("table", "json"), default="table")
+
+    import_p = sub.add_parser(
+        "import", help="print the TOML that Exchange Online exports (connectors, domains) give"
+    )
+    import_p.add_argument(
+        "--connectors", type=Path, metavar="FILE", help="Get-InboundConnector | ConvertTo-Json"
+    )
+    import_p.add_argument(
+        "--domains", type=Path, metavar="FILE", help="Get-AcceptedDomain | ConvertTo-Json"
+    )
 
     init_p = sub.add_parser("init", help="write the example configuration to start from")
     init_p.add_argument(

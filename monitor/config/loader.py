@@ -123,6 +123,11 @@ class Config(_Model):
         chosen = endpoint.outbound.probe_domain
         return chosen.lower().rstrip(".") if chosen else self.capture.probe_domains[0]
 
+    def tenant_files(self) -> list[Path]:
+        """The Exchange exports the configuration reads (the daemon watches them)."""
+        files = (self.tenant.accepted_domains_file, self.tenant.inbound_connectors_file)
+        return [self.resolve_path(f) for f in files if f is not None]
+
     def endpoint(self, name: str) -> EndpointConfig | None:
         return next((e for e in self.endpoints if e.name == name), None)
 
@@ -233,6 +238,12 @@ def _describe(error: Any) -> str:
 
 def parse(data: dict[str, Any], source: Path) -> Config:
     """Validate ``data`` (a parsed TOML document); raise :class:`ConfigError` on the first error."""
+    from monitor.config.tenant import merge
+
+    try:
+        data, _ = merge(data, source)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     try:
         return Config.model_validate({**data, "source": source})
     except ValidationError as exc:

@@ -42,6 +42,10 @@ class _Model(BaseModel):
 class TenantConfig(_Model):
     name: str = "tenant"
     accepted_domains: tuple[str, ...] = Field(min_length=1)
+    # Exports of Exchange Online PowerShell (docs/configuration.md#tenant), merged in at load and
+    # re-read by the daemon when they change.
+    accepted_domains_file: Path | None = None
+    inbound_connectors_file: Path | None = None
 
     @field_validator("accepted_domains")
     @classmethod

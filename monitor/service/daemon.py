@@ -10,6 +10,7 @@ are stored in one transaction, so whatever is interrupted leaves the store consi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from datetime import UTC, timedelta
@@ -48,6 +49,7 @@ class Daemon:
         self.failure: RelaycertError | None = None
         self.jobs.on_fatal = self._fatal
         self.metrics: MetricsServer | None = None
+        self.tenant_check = 30.0  # seconds between looks at the Exchange exports
 
     def _fatal(self, exc: RelaycertError) -> None:
         """Stop: carrying on would lose what is written (see :class:`StoreGoneError`)."""
@@ -132,17 +134,38 @@ class Daemon:
         self.scheduler.start()
         self._announce("daemon.started", config)
         waker = asyncio.create_task(self._outbox_waker())
+        watcher = asyncio.create_task(self._watch_tenant_files())
         interval = sdnotify.watchdog_interval()
         pinger = asyncio.create_task(sdnotify.keep_alive(interval)) if interval else None
         sdnotify.notify("READY=1")
         await self.stopping.wait()
         sdnotify.notify("STOPPING=1")
         waker.cancel()
+        watcher.cancel()
         if pinger is not None:
             pinger.cancel()
         await self.shutdown()
         if self.failure is not None:
             raise self.failure
+
+    async def _watch_tenant_files(self) -> None:
+        """Reload when a scheduled export of the tenant (connectors, accepted domains) changed."""
+
+        def stamps() -> dict[Path, float]:
+            found: dict[Path, float] = {}
+            for path in self.gen.config.tenant_files():
+                with contextlib.suppress(OSError):
+                    found[path] = path.stat().st_mtime
+            return found
+
+        known = stamps()
+        while True:
+            await asyncio.sleep(self.tenant_check)
+            now = stamps()
+            if now != known:
+                event(log, logging.INFO, "tenant.files_changed", files=" ".join(map(str, now)))
+                self.reload()
+                known = stamps()
 
     async def _outbox_waker(self) -> None:
         """Deliver soon after a probe enqueued messages, not only every outbox_interval."""

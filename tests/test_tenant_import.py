@@ -1,0 +1,117 @@
+"""The tenant from Exchange Online PowerShell exports, in the shapes Exchange writes them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.cli.app import main
+from monitor.config.loader import load
+from tests.conftest import endpoint_toml
+
+# Get-InboundConnector | ConvertTo-Json -Depth 5 (the record in ../shared/reference, enabled)
+ONPREM = {
+    "Enabled": True, "ConnectorType": "OnPremises", "ConnectorSource": "HybridWizard",
+    "SenderIPAddresses": [], "SenderDomains": ["smtp:*;1"], "RequireTls": True,
+    "RestrictDomainsToCertificate": False, "CloudServicesMailEnabled": True,
+    "TlsSenderCertificateName": "*.contoso.com", "Name": "Inbound from on-premises",
+    "Identity": "Inbound from on-premises", "WhenChangedUTC": "2026-07-23T22:55:13.0000000Z",
+    "WhenCreatedUTC": "2026-07-23T22:55:04.0000000Z", "IsValid": True,
+}  # fmt: skip
+CONNECTORS = [
+    ONPREM,
+    {**ONPREM, "Name": "Old relay", "Enabled": False},
+    {**ONPREM, "Name": "Partner fabrikam", "ConnectorType": "Partner"},
+    {**ONPREM, "Name": "Scanner IPs", "TlsSenderCertificateName": None},
+    {**ONPREM, "Name": "PS 5.1 export", "ConnectorType": 2},
+]
+DOMAINS = [
+    {"DomainName": "contoso.com", "DomainType": "Authoritative", "Default": True},
+    {"DomainName": "contoso.onmicrosoft.com", "DomainType": "Authoritative", "Default": False},
+]
+
+
+def write(path: Path, data: object, bom: bool = False) -> Path:
+    text = json.dumps(data, indent=2)
+    path.write_bytes(("\ufeff" + text).encode("utf-8") if bom else text.encode())
+    return path
+
+
+def test_import_prints_the_sections_and_why_others_are_ignored(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    connectors = write(tmp_path / "c.json", CONNECTORS, bom=True)  # Windows PowerShell's BOM
+    domains = write(tmp_path / "d.json", DOMAINS[0])  # a single object, not an array
+    assert main(["import", "--connectors", str(connectors), "--domains", str(domains)]) == 0
+    out = capsys.readouterr().out
+    doc = tomllib.loads(out)
+    assert doc["tenant"]["accepted_domains"] == ["contoso.com"]
+    assert doc["connectors"] == [
+        {"name": "Inbound from on-premises", "tls_sender_certificate_name": "*.contoso.com"}
+    ]
+    assert '# ignored connector "Old relay": disabled' in out
+    assert "a Partner connector" in out and "IP-based" in out and "enums as strings" in out
+
+
+def test_configuration_reads_the_exports(tmp_path: Path, config_file) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path / "connectors.json", CONNECTORS)
+    write(tmp_path / "domains.json", DOMAINS)
+    config_path = config_file(endpoint_toml("mail1", 25, connector="Inbound from on-premises"))
+    text = config_path.read_text().replace(
+        'accepted_domains = ["contoso.com"]',
+        'accepted_domains = ["contoso.org"]\naccepted_domains_file = "domains.json"\n'
+        'inbound_connectors_file = "connectors.json"',
+    )
+    config_path.write_text(text)
+    config = load(config_path)
+    assert config.tenant.accepted_domains == (
+        "contoso.org",
+        "contoso.com",
+        "contoso.onmicrosoft.com",
+    )
+    assert {c.name for c in config.connectors} == {"relay", "Inbound from on-premises"}
+    (tmp_path / "connectors.json").write_text("{not json")
+    with pytest.raises(Exception, match=r"connectors\.json is not JSON"):
+        load(config_path)
+
+
+async def test_daemon_picks_up_a_changed_export(tmp_path: Path, config_file) -> None:  # type: ignore[no-untyped-def]
+    from monitor.service.daemon import Daemon
+    from monitor.store.engine import Store
+
+    write(tmp_path / "connectors.json", ONPREM)
+    config_path = config_file(
+        endpoint_toml("mail1", 25, connector="Inbound from on-premises"),
+        extra='[daemon]\ninterval = "1h"\nlog_level = "error"\n',
+    )
+    config_path.write_text(
+        config_path.read_text().replace(
+            'accepted_domains = ["contoso.com"]',
+            'accepted_domains = ["contoso.com"]\ninbound_connectors_file = "connectors.json"',
+        )
+    )
+    config = load(config_path)
+    store = Store.open(config.database_url())
+    daemon = Daemon(config_path, store, config)
+    daemon.tenant_check = 0.1
+    task = asyncio.create_task(daemon.serve(first_run_spread=timedelta(hours=1)))
+    try:
+        await asyncio.sleep(0.3)
+        write(
+            tmp_path / "connectors.json",
+            {**ONPREM, "TlsSenderCertificateName": "*.relay.contoso.com"},
+        )
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            found = daemon.gen.config.connector("Inbound from on-premises")
+            if found and found.tls_sender_certificate_name == "*.relay.contoso.com":
+                break
+        found = daemon.gen.config.connector("Inbound from on-premises")
+        assert found is not None and found.tls_sender_certificate_name == "*.relay.contoso.com"
+    finally:
+        daemon.stopping.set()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()
