@@ -45,6 +45,7 @@ COMMANDS = {
     "demo": "monitor.cli.demo",
     "init": "monitor.cli.init",
     "import": "monitor.cli.tenant_import",
+    "exchange": "monitor.cli.exchange",
 }
 
 
@@ -162,6 +163,12 @@ def _setup_commands(sub: Any) -> None:
         help="where to write the demo configuration and store (default: a new temporary folder)",
     )
     demo_p.add_argument("--format", choices=("table", "json"), default="table")
+
+    exchange_p = sub.add_parser(
+        "exchange", help="check the Exchange Server Send connector's certificate from its exports"
+    )
+    exchange_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
+    exchange_p.add_argument("--format", choices=("text", "json"), default="text")
 
     import_p = sub.add_parser(
         "import", help="print the TOML that Exchange Online exports (connectors, domains) give"

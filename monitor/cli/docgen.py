@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from checks.base import anchor
+from checks import exchange
+from checks.base import Rule, RuleInfo, anchor
 from checks.registry import BUILTIN_RULES
 
 HEADER = """\
@@ -25,8 +26,14 @@ Severities: `info` (worth knowing, no action needed for Exchange Online), `warni
 complete, so nothing is known). `relaycert scan` exits with the worst of them: 0 ok or info,
 1 warning, 2 critical, 3 unknown.
 
+Every finding also says which direction it is about: the certificate the listener serves
+(`from_exchange_online`) or the client certificate seen by an outbound check
+(`to_exchange_online`, see docs/outbound.md); `outbound.*` rules judge only the latter,
+`cert.hostname_mismatch` and the listener's STARTTLS and handshake rules only the former.
+
 Certificate rules run when a chain was captured (or read from a file); session rules when the
-probe failed; the two connector configuration rules always.
+probe failed; the connector configuration rules always. The `exchange.*` rules judge the Exchange
+Server Send connector from its exports (`relaycert exchange`), not a probe.
 
 | Rule | Default severity | Title |
 |---|---|---|
@@ -34,12 +41,13 @@ probe failed; the two connector configuration rules always.
 
 
 def render() -> str:
+    rules: list[Rule | RuleInfo] = [*BUILTIN_RULES.values(), *exchange.RULES]
     lines = [HEADER]
-    for rule in BUILTIN_RULES.values():
+    for rule in rules:
         lines.append(
             f"| [`{rule.id}`](#{anchor(rule.id)}) | {rule.severity.value} | {rule.title} |\n"
         )
-    for rule in BUILTIN_RULES.values():
+    for rule in rules:
         lines.append(
             f"\n## {rule.id}\n\n`{rule.id}`: **{rule.title}** (default severity: "
             f"{rule.severity.value})\n\n**Why it matters.** {rule.why}\n\n"

@@ -25,6 +25,7 @@ from monitor.config.sections import (
     DatabaseConfig,
     DnsConfig,
     EndpointConfig,
+    ExchangeServerConfig,
     ExpiryConfig,
     ProbeConfig,
     ReportsConfig,
@@ -58,6 +59,7 @@ class Config(_Model):
     alerts: AlertsConfig = AlertsConfig()
     reports: ReportsConfig = ReportsConfig()
     capture: CaptureConfig | None = None
+    exchange_server: ExchangeServerConfig | None = None
     renewals: tuple[RenewalSettings, ...] = ()
     channels: tuple[AnyChannelSettings, ...] = ()
     source: Path = Field(default=Path("relaycert.toml"), exclude=True)
@@ -98,6 +100,9 @@ class Config(_Model):
             for name in renewal.endpoints:
                 if name not in endpoints:
                     raise _at(("renewals", index, "endpoints"), f"unknown endpoint '{name}'")
+        exchange = self.exchange_server
+        if exchange is not None and exchange.connector not in (None, *connectors):
+            raise _at(("exchange_server", "connector"), f"unknown connector '{exchange.connector}'")
         mail = self.reports.email_channel
         if mail is not None and not any(
             c.name == mail and c.type == "email" for c in self.channels

@@ -74,6 +74,19 @@ class ConnectorConfig(_Model):
         return Connector(self.name, self.tls_sender_certificate_name)
 
 
+class ExchangeServerConfig(_Model):
+    """Exports of Exchange Server's Send connectors and certificates (`relaycert exchange`)."""
+
+    send_connectors_file: Path  # Get-SendConnector | ConvertTo-Json -Depth 5
+    certificates_file: Path  # Get-ExchangeCertificate | ConvertTo-Json -Depth 5
+    connector: str | None = (
+        None  # the [[connectors]] entry they relay through (default: the only one)
+    )
+    send_connectors: tuple[
+        str, ...
+    ] = ()  # default: those whose smart host is *.mail.protection.outlook.com
+
+
 class OutboundConfig(_Model):
     """An endpoint's outbound check: submit a probe message through the on-prem server, which
     routes the probe domain to the capture listener with its Exchange Online TLS settings."""
