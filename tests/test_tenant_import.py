@@ -111,7 +111,42 @@ async def test_daemon_picks_up_a_changed_export(tmp_path: Path, config_file) -> 
                 break
         found = daemon.gen.config.connector("Inbound from on-premises")
         assert found is not None and found.tls_sender_certificate_name == "*.relay.contoso.com"
+        # ...and the change is a tenant-drift finding of the pseudo-endpoint "(tenant)".
+        rules: list[tuple[str, str]] = []
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            rules = tenant_findings(store)
+            if ("tenant.connector_changed", "warning") in rules:
+                break
+        assert ("tenant.connector_changed", "warning") in rules
+        assert ("tenant.connector_unused", "info") in rules  # "relay" has no endpoint
     finally:
         daemon.stopping.set()
         await asyncio.gather(task, return_exceptions=True)
         store.close()
+
+
+def tenant_findings(store) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    from monitor.store import queries
+
+    with store.reading("test") as session:
+        row = queries.endpoints_by_name(session, ["(tenant)"]).get("(tenant)")
+        if row is None:
+            return []
+        (latest,) = queries.latest_observations(session, [row.id])
+        return [(f.rule, f.severity) for f in queries.findings_of(session, [latest.id])[latest.id]]
+
+
+def test_tenant_drift_rules() -> None:
+    from checks import tenant
+
+    old = tenant.snapshot({"a": "*.contoso.com", "b": "mail.contoso.com"}, ["contoso.com", "x.org"])
+    new = tenant.snapshot({"a": "*.relay.contoso.com", "c": "*.contoso.com"}, ["contoso.com"])
+    found = {(f.rule, f.message) for f in tenant.compare(old, new, used=["a"])}
+    assert found == {
+        ("tenant.connector_changed", "connector 'a': '*.contoso.com' is now '*.relay.contoso.com'"),
+        ("tenant.connector_removed", "connector 'b' ('mail.contoso.com') is gone"),
+        ("tenant.domain_removed", "'x.org' is no longer an accepted domain"),
+        ("tenant.connector_unused", "connector 'c' has no endpoint in the configuration"),
+    }
+    assert [f.rule for f in tenant.compare(None, new, used=["a", "c"])] == []  # first look

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from checks import exchange
+from checks import exchange, tenant
 from checks.base import Rule, RuleInfo, anchor
 from checks.registry import BUILTIN_RULES
 
@@ -33,7 +33,9 @@ Every finding also says which direction it is about: the certificate the listene
 
 Certificate rules run when a chain was captured (or read from a file); session rules when the
 probe failed; the connector configuration rules always. The `exchange.*` rules judge the Exchange
-Server Send connector from its exports (`relaycert exchange`), not a probe.
+Server Send connector from its exports (`relaycert exchange`), not a probe; the `tenant.*` rules
+compare the tenant's connectors and accepted domains with what the daemon saw last (they appear
+under the pseudo-endpoint `(tenant)` in status, alerts and reports).
 
 | Rule | Default severity | Title |
 |---|---|---|
@@ -41,7 +43,7 @@ Server Send connector from its exports (`relaycert exchange`), not a probe.
 
 
 def render() -> str:
-    rules: list[Rule | RuleInfo] = [*BUILTIN_RULES.values(), *exchange.RULES]
+    rules: list[Rule | RuleInfo] = [*BUILTIN_RULES.values(), *exchange.RULES, *tenant.RULES]
     lines = [HEADER]
     for rule in rules:
         lines.append(

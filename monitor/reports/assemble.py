@@ -271,5 +271,6 @@ def assemble(
 def build(config: Config, store: Store, period: timedelta, now: datetime) -> Report:
     """Read the store and assemble the report over ``period`` up to ``now``."""
     start = now - period
-    rows = query.read(store, [e.name for e in config.endpoints], start, now)
+    names = [e.name for e in config.endpoints] + ["(tenant)"]  # tenant drift, if the daemon saw any
+    rows = query.read(store, names, start, now)
     return assemble(config, rows, renewals(store, since=start, limit=500), start, now)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_SUBMITTED
@@ -26,7 +26,7 @@ from monitor.config.sections import listen_address
 from monitor.errors import RelaycertError
 from monitor.logs import event
 from monitor.pipeline.listening import CaptureService
-from monitor.service import sdnotify
+from monitor.service import sdnotify, tenant_watch
 from monitor.service.generation import Generation
 from monitor.service.jobs import Jobs
 from monitor.service.metrics import MetricsServer
@@ -77,6 +77,20 @@ class Daemon:
         finally:
             await self.capture.close()
 
+    async def check_tenant(self) -> None:
+        """Tenant drift since the last look (start and every reload); errors are logged."""
+        gen = self.gen
+        try:
+            record = await asyncio.to_thread(
+                tenant_watch.check, gen.config, self.store, gen.tracking, datetime.now(UTC)
+            )
+        except RelaycertError as exc:
+            event(log, logging.ERROR, "tenant.error", error=str(exc))
+            return
+        for finding in record.findings:
+            event(log, logging.INFO, "tenant.drift", rule=finding.rule, message=finding.message)
+        self.jobs.wake_outbox.set()
+
     async def start_metrics(self) -> None:
         """``[daemon] metrics_listen``: serve /metrics and /healthz."""
         listen = self.gen.config.daemon.metrics_listen
@@ -113,6 +127,9 @@ class Daemon:
         self.jobs.outbox.channels = gen.channels
         self.jobs.schedule(config)
         logs.setup(config.daemon.log_format, config.daemon.log_level)  # a new format applies now
+        task = asyncio.get_running_loop().create_task(self.check_tenant())
+        self.jobs.inflight.add(task)
+        task.add_done_callback(self.jobs.inflight.discard)
         self._announce("config.reloaded", config)
 
     def _announce(self, name: str, config: Config) -> None:
@@ -128,6 +145,7 @@ class Daemon:
         config = self.gen.config
         await self.start_capture()
         await self.start_metrics()
+        await self.check_tenant()
         self.scheduler.add_listener(self.jobs.on_submitted, EVENT_JOB_SUBMITTED)
         self.jobs.schedule(config, first_run_spread)
         self.jobs.schedule_outbox(config)

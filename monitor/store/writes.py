@@ -54,6 +54,7 @@ def signature(record: ScanRecord, prints: list[str]) -> str:
             result.tls_version,
             prints,
             sorted((f.rule, f.severity.value, f.message) for f in record.findings),
+            (result.session or {}).get("digest"),  # the tenant snapshot, when there is one
         ]
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
