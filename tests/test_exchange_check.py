@@ -95,3 +95,18 @@ def test_certificate_that_misses_the_connector(tmp_path, config_file, capsys) ->
     other["CertificateDomains"] = ["mail.fabrikam.net"]  # plain strings in some exports
     code, found = check(tmp_path, config_file, send(name), [other], capsys)
     assert (code, found) == (2, [("connector.name_not_covered", "critical")])
+
+
+def test_renewal_reports_the_send_connector_check(tmp_path, config_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    """After a deployment the renewal's detail says whether the Send connector names the
+    renewed certificate (the Exchange deploy hook refreshes the exports)."""
+    from monitor.config.loader import load
+    from monitor.renewal.runner import Attempt, verify_send_connector
+
+    sends = send(f"<I>{LE}<S>CN=mail.contoso.com")
+    check(tmp_path, config_file, sends, [cert("CC33", NEW_LE)], capsys)  # writes the exports
+    config = load(tmp_path / "relaycert.toml")
+    attempt = Attempt(config, None, None, "renewals[0]", None, None)  # type: ignore[arg-type]
+    detail = verify_send_connector(attempt)
+    assert "Exchange Send connector check: Outbound to Office 365 - 1b2c:" in detail
+    assert "exchange.send_certificate_missing" in detail and "CC33" in detail

@@ -150,3 +150,105 @@ def test_tenant_drift_rules() -> None:
         ("tenant.connector_unused", "connector 'c' has no endpoint in the configuration"),
     }
     assert [f.rule for f in tenant.compare(None, new, used=["a", "c"])] == []  # first look
+
+
+class GraphServer:
+    """Microsoft identity platform token endpoint and Graph /v1.0/domains on loopback, in the
+    documented shapes (a collection with ``value`` and ``@odata.nextLink`` paging)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs
+
+        graph = self
+        self.forms: list[dict[str, list[str]]] = []
+        self.auth: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _json(self, status: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+                graph.forms.append(form)
+                if form.get("client_secret") != ["s3cret"]:
+                    self._json(401, {"error": "invalid_client"})
+                else:
+                    self._json(
+                        200, {"token_type": "Bearer", "expires_in": 3599, "access_token": "tok"}
+                    )
+
+            def do_GET(self) -> None:
+                graph.auth.append(self.headers.get("Authorization", ""))
+                base = f"http://127.0.0.1:{graph.server.server_address[1]}"
+                if self.path == "/v1.0/domains":
+                    self._json(200, {
+                        "@odata.context": f"{base}/v1.0/$metadata#domains",
+                        "value": [
+                            {"id": "contoso.com", "isVerified": True, "isDefault": True,
+                             "supportedServices": ["Email", "OfficeCommunicationsOnline"]},
+                            {"id": "unverified.contoso.net", "isVerified": False,
+                             "supportedServices": []},
+                        ],
+                        "@odata.nextLink": f"{base}/v1.0/domains?$skiptoken=2",
+                    })  # fmt: skip
+                else:
+                    self._json(200, {"value": [
+                        {"id": "contoso.onmicrosoft.com", "isVerified": True, "isInitial": True,
+                         "supportedServices": ["Email"]},
+                        {"id": "sharepoint.contoso.com", "isVerified": True,
+                         "supportedServices": ["SharePoint"]},
+                    ]})  # fmt: skip
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_accepted_domains_from_microsoft_graph(tmp_path: Path, config_file, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from monitor.config.graph import refresh
+    from monitor.errors import ConfigError
+
+    graph = GraphServer()
+    try:
+        monkeypatch.setenv("GRAPH_SECRET", "s3cret")
+        config_path = config_file(endpoint_toml("mail1", 25))
+        config_path.write_text(
+            config_path.read_text().replace(
+                'accepted_domains = ["contoso.com"]',
+                'accepted_domains = ["contoso.org"]\naccepted_domains_file = "graph-domains.json"\n'
+                '[tenant.graph]\ntenant_id = "00000000-1111-2222-3333-444444444444"\n'
+                'client_id = "app"\nclient_secret_env = "GRAPH_SECRET"\n'
+                f'authority = "{graph.url}"\ngraph_url = "{graph.url}"',
+            )
+        )
+        (tmp_path / "graph-domains.json").write_text('{"value": []}')
+        config = load(config_path)
+        assert config.tenant.graph is not None
+        refresh(config.tenant.graph, "tenant.graph", tmp_path)
+        reloaded = load(config_path)
+        assert reloaded.tenant.accepted_domains == (
+            "contoso.org", "contoso.com", "contoso.onmicrosoft.com"
+        )  # fmt: skip
+        (form,) = graph.forms
+        assert form["grant_type"] == ["client_credentials"]
+        assert form["scope"] == ["https://graph.microsoft.com/.default"]
+        assert graph.auth == ["Bearer tok", "Bearer tok"]  # both pages
+        monkeypatch.setenv("GRAPH_SECRET", "wrong")
+        with pytest.raises(ConfigError, match="token request was refused"):
+            refresh(config.tenant.graph, "tenant.graph", tmp_path)
+    finally:
+        graph.server.shutdown()
+        graph.server.server_close()

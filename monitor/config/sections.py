@@ -39,6 +39,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
+class GraphConfig(_Model):
+    """Microsoft Graph ``GET /v1.0/domains`` with the client-credentials grant."""
+
+    tenant_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    output: Path = Path("graph-domains.json")  # point accepted_domains_file at it
+    refresh: Duration = timedelta(hours=6)
+    authority: str = Field(default="https://login.microsoftonline.com", pattern=r"^https?://")
+    graph_url: str = Field(default="https://graph.microsoft.com", pattern=r"^https?://")
+
+
 class TenantConfig(_Model):
     name: str = "tenant"
     accepted_domains: tuple[str, ...] = Field(min_length=1)
@@ -46,6 +59,7 @@ class TenantConfig(_Model):
     # re-read by the daemon when they change.
     accepted_domains_file: Path | None = None
     inbound_connectors_file: Path | None = None
+    graph: GraphConfig | None = None
 
     @field_validator("accepted_domains")
     @classmethod

@@ -34,6 +34,8 @@ def records(path: Path, what: str) -> list[dict[str, Any]]:
         raise ConfigError(f"tenant.{what}: cannot read {path}: {exc.strerror}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"tenant.{what}: {path} is not JSON from ConvertTo-Json: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("value"), list):  # Graph's collection
+        data = data["value"]
     items = data if isinstance(data, list) else [data]
     if not all(isinstance(item, dict) for item in items):
         raise ConfigError(f"tenant.{what}: {path} must hold an object or an array of objects")
@@ -71,7 +73,10 @@ def accepted_domains(items: list[dict[str, Any]], into: Imported) -> None:
     for item in items:
         domain = item.get("DomainName") or item.get("id")  # Exchange, or Microsoft Graph
         if "isVerified" in item and not item.get("isVerified"):
-            continue
+            continue  # Graph: a domain the tenant has not verified is not accepted
+        services = item.get("supportedServices")
+        if isinstance(services, list) and "Email" not in services:
+            continue  # Graph: not used for mail
         if isinstance(domain, str) and domain and domain not in into.accepted_domains:
             into.accepted_domains.append(domain.lower())
 

@@ -14,12 +14,14 @@ from datetime import datetime
 
 from cryptography import x509
 
+from checks.base import Severity
 from checks.certinfo import all_names, dns_sans, fingerprint
 from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
-from monitor.errors import RenewalError
+from monitor.errors import RelaycertError, RenewalError
 from monitor.files import read_limited, write_secret
 from monitor.pipeline import outbound
+from monitor.pipeline.exchange import judge_exports
 from monitor.pipeline.scan import Scanner
 from monitor.renewal import decide, notify, pending
 from monitor.renewal.acme_flow import AcmeSession, Issued, RateLimited, ari_id, new_private_key
@@ -99,6 +101,25 @@ async def verify_outbound(attempt: Attempt, sha256: str) -> str:
     return "; outbound check: " + "; ".join(notes)
 
 
+def verify_send_connector(attempt: Attempt) -> str:
+    """With ``[exchange_server]``: the Send connector check over the exports (which the Exchange
+    deploy hook refreshes), reported in the renewal's detail: after a renewal by a new
+    intermediate this is where a stale ``TlsCertificateName`` shows."""
+    if attempt.config.exchange_server is None:
+        return ""
+    try:
+        results = judge_exports(attempt.config)
+    except RelaycertError as exc:
+        return f"; Exchange Send connector check not possible: {exc}"
+    notes = []
+    for send, found in results:
+        serious = [f for f in found if f.severity.rank >= Severity.WARNING.rank]
+        notes.append(
+            f"{send.name}: " + ("; ".join(f"{f.rule}: {f.message}" for f in serious) or "ok")
+        )
+    return "; Exchange Send connector check: " + "; ".join(notes)
+
+
 async def _order(
     attempt: Attempt, session: AcmeSession, names: list[str], replaces: str | None
 ) -> Issued:
@@ -145,7 +166,8 @@ async def _deploy(
         baselines.accept_renewed, attempt.store, settings.endpoints, chain, attempt.clock()
     )
     relaying = await verify_outbound(attempt, fingerprint(chain[0]))
-    return Result.VERIFIED, "deployed and served by every address" + relaying
+    sending = await asyncio.to_thread(verify_send_connector, attempt)
+    return Result.VERIFIED, "deployed and served by every address" + relaying + sending
 
 
 async def _issue_and_deploy(

@@ -153,6 +153,7 @@ class Daemon:
         self._announce("daemon.started", config)
         waker = asyncio.create_task(self._outbox_waker())
         watcher = asyncio.create_task(self._watch_tenant_files())
+        graph = asyncio.create_task(self._refresh_graph())
         interval = sdnotify.watchdog_interval()
         pinger = asyncio.create_task(sdnotify.keep_alive(interval)) if interval else None
         sdnotify.notify("READY=1")
@@ -160,11 +161,31 @@ class Daemon:
         sdnotify.notify("STOPPING=1")
         waker.cancel()
         watcher.cancel()
+        graph.cancel()
         if pinger is not None:
             pinger.cancel()
         await self.shutdown()
         if self.failure is not None:
             raise self.failure
+
+    async def _refresh_graph(self) -> None:
+        """``[tenant.graph]``: fetch the accepted domains from Microsoft Graph every
+        ``refresh``; the file watcher then reloads when they changed."""
+        from monitor.config.graph import refresh
+
+        while True:
+            config = self.gen.config
+            settings = config.tenant.graph
+            if settings is None:
+                return
+            try:
+                path = await asyncio.to_thread(
+                    refresh, settings, f"{config.source}: tenant.graph", config.source.parent
+                )
+                event(log, logging.INFO, "tenant.graph_refreshed", file=str(path))
+            except RelaycertError as exc:
+                event(log, logging.ERROR, "tenant.graph_error", error=str(exc))
+            await asyncio.sleep(settings.refresh.total_seconds())
 
     async def _watch_tenant_files(self) -> None:
         """Reload when a scheduled export of the tenant (connectors, accepted domains) changed."""
