@@ -178,7 +178,7 @@ async def test_a_busy_greeting_is_retried_once() -> None:
         writer.write(b"220 mx.test\r\n")
         await ehlo_loop(reader, writer, None, ehlo_reply=b"250 mx.test\r\n")
 
-    from monitor.probe.smtp import probe_bounded
+    from monitor.probe.bounded import probe_bounded
 
     async with scripted(handler) as port:
         (result,) = await probe_bounded([target(port)], asyncio.Semaphore(1))

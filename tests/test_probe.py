@@ -18,7 +18,8 @@ from checks.base import ProbeStatus
 from checks.certinfo import fingerprint
 from monitor.demo import pki
 from monitor.demo.servers import server_context
-from monitor.probe.smtp import ProbeTarget, probe, probe_many
+from monitor.probe.bounded import probe_many
+from monitor.probe.smtp import ProbeTarget, probe
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -27,7 +27,8 @@ from monitor.config.sections import EndpointConfig
 from monitor.errors import ProbeError
 from monitor.probe.resolve import resolve
 from monitor.probe.result import ProbeResult, ProbeTarget
-from monitor.probe.smtp import client_context, map_error
+from monitor.probe.tlsinfo import client_context
+from monitor.probe.wire import map_error
 from monitor.secrets import read_secret
 
 

@@ -24,10 +24,11 @@ from monitor.errors import ProbeError
 from monitor.pipeline import outbound
 from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord
+from monitor.probe.bounded import probe_bounded
 from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.resolve import resolve
 from monitor.probe.result import ProbeResult, ProbeTarget
-from monitor.probe.smtp import probe_bounded, unresolved
+from monitor.probe.smtp import unresolved
 from monitor.probe.trust import trust_anchors
 
 if TYPE_CHECKING:  # the database layer is imported when a store is used, not before

@@ -25,7 +25,7 @@ def legacy_context() -> ssl.SSLContext:
 
 async def accepted_legacy(target: ProbeTarget) -> tuple[str, ...]:
     """The newest legacy version the server negotiates, or ``()`` when it refuses them all."""
-    result, _ = await smtp._attempt(target, legacy_context())
+    result, _ = await smtp.attempt(target, legacy_context())
     if result.status is ProbeStatus.OK and result.tls_version in LEGACY:
         return (result.tls_version,)
     return ()

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import _ssl
 import asyncio
-import os
-import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import cast
 
-import aiosmtplib
 from aiosmtplib.errors import SMTPResponseException
 from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.response import SMTPResponse
 
 from checks.base import ProbeStatus
-from monitor.errors import ProbeConnectionError, ProbeError, ProbeTimeoutError
+from monitor.errors import ProbeError, ProbeTimeoutError
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.tlsinfo import (
     NO_CERTIFICATE_HINT,
@@ -36,10 +33,9 @@ from monitor.probe.tlsinfo import (
     explain,
     not_tls,
 )
+from monitor.probe.wire import clean, connect, map_error, plaintext_look, reply_text
 
-__all__ = ["client_context", "map_error", "probe", "probe_bounded", "probe_many", "unresolved"]
-
-MAX_BANNER = 1024
+__all__ = ["attempt", "client_context", "map_error", "probe", "unresolved"]
 
 
 _CONTEXT: ssl.SSLContext | None = None
@@ -50,48 +46,6 @@ def _shared_context() -> ssl.SSLContext:
     if _CONTEXT is None:
         _CONTEXT = client_context()
     return _CONTEXT
-
-
-def _reply(response: SMTPResponse) -> str:
-    return _clean(f"{response.code} {response.message}")
-
-
-def _clean(text: str) -> str:
-    if not text.isprintable():
-        text = "".join(ch if ch.isprintable() else " " for ch in text)
-    return text[:MAX_BANNER]
-
-
-async def _connect(target: ProbeTarget) -> socket.socket:
-    family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        async with asyncio.timeout(target.timeout):
-            await asyncio.get_running_loop().sock_connect(sock, (target.address, target.port))
-    except TimeoutError as exc:
-        sock.close()
-        raise ProbeTimeoutError("connect", f"no answer within {target.timeout:g}s") from exc
-    except OSError as exc:
-        sock.close()
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ProbeConnectionError("connect", reason) from exc
-    return sock
-
-
-def map_error(step: str, exc: BaseException, timeout: float) -> ProbeError:
-    """Map third-party and builtin errors of one step into the relaycert tree."""
-    if isinstance(exc, ProbeError):
-        return exc
-    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
-        return ProbeTimeoutError(step, f"no complete reply within {timeout:g}s")
-    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
-        return ProbeConnectionError(step, f"connection closed by the server ({_clean(str(exc))})")
-    if isinstance(exc, ssl.SSLError):
-        return ProbeError(step, _clean(exc.reason or str(exc)))
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return ProbeError(step, f"{exc.code} {_clean(exc.message)}")
-    return ProbeError(step, _clean(f"{type(exc).__name__}: {exc}"))
 
 
 CLOSE_WAIT = 1.0  # seconds to wait for a closed connection before aborting it
@@ -140,7 +94,7 @@ class _Session:
     async def run(self) -> None:
         target, result = self.target, self.result
         timeout, implicit = target.timeout, target.mode == "tls"
-        sock = await _connect(target)
+        sock = await connect(target)
         self._lap("connect")
         loop = asyncio.get_running_loop()
         try:
@@ -160,7 +114,7 @@ class _Session:
             self._lap("handshake")
             self._capture_tls()
         greeting = await self._step("greeting", protocol.read_response(timeout))
-        result.banner = _reply(greeting)
+        result.banner = reply_text(greeting)
         if greeting.code != 220:
             raise ProbeError("greeting", f"server is not ready: {result.banner}")
         name = target.ehlo_name.encode("ascii")
@@ -169,7 +123,7 @@ class _Session:
             await self._ehlo_refused(ehlo, name, implicit)
             return
         lines = ehlo.message.splitlines()
-        result.ehlo = tuple(_clean(line) for line in lines[:64])
+        result.ehlo = tuple(clean(line) for line in lines[:64])
         if not implicit:
             # The keyword may be on any line after the first, the last one included.
             if not any(line.split(" ", 1)[0].upper() == "STARTTLS" for line in lines[1:]):
@@ -182,13 +136,13 @@ class _Session:
             except SMTPResponseException as exc:
                 result.status = ProbeStatus.STARTTLS_REFUSED
                 result.failed_step = "starttls"
-                result.starttls_reply = result.error = f"{exc.code} {_clean(exc.message)}"
+                result.starttls_reply = result.error = f"{exc.code} {clean(exc.message)}"
                 return
             except Exception as exc:
                 error = map_error("handshake", exc, timeout)
                 raise type(error)("handshake", explain(error.detail)) from exc
             self._lap("starttls")
-            result.starttls_reply = _reply(reply)
+            result.starttls_reply = reply_text(reply)
             self._capture_tls()
             await self._step("ehlo_tls", protocol.execute_command(b"EHLO", name, timeout=timeout))
         await self._step("quit", protocol.execute_command(b"QUIT", timeout=timeout))
@@ -205,13 +159,13 @@ class _Session:
             if helo.code == 250:
                 self.result.status = ProbeStatus.STARTTLS_MISSING
                 self.result.error = (
-                    f"the server does not know EHLO ({_reply(ehlo)}) and accepts only HELO, "
+                    f"the server does not know EHLO ({reply_text(ehlo)}) and accepts only HELO, "
                     "which cannot negotiate STARTTLS"
                 )
                 return
         raise ProbeError(
             "ehlo",
-            f"the EHLO name '{self.target.ehlo_name}' was refused: {_reply(ehlo)}; set "
+            f"the EHLO name '{self.target.ehlo_name}' was refused: {reply_text(ehlo)}; set "
             "`ehlo_name` (on the endpoint or in [probe]) to a name the server accepts, such "
             "as this host's DNS name",
         )
@@ -255,17 +209,17 @@ async def probe(target: ProbeTarget) -> ProbeResult:
     attempt.  After a failed handshake one more look, on a new connection: on an implicit-TLS
     port whether the server answers in plain text (a busy server's 421), otherwise the chain
     read from the handshake messages, so the result shows what the server presented."""
-    result, timed_out = await _attempt(target, _shared_context())
+    result, timed_out = await attempt(target, _shared_context())
     if (
         result.status is ProbeStatus.HANDSHAKE_FAILED
         and result.failed_step == "handshake"
         and not timed_out  # a stall costs one timeout, not two
     ):
         if target.mode == "tls" and not_tls(result.error or ""):
-            await _plaintext_look(target, result)
+            await plaintext_look(target, result)
         else:
             recorder = HandshakeRecorder()
-            again, _ = await _attempt(target, client_context(recorder))
+            again, _ = await attempt(target, client_context(recorder))
             if again.status is ProbeStatus.OK:
                 again.started_at = result.started_at
                 result = again
@@ -277,36 +231,7 @@ async def probe(target: ProbeTarget) -> ProbeResult:
     return result
 
 
-async def _plaintext_look(target: ProbeTarget, result: ProbeResult) -> None:
-    """The server did not speak TLS on its implicit-TLS port: read what it says in plain text.
-    A 4xx (busy, too many connections) is "unknown", not a TLS failure; a 220 means the port
-    speaks plain SMTP and the mode is wrong."""
-    try:
-        sock = await _connect(target)
-    except ProbeError:
-        return
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(target.timeout):
-            data = await loop.sock_recv(sock, 512)
-    except (TimeoutError, OSError):
-        return
-    finally:
-        sock.close()
-    line = _clean(data.decode("latin-1").split("\r\n", 1)[0].strip())
-    if len(line) < 3 or not line[:3].isdigit():
-        return
-    result.banner = line
-    if line.startswith("4"):
-        result.status = ProbeStatus.UNREACHABLE
-        result.error = f"the server answered in plain text instead of TLS: {line}"
-    elif line.startswith("2"):
-        result.error = (
-            f"the port speaks plain SMTP ({line}), not implicit TLS; set mode = 'starttls'"
-        )
-
-
-async def _attempt(target: ProbeTarget, context: ssl.SSLContext) -> tuple[ProbeResult, bool]:
+async def attempt(target: ProbeTarget, context: ssl.SSLContext) -> tuple[ProbeResult, bool]:
     """One connection's dialogue; the result, and whether it ended in a timeout."""
     session = _Session(target, context)
     result = session.result
@@ -336,60 +261,6 @@ def _fail(result: ProbeResult, step: str, detail: str, *, handshake: bool) -> No
         return
     result.status = ProbeStatus.HANDSHAKE_FAILED if handshake else ProbeStatus.UNREACHABLE
     result.failed_step, result.error = step, detail
-
-
-RETRY_DELAY = 1.0  # seconds before the one retry of a transient refusal
-
-
-def transient(result: ProbeResult) -> bool:
-    """A refusal worth one retry: a 4xx greeting (busy, too many connections) or a connection
-    the server reset or closed before the dialogue finished."""
-    if result.status is not ProbeStatus.UNREACHABLE or result.error is None:
-        return False
-    if result.failed_step == "greeting" and result.error.startswith("server is not ready: 4"):
-        return True
-    return result.failed_step != "connect" and "connection closed by the server" in result.error
-
-
-async def probe_bounded(
-    targets: Sequence[ProbeTarget],
-    semaphore: asyncio.Semaphore,
-    on_start: Callable[[ProbeTarget], None] | None = None,
-    per_host: Callable[[str], asyncio.Semaphore] | None = None,
-) -> list[ProbeResult]:
-    """Probe ``targets``, each holding ``semaphore`` (and its address's ``per_host`` semaphore)
-    while connected, so one semaphore shared by every caller bounds the connections in flight
-    and no server gets more than its per-host share; results in target order.  A transient
-    refusal is retried once after :data:`RETRY_DELAY`, permits released while waiting.
-    ``on_start`` is called as each probe starts (the daemon measures scheduling lag with it)."""
-
-    async def once(target: ProbeTarget, first: bool) -> ProbeResult:
-        host = per_host(target.address) if per_host is not None else None
-        async with semaphore:
-            if host is None:
-                if first and on_start is not None:
-                    on_start(target)
-                return await probe(target)
-            async with host:
-                if first and on_start is not None:
-                    on_start(target)
-                return await probe(target)
-
-    async def bounded(target: ProbeTarget) -> ProbeResult:
-        result = await once(target, True)
-        if transient(result):
-            await asyncio.sleep(RETRY_DELAY)
-            retried = await once(target, False)
-            retried.timings["retried_after"] = result.timings.get("total", 0.0)
-            return retried
-        return result
-
-    return list(await asyncio.gather(*(bounded(t) for t in targets)))
-
-
-async def probe_many(targets: Sequence[ProbeTarget], concurrency: int) -> list[ProbeResult]:
-    """Probe ``targets`` with at most ``concurrency`` in flight; results in target order."""
-    return await probe_bounded(targets, asyncio.Semaphore(concurrency))
 
 
 def unresolved(target: ProbeTarget, detail: str) -> ProbeResult:

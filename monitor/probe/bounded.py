@@ -1,0 +1,64 @@
+"""Many probes at once: a shared connection bound, a per-address bound, and one retry of a
+transient refusal (a busy server's 4xx greeting, a reset)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from checks.base import ProbeStatus
+from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.probe.smtp import probe
+
+RETRY_DELAY = 1.0  # seconds before the one retry of a transient refusal
+
+
+def transient(result: ProbeResult) -> bool:
+    """A refusal worth one retry: a 4xx greeting (busy, too many connections) or a connection
+    the server reset or closed before the dialogue finished."""
+    if result.status is not ProbeStatus.UNREACHABLE or result.error is None:
+        return False
+    if result.failed_step == "greeting" and result.error.startswith("server is not ready: 4"):
+        return True
+    return result.failed_step != "connect" and "connection closed by the server" in result.error
+
+
+async def probe_bounded(
+    targets: Sequence[ProbeTarget],
+    semaphore: asyncio.Semaphore,
+    on_start: Callable[[ProbeTarget], None] | None = None,
+    per_host: Callable[[str], asyncio.Semaphore] | None = None,
+) -> list[ProbeResult]:
+    """Probe ``targets``, each holding ``semaphore`` (and its address's ``per_host`` semaphore)
+    while connected, so one semaphore shared by every caller bounds the connections in flight
+    and no server gets more than its per-host share; results in target order.  A transient
+    refusal is retried once after :data:`RETRY_DELAY`, permits released while waiting.
+    ``on_start`` is called as each probe starts (the daemon measures scheduling lag with it)."""
+
+    async def once(target: ProbeTarget, first: bool) -> ProbeResult:
+        host = per_host(target.address) if per_host is not None else None
+        async with semaphore:
+            if host is None:
+                if first and on_start is not None:
+                    on_start(target)
+                return await probe(target)
+            async with host:
+                if first and on_start is not None:
+                    on_start(target)
+                return await probe(target)
+
+    async def bounded(target: ProbeTarget) -> ProbeResult:
+        result = await once(target, True)
+        if transient(result):
+            await asyncio.sleep(RETRY_DELAY)
+            retried = await once(target, False)
+            retried.timings["retried_after"] = result.timings.get("total", 0.0)
+            return retried
+        return result
+
+    return list(await asyncio.gather(*(bounded(t) for t in targets)))
+
+
+async def probe_many(targets: Sequence[ProbeTarget], concurrency: int) -> list[ProbeResult]:
+    """Probe ``targets`` with at most ``concurrency`` in flight; results in target order."""
+    return await probe_bounded(targets, asyncio.Semaphore(concurrency))

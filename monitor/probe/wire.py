@@ -1,0 +1,90 @@
+"""The probe's wire-level helpers: connecting with a timeout, cleaning what a server says,
+mapping library and OS errors into :mod:`monitor.errors`, and a look at a port that did not
+speak TLS when it should have."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+
+import aiosmtplib
+from aiosmtplib.response import SMTPResponse
+
+from checks.base import ProbeStatus
+from monitor.errors import ProbeConnectionError, ProbeError, ProbeTimeoutError
+from monitor.probe.result import ProbeResult, ProbeTarget
+
+MAX_BANNER = 1024
+
+
+def reply_text(response: SMTPResponse) -> str:
+    return clean(f"{response.code} {response.message}")
+
+
+def clean(text: str) -> str:
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text[:MAX_BANNER]
+
+
+async def connect(target: ProbeTarget) -> socket.socket:
+    family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(target.timeout):
+            await asyncio.get_running_loop().sock_connect(sock, (target.address, target.port))
+    except TimeoutError as exc:
+        sock.close()
+        raise ProbeTimeoutError("connect", f"no answer within {target.timeout:g}s") from exc
+    except OSError as exc:
+        sock.close()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ProbeConnectionError("connect", reason) from exc
+    return sock
+
+
+def map_error(step: str, exc: BaseException, timeout: float) -> ProbeError:
+    """Map third-party and builtin errors of one step into the relaycert tree."""
+    if isinstance(exc, ProbeError):
+        return exc
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return ProbeTimeoutError(step, f"no complete reply within {timeout:g}s")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
+        return ProbeConnectionError(step, f"connection closed by the server ({clean(str(exc))})")
+    if isinstance(exc, ssl.SSLError):
+        return ProbeError(step, clean(exc.reason or str(exc)))
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return ProbeError(step, f"{exc.code} {clean(exc.message)}")
+    return ProbeError(step, clean(f"{type(exc).__name__}: {exc}"))
+
+
+async def plaintext_look(target: ProbeTarget, result: ProbeResult) -> None:
+    """The server did not speak TLS on its implicit-TLS port: read what it says in plain text.
+    A 4xx (busy, too many connections) is "unknown", not a TLS failure; a 220 means the port
+    speaks plain SMTP and the mode is wrong."""
+    try:
+        sock = await connect(target)
+    except ProbeError:
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(target.timeout):
+            data = await loop.sock_recv(sock, 512)
+    except (TimeoutError, OSError):
+        return
+    finally:
+        sock.close()
+    line = clean(data.decode("latin-1").split("\r\n", 1)[0].strip())
+    if len(line) < 3 or not line[:3].isdigit():
+        return
+    result.banner = line
+    if line.startswith("4"):
+        result.status = ProbeStatus.UNREACHABLE
+        result.error = f"the server answered in plain text instead of TLS: {line}"
+    elif line.startswith("2"):
+        result.error = (
+            f"the port speaks plain SMTP ({line}), not implicit TLS; set mode = 'starttls'"
+        )
