@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from monitor.config.sections import GraphConfig
+from monitor.config.integrations import GraphConfig
 from monitor.errors import ConfigError
 from monitor.files import write_atomic
 from monitor.secrets import read_secret

@@ -17,21 +17,20 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from checks.base import Severity
+from monitor.config.common import Model as _Model
+from monitor.config.integrations import CaptureConfig, ExchangeServerConfig
 from monitor.config.sections import (
     AlertsConfig,
-    CaptureConfig,
     ConnectorConfig,
     DaemonConfig,
     DatabaseConfig,
     DnsConfig,
     EndpointConfig,
-    ExchangeServerConfig,
     ExpiryConfig,
     ProbeConfig,
     ReportsConfig,
     TenantConfig,
     TrustConfig,
-    _Model,
 )
 from monitor.config.units import parse_duration
 from monitor.errors import ConfigError

@@ -3,53 +3,20 @@
 
 from __future__ import annotations
 
-import re
-import socket
 from datetime import timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from checks.base import DOCS_BASE, Connector, ExpiryThresholds, Severity
 from monitor.alerts.lifecycle import AlertSettings
+from monitor.config.common import DOMAIN_PATTERN as _DOMAIN_PATTERN
+from monitor.config.common import HOST as _HOST
+from monitor.config.common import Model as _Model
+from monitor.config.common import default_ehlo_name, listen_address
+from monitor.config.integrations import GraphConfig, OutboundConfig
 from monitor.config.units import Duration, DurationOrZero
-
-_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
-_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
-_DOMAIN_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+\.?$")
-
-
-@lru_cache(maxsize=1)
-def default_ehlo_name() -> str:
-    """This host's fully qualified name (servers with a HELO-name check refuse made-up names
-    such as ``relaycert.invalid``), or that when the host has no dotted name."""
-    name = socket.getfqdn().rstrip(".").lower()
-    if "." in name and _HOST.match(name) and not name.startswith("localhost"):
-        return name
-    return "relaycert.invalid"
-
-
-def is_host_name(value: str) -> bool:
-    return bool(_HOST.match(value))
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
-
-
-class GraphConfig(_Model):
-    """Microsoft Graph ``GET /v1.0/domains`` with the client-credentials grant."""
-
-    tenant_id: str = Field(min_length=1)
-    client_id: str = Field(min_length=1)
-    client_secret_env: str | None = None
-    client_secret_file: Path | None = None
-    output: Path = Path("graph-domains.json")  # point accepted_domains_file at it
-    refresh: Duration = timedelta(hours=6)
-    authority: str = Field(default="https://login.microsoftonline.com", pattern=r"^https?://")
-    graph_url: str = Field(default="https://graph.microsoft.com", pattern=r"^https?://")
 
 
 class TenantConfig(_Model):
@@ -86,122 +53,6 @@ class ConnectorConfig(_Model):
 
     def to_check(self) -> Connector:
         return Connector(self.name, self.tls_sender_certificate_name)
-
-
-class ExchangeServerConfig(_Model):
-    """Exports of Exchange Server's Send connectors and certificates (`relaycert exchange`)."""
-
-    send_connectors_file: Path  # Get-SendConnector | ConvertTo-Json -Depth 5
-    certificates_file: Path  # Get-ExchangeCertificate | ConvertTo-Json -Depth 5
-    connector: str | None = (
-        None  # the [[connectors]] entry they relay through (default: the only one)
-    )
-    send_connectors: tuple[
-        str, ...
-    ] = ()  # default: those whose smart host is *.mail.protection.outlook.com
-
-
-class OutboundConfig(_Model):
-    """An endpoint's outbound check: submit a probe message through the on-prem server, which
-    routes the probe domain to the capture listener with its Exchange Online TLS settings."""
-
-    submit_host: str | None = None  # default: the endpoint's host (and its `addresses`)
-    submit_port: int = Field(default=25, ge=1, le=65535)
-    starttls: Literal["opportunistic", "require", "none"] = "opportunistic"
-    username: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    mail_from: str | None = None  # default: relaycert@<[probe] ehlo_name>
-    probe_domain: str | None = None  # default: the first of [capture] probe_domains
-
-    @field_validator("submit_host")
-    @classmethod
-    def _hostname(cls, value: str | None) -> str | None:
-        if value is not None and not _HOST.match(value):
-            raise ValueError(f"'{value}' is not a host name")
-        return value
-
-    @model_validator(mode="after")
-    def _credentials(self) -> OutboundConfig:
-        if self.password_env and self.password_file:
-            raise ValueError("give only one of password_env, password_file")
-        if (self.password_env or self.password_file) and not self.username:
-            raise ValueError("a password needs `username`")
-        if self.username and not (self.password_env or self.password_file):
-            raise ValueError(
-                "`username` needs `password_env` or `password_file` (never the password itself)"
-            )
-        return self
-
-
-class CaptureConfig(_Model):
-    """The capture listener that sees the on-prem servers' client certificates."""
-
-    listen: tuple[str, ...] = ("127.0.0.1:2525",)
-    probe_domains: tuple[str, ...] = Field(min_length=1)
-    hostname: str = "relaycert-capture.invalid"
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    state_dir: Path = Path("capture")
-    timeout: Duration = timedelta(seconds=30)
-    session_timeout: Duration = timedelta(minutes=5)
-    max_message_size: int = Field(default=65_536, ge=1_024, le=10_485_760)
-    max_connections: int = Field(default=100, ge=1, le=10_000)
-    max_per_peer: int = Field(default=20, ge=1, le=10_000)
-    rate_per_peer: int = Field(default=120, ge=1, le=100_000)
-    wait: Duration = timedelta(minutes=2)
-    misses_critical: int = Field(default=3, ge=1, le=1000)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("give at least one 'address:port' to listen on")
-        for item in value:
-            listen_address(item)
-        return value
-
-    @field_validator("probe_domains")
-    @classmethod
-    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for domain in value:
-            if "*" in domain or not _DOMAIN_PATTERN.match(domain):
-                raise ValueError(f"'{domain}' is not a domain name such as 'probe.contoso.com'")
-        return tuple(d.lower().rstrip(".") for d in value)
-
-    @field_validator("hostname")
-    @classmethod
-    def _hostname(cls, value: str) -> str:
-        if not _HOST.match(value):
-            raise ValueError(f"'{value}' is not a host name")
-        return value
-
-    @model_validator(mode="after")
-    def _pair(self) -> CaptureConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("give both cert_file and key_file, or neither (one is generated)")
-        return self
-
-    def addresses(self) -> tuple[tuple[str, int], ...]:
-        return tuple(listen_address(item) for item in self.listen)
-
-
-def listen_address(item: str) -> tuple[str, int]:
-    """``"127.0.0.1:2525"`` or ``"[::1]:2525"`` -> (address, port)."""
-    import ipaddress
-
-    if item.startswith("["):
-        host, _, rest = item[1:].partition("]")
-        text = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, text = item.rpartition(":")
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"'{item}': give 'address:port' with a port from 1 to 65535")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"'{item}': '{host}' is not an IP address") from None
-    return host, int(text)
 
 
 class EndpointConfig(_Model):

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from checks.base import Direction, ProbeStatus, Severity, TrustAnchors, worst
 from checks.certinfo import fingerprint
 from monitor.alerts.policy import Tracking
+from monitor.config.common import is_host_name
 from monitor.config.loader import Config
-from monitor.config.sections import EndpointConfig, is_host_name
+from monitor.config.sections import EndpointConfig
 from monitor.errors import ProbeError
 from monitor.pipeline import outbound
 from monitor.pipeline.judge import Judge

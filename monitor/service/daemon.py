@@ -21,8 +21,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor import logs
 from monitor.alerts.outbox import Outbox
+from monitor.config.common import listen_address
 from monitor.config.loader import Config, load
-from monitor.config.sections import listen_address
 from monitor.errors import RelaycertError
 from monitor.logs import event
 from monitor.pipeline.listening import CaptureService
