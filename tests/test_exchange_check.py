@@ -101,7 +101,8 @@ def test_renewal_reports_the_send_connector_check(tmp_path, config_file, capsys)
     """After a deployment the renewal's detail says whether the Send connector names the
     renewed certificate (the Exchange deploy hook refreshes the exports)."""
     from monitor.config.loader import load
-    from monitor.renewal.runner import Attempt, verify_send_connector
+    from monitor.renewal.attempt import Attempt
+    from monitor.renewal.verify import verify_send_connector
 
     sends = send(f"<I>{LE}<S>CN=mail.contoso.com")
     check(tmp_path, config_file, sends, [cert("CC33", NEW_LE)], capsys)  # writes the exports

@@ -9,115 +9,28 @@ retried later with backoff.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
 
-from checks.base import Severity
 from checks.certinfo import all_names, dns_sans, fingerprint
 from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
-from monitor.errors import RelaycertError, RenewalError
+from monitor.errors import RenewalError
 from monitor.files import read_limited, write_secret
-from monitor.pipeline import outbound
-from monitor.pipeline.exchange import judge_exports
 from monitor.pipeline.scan import Scanner
 from monitor.renewal import decide, notify, pending
 from monitor.renewal.acme_flow import AcmeSession, Issued, RateLimited, ari_id, new_private_key
+from monitor.renewal.attempt import DEPLOYED, Attempt
 from monitor.renewal.decide import Due
 from monitor.renewal.deploy import gate, run_hooks, write_files
 from monitor.renewal.outcome import Outcome, Result
 from monitor.renewal.settings import RenewalSettings, staging_of
 from monitor.renewal.solvers import make_solver
+from monitor.renewal.verify import verify_outbound, verify_send_connector, verify_served
 from monitor.secrets import read_secret
 from monitor.store import baselines, queries, renewals
 from monitor.store.engine import Store
-
-# Attempts after which a new certificate may be in place (the store may predate it).
-DEPLOYED = frozenset({"verified", "not_served", "hook_failed"})
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """What one attempt works with."""
-
-    config: Config
-    store: Store
-    settings: RenewalSettings  # paths resolved against the configuration file
-    where: str  # the settings' place in the configuration, for messages
-    scanner: Scanner
-    clock: Clock
-
-
-async def verify_served(attempt: Attempt, sha256: str) -> list[str]:
-    """Re-probe every address until all serve ``sha256``; the addresses that still do not."""
-    config, settings = attempt.config, attempt.settings
-    endpoints = [e for e in config.endpoints if e.name in settings.endpoints]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.verify_timeout.total_seconds()
-    while True:
-        stale = []
-        results = await attempt.scanner.probe(endpoints)
-        for result in results:
-            leaf = x509.load_der_x509_certificate(result.chain_der[0]) if result.chain_der else None
-            if leaf is None or fingerprint(leaf) != sha256:
-                stale.append(f"{result.target.endpoint} {result.target.address or '?'}")
-        if not stale or loop.time() > deadline:
-            # The verification probes are observations like any other: stored, so status and
-            # the next renewal decision see what is served now, not what was before.
-            await attempt.scanner.judge_and_store(results, attempt.clock())
-            return stale
-        await asyncio.sleep(1)
-
-
-async def verify_outbound(attempt: Attempt, sha256: str) -> str:
-    """Re-run the outbound checks of the renewed endpoints that have one (stored and alerted as
-    usual) and say whether the server now *relays* with the new certificate.  The client
-    certificate is configured separately (Postfix ``smtp_tls_*``, Exchange Send connector), so
-    this reports rather than fails the renewal; its own findings alert in that direction."""
-    config, scanner = attempt.config, attempt.scanner
-    endpoints = [e for e in config.endpoints if e.name in attempt.settings.endpoints and e.outbound]
-    if not endpoints:
-        return ""
-    results = await outbound.check_all(
-        config, endpoints, scanner.capture, scanner.semaphore, scanner.capture_unavailable
-    )
-    limit = config.capture.misses_critical if config.capture else 3
-    await asyncio.to_thread(outbound.count_misses, attempt.store, results, limit)
-    notes = []
-    for record in await scanner.judge_and_store(results, attempt.clock()):
-        name = record.result.target.endpoint
-        if record.chain and fingerprint(record.chain[0]) == sha256:
-            notes.append(f"{name} relays with the new certificate")
-        elif record.chain:
-            notes.append(
-                f"{name} still relays with {fingerprint(record.chain[0])[:16]}... (update its "
-                "client certificate setting: Postfix smtp_tls_chain_files, Exchange Send "
-                "connector TlsCertificateName)"
-            )
-        else:
-            notes.append(f"{name} outbound check: {record.result.status.value}")
-    return "; outbound check: " + "; ".join(notes)
-
-
-def verify_send_connector(attempt: Attempt) -> str:
-    """With ``[exchange_server]``: the Send connector check over the exports (which the Exchange
-    deploy hook refreshes), reported in the renewal's detail: after a renewal by a new
-    intermediate this is where a stale ``TlsCertificateName`` shows."""
-    if attempt.config.exchange_server is None:
-        return ""
-    try:
-        results = judge_exports(attempt.config)
-    except RelaycertError as exc:
-        return f"; Exchange Send connector check not possible: {exc}"
-    notes = []
-    for send, found in results:
-        serious = [f for f in found if f.severity.rank >= Severity.WARNING.rank]
-        notes.append(
-            f"{send.name}: " + ("; ".join(f"{f.rule}: {f.message}" for f in serious) or "ok")
-        )
-    return "; Exchange Send connector check: " + "; ".join(notes)
 
 
 async def _order(
