@@ -3,10 +3,13 @@ transient or permanent :class:`DeliveryError`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor.errors import ConfigError
-from notifications.base import DeliveryError
+from monitor.secrets import read_secret
+from notifications.base import DeliveryError, Notification
+from notifications.settings import ChannelSettings
 
 if TYPE_CHECKING:  # imported when a message is sent or a URL checked, not by every command
     import httpx
@@ -70,3 +73,36 @@ async def post(
         permanent=permanent,
         retry_after=_retry_after(response),
     )
+
+
+class UrlSettings(ChannelSettings):
+    """A channel that posts to a URL that is itself a credential (Teams Workflows, Slack and
+    generic webhooks): it is read from ``url_env`` or ``url_file``, never the file."""
+
+    url_env: str | None = None
+    url_file: Path | None = None
+
+
+class UrlChannel:
+    """The shared part of the URL channels: the secret URL, checked at load, and one POST per
+    message.  A channel says what it posts (:meth:`body`) and any headers (:meth:`headers`)."""
+
+    def __init__(self, settings: UrlSettings, where: str) -> None:
+        self.settings = settings
+        url = read_secret(f"{where}.url", settings.url_env, settings.url_file) or ""
+        self._url = check_url(url, f"{where}.url")
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def body(self, note: Notification) -> bytes:
+        raise NotImplementedError
+
+    def headers(self, note: Notification, body: bytes) -> dict[str, str] | None:
+        return None
+
+    async def send(self, note: Notification) -> None:
+        body = self.body(note)
+        timeout = self.settings.timeout.total_seconds()
+        await post(self.name, self._url, timeout, body, self.headers(note, body))

@@ -15,14 +15,11 @@ from typing import Literal
 
 from monitor.secrets import read_secret
 from notifications.base import Notification
-from notifications.http import check_url, post
-from notifications.settings import ChannelSettings
+from notifications.http import UrlChannel, UrlSettings
 
 
-class WebhookSettings(ChannelSettings):
+class WebhookSettings(UrlSettings):
     type: Literal["webhook"]
-    url_env: str | None = None
-    url_file: Path | None = None
     secret_env: str | None = None
     secret_file: Path | None = None
 
@@ -31,22 +28,18 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class WebhookChannel:
+class WebhookChannel(UrlChannel):
     def __init__(self, settings: WebhookSettings, where: str) -> None:
-        self.settings = settings
-        url = read_secret(f"{where}.url", settings.url_env, settings.url_file) or ""
-        self._url = check_url(url, f"{where}.url")
+        super().__init__(settings, where)
         self._secret = read_secret(
             f"{where}.secret", settings.secret_env, settings.secret_file, required=False
         )
 
-    @property
-    def name(self) -> str:
-        return self.settings.name
+    def body(self, note: Notification) -> bytes:
+        return json.dumps({"source": "relaycert", **note.to_dict()}).encode()
 
-    async def send(self, note: Notification) -> None:
-        body = json.dumps({"source": "relaycert", **note.to_dict()}).encode()
+    def headers(self, note: Notification, body: bytes) -> dict[str, str]:
         headers = {"Idempotency-Key": note.key}
         if self._secret:
             headers["X-Relaycert-Signature"] = signature(self._secret, body)
-        await post(self.name, self._url, self.settings.timeout.total_seconds(), body, headers)
+        return headers
