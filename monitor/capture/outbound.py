@@ -45,6 +45,22 @@ class Submission:
     wait: float
 
 
+def outbound_target(config: Config, endpoint: EndpointConfig, address: str) -> ProbeTarget:
+    """The target of ``endpoint``'s outbound check: where the probe message is submitted."""
+    outbound = endpoint.outbound
+    assert outbound is not None
+    return ProbeTarget(
+        endpoint=endpoint.name,
+        host=outbound.submit_host or endpoint.host,
+        port=outbound.submit_port,
+        address=address,
+        mode="outbound",
+        ehlo_name=endpoint.ehlo_name or config.probe.ehlo_name,
+        timeout=config.endpoint_timeout(endpoint).total_seconds(),
+        direction=Direction.TO_EXO,
+    )
+
+
 def submission(config: Config, endpoint: EndpointConfig, address: str) -> Submission:
     """The submission for ``endpoint`` to ``address`` (secrets read here, never logged)."""
     outbound = endpoint.outbound
@@ -57,17 +73,8 @@ def submission(config: Config, endpoint: EndpointConfig, address: str) -> Submis
             outbound.password_env,
             config.resolve_path(outbound.password_file) if outbound.password_file else None,
         )
-    ehlo = endpoint.ehlo_name or config.probe.ehlo_name
-    target = ProbeTarget(
-        endpoint=endpoint.name,
-        host=outbound.submit_host or endpoint.host,
-        port=outbound.submit_port,
-        address=address,
-        mode="outbound",
-        ehlo_name=ehlo,
-        timeout=config.endpoint_timeout(endpoint).total_seconds(),
-        direction=Direction.TO_EXO,
-    )
+    target = outbound_target(config, endpoint, address)
+    ehlo = target.ehlo_name
     return Submission(
         target,
         outbound.starttls,

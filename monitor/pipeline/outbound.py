@@ -28,18 +28,9 @@ if TYPE_CHECKING:  # loaded when an outbound check runs (pyOpenSSL, the store)
 def _failed(
     config: Config, endpoint: EndpointConfig, step: str, error: str, address: str = ""
 ) -> ProbeResult:
-    outbound = endpoint.outbound
-    assert outbound is not None
-    target = ProbeTarget(
-        endpoint=endpoint.name,
-        host=outbound.submit_host or endpoint.host,
-        port=outbound.submit_port,
-        address=address,
-        mode="outbound",
-        ehlo_name=endpoint.ehlo_name or config.probe.ehlo_name,
-        timeout=config.endpoint_timeout(endpoint).total_seconds(),
-        direction=Direction.TO_EXO,
-    )
+    from monitor.capture.outbound import outbound_target
+
+    target = outbound_target(config, endpoint, address)
     return ProbeResult(
         target, datetime.now(UTC), ProbeStatus.UNREACHABLE, failed_step=step, error=error
     )
