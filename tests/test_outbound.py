@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -197,34 +199,47 @@ def test_daemon_alerts_per_direction(
     ]
 
 
+@contextmanager
+def send_soon(
+    port: int, rcpt: str, body: str, *, starttls: bool = False, **smtp: Any
+) -> Iterator[None]:
+    """Send one message to the capture listener from a thread (retrying until it listens), while
+    the block runs ``relaycert capture --once``."""
+    import smtplib
+    import threading
+    import time
+
+    def send() -> None:
+        for _ in range(50):
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=5, **smtp) as client:
+                    if starttls:
+                        client.starttls()
+                    client.sendmail("a@contoso.com", [rcpt], body)
+                return
+            except OSError:
+                time.sleep(0.1)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        yield
+    finally:
+        sender.join()
+
+
 def test_capture_once_judges_a_test_send(
     config_file: Callable[..., Path],
     served: LoopbackSMTP,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import smtplib
-    import threading
-    import time
-
     port = free_port()
     config = config_file(endpoint_toml("mail1", served.port), extra=capture_toml(port))
-
-    def send_later() -> None:
-        for _ in range(50):
-            try:
-                with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
-                    body = "Subject: t\r\n\r\nBODY-MARKER-7f3a\r\n"
-                    smtp.sendmail("a@contoso.com", [f"test@{PROBE_DOMAIN}"], body)
-                return
-            except OSError:
-                time.sleep(0.1)
-
-    sender = threading.Thread(target=send_later)
-    sender.start()
-    code = main(
-        ["capture", "--once", "--config", str(config), "--timeout", "10", "--format", "json"]
-    )
-    sender.join()
+    body = "Subject: t\r\n\r\nBODY-MARKER-7f3a\r\n"
+    with send_soon(port, f"test@{PROBE_DOMAIN}", body):
+        code = main(
+            ["capture", "--once", "--config", str(config), "--timeout", "10", "--format", "json"]
+        )
     result = json.loads(capsys.readouterr().out)
     assert result["direction"] == "to_exchange_online" and result["status"] == "no_tls"
     assert code == 2
@@ -284,35 +299,14 @@ def test_unmatched_passive_capture_is_listed_by_status_and_pruned(
     served: LoopbackSMTP,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import smtplib
-    import threading
     import time
 
     port = free_port()
     config = config_file(endpoint_toml("mail1", served.port), extra=capture_toml(port))
-
-    def send_later() -> None:  # from another loopback address and name: matches no endpoint
-        for _ in range(50):
-            try:
-                with smtplib.SMTP(
-                    "127.0.0.1",
-                    port,
-                    local_hostname="stranger.fabrikam.test",
-                    source_address=("127.0.0.2", 0),
-                    timeout=5,
-                ) as smtp:
-                    smtp.starttls()
-                    smtp.sendmail(
-                        "a@fabrikam.test", [f"hello@{PROBE_DOMAIN}"], "Subject: t\r\n\r\nx"
-                    )
-                return
-            except OSError:
-                time.sleep(0.1)
-
-    sender = threading.Thread(target=send_later)
-    sender.start()
-    assert main(["capture", "--once", "--config", str(config), "--timeout", "10"]) == 2
-    sender.join()
+    # From another loopback address and name: it matches no endpoint.
+    stranger = {"local_hostname": "stranger.fabrikam.test", "source_address": ("127.0.0.2", 0)}
+    with send_soon(port, f"hello@{PROBE_DOMAIN}", "Subject: t\r\n\r\nx", starttls=True, **stranger):
+        assert main(["capture", "--once", "--config", str(config), "--timeout", "10"]) == 2
     capsys.readouterr()
     # No daemon probes here: the heartbeat is overdue, so status is UNKNOWN.
     assert main(["status", "--config", str(config), "--format", "json"]) == 3
