@@ -322,22 +322,13 @@ def test_unmatched_passive_capture_is_listed_by_status_and_pruned(
 
 
 def test_messages_say_which_direction() -> None:
-    from notifications.base import Notification
     from notifications.render import adaptive_card, html_body, subject, text_body
+    from tests.test_channels import note as make_note
 
-    note = Notification(
-        kind="opened",
-        severity="critical",
+    note = make_note(
+        "relayed without a client certificate",
         rule="outbound.no_client_certificate",
         title="No client certificate presented when relaying",
-        endpoint="mail1",
-        host="mail1.contoso.com",
-        port=25,
-        address="127.0.0.1",
-        connector="relay",
-        message="relayed without a client certificate",
-        at="2026-11-28T00:00:00+00:00",
-        key="k",
         direction="to_exchange_online",
     )
     assert "(relay client)" in subject(note)
