@@ -22,7 +22,6 @@ from monitor.store.queries import RenewalStatus, renewals
 
 VERDICTS = ("compliant", "at risk", "non-compliant")
 ATTR36 = "550 5.7.64 TenantAttribution; Relay Access Denied ATTR36"
-UNTRUSTED = "450 4.4.317 Cannot connect to remote server [Message=UntrustedRoot]"
 SCENARIOS = (
     (
         "ndr",
@@ -62,8 +61,9 @@ BREAKING = dict.fromkeys(
 # (an outbound connector that validates the certificate), with what Exchange Online reports.
 # Sources: ../shared/reference/m365-connector-facts.md (R18 UntrustedRoot; R23 SubjectMismatch).
 DELIVERY_FAILED = "450 4.4.317 Cannot connect to remote server"
+UNTRUSTED = f"{DELIVERY_FAILED} [Message=UntrustedRoot]"
 DELIVERY_BREAKING = {
-    "cert.untrusted": f"{DELIVERY_FAILED} [Message=UntrustedRoot]",
+    "cert.untrusted": UNTRUSTED,
     "cert.expired": f"{DELIVERY_FAILED} (certificate validation fails: expired)",
     "cert.not_yet_valid": f"{DELIVERY_FAILED} (certificate validation fails: not yet valid)",
     "cert.weak_signature": f"{DELIVERY_FAILED} (certificate validation fails: SHA-1 signature)",
