@@ -16,11 +16,8 @@ over the bare loop's; target >= 0.7 at concurrency 64, peak memory < 150 MB for 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import resource
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -29,11 +26,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from monitor.config.loader import parse  # noqa: E402
+from clients import Blackbox, Run, blackbox_available, run_bare, run_relaycert  # noqa: E402
+
+from monitor.config.loader import Config, load  # noqa: E402
 from monitor.demo import pki  # noqa: E402
-from monitor.pipeline.scan import scan  # noqa: E402
-from monitor.store.engine import Store  # noqa: E402
 
 NETNS = "relaycert-bench"
 
@@ -69,68 +67,32 @@ def addresses(count: int, distinct: bool) -> list[str]:
     return [f"127.0.{1 + i // 250}.{1 + i % 250}" for i in range(count)]
 
 
-def config_for(
+def config_text(
     targets: list[str], port: int, concurrency: int, folder: Path, extra: str = ""
-) -> object:
+) -> str:
+    """A configuration probing each of ``targets`` as its own endpoint (``e0``...)."""
     (folder / "root.pem").write_bytes((folder / "ca.pem").read_bytes())
     endpoints = "".join(
         f'[[endpoints]]\nname = "e{i}"\nhost = "mail1.contoso.com"\nport = {port}\n'
         f'mode = "starttls"\nconnector = "relay"\naddresses = ["{address}"]\n'
         for i, address in enumerate(targets)
     )
-    text = (
+    return (
         '[tenant]\naccepted_domains = ["contoso.com"]\n'
         '[[connectors]]\nname = "relay"\ntls_sender_certificate_name = "*.contoso.com"\n'
         '[trust]\nuse_certifi = true\nextra_ca_files = ["root.pem"]\n'
         f'[probe]\nconcurrency = {concurrency}\ntimeout = "15s"\n'
         f'[database]\nurl = "sqlite:///{folder / "bench.db"}"\n' + extra + endpoints
     )
-    import tomllib
-
-    return parse(tomllib.loads(text), folder / "relaycert.toml")
 
 
-async def bare_probe(address: str, port: int, context: ssl.SSLContext) -> bool:
-    """The minimum a STARTTLS certificate probe does, with no checks and nothing stored."""
-    reader, writer = await asyncio.open_connection(address, port)
-    try:
-
-        async def reply() -> bytes:
-            while True:
-                line = await reader.readline()
-                if line[3:4] != b"-":
-                    return line
-
-        await reply()
-        writer.write(b"EHLO bench.test\r\n")
-        await reply()
-        writer.write(b"STARTTLS\r\n")
-        if not (await reply()).startswith(b"220"):
-            return False
-        await writer.start_tls(context, server_hostname="mail1.contoso.com")
-        ssl_object = writer.get_extra_info("ssl_object")
-        ssl_object._sslobj.get_unverified_chain()
-        writer.write(b"QUIT\r\n")
-        await reply()
-        return True
-    finally:
-        writer.close()
-
-
-async def bare_loop(targets: list[str], port: int, concurrency: int) -> int:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def one(address: str) -> bool:
-        async with semaphore:
-            try:
-                return await asyncio.wait_for(bare_probe(address, port, context), 15)
-            except (OSError, TimeoutError):
-                return False
-
-    return sum(await asyncio.gather(*(one(a) for a in targets)))
+def config_for(
+    targets: list[str], port: int, concurrency: int, folder: Path, extra: str = ""
+) -> Config:
+    """:func:`config_text`, written to ``folder/relaycert.toml`` and loaded."""
+    path = folder / "relaycert.toml"
+    path.write_text(config_text(targets, port, concurrency, folder, extra))
+    return load(path)
 
 
 def start_server(kind: str, key: Path, chain: Path, all_interfaces: bool, processes: int):  # type: ignore[no-untyped-def]
@@ -164,17 +126,23 @@ def start_server(kind: str, key: Path, chain: Path, all_interfaces: bool, proces
     return Handle()
 
 
-def measure(label: str, run) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    ok = run()
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return wall, cpu, ok
+def median_run(runs: list[Run]) -> Run:
+    """The round with the median wall time (its CPU and counts with it)."""
+    return sorted(runs, key=lambda r: r.wall)[len(runs) // 2]
+
+
+def line(label: str, run: Run, n: int) -> str:
+    return (
+        f"{label:<22} {n / run.wall:8.1f} probes/s  {run.cpu / n * 1000:6.2f} ms CPU/probe  "
+        f"{run.ok}/{n} ok  ({run.wall:.2f} s wall)"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--addresses", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median shown)")
     parser.add_argument("--server", choices=("auto", "postfix", "aiosmtpd"), default="auto")
     parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,41 +155,58 @@ def main() -> int:
     kind = args.server
     if kind == "auto":
         kind = "postfix" if Path("/usr/lib/postfix/sbin/master").exists() else "aiosmtpd"
+    n = args.addresses
     folder = Path(tempfile.mkdtemp(prefix="relaycert-bench-"))
     key, chain = server_chain(folder)
-    targets = addresses(args.addresses, distinct=args.in_netns)
+    targets = addresses(n, distinct=args.in_netns)
     server = start_server(kind, key, chain, args.in_netns, args.concurrency * 2)
+    blackbox = Blackbox(folder, folder / "ca.pem") if blackbox_available() else None
+    runs: dict[str, list[Run]] = {"bare": [], "blackbox": [], "relaycert": []}
     try:
-        config = config_for(targets, server.port, args.concurrency, folder)
-        store = Store.open(config.database_url())  # type: ignore[attr-defined]
-        # Warm up before measuring: the server's process pool (Postfix forks smtpd processes on
-        # demand) at full concurrency, and this process's imports and TLS contexts.
-        asyncio.run(bare_loop(targets[: args.concurrency * 4], server.port, args.concurrency))
-        rc_wall, rc_cpu, records = measure("relaycert", lambda: asyncio.run(scan(config, store)))  # type: ignore[arg-type]
-        rc_ok = sum(1 for r in records if r.result.status.value == "ok")
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        bare_wall, bare_cpu, bare_ok = measure(
-            "bare", lambda: asyncio.run(bare_loop(targets, server.port, args.concurrency))
-        )
-        store.close()
+        config = folder / "relaycert.toml"
+        load_started = time.perf_counter()
+        config_for(targets, server.port, args.concurrency, folder)
+        load_seconds = time.perf_counter() - load_started
+        # Warm up: the server's process pool (Postfix forks smtpd processes on demand).
+        run_bare(targets[: args.concurrency * 4], server.port, args.concurrency)
+        clients = {
+            "bare": lambda: run_bare(targets, server.port, args.concurrency),
+            "relaycert": lambda: run_relaycert(config),
+        }
+        if blackbox is not None:
+            clients["blackbox"] = lambda: blackbox.run(targets, server.port, args.concurrency)
+        order = list(clients)
+        for round_ in range(args.rounds):
+            for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
+                runs[name].append(clients[name]())
     finally:
+        if blackbox is not None:
+            blackbox.stop()
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
-    n = args.addresses
     where = "distinct, private netns" if args.in_netns else "all 127.0.0.1"
-    print(f"server: {kind}; addresses: {n} ({where}); concurrency: {args.concurrency}")
     print(
-        f"relaycert: {n / rc_wall:8.1f} probes/s  {rc_cpu / n * 1000:6.2f} ms CPU/probe  "
-        f"{rc_ok}/{n} ok  ({rc_wall:.2f} s wall)"
+        f"server: {kind}; addresses: {n} ({where}); concurrency: {args.concurrency}; "
+        f"medians of {args.rounds} interleaved rounds"
     )
-    print(
-        f"bare loop: {n / bare_wall:8.1f} probes/s  {bare_cpu / n * 1000:6.2f} ms CPU/probe  "
-        f"{bare_ok}/{n} ok  ({bare_wall:.2f} s wall)"
-    )
-    print(f"peak RSS after relaycert's scan: {rss_mb:.1f} MB")
-    print(f"ratio: {(n / rc_wall) / (n / bare_wall):.2f}")
-    return 0 if rc_ok == n and bare_ok == n else 1
+    print(f"configuration write + load ({n} endpoints): {load_seconds:.2f} s")
+    bare, relay = median_run(runs["bare"]), median_run(runs["relaycert"])
+    print(line("bare asyncio loop", bare, n))
+    box = median_run(runs["blackbox"]) if runs["blackbox"] else None
+    if box is not None:
+        print(line("blackbox_exporter", box, n))
+    else:
+        print("blackbox_exporter      not installed (apt install prometheus-blackbox-exporter)")
+    print(line("relaycert (process)", relay, n) + " (CPU excludes start-up)")
+    print(f"relaycert start-up: {relay.startup_cpu:.2f} s CPU; peak RSS {relay.peak_rss_mb:.1f} MB")
+    print(f"ratio_bare: {bare.wall / relay.wall:.2f}")
+    print(f"cpu_per_probe_vs_bare: {relay.cpu / max(bare.cpu, 1e-9):.2f}")
+    everything_ok = all(r.ok == n for name in runs for r in runs[name])
+    if box is None:
+        return 0 if everything_ok else 1
+    print(f"ratio_blackbox: {box.wall / relay.wall:.2f}")
+    return 0 if everything_ok else 1
 
 
 if __name__ == "__main__":
