@@ -29,7 +29,12 @@ def baseline_of(obs: Observation) -> Baseline | None:
     leaf = obs.leaf
     if leaf is None:
         return None
-    return replace(_identity(leaf), tls_version=obs.tls_version)
+    return _with_version(leaf, obs.tls_version)
+
+
+@lru_cache(maxsize=4096)
+def _with_version(leaf: x509.Certificate, tls_version: str | None) -> Baseline:
+    return replace(_identity(leaf), tls_version=tls_version)
 
 
 def _changed(obs: Observation) -> tuple[Baseline, Baseline] | None:

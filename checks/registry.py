@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cache
 
 from checks import connector, crypto, drift, identity, outbound, session, trust, validity
 from checks.base import Direction, Finding, Observation, Policy, ProbeStatus, Rule
@@ -66,10 +67,18 @@ def evaluated(obs: Observation, rules: Mapping[str, Rule] = BUILTIN_RULES) -> fr
     """The ids of the rules :func:`evaluate` runs for ``obs``.  A rule not run says nothing:
     a failed probe must not resolve the alerts of certificate rules."""
     has_chain = bool(obs.chain) and obs.status in (ProbeStatus.OK, ProbeStatus.FILE)
+    if rules is BUILTIN_RULES:  # the same few sets for every observation of a scan
+        return _builtin_plan(obs.direction, has_chain)[0]
+    return _selected(rules, obs.direction, has_chain)
+
+
+def _selected(
+    rules: Mapping[str, Rule], direction: Direction | None, has_chain: bool
+) -> frozenset[str]:
     return frozenset(
         rule_id
         for rule_id in rules
-        if applies(rule_id, obs.direction)
+        if applies(rule_id, direction)
         and (
             has_chain
             or rule_id in CONFIG_RULES
@@ -78,13 +87,26 @@ def evaluated(obs: Observation, rules: Mapping[str, Rule] = BUILTIN_RULES) -> fr
     )
 
 
+@cache
+def _builtin_plan(
+    direction: Direction | None, has_chain: bool
+) -> tuple[frozenset[str], tuple[Rule, ...]]:
+    """The built-in rules run for a direction, with and without a chain (six plans in all)."""
+    ids = _selected(BUILTIN_RULES, direction, has_chain)
+    return ids, tuple(r for rule_id, r in BUILTIN_RULES.items() if rule_id in ids)
+
+
 def evaluate(
     obs: Observation, policy: Policy, rules: Mapping[str, Rule] = BUILTIN_RULES
 ) -> list[Finding]:
     """Run every rule on ``obs``; certificate rules only when a chain was captured."""
-    run = evaluated(obs, rules)
+    if rules is BUILTIN_RULES:
+        has_chain = bool(obs.chain) and obs.status in (ProbeStatus.OK, ProbeStatus.FILE)
+        plan = _builtin_plan(obs.direction, has_chain)[1]
+    else:
+        run = evaluated(obs, rules)
+        plan = tuple(r for rule_id, r in rules.items() if rule_id in run)
     findings: list[Finding] = []
-    for rule_id, r in rules.items():
-        if rule_id in run:
-            findings.extend(r.evaluate(obs, policy))
+    for r in plan:
+        findings.extend(r.evaluate(obs, policy))
     return findings

@@ -189,3 +189,16 @@ def test_upgrade_keeps_baselines_as_served_and_downgrade_works(store_url: str) -
         alembic(conn, "0004", down=True)
         assert conn.execute(text("SELECT sha256 FROM baseline")).scalar_one() == "ab"
     store.close()
+
+
+def test_head_constant_is_alembics_head() -> None:
+    """Store.open skips Alembic when the store is at HEAD: HEAD must be the newest migration, or
+    a store would never get a new one."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from monitor.store.engine import HEAD, MIGRATIONS
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD]

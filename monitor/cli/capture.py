@@ -10,7 +10,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
-from monitor import logs
+from monitor import aio, logs
 from monitor.cli.output import console, print_table, record_json
 from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     timeout = args.timeout if args.timeout is not None else config.capture.wait.total_seconds()
     store = None if args.no_store else Store.open(config.database_url())
     try:
-        return asyncio.run(_listen(config, store, args.once, timeout, args.format))
+        return aio.run(_listen(config, store, args.once, timeout, args.format))
     finally:
         if store is not None:
             store.close()

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+from monitor import aio
 from monitor.alerts.channels import build_channels
 from monitor.config.loader import load
 from monitor.errors import ConfigError, DeliveryError
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return list(await asyncio.gather(*(one(n) for n in names)))
 
     failures = 0
-    for name, error in asyncio.run(send_all()):
+    for name, error in aio.run(send_all()):
         print(f"{name}: {'accepted' if error is None else 'FAILED: ' + error}")
         failures += error is not None
     return 1 if failures else 0

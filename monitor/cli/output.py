@@ -60,9 +60,19 @@ def certificate_json(cert: x509.Certificate, now: datetime) -> dict[str, Any]:
     }
 
 
-def record_json(record: ScanRecord, now: datetime) -> dict[str, Any]:
+def record_json(
+    record: ScanRecord, now: datetime, seen: dict[x509.Certificate, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One result; ``seen`` shares each certificate's (read-only) view between the results of
+    one document, as a fleet serves few distinct certificates."""
     result, target = record.result, record.result.target
-    chain = [certificate_json(c, now) for c in record.chain]
+    seen = {} if seen is None else seen
+    chain = []
+    for cert in record.chain:
+        view = seen.get(cert)
+        if view is None:
+            view = seen[cert] = certificate_json(cert, now)
+        chain.append(view)
     leaf = chain[0] if chain else None
     severity = worst(f.severity for f in record.findings)
     return {
@@ -105,6 +115,7 @@ def record_json(record: ScanRecord, now: datetime) -> dict[str, Any]:
 
 def to_json(records: Sequence[ScanRecord], now: datetime, exit_code: int) -> str:
     severity = worst(f.severity for r in records for f in r.findings)
+    seen: dict[x509.Certificate, dict[str, Any]] = {}
     counts = {s.value: 0 for s in Severity}
     for record in records:
         for finding in record.findings:
@@ -118,7 +129,7 @@ def to_json(records: Sequence[ScanRecord], now: datetime, exit_code: int) -> str
             "exit_code": exit_code,
             "findings": counts,
         },
-        "results": [record_json(r, now) for r in records],
+        "results": [record_json(r, now, seen) for r in records],
     }
     return json.dumps(document, indent=2)
 

@@ -7,9 +7,8 @@ otherwise.
 from __future__ import annotations
 
 import argparse
-import asyncio
 
-from monitor import logs
+from monitor import aio, logs
 from monitor.alerts.channels import build_channels
 from monitor.alerts.outbox import Outbox
 from monitor.config.loader import Config, load
@@ -56,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     logs.setup(config.daemon.log_format, config.daemon.log_level)
     store = Store.open(config.database_url())
     try:
-        outcomes = asyncio.run(_renew_all(config, store, chosen, args))
+        outcomes = aio.run(_renew_all(config, store, chosen, args))
     finally:
         store.close()
     for o in outcomes:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
-from monitor import logs
+from monitor import aio, logs
 from monitor.config.loader import Config, load
 from monitor.service.daemon import Daemon
 from monitor.store.engine import Store
@@ -17,7 +16,7 @@ def run_once(path: Path, config: Config) -> None:
     logs.setup(config.daemon.log_format, config.daemon.log_level)
     store = Store.open(config.database_url())
     try:
-        asyncio.run(_once(path, store, config))
+        aio.run(_once(path, store, config))
     finally:
         store.close()
 
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     logs.setup(config.daemon.log_format, config.daemon.log_level)
     store = Store.open(config.database_url())
     try:
-        asyncio.run(_serve(args.config, store, config))
+        aio.run(_serve(args.config, store, config))
     finally:
         store.close()
     return 0

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from checks.base import Severity, worst
+from monitor import aio
 from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
 from monitor.pipeline.records import ScanRecord, exit_code
@@ -38,7 +38,7 @@ def scan_and_print(
         store = Store.open(config.database_url())
     try:
         with shown_progress(fmt == "table") as progress:
-            records = asyncio.run(scan(config, store, names, now, legacy_tls, progress))
+            records = aio.run(scan(config, store, names, now, legacy_tls, progress))
     finally:
         if store is not None:
             store.close()

@@ -3,12 +3,12 @@ issued and judged, not deployed)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from rich.console import Console
 
 from checks.certinfo import clip
+from monitor import aio
 from monitor.config.loader import load
 from monitor.demo import pebble as demo_pebble
 from monitor.renewal.runner import renew
@@ -60,7 +60,7 @@ def demo_renewal(config_path: Path, console: Console) -> None:
         config = load(config_path)
         store = Store.open(config.database_url())
         try:
-            outcome = asyncio.run(renew(config, store, config.renewals[0], dry_run=True))
+            outcome = aio.run(renew(config, store, config.renewals[0], dry_run=True))
         finally:
             store.close()
     console.print(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 from cryptography import x509
@@ -63,7 +62,7 @@ class Judge:
     ) -> ScanRecord:
         chain = self.chain(result.chain_der)
         policy = self.policies.get(endpoint.connector or "", self.default_policy)
-        obs = replace(result.observation(chain), baseline=baseline, peers=peers, served=served)
+        obs = result.observation(chain, baseline, peers, served)
         findings = tuple(evaluate(obs, policy))
         return ScanRecord(
             result,

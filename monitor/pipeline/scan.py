@@ -40,6 +40,9 @@ if TYPE_CHECKING:  # the database layer is imported when a store is used, not be
     from monitor.store.engine import Store
 
 
+CHAIN_CACHE = 4096  # distinct chains remembered for sharing (a fleet serves a few)
+
+
 def _target(config: Config, endpoint: EndpointConfig, address: str) -> ProbeTarget:
     return ProbeTarget(
         endpoint=endpoint.name,
@@ -105,6 +108,7 @@ class Scanner:
         self.check_legacy = False
         self.legacy: dict[tuple[str, int, str], tuple[float, tuple[str, ...]]] = {}
         self.endpoints = {e.name: e for e in config.endpoints}
+        self._chains: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
         # The capture listener the outbound checks wait at (set by whoever started it), or why
         # there is none; without one, an outbound check reports that instead of a verdict.
@@ -119,6 +123,11 @@ class Scanner:
         """Resolve and probe every address of ``endpoints`` (no judging, no store)."""
         found, failed = await targets(self.config, endpoints)
         results = await probe_bounded(found, self.semaphore, on_start, self.host_semaphore)
+        for result in results:  # one copy of each distinct chain, however many serve it
+            if result.chain_der:
+                result.chain_der = self._chains.setdefault(result.chain_der, result.chain_der)
+        if len(self._chains) > CHAIN_CACHE:
+            self._chains.clear()
         await self._legacy_versions(results)
         return failed + results
 

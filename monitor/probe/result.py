@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography import x509
 
-from checks.base import Direction, Observation, ProbeStatus
+from checks.base import Baseline, Direction, Observation, ProbeStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +53,15 @@ class ProbeResult:
     # Legacy TLS versions the server also accepts (None: not checked this time).
     legacy_versions: tuple[str, ...] | None = None
 
-    def observation(self, chain: tuple[x509.Certificate, ...]) -> Observation:
-        """The rules' view of this result; ``chain`` is ``chain_der`` parsed (cached by caller)."""
+    def observation(
+        self,
+        chain: tuple[x509.Certificate, ...],
+        baseline: Baseline | None = None,
+        peers: tuple[tuple[str, str], ...] = (),
+        served: tuple[str, ...] = (),
+    ) -> Observation:
+        """The rules' view of this result; ``chain`` is ``chain_der`` parsed (cached by caller),
+        with the drift context the judge adds."""
         return Observation(
             status=self.status,
             chain=chain,
@@ -67,4 +74,7 @@ class ProbeResult:
             direction=self.target.direction,
             misses=self.misses,
             legacy_versions=self.legacy_versions or (),
+            baseline=baseline,
+            peers=peers,
+            served=served,
         )
