@@ -294,3 +294,30 @@ async def test_resolve_with_nameservers() -> None:
             await resolve("nope.contoso.com", 25, 2, servers)
         with pytest.raises(ProbeTimeoutError, match=r"no DNS answer within 0\.5s"):
             await resolve("dead.contoso.com", 25, 0.5, servers)
+
+
+def test_streamed_json_is_the_same_text_as_one_dump(
+    smtp_server: Start, write_chain, config_file, good_leaf, intermediate
+) -> None:  # type: ignore[no-untyped-def]
+    """``scan --format json`` writes one result at a time; the text must be exactly what one
+    ``json.dumps(document, indent=2)`` gives (newlines inside values included)."""
+    import asyncio
+
+    from monitor.cli.scanjson import record_json, to_json
+    from monitor.config.loader import load
+    from monitor.pipeline.scan import scan
+
+    good = smtp_server("starttls", *write_chain(good_leaf, intermediate))
+    config = load(
+        config_file(endpoint_toml("good", good.port) + endpoint_toml("closed", 1, host="x.test"))
+    )
+    records = asyncio.run(scan(config, None))
+    records[1].result.error = "line one\nline two \"quoted\""
+    now = datetime.now(UTC)
+    text = to_json(records, now, 2)
+    document = json.loads(text)
+    assert len(document["results"]) == 2
+    expected = {**document, "results": [record_json(r, now) for r in records]}
+    assert text == json.dumps(expected, indent=2)
+    empty = to_json([], now, 0)
+    assert json.loads(empty)["results"] == [] and empty == json.dumps(json.loads(empty), indent=2)

@@ -11,7 +11,8 @@ import sys
 from datetime import UTC, datetime
 
 from monitor import aio, logs
-from monitor.cli.output import console, print_table, record_json
+from monitor.cli.output import console, print_table
+from monitor.cli.scanjson import record_json
 from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
 from monitor.pipeline.listening import CaptureService

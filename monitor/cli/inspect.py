@@ -11,7 +11,8 @@ from pathlib import Path
 
 from checks.base import Observation, Policy, ProbeStatus, worst
 from checks.registry import evaluate
-from monitor.cli.output import console, print_file, record_json
+from monitor.cli.output import console, print_file
+from monitor.cli.scanjson import record_json
 from monitor.errors import ConfigError
 from monitor.files import read_limited
 from monitor.pipeline.records import ScanRecord

@@ -1,15 +1,13 @@
-"""Scan results for people (a rich table) and for programs (JSON, documented in docs/scan-json.md).
+"""Scan results for people: a rich table (the JSON for programs is :mod:`monitor.cli.scanjson`).
 
 Certificate text is attacker-controlled: the table builds :class:`rich.text.Text` objects (never
-markup strings) from clipped, control-character-free text; JSON carries it escaped by ``json``.
+markup strings) from clipped, control-character-free text.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from cryptography import x509
 from rich.console import Console
@@ -26,7 +24,6 @@ from checks.certinfo import (
 from monitor.certview import cert_info
 from monitor.pipeline.records import ScanRecord
 
-JSON_VERSION = 1
 # The table's short form of a direction: which certificate, and which way mail flows.
 DIRECTION_SHORT = {Direction.FROM_EXO: "served", Direction.TO_EXO: "client"}
 DIRECTION_LEGEND = (
@@ -40,98 +37,6 @@ STYLES = {
     Severity.UNKNOWN: "magenta",
     Severity.CRITICAL: "bold red",
 }
-
-
-def certificate_json(cert: x509.Certificate, now: datetime) -> dict[str, Any]:
-    info = cert_info(cert, now, digits=2)
-    return {
-        "subject": info.subject,
-        "common_names": [clip(n) for n in common_names(cert)],
-        "sans": info.sans,
-        "issuer": info.issuer,
-        "serial": info.serial,
-        "not_before": info.not_before.isoformat(),
-        "not_after": info.not_after.isoformat(),
-        "days_left": info.days_left,
-        "sha256": info.sha256,
-        "key": info.key,
-        "signature_hash": info.signature,
-        "extended_key_usages": info.ekus,
-    }
-
-
-def record_json(
-    record: ScanRecord, now: datetime, seen: dict[x509.Certificate, dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """One result; ``seen`` shares each certificate's (read-only) view between the results of
-    one document, as a fleet serves few distinct certificates."""
-    result, target = record.result, record.result.target
-    seen = {} if seen is None else seen
-    chain = []
-    for cert in record.chain:
-        view = seen.get(cert)
-        if view is None:
-            view = seen[cert] = certificate_json(cert, now)
-        chain.append(view)
-    leaf = chain[0] if chain else None
-    severity = worst(f.severity for f in record.findings)
-    return {
-        "endpoint": target.endpoint,
-        "host": target.host,
-        "port": target.port,
-        "address": target.address or None,
-        "mode": record.mode,
-        "connector": record.connector,
-        "direction": target.direction.value,
-        "status": result.status.value,
-        "failed_step": result.failed_step,
-        "error": result.error,
-        "started_at": result.started_at.isoformat(),
-        "banner": result.banner,
-        "starttls_reply": result.starttls_reply,
-        "tls_version": result.tls_version,
-        "cipher": result.cipher,
-        "subject": leaf["subject"] if leaf else None,
-        "sans": leaf["sans"] if leaf else [],
-        "issuer": leaf["issuer"] if leaf else None,
-        "not_after": leaf["not_after"] if leaf else None,
-        "days_left": leaf["days_left"] if leaf else None,
-        "sha256": leaf["sha256"] if leaf else None,
-        "chain": chain,
-        "timings_ms": result.timings,
-        "session": result.session,
-        "worst": severity.value if severity else None,
-        "findings": [
-            {
-                "rule": f.rule,
-                "severity": f.severity.value,
-                "message": f.message,
-                "direction": target.direction.value,
-            }
-            for f in record.findings
-        ],
-    }
-
-
-def to_json(records: Sequence[ScanRecord], now: datetime, exit_code: int) -> str:
-    severity = worst(f.severity for r in records for f in r.findings)
-    seen: dict[x509.Certificate, dict[str, Any]] = {}
-    counts = {s.value: 0 for s in Severity}
-    for record in records:
-        for finding in record.findings:
-            counts[finding.severity.value] += 1
-    document = {
-        "version": JSON_VERSION,
-        "scanned_at": now.isoformat(),
-        "summary": {
-            "addresses": len(records),
-            "worst": severity.value if severity else None,
-            "exit_code": exit_code,
-            "findings": counts,
-        },
-        "results": [record_json(r, now, seen) for r in records],
-    }
-    return json.dumps(document, indent=2)
 
 
 def _certificate_cell(record: ScanRecord, now: datetime) -> Text:

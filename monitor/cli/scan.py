@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,9 @@ def scan_and_print(
         from monitor.store.engine import Store
 
         store = Store.open(config.database_url())
+    # Modules and configuration live as long as the process: out of the collector's way, so
+    # its passes over a large scan's results do not also walk them every time.
+    gc.freeze()
     try:
         with shown_progress(fmt == "table") as progress:
             records = aio.run(scan(config, store, names, now, legacy_tls, progress))
@@ -49,11 +53,14 @@ def scan_and_print(
         text, code = nagios.render(records, config, now)
         sys.stdout.write(text)
         return code
-    from monitor.cli.output import console, print_table, to_json  # rich: not for plugin output
-
     if fmt == "json":
-        sys.stdout.write(to_json(records, now, code) + "\n")
+        from monitor.cli.scanjson import write_json
+
+        write_json(records, now, code, sys.stdout)
+        sys.stdout.write("\n")
     else:
+        from monitor.cli.output import console, print_table  # rich: only for the table
+
         out = console()
         print_table(records, now, out, problems_only=problems_only)
         out.print(summary(records, code), soft_wrap=True)

@@ -13,8 +13,6 @@ from typing import Any, TypeAlias
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
 from checks.base import Direction, worst
@@ -165,7 +163,11 @@ def _insert_observations(
 def _count_days(session: Session, days: Days, dialect: str) -> None:
     if not days:
         return
-    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    # The dialect's own INSERT (for ON CONFLICT), imported for the dialect in use only.
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
     statement = dialect_insert(ProbeDayRow)
     statement = statement.on_conflict_do_update(
         index_elements=["endpoint_id", "address", "day"],

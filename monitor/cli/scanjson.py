@@ -1,0 +1,135 @@
+"""Scan results for programs: the JSON documented in docs/scan-json.md.
+
+Certificate text is attacker-controlled; ``json`` escapes it.  This module does not import rich,
+so ``relaycert scan --format json`` does not pay for the terminal table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+from cryptography import x509
+
+from checks.base import Severity, worst
+from checks.certinfo import clip, common_names
+from monitor.certview import cert_info
+from monitor.pipeline.records import ScanRecord
+
+JSON_VERSION = 1
+
+
+def certificate_json(cert: x509.Certificate, now: datetime) -> dict[str, Any]:
+    info = cert_info(cert, now, digits=2)
+    return {
+        "subject": info.subject,
+        "common_names": [clip(n) for n in common_names(cert)],
+        "sans": info.sans,
+        "issuer": info.issuer,
+        "serial": info.serial,
+        "not_before": info.not_before.isoformat(),
+        "not_after": info.not_after.isoformat(),
+        "days_left": info.days_left,
+        "sha256": info.sha256,
+        "key": info.key,
+        "signature_hash": info.signature,
+        "extended_key_usages": info.ekus,
+    }
+
+
+def record_json(
+    record: ScanRecord, now: datetime, seen: dict[x509.Certificate, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One result; ``seen`` shares each certificate's (read-only) view between the results of
+    one document, as a fleet serves few distinct certificates."""
+    result, target = record.result, record.result.target
+    seen = {} if seen is None else seen
+    chain = []
+    for cert in record.chain:
+        view = seen.get(cert)
+        if view is None:
+            view = seen[cert] = certificate_json(cert, now)
+        chain.append(view)
+    leaf = chain[0] if chain else None
+    severity = worst(f.severity for f in record.findings)
+    return {
+        "endpoint": target.endpoint,
+        "host": target.host,
+        "port": target.port,
+        "address": target.address or None,
+        "mode": record.mode,
+        "connector": record.connector,
+        "direction": target.direction.value,
+        "status": result.status.value,
+        "failed_step": result.failed_step,
+        "error": result.error,
+        "started_at": result.started_at.isoformat(),
+        "banner": result.banner,
+        "starttls_reply": result.starttls_reply,
+        "tls_version": result.tls_version,
+        "cipher": result.cipher,
+        "subject": leaf["subject"] if leaf else None,
+        "sans": leaf["sans"] if leaf else [],
+        "issuer": leaf["issuer"] if leaf else None,
+        "not_after": leaf["not_after"] if leaf else None,
+        "days_left": leaf["days_left"] if leaf else None,
+        "sha256": leaf["sha256"] if leaf else None,
+        "chain": chain,
+        "timings_ms": result.timings,
+        "session": result.session,
+        "worst": severity.value if severity else None,
+        "findings": [
+            {
+                "rule": f.rule,
+                "severity": f.severity.value,
+                "message": f.message,
+                "direction": target.direction.value,
+            }
+            for f in record.findings
+        ],
+    }
+
+
+def to_json(records: Sequence[ScanRecord], now: datetime, exit_code: int) -> str:
+    """The whole document as one string (see :func:`write_json`)."""
+    out = io.StringIO()
+    write_json(records, now, exit_code, out)
+    return out.getvalue()
+
+
+def write_json(
+    records: Sequence[ScanRecord], now: datetime, exit_code: int, out: TextIO
+) -> None:
+    """Write the document, the same text as ``json.dumps(document, indent=2)``, one result at
+    a time: a 20 000-address scan never holds its whole JSON text in memory."""
+    severity = worst(f.severity for r in records for f in r.findings)
+    seen: dict[x509.Certificate, dict[str, Any]] = {}
+    counts = {s.value: 0 for s in Severity}
+    for record in records:
+        for finding in record.findings:
+            counts[finding.severity.value] += 1
+    head = {
+        "version": JSON_VERSION,
+        "scanned_at": now.isoformat(),
+        "summary": {
+            "addresses": len(records),
+            "worst": severity.value if severity else None,
+            "exit_code": exit_code,
+            "findings": counts,
+        },
+        "results": [],
+    }
+    text = json.dumps(head, indent=2)
+    if not records:
+        out.write(text)
+        return
+    out.write(text.removesuffix("[]\n}") + "[")
+    for index, record in enumerate(records):
+        # A result is two levels deep: its lines are indented four more spaces.  (A newline
+        # inside a string is escaped by json, so only structural line breaks are replaced.)
+        item = json.dumps(record_json(record, now, seen), indent=2).replace("\n", "\n    ")
+        out.write(("," if index else "") + "\n    " + item)
+    out.write("\n  ]\n}")
