@@ -20,7 +20,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +34,7 @@ from scan import (  # noqa: E402
     start_server,
 )
 
+from monitor import aio  # noqa: E402
 from monitor.service.daemon import Daemon  # noqa: E402
 from monitor.store.engine import Store  # noqa: E402
 
@@ -48,7 +48,7 @@ async def watch(
     daemon: Daemon, duration: float, interval: float, jitter: float, spread: float
 ) -> dict[str, float]:
     """Serve for ``duration``; sample CPU in a window where no probe is due."""
-    serve = asyncio.create_task(daemon.serve(first_run_spread=timedelta(seconds=spread)))
+    serve = asyncio.create_task(daemon.serve())  # the daemon's own first-run spread
     started = time.monotonic()
     idle = {"cpu": float("nan"), "seconds": 0.0}
     # First runs end by ``spread`` (+ probe time); the next ones start at interval - jitter.
@@ -88,14 +88,16 @@ def main() -> int:
     key, chain = server_chain(folder)
     targets = addresses(args.addresses, distinct=args.in_netns)
     jitter = min(args.interval / 10, 300)
-    spread = jitter
+    # The daemon's own first-run spread (monitor/service/jobs.py): the jitter, or about
+    # `concurrency` endpoints a second for a large fleet, within one interval.
+    spread = min(max(jitter, args.addresses / args.concurrency), args.interval)
     server = start_server(kind, key, chain, args.in_netns, args.concurrency * 2)
     try:
         extra = f'[daemon]\ninterval = {args.interval}\njitter = {jitter}\nlog_level = "warning"\n'
         config = config_for(targets, server.port, args.concurrency, folder, extra)
         store = Store.open(config.database_url())  # type: ignore[attr-defined]
         daemon = Daemon(folder / "relaycert.toml", store, config)  # type: ignore[arg-type]
-        idle = asyncio.run(watch(daemon, duration, args.interval, jitter, spread))
+        idle = aio.run(watch(daemon, duration, args.interval, jitter, spread))
         store.close()
     finally:
         server.stop()
@@ -105,7 +107,7 @@ def main() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"server: {kind}; addresses: {args.addresses}; interval: {args.interval:g}s "
-        f"(jitter {jitter:g}s); ran {duration:g}s"
+        f"(jitter {jitter:g}s, first runs over {spread:g}s); ran {duration:g}s"
     )
     print(f"probes: {daemon.probes}; scheduled runs: {len(lags)}")
     print(

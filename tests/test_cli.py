@@ -312,7 +312,7 @@ def test_streamed_json_is_the_same_text_as_one_dump(
         config_file(endpoint_toml("good", good.port) + endpoint_toml("closed", 1, host="x.test"))
     )
     records = asyncio.run(scan(config, None))
-    records[1].result.error = "line one\nline two \"quoted\""
+    records[1].result.error = 'line one\nline two "quoted"'
     now = datetime.now(UTC)
     text = to_json(records, now, 2)
     document = json.loads(text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from checks import exchange, tenant
+from checks import cluster, exchange, tenant
 from checks.base import Rule, RuleInfo, anchor
 from checks.registry import BUILTIN_RULES
 
@@ -43,7 +43,12 @@ under the pseudo-endpoint `(tenant)` in status, alerts and reports).
 
 
 def render() -> str:
-    rules: list[Rule | RuleInfo] = [*BUILTIN_RULES.values(), *exchange.RULES, *tenant.RULES]
+    rules: list[Rule | RuleInfo] = [
+        *BUILTIN_RULES.values(),
+        *exchange.RULES,
+        *tenant.RULES,
+        *cluster.RULES,
+    ]
     lines = [HEADER]
     for rule in rules:
         lines.append(

@@ -100,9 +100,7 @@ def to_json(records: Sequence[ScanRecord], now: datetime, exit_code: int) -> str
     return out.getvalue()
 
 
-def write_json(
-    records: Sequence[ScanRecord], now: datetime, exit_code: int, out: TextIO
-) -> None:
+def write_json(records: Sequence[ScanRecord], now: datetime, exit_code: int, out: TextIO) -> None:
     """Write the document, the same text as ``json.dumps(document, indent=2)``, one result at
     a time: a 20 000-address scan never holds its whole JSON text in memory."""
     severity = worst(f.severity for r in records for f in r.findings)

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from checks.base import Direction, Severity, worst
 from checks.certinfo import clip
+from monitor.cli import instances
 from monitor.cli.output import DIRECTION_LEGEND, DIRECTION_SHORT, console
 from monitor.config.loader import Config, load
 from monitor.store import captures
@@ -44,10 +45,13 @@ def run(args: argparse.Namespace) -> int:
         total = failed_total(store)
         attempts = renewals(store)
         unmatched = captures.recent(store)
+        cluster = instances.view(config, store, now)
     finally:
         store.close()
     beat = heartbeat(config, rows, now)
     code = exit_code(rows, beat)
+    if cluster["unwatched_sites"]:
+        code = max(code, 2)  # endpoints nobody probes
     if args.format == "json":
         doc = {
             "generated_at": now.isoformat(),
@@ -58,12 +62,14 @@ def run(args: argparse.Namespace) -> int:
             "failed_messages_total": total,
             "renewals": [asdict(r) for r in attempts],
             "unmatched_captures": [asdict(c) for c in unmatched],
+            **cluster,
         }
         sys.stdout.write(json.dumps(doc, indent=2, default=_iso) + "\n")
     else:
         _print(rows, failed, total, attempts, now)
         _print_heartbeat(beat)
         _print_captures(unmatched)
+        instances.show(cluster, now)
     return code
 
 

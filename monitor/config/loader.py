@@ -31,6 +31,7 @@ from monitor.config.sections import (
     DnsConfig,
     EndpointConfig,
     ExpiryConfig,
+    InstanceConfig,
     ProbeConfig,
     ReportsConfig,
     TenantConfig,
@@ -59,6 +60,7 @@ class Config(_Model):
     dns: DnsConfig = DnsConfig()
     database: DatabaseConfig = DatabaseConfig()
     daemon: DaemonConfig = DaemonConfig()
+    instance: InstanceConfig = InstanceConfig()
     alerts: AlertsConfig = AlertsConfig()
     reports: ReportsConfig = ReportsConfig()
     capture: CaptureConfig | None = None

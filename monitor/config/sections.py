@@ -66,6 +66,8 @@ class EndpointConfig(_Model):
     timeout: Duration | None = None
     interval: Duration | None = None
     outbound: OutboundConfig | None = None
+    # Only instances of this site probe the endpoint (``[instance] site``); default: any.
+    site: str | None = Field(default=None, min_length=1)
 
     @field_validator("host", "ehlo_name")
     @classmethod
@@ -171,6 +173,23 @@ def _nameserver(item: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError(f"'{item}': port out of range")
     return host, port
+
+
+class InstanceConfig(_Model):
+    """This ``relaycert run`` among several sharing one PostgreSQL store."""
+
+    name: str | None = Field(default=None, min_length=1)  # default: the host name
+    site: str | None = Field(default=None, min_length=1)  # probe only endpoints of this site
+    heartbeat: Duration = timedelta(seconds=10)  # an instance is dead after three missed
+
+    @property
+    def dead_after(self) -> timedelta:
+        return self.heartbeat * 3
+
+    def label(self) -> str:
+        import socket
+
+        return self.name or socket.gethostname()
 
 
 class DaemonConfig(_Model):

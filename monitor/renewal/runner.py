@@ -29,7 +29,7 @@ from monitor.renewal.settings import RenewalSettings, staging_of
 from monitor.renewal.solvers import make_solver
 from monitor.renewal.verify import verify_outbound, verify_send_connector, verify_served
 from monitor.secrets import read_secret
-from monitor.store import baselines, queries, renewals
+from monitor.store import baselines, cluster, queries, renewals
 from monitor.store.engine import Store
 
 
@@ -164,7 +164,31 @@ async def renew(
     now_fn: Clock | None = None,
     scanner: Scanner | None = None,
 ) -> Outcome:
-    """Run one renewal once (when due, or ``force``); record it and alert on failure."""
+    """Run one renewal once (when due, or ``force``); record it and alert on failure.
+
+    Only one renewal of a name runs at a time across every process on the store (daemons on
+    other hosts, ``relaycert renew``): the others are skipped, so a certificate is never
+    ordered twice at once."""
+    with cluster.exclusive(store, f"renewal:{settings.name}") as taken:
+        if not taken:
+            return Outcome(
+                settings.name,
+                Result.SKIPPED,
+                "another instance (or relaycert renew) is renewing this certificate right now",
+                None,
+            )
+        return await _renew(config, store, settings, force, dry_run, now_fn, scanner)
+
+
+async def _renew(
+    config: Config,
+    store: Store,
+    settings: RenewalSettings,
+    force: bool,
+    dry_run: bool,
+    now_fn: Clock | None,
+    scanner: Scanner | None,
+) -> Outcome:
     clock = now_fn or utcnow
     index = config.renewals.index(settings)
     attempt = Attempt(

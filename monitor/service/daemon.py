@@ -29,7 +29,9 @@ from monitor.pipeline.listening import CaptureService
 from monitor.service import sdnotify, tenant_watch
 from monitor.service.generation import Generation
 from monitor.service.jobs import Jobs
+from monitor.service.membership import Membership
 from monitor.service.metrics import MetricsServer
+from monitor.store import cluster
 from monitor.store.engine import Store
 
 log = logging.getLogger("relaycert.daemon")
@@ -41,7 +43,8 @@ class Daemon:
         gen = Generation(config, store)
         outbox = Outbox(store, gen.channels, config.daemon.outbox_lease, config.daemon.retry_base)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.jobs = Jobs(store, gen, outbox, self.scheduler)
+        self.membership = Membership(store, config)
+        self.jobs = Jobs(store, gen, outbox, self.scheduler, self.membership)
         self.stopping = asyncio.Event()
         # The capture listener lives as long as the daemon; passive captures go to the scanner
         # of the current generation.
@@ -124,6 +127,7 @@ class Daemon:
         if self.capture.listener is not None:  # [capture] changes take effect on restart
             gen.scanner.capture = self.capture.listener
         self.jobs.gen = gen
+        self.membership.site = config.instance.site  # a new site applies to the schedule now
         self.jobs.outbox.channels = gen.channels
         self.jobs.schedule(config)
         logs.setup(config.daemon.log_format, config.daemon.log_level)  # a new format applies now
@@ -137,7 +141,12 @@ class Daemon:
         event(log, logging.INFO, name, file=str(self.path), endpoints=endpoints, channels=channels)
 
     async def serve(self, first_run_spread: timedelta | None = None) -> None:
-        """Run until SIGTERM/SIGINT (or :attr:`stopping` is set)."""
+        """Run until SIGTERM/SIGINT (or :attr:`stopping` is set).  On SQLite a second daemon
+        on the same database is refused (:func:`~monitor.store.cluster.single_daemon`)."""
+        with cluster.single_daemon(self.store):
+            await self._serve(first_run_spread)
+
+    async def _serve(self, first_run_spread: timedelta | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -146,6 +155,10 @@ class Daemon:
         await self.start_capture()
         await self.start_metrics()
         await self.check_tenant()
+        await self.membership.start()
+        beating = asyncio.create_task(
+            self.membership.beating(lambda: (self.gen.config, self.gen.tracking))
+        )
         self.scheduler.add_listener(self.jobs.on_submitted, EVENT_JOB_SUBMITTED)
         self.jobs.schedule(config, first_run_spread)
         self.jobs.schedule_outbox(config)
@@ -160,6 +173,7 @@ class Daemon:
         await self.stopping.wait()
         sdnotify.notify("STOPPING=1")
         waker.cancel()
+        beating.cancel()
         watcher.cancel()
         graph.cancel()
         if pinger is not None:
@@ -226,6 +240,10 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await self.capture.close(grace)
+        try:
+            await self.membership.stop()
+        except RelaycertError as exc:
+            event(log, logging.ERROR, "instance.stop_error", error=str(exc))
         if self.metrics is not None:
             await self.metrics.close()
         event(log, logging.INFO, "daemon.stopped")

@@ -26,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.alerts.outbox import Outbox
 from monitor.config.loader import Config
+from monitor.config.sections import EndpointConfig
 from monitor.errors import RelaycertError, StoreGoneError
 from monitor.logs import event
 from monitor.pipeline.records import ScanRecord
@@ -33,6 +34,7 @@ from monitor.probe.result import ProbeTarget
 from monitor.renewal.runner import renew
 from monitor.reports.archive import publish
 from monitor.service.generation import Generation
+from monitor.service.membership import Membership, serves, tolerance
 from monitor.store.engine import Store
 
 log = logging.getLogger("relaycert.daemon")
@@ -42,9 +44,15 @@ class Jobs:
     """The work of the daemon, and its schedule.  ``gen`` is replaced on reload."""
 
     def __init__(
-        self, store: Store, gen: Generation, outbox: Outbox, scheduler: AsyncIOScheduler
+        self,
+        store: Store,
+        gen: Generation,
+        outbox: Outbox,
+        scheduler: AsyncIOScheduler,
+        membership: Membership,
     ) -> None:
         self.store, self.gen, self.outbox, self.scheduler = store, gen, outbox, scheduler
+        self.membership = membership
         self.wake_outbox = asyncio.Event()
         self.outbox_lock = asyncio.Lock()
         self.inflight: set[asyncio.Task[object]] = set()
@@ -90,9 +98,18 @@ class Jobs:
         return await self.outbox.deliver()
 
     async def run_once(self) -> None:
-        """One cycle: every endpoint once, then the outbox."""
-        await asyncio.gather(*(self.check_endpoint(e.name) for e in self.gen.config.endpoints))
+        """One cycle: every endpoint of this instance's site once, then the outbox."""
+        await asyncio.gather(*(self.check_endpoint(e.name) for e in self.mine(self.gen.config)))
         await self.deliver()
+
+    def mine(self, config: Config) -> list[EndpointConfig]:
+        """The endpoints this instance probes: those of its site, and those without one."""
+        return [e for e in config.endpoints if serves(self.membership.site, e)]
+
+    async def _claimed(self, key: str, every: timedelta, jitter: timedelta) -> bool:
+        """Whether this instance does this run of ``key`` (see :mod:`.membership`)."""
+        next_due = datetime.now(UTC) + every - tolerance(every, jitter)
+        return await self.membership.claim(key, next_due)
 
     # -- the jobs -----------------------------------------------------------------------------
 
@@ -112,7 +129,18 @@ class Jobs:
             event(log, logging.ERROR, f"{kind}.error", error=str(exc), **fields)
 
     async def endpoint_job(self, name: str) -> None:
-        await self._guarded("probe", self.check_endpoint(name), endpoint=name)
+        await self._guarded("probe", self._claimed_check(name), endpoint=name)
+
+    async def _claimed_check(self, name: str) -> None:
+        config = self.gen.config
+        endpoint = self.gen.scanner.endpoints.get(name)
+        if endpoint is None:
+            return
+        interval = config.endpoint_interval(endpoint)
+        if await self._claimed(f"endpoint:{name}", interval, config.daemon.jitter_for(interval)):
+            await self.check_endpoint(name)
+        else:
+            self._due.pop(name, None)  # another instance probes it this time
 
     async def outbox_job(self) -> None:
         if self.outbox_lock.locked():
@@ -127,6 +155,9 @@ class Jobs:
         settings = next((r for r in self.gen.config.renewals if r.name == name), None)
         if settings is None:
             return
+        every = settings.check_interval
+        if not await self._claimed(f"renewal:{name}", every, timedelta(0)):
+            return  # another instance checks it this time
         outcome = await renew(self.gen.config, self.store, settings, scanner=self.gen.scanner)
         job = self.scheduler.get_job(f"renewal:{name}")
         later = outcome.next_check
@@ -148,6 +179,13 @@ class Jobs:
 
     async def _report(self) -> None:
         gen = self.gen
+        job = self.scheduler.get_job("report")
+        upcoming = job.next_run_time if job is not None else None
+        now = datetime.now(UTC)
+        # Due again a minute before the next scheduled time: one instance per scheduled run.
+        next_due = upcoming - timedelta(minutes=1) if upcoming else now + timedelta(hours=1)
+        if not await self.membership.claim("report", max(next_due, now)):
+            return
         paths = await publish(gen.config, self.store, gen.channels, datetime.now(UTC))
         event(log, logging.INFO, "report.written", files=" ".join(str(p) for p in paths))
 
@@ -197,11 +235,17 @@ class Jobs:
     def _schedule_endpoints(self, config: Config, first_run_spread: timedelta | None) -> None:
         self._replace("endpoint:")
         now = datetime.now(UTC)
-        for endpoint in config.endpoints:
+        mine = self.mine(config)
+        # First runs are spread so a (re)start is not a burst: over the jitter, or longer when
+        # the fleet is large (about `concurrency` endpoints a second at most), within one
+        # interval.  20 000 endpoints at concurrency 64 start over ~5 minutes, not 30 s.
+        fleet = timedelta(seconds=len(mine) / config.probe.concurrency)
+        for endpoint in mine:
             interval = config.endpoint_interval(endpoint)
             jitter = config.daemon.jitter_for(interval)
-            # First runs are spread over the jitter too, so a (re)start is not a burst.
-            spread = first_run_spread if first_run_spread is not None else jitter
+            spread = first_run_spread
+            if spread is None:
+                spread = min(max(jitter, fleet), interval)
             first = now + timedelta(seconds=random.uniform(0, spread.total_seconds()))  # noqa: S311
             self._add(
                 self.endpoint_job,

@@ -28,7 +28,7 @@ from monitor.store.models import CertificateRow, EndpointRow, FindingRow, Observ
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision (a test keeps it equal to Alembic's head): a store already
 # there opens without importing Alembic, a third of a short command's start-up.
-HEAD = "0005"
+HEAD = "0006"
 HEARTBEAT = timedelta(hours=24)
 
 
@@ -48,6 +48,9 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL with NORMAL sync: no corruption on a crash, one fsync per checkpoint instead of per
+    # commit (a daemon of 20 000 endpoints commits ~70 times a second).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 

@@ -228,3 +228,32 @@ class RenewalRow(SQLModel, table=True):
     # verified | deployed | dry_run | skipped | gate_refused | hook_failed | not_served | failed
     outcome: str = Field(max_length=16)
     detail: str | None = Field(default=None, sa_type=Text)
+
+
+class InstanceRow(SQLModel, table=True):
+    """One running ``relaycert run`` (one row per process start), with its heartbeat."""
+
+    __tablename__ = "instance"
+
+    id: str = Field(primary_key=True, max_length=36)  # a UUID per process start
+    name: str = Field(max_length=200)
+    site: str | None = Field(default=None, max_length=200)
+    version: str = Field(max_length=40)
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    stopped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ClaimRow(SQLModel, table=True):
+    """Who runs a piece of scheduled work next (``endpoint:NAME``, ``report``, ...): whoever
+    first finds ``due_at`` passed takes it with one conditional UPDATE and moves ``due_at`` on,
+    so a run happens on one instance however many are scheduled to try."""
+
+    __tablename__ = "claim"
+
+    key: str = Field(primary_key=True, max_length=260)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    owner: str | None = Field(default=None, max_length=36)
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,149 @@
+"""Several daemons on one store: instances with heartbeats, claims on scheduled work, and
+exclusive locks (PostgreSQL advisory locks; a lock file beside a SQLite database).
+
+A claim is one conditional UPDATE (``due_at <= now``) that moves ``due_at`` on: under
+PostgreSQL's row locking two instances trying at once serialise, and the second finds the row
+no longer due.  Times are the instances' clocks (keep them synchronised, NTP), compared with a
+tolerance of seconds, never milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, text, update
+from sqlmodel import col
+
+from monitor.errors import StoreError
+from monitor.store.engine import Store
+from monitor.store.models import ClaimRow, InstanceRow
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def register(store: Store, row: InstanceRow) -> None:
+    with store.transaction("registering this instance") as session:
+        session.add(row)
+
+
+def beat(store: Store, instance_id: str, now: datetime) -> None:
+    with store.transaction("writing the heartbeat") as session:
+        session.execute(
+            update(InstanceRow).where(col(InstanceRow.id) == instance_id).values(heartbeat_at=now)
+        )
+
+
+def stopped(store: Store, instance_id: str, now: datetime) -> None:
+    with store.transaction("recording that this instance stopped") as session:
+        session.execute(
+            update(InstanceRow)
+            .where(col(InstanceRow.id) == instance_id)
+            .values(stopped_at=now, heartbeat_at=now)
+        )
+
+
+def instances(store: Store, since: datetime) -> list[InstanceRow]:
+    """Instances whose last heartbeat is after ``since`` (newest first)."""
+    with store.reading("listing instances") as session:
+        rows = session.scalars(
+            select(InstanceRow)
+            .where(col(InstanceRow.heartbeat_at) >= since)
+            .order_by(col(InstanceRow.heartbeat_at).desc())
+        ).all()
+        session.expunge_all()
+        return list(rows)
+
+
+def claim(store: Store, key: str, owner: str, now: datetime, next_due: datetime) -> bool:
+    """Take the work ``key`` if it is due (it is the first time it is asked for, or ``due_at``
+    has passed); it is due again at ``next_due``.  True on exactly one instance per due time."""
+    with store.transaction(f"claiming {key}") as session:
+        if store.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        session.execute(insert(ClaimRow).values(key=key, due_at=EPOCH).on_conflict_do_nothing())
+        result = session.execute(
+            update(ClaimRow)
+            .where(col(ClaimRow.key) == key, col(ClaimRow.due_at) <= now)
+            .values(due_at=next_due, owner=owner, claimed_at=now)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _lock_path(store: Store, key: str) -> str | None:
+    if store.path is None:
+        return None
+    return f"{store.path}.{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.lock"
+
+
+@contextlib.contextmanager
+def exclusive(store: Store, key: str) -> Iterator[bool]:
+    """Hold the lock ``key`` for the block if no one else (any instance, any process) holds
+    it; yields whether it was taken.  PostgreSQL: a session advisory lock on its own
+    connection; SQLite: ``flock`` on a file beside the database."""
+    if store.dialect == "postgresql":
+        with store.engine.connect() as connection:
+            number = "hashtextextended(:key, 0)"
+            taken = connection.execute(
+                text(f"SELECT pg_try_advisory_lock({number})"), {"key": key}
+            ).scalar()
+            try:
+                yield bool(taken)
+            finally:
+                if taken:
+                    connection.execute(text(f"SELECT pg_advisory_unlock({number})"), {"key": key})
+                    connection.commit()
+        return
+    path = _lock_path(store, key)
+    if path is None:  # an in-memory database belongs to one process
+        yield True
+        return
+    with _flock(path) as taken:
+        yield taken
+
+
+@contextlib.contextmanager
+def _flock(path: str) -> Iterator[bool]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def single_daemon(store: Store) -> Iterator[None]:
+    """On SQLite, refuse a second ``relaycert run`` on the same database file (several
+    instances need PostgreSQL); on PostgreSQL, nothing to hold."""
+    path = _lock_path(store, "daemon")
+    if store.dialect == "postgresql" or path is None:
+        yield
+        return
+    with _flock(path) as taken:
+        if not taken:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                holder = f" (pid {int(open(path).read().strip() or 0)})"  # noqa: SIM115
+            raise StoreError(
+                f"another relaycert run{holder} already uses the SQLite store {store.path}; "
+                "SQLite serves one instance: stop the other one, or give every instance the "
+                "same PostgreSQL [database] url to run several"
+            )
+        yield
+
+
+def live_since(now: datetime, dead_after: timedelta) -> datetime:
+    return now - dead_after
