@@ -119,3 +119,41 @@ async def test_reload_keeps_the_probe_permits(tmp_path: Path) -> None:
         assert daemon.gen.scanner.write_lock is before.write_lock
     finally:
         store.close()
+
+
+async def test_daemon_jobs_finishing_together_are_stored_in_a_few_transactions(
+    config_file, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Group commit: 60 endpoint jobs finishing at once cost a few transactions, each job gets
+    its own records, and everything is stored."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import event
+
+    from monitor.probe.result import ProbeTarget
+    from monitor.probe.smtp import unresolved
+    from monitor.service.generation import Generation
+    from tests.conftest import endpoint_toml
+
+    config = load(config_file("".join(endpoint_toml(f"e{i}", 1) for i in range(60))))
+    store = Store.open(config.database_url())
+    commits: list[int] = []
+    event.listen(store.engine, "commit", lambda _conn: commits.append(1))
+    scanner = Generation(config, store).scanner
+    now = datetime.now(UTC)
+
+    def failed(name: str) -> list:  # type: ignore[type-arg]
+        target = ProbeTarget(name, "x.contoso.com", 25, "127.0.0.1", "starttls", "probe", 1.0)
+        return [unresolved(target, "no such host")]
+
+    try:
+        groups = await asyncio.gather(
+            *(scanner.judge_and_store(failed(f"e{i}"), now) for i in range(60))
+        )
+        assert [g[0].result.target.endpoint for g in groups] == [f"e{i}" for i in range(60)]
+        assert all(g[0].findings for g in groups)
+        assert len(commits) <= 4, len(commits)  # one job at a time: 120 transactions
+        assert store.counts()["observation"] == 60
+
+    finally:
+        store.close()

@@ -23,6 +23,7 @@ from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.errors import ProbeError
 from monitor.pipeline import outbound
+from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord
 from monitor.probe.bounded import probe_bounded
@@ -114,6 +115,8 @@ class Scanner:
         # there is none; without one, an outbound check reports that instead of a verdict.
         self.capture: CaptureListener | None = None
         self.capture_unavailable: str | None = None
+        # The daemon's group commit (None: each call stores its own results at once).
+        self.batcher: BatchWriter | None = None
 
     async def probe(
         self,
@@ -187,16 +190,29 @@ class Scanner:
         return await self.judge_and_store(results, now)
 
     async def judge_and_store(self, results: list[ProbeResult], now: datetime) -> list[ScanRecord]:
-        """Judge ``results`` at ``now`` against their baselines; store them with tracking."""
+        """Judge ``results`` at ``now`` against their baselines; store them with tracking (in
+        the daemon, together with other jobs' results finishing at the same time)."""
+        if self.batcher is not None and self.store is not None:
+            return await self.batcher.submit(results, now)
+        return (await self.judge_and_store_many([(results, now)]))[0]
+
+    async def judge_and_store_many(
+        self, jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]
+    ) -> list[list[ScanRecord]]:
+        """Several scans' results, each judged at its own instant: baselines read in one query,
+        everything stored in one transaction; the records of each scan, in order."""
         store = self.store
-        names = sorted({r.target.endpoint for r in results})
+        names = sorted({r.target.endpoint for results, _ in jobs for r in results})
         baselines = {}
         if store is not None:
             from monitor.store import queries
 
             baselines = await asyncio.to_thread(queries.baselines, store, names)
-        judge = Judge(self.config, now, self.anchors, self.endpoints)
-        records = judge.judge_all(results, baselines)
+        groups = [
+            Judge(self.config, now, self.anchors, self.endpoints).judge_all(results, baselines)
+            for results, now in jobs
+        ]
+        records = [record for group in groups for record in group]
         if store is not None and records:
             from monitor.alerts.tracking import track
             from monitor.store import writes
@@ -204,11 +220,13 @@ class Scanner:
             tracking = self.tracking
 
             def hook(session: Session, ids: dict[str, int]) -> None:
-                track(session, ids, records, tracking, now)
+                for group, (_, now) in zip(groups, jobs, strict=True):
+                    if group:
+                        track(session, ids, group, tracking, now)
 
             async with self.write_lock:
                 await asyncio.to_thread(writes.record, store, records, hook)
-        return records
+        return groups
 
     async def passive(self, capture: Capture) -> ScanRecord:
         """Judge a message no outbound check was waiting for.  Matched to an endpoint (peer

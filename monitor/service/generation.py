@@ -7,6 +7,7 @@ from __future__ import annotations
 from monitor.alerts.channels import build_channels
 from monitor.alerts.policy import Tracking
 from monitor.config.loader import Config
+from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.scan import Scanner
 from monitor.probe.trust import trust_anchors
 from monitor.renewal.deploy import validate_hooks
@@ -41,6 +42,8 @@ class Generation:
         if old is not None and same_hosts:
             self.scanner.hosts = old.hosts
         self.scanner.check_legacy = True  # at most once per [probe] legacy_tls_every
+        # Endpoint jobs finishing together are stored together (see monitor.pipeline.batching).
+        self.scanner.batcher = BatchWriter(self.scanner.judge_and_store_many)
         if old is not None:
             self.scanner.legacy = old.legacy
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup

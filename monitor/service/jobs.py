@@ -127,6 +127,10 @@ class Jobs:
                 self.on_fatal(exc)
         except RelaycertError as exc:
             event(log, logging.ERROR, f"{kind}.error", error=str(exc), **fields)
+        except asyncio.CancelledError:
+            # Shutdown abandoned it after the grace period (nothing of it was stored): one log
+            # line, not a traceback per job from the scheduler.
+            event(log, logging.WARNING, f"{kind}.abandoned", **fields)
 
     async def endpoint_job(self, name: str) -> None:
         await self._guarded("probe", self._claimed_check(name), endpoint=name)
