@@ -18,6 +18,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import create_engine, text
 
 from monitor.demo import pki
+from monitor.demo.pebble import PEBBLE, Pebble
 from monitor.demo.servers import LoopbackSMTP, free_port, server_context
 
 PG_ADMIN_URL = os.environ.get(
@@ -108,6 +109,17 @@ def endpoint_toml(
         f'\n[[endpoints]]\nname = "{name}"\nhost = "{host}"\nport = {port}\nmode = "{mode}"\n'
         f'connector = "{connector}"\naddresses = ["127.0.0.1"]\n'
     )
+
+
+@pytest.fixture(scope="module")
+def pebble() -> Iterator[Pebble]:
+    """Debian's pebble (ACME) on loopback, one per test module."""
+    if not Path(PEBBLE).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("pebble is not installed; .ci/run must install Debian's pebble")
+        pytest.skip("Debian's pebble is not installed (apt-get install pebble)")
+    with Pebble() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,7 +9,6 @@ import os
 import shutil
 import sqlite3
 import stat
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,16 +22,6 @@ from monitor.demo.pebble import PEBBLE, Pebble, free_port
 from tests.postfix import Postfix, ensure_installed
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pebble() -> Iterator[Pebble]:
-    if not Path(PEBBLE).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("pebble is not installed; .ci/run must install Debian's pebble")
-        pytest.skip("Debian's pebble is not installed (apt-get install pebble)")
-    with Pebble() as server:
-        yield server
 
 
 def renewal_config(

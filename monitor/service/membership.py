@@ -86,14 +86,17 @@ class Membership:
             await asyncio.to_thread(cluster.stopped, self.store, self.id, datetime.now(UTC))
 
     async def heartbeat(self, config: Config, tracking: Tracking) -> None:
-        """One beat: the heartbeat, then (on one instance per beat) the site check."""
-        if not self.clustered:
-            return
+        """One beat: the heartbeat, then (on one instance per beat) the site check, when any
+        endpoint has a site.  Alone on SQLite, this instance's site is the only one."""
         now = datetime.now(UTC)
-        await asyncio.to_thread(cluster.beat, self.store, self.id, now)
+        if self.clustered:
+            await asyncio.to_thread(cluster.beat, self.store, self.id, now)
+        if not any(e.site for e in config.endpoints):
+            return
         beat = self.settings.heartbeat
         if await self.claim(SITES, now + beat - min(beat / 2, timedelta(seconds=5))):
-            await asyncio.to_thread(check_sites, config, self.store, tracking, now)
+            live = None if self.clustered else [self.site]
+            await asyncio.to_thread(check_sites, config, self.store, tracking, now, live)
 
     async def beating(self, current: Callable[[], tuple[Config, Tracking]]) -> None:
         """Beat until cancelled; ``current()`` gives the (config, tracking) of the moment."""
@@ -115,12 +118,20 @@ class Membership:
         return await asyncio.to_thread(cluster.claim, self.store, key, self.id, now, next_due)
 
 
-def check_sites(config: Config, store: Store, tracking: Tracking, now: datetime) -> ScanRecord:
+def check_sites(
+    config: Config,
+    store: Store,
+    tracking: Tracking,
+    now: datetime,
+    live: list[str | None] | None = None,
+) -> ScanRecord:
     """Store the sites without a live instance as findings of the pseudo-endpoint ``(sites)``
-    (so they alert, resolve and show like any other finding)."""
-    since = now - config.instance.dead_after
-    live = [row for row in cluster.instances(store, since) if row.stopped_at is None]
-    findings = rules.unwatched({e.name: e.site for e in config.endpoints}, [r.site for r in live])
+    (so they alert, resolve and show like any other finding).  ``live``: the sites of the live
+    instances (default: read from the heartbeats)."""
+    if live is None:
+        since = now - config.instance.dead_after
+        live = [r.site for r in cluster.instances(store, since) if r.stopped_at is None]
+    findings = rules.unwatched({e.name: e.site for e in config.endpoints}, live)
     target = ProbeTarget(SITES, "sites", 0, "sites", "sites", "", 0.0)
     result = ProbeResult(target, now, ProbeStatus.FILE)
     record = ScanRecord(result, (), tuple(findings), "sites", None, SITE_RULE_IDS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -186,31 +186,45 @@ def _count_days(session: Session, days: Days, dialect: str) -> None:
 
 
 def _endpoints(session: Session, records: Sequence[ScanRecord]) -> dict[str, int]:
+    """The endpoint ids by name: new endpoints inserted, changed listeners updated, in bulk
+    statements (plain rows, no ORM objects: a 20 000-endpoint scan writes in seconds)."""
     names = {r.result.target.endpoint for r in records}
-    existing = {
-        row.name: row
-        for row in session.scalars(select(EndpointRow).where(col(EndpointRow.name).in_(names)))
-    }
+    table = EndpointRow.__table__  # type: ignore[attr-defined]
+    existing: dict[str, tuple[int, tuple[object, ...]]] = {}
+    chosen = select(table.c.id, table.c.name, table.c.host, table.c.port, table.c.mode)
+    chosen = chosen.add_columns(table.c.connector)
+    for chunk in _chunks(sorted(names)):
+        for row in session.execute(chosen.where(table.c.name.in_(chunk))):
+            existing[row.name] = (row.id, (row.host, row.port, row.mode, row.connector))
+    new: dict[str, dict[str, Any]] = {}
+    changed: dict[int, dict[str, Any]] = {}
     for record in records:
         target = record.result.target
-        row = existing.get(target.endpoint)
         wanted = (target.host, target.port, record.mode, record.connector)
-        if row is None:
-            row = EndpointRow(
-                name=target.endpoint,
-                host=target.host,
-                port=target.port,
-                mode=record.mode,
-                connector=record.connector,
-            )
-            session.add(row)
-            existing[target.endpoint] = row
-        elif target.direction is Direction.FROM_EXO and (
-            (row.host, row.port, row.mode, row.connector) != wanted
-        ):  # the endpoint row describes the listener; outbound checks submit elsewhere
-            row.host, row.port, row.mode, row.connector = wanted
-    session.flush()
-    return {name: row.id for name, row in existing.items() if row.id is not None}
+        values = dict(zip(("host", "port", "mode", "connector"), wanted, strict=True))
+        found = existing.get(target.endpoint)
+        if found is None:
+            new.setdefault(target.endpoint, {"name": target.endpoint, **values})
+        elif target.direction is Direction.FROM_EXO and found[1] != wanted:
+            # the endpoint row describes the listener; outbound checks submit elsewhere
+            changed[found[0]] = {"id": found[0], **values}
+    ids = {name: found[0] for name, found in existing.items()}
+    if new:
+        now = datetime.now(UTC)
+        inserted = session.execute(
+            insert(EndpointRow).returning(table.c.id, table.c.name, sort_by_parameter_order=True),
+            [{**row, "created_at": now} for row in new.values()],
+        )
+        ids.update({row.name: row.id for row in inserted})
+    if changed:
+        session.execute(update(EndpointRow), list(changed.values()))
+    return ids
+
+
+def _chunks(items: list[str], size: int = 900) -> Iterator[list[str]]:
+    """Lists short enough for an IN (...) on every database (SQLite's variable limit)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _certificates(session: Session, unique: dict[str, x509.Certificate]) -> None:

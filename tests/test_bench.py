@@ -1,0 +1,40 @@
+"""The benchmarks stay runnable: ``bench/scan.py`` on a few addresses runs all three clients
+(the bare loop, blackbox_exporter, relaycert as a whole process) and ends with the ratio."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.postfix import ensure_installed
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.integration
+
+
+def test_scan_bench_runs_three_clients_and_prints_the_ratio_last() -> None:
+    missing = ensure_installed() or (
+        None if shutil.which("prometheus-blackbox-exporter") else "prometheus-blackbox-exporter"
+    )
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing}: .ci/run must install it")
+        pytest.skip(str(missing))
+    run = subprocess.run(
+        [sys.executable, "bench/scan.py", "--addresses", "40", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.strip().splitlines()
+    for label in ("bare asyncio loop", "blackbox_exporter", "relaycert (process)"):
+        (line,) = [x for x in lines if x.startswith(label)]
+        assert "40/40 ok" in line, line
+    assert lines[-1].startswith("ratio_blackbox: ") and float(lines[-1].split()[-1]) > 0
