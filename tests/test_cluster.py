@@ -125,6 +125,11 @@ class Instance:
         self.log.close()
 
 
+def relaycert(*args: str) -> subprocess.CompletedProcess[str]:
+    """A relaycert command in its own process; its output captured."""
+    return subprocess.run([*MONITOR, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
 def gaps(times: list[float], start: float, end: float) -> list[float]:
     seen = [t for t in times if start <= t <= end]
     return [b - a for a, b in itertools.pairwise(seen)]
@@ -178,13 +183,7 @@ def test_three_instances_steady_state_kill_and_rolling_restart(
             assert spaced and max(spaced) <= failover and min(spaced) >= least - 0.2, spaced
 
         # Status lists every instance, live or not.
-        status = subprocess.run(
-            [*MONITOR, "status", "--config", str(configs[0]), "--format", "json"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        status = relaycert("status", "--config", str(configs[0]), "--format", "json")
         doc = json.loads(status.stdout)
         states = sorted((i["name"], i["state"]) for i in doc["instances"])
         killed = f"i{last}"
@@ -232,14 +231,7 @@ async def test_site_without_an_instance_alerts_and_is_not_probed_elsewhere(
     (alert,) = [a for a in sent if a["rule"] == "cluster.site_unwatched"]
     assert alert["severity"] == Severity.CRITICAL.value
     assert "site 'dmz'" in alert["message"] and "e0" in alert["message"]
-    status = await asyncio.to_thread(
-        subprocess.run,
-        [*MONITOR, "status", "--config", str(path), "--format", "json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = await asyncio.to_thread(relaycert, "status", "--config", str(path), "--format", "json")
     assert status.returncode == 2
     doc = json.loads(status.stdout)
     (row,) = [r for r in doc["addresses"] if r["endpoint"] == "(sites)"]
@@ -259,13 +251,7 @@ def test_second_instance_on_sqlite_is_refused(servers: list[Counting], tmp_path:
         while "daemon.started" not in (tmp_path / "one.log").read_text():
             assert time.monotonic() < deadline and first.process.poll() is None
             time.sleep(0.2)
-        second = subprocess.run(
-            [sys.executable, "-m", "monitor", "run", "--config", str(path)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        second = relaycert("run", "--config", str(path))
         assert second.returncode == 3
         error = second.stderr.strip()
         assert len(error.splitlines()) == 1, error

@@ -53,7 +53,7 @@ def show(found: dict[str, Any], now: datetime) -> None:
         ago = (now - i["last_heartbeat"]).total_seconds()
         table.add_row(
             Text(i["name"]),
-            Text(i["site"] or "(any)"),
+            Text(i["site"] or "(none)"),
             Text(i["version"]),
             Text(f"{i['host']} ({i['pid']})"),
             Text(f"{i['last_heartbeat']:%Y-%m-%d %H:%M:%S} ({ago:.0f} s ago)"),

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select, text, update
 from sqlmodel import col
@@ -136,7 +137,7 @@ def single_daemon(store: Store) -> Iterator[None]:
         if not taken:
             holder = ""
             with contextlib.suppress(OSError, ValueError):
-                holder = f" (pid {int(open(path).read().strip() or 0)})"  # noqa: SIM115
+                holder = f" (pid {int(Path(path).read_text().strip())})"
             raise StoreError(
                 f"another relaycert run{holder} already uses the SQLite store {store.path}; "
                 "SQLite serves one instance: stop the other one, or give every instance the "
