@@ -21,7 +21,7 @@ import pytest
 from monitor.cli.app import main
 from monitor.demo import pki
 from monitor.demo.pebble import Pebble, free_port
-from tests.test_renewal import pebble, renewal_config  # noqa: F401 - the fixture
+from tests.test_renewal import renewal_config
 
 pytestmark = pytest.mark.integration
 
@@ -31,13 +31,13 @@ def orders(config: Path) -> list[tuple[str, str | None]]:
     return list(db.execute("select outcome, order_url from renewal order by id"))
 
 
-def failing_hook_config(tmp_path: Path, pebble: Pebble, root_ca: pki.Issued) -> Path:  # noqa: F811
+def failing_hook_config(tmp_path: Path, pebble: Pebble, root_ca: pki.Issued) -> Path:
     return renewal_config(
         tmp_path, pebble, root_ca, free_port(), ["mail1.contoso.test"], hook='hook = ["false"]'
     )
 
 
-def test_one_order_across_three_failed_deployments(pebble, tmp_path, root_ca, capsys) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_one_order_across_three_failed_deployments(pebble, tmp_path, root_ca, capsys) -> None:  # type: ignore[no-untyped-def]
     config = failing_hook_config(tmp_path, pebble, root_ca)
     for _ in range(3):
         assert main(["renew", "--config", str(config), "--force"]) == 2
@@ -51,7 +51,7 @@ def test_one_order_across_three_failed_deployments(pebble, tmp_path, root_ca, ca
 
 
 def test_a_week_of_daemon_time_with_a_failing_hook_places_one_order(  # type: ignore[no-untyped-def]
-    pebble,  # noqa: F811
+    pebble,
     tmp_path,
     root_ca,
 ) -> None:
@@ -100,7 +100,7 @@ def test_forgotten_account_is_registered_again(tmp_path, root_ca, capsys) -> Non
 
 
 def test_dry_run_uses_the_staging_ca_and_never_the_production_account(  # type: ignore[no-untyped-def]
-    pebble,  # noqa: F811
+    pebble,
     tmp_path,
     root_ca,
 ) -> None:
@@ -370,7 +370,7 @@ def test_pfx_variants_open_with_openssl(
         assert "AES-256-CBC" in text
 
 
-def test_reuse_key_keeps_the_private_key_across_orders(pebble, tmp_path, root_ca) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_reuse_key_keeps_the_private_key_across_orders(pebble, tmp_path, root_ca) -> None:  # type: ignore[no-untyped-def]
     from cryptography import x509
 
     from monitor.renewal import pending
