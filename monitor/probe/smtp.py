@@ -33,7 +33,14 @@ from monitor.probe.tlsinfo import (
     explain,
     not_tls,
 )
-from monitor.probe.wire import clean, connect, map_error, plaintext_look, reply_text
+from monitor.probe.wire import (
+    clean,
+    connect,
+    map_error,
+    open_plain,
+    plaintext_look,
+    reply_text,
+)
 
 __all__ = ["attempt", "client_context", "map_error", "probe", "unresolved"]
 
@@ -94,21 +101,25 @@ class _Session:
     async def run(self) -> None:
         target, result = self.target, self.result
         timeout, implicit = target.timeout, target.mode == "tls"
-        sock = await connect(target)
-        self._lap("connect")
         loop = asyncio.get_running_loop()
-        try:
-            _, protocol = await loop.create_connection(
-                lambda: _ProbeProtocol(loop),
-                sock=sock,
-                ssl=self.context if implicit else None,
-                server_hostname=target.host if implicit else None,
-                ssl_handshake_timeout=timeout if implicit else None,
-            )
-        except Exception as exc:
-            sock.close()
-            error = map_error("handshake" if implicit else "connect", exc, timeout)
-            raise type(error)(error.step, explain(error.detail)) from exc
+        if implicit:
+            sock = await connect(target)
+            self._lap("connect")
+            try:
+                _, protocol = await loop.create_connection(
+                    lambda: _ProbeProtocol(loop),
+                    sock=sock,
+                    ssl=self.context,
+                    server_hostname=target.host,
+                    ssl_handshake_timeout=timeout,
+                )
+            except Exception as exc:
+                sock.close()
+                error = map_error("handshake", exc, timeout)
+                raise type(error)(error.step, explain(error.detail)) from exc
+        else:
+            protocol = await open_plain(target, lambda: _ProbeProtocol(loop))
+            self._lap("connect")
         self.protocol = protocol
         if implicit:
             self._lap("handshake")
