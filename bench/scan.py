@@ -28,13 +28,17 @@ cores), 2000 addresses, medians of 3 rounds:
     blackbox_exporter              319.7    2.88 ms
     relaycert (process)            169.6    4.14 ms    1.81 s    153.5 MB   R = 0.53
     after
-    bare asyncio loop              296.2    2.50 ms
-    blackbox_exporter              322.0    2.85 ms
-    relaycert (process)            204.4    3.37 ms    1.27 s    102.7 MB   R = 0.63
+    bare asyncio loop              317.5    2.27 ms
+    blackbox_exporter              354.4    2.52 ms
+    relaycert (process)            212.2    3.22 ms    1.21 s    103.6 MB   R = 0.60
+
+(Runs vary by about 10% from one to the next, blackbox_exporter's most: in the run before the
+last change it made 322.0 probes/s and relaycert 204.4 at 3.37 ms, R = 0.63.)
 
 20 000 addresses, one round: before R = 0.57, 4.26 ms/probe (1.77 x bare's 2.41), start-up
-3.99 s, peak RSS 600 MB, configuration load 2.36 s; after R = 0.75, 3.60 ms/probe (1.45 x bare's
-2.49), start-up 2.41 s, peak RSS 293 MB, configuration load 1.01 s.
+3.99 s, peak RSS 600 MB, configuration load 2.36 s; after R = 0.65 (231.8 probes/s against
+blackbox_exporter's 354.4; 0.75 in the run before, when it made 287.4), 3.28 ms/probe (1.35 x
+bare's 2.43), start-up 2.33 s, peak RSS 295 MB, configuration load 0.96 s.
 
 Where the time went (py-spy and cProfile of ``relaycert scan`` on 2000 addresses, before): the
 TLS handshake itself ~26% of samples (the same in every client); asyncio's pure-Python SSL
@@ -50,9 +54,13 @@ recomputed per observation, ``dataclasses.replace`` per observation); the store 
 - Store.open without Alembic when at head, dialect INSERTs imported lazily: start-up -0.5 s;
 - tomli's compiled parser: a 20 000-endpoint load 2.3 s -> 1.0 s;
 - chains shared between results, modules frozen out of the GC: memory, ~6% of probe CPU;
-- endpoints written with bulk statements instead of ORM objects: first store of 20 000.
+- endpoints written with bulk statements instead of ORM objects: first store of 20 000;
+- a STARTTLS connection opened by the event loop in one call: 2.6 -> 2.4 ms per probe() alone.
 
-What is left: relaycert's dialogue costs ~0.6 ms per probe more than the bare loop on the same
+Tried and reverted: judging and storing while probes run (per-endpoint scans with the daemon's
+group commit): the per-endpoint overhead outweighed the overlap (3.67 ms/probe, R = 0.58).
+
+What is left: relaycert's dialogue costs ~0.4 ms per probe more than the bare loop on the same
 event loop (aiosmtplib's per-reply ``wait_for``, the EHLO after TLS that keeps server logs clean,
 per-step timings), judging ~0.28 ms, storing ~0.15-0.45 ms, start-up ~1.2 s (SQLAlchemy and
 SQLModel alone 0.4 s).  On two shared cores the Go exporter, which spreads its work over both,
