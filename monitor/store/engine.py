@@ -29,6 +29,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision (a test keeps it equal to Alembic's head): a store already
 # there opens without importing Alembic, a third of a short command's start-up.
 HEAD = "0006"
+MIGRATE_LOCK = 0x72656C6179  # the advisory lock migrations hold on PostgreSQL ("relay")
 HEARTBEAT = timedelta(hours=24)
 
 
@@ -128,6 +129,12 @@ class Store:
         config = AlembicConfig()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
+            if self.dialect == "postgresql":
+                # Several instances starting together: one migrates, the others wait here
+                # (the lock ends with the transaction) and then find the schema at head.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
