@@ -3,7 +3,7 @@ last heartbeat, and the sites whose endpoints no live instance probes."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rich.table import Table
@@ -21,7 +21,7 @@ def view(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     if store.dialect != "postgresql":
         return {"instances": [], "unwatched_sites": []}
     live_after = now - config.instance.dead_after
-    rows = cluster.instances(store, now - (config.instance.dead_after * 8640))
+    rows = cluster.instances(store, now - timedelta(days=1))
     instances = [
         {
             "name": r.name,
