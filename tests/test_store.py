@@ -147,6 +147,33 @@ def test_prune_keeps_the_newest_observation_of_every_address(
     store.close()
 
 
+def test_prune_forgets_instances_and_claims_not_heard_of_since(store_url: str) -> None:
+    """Instances (a row per process start) and claims of work nobody runs any more (a removed
+    endpoint) go with the history; the live ones stay."""
+    from monitor.store import cluster
+    from monitor.store.models import InstanceRow
+    from monitor.store.retention import prune
+
+    store = Store.open(store_url)
+    now = datetime.now(UTC)
+    old = now - timedelta(days=100)
+    for name, beat in (("gone", old), ("live", now)):
+        cluster.register(
+            store,
+            InstanceRow(
+                id=name, name=name, version="1", host="h", pid=1, started_at=old, heartbeat_at=beat
+            ),
+        )
+    assert cluster.claim(store, "endpoint:removed", "gone", old, old + timedelta(hours=1))
+    assert cluster.claim(store, "endpoint:kept", "live", now, now + timedelta(hours=1))
+    assert not cluster.claim(store, "endpoint:kept", "live", now, now)  # not due again yet
+    done = prune(store, now - timedelta(days=30))
+    assert (done.instances, done.claims) == (1, 1)
+    assert [r.name for r in cluster.instances(store, old - timedelta(days=1))] == ["live"]
+    assert not cluster.claim(store, "endpoint:kept", "live", now, now)  # the claim survived
+    store.close()
+
+
 def test_upgrade_keeps_baselines_as_served_and_downgrade_works(store_url: str) -> None:
     """A store written by the previous release (revision 0004) keeps its baselines, alerts and
     observations; they become the served direction."""

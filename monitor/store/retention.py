@@ -16,7 +16,9 @@ from monitor.store.engine import Store
 from monitor.store.models import (
     AlertRow,
     CaptureRow,
+    ClaimRow,
     FindingRow,
+    InstanceRow,
     ObservationRow,
     OutboxRow,
     ProbeDayRow,
@@ -32,6 +34,8 @@ class Pruned:
     messages: int
     alerts: int
     captures: int = 0
+    instances: int = 0  # instances last heard of before the cutoff
+    claims: int = 0  # claims of work nobody has run since (an endpoint removed, say)
 
 
 def _deleted(session: Session, statement: Delete) -> int:
@@ -69,4 +73,8 @@ def prune(store: Store, cutoff: datetime, dry_run: bool = False) -> Pruned:
             ),
         )
         captures = _deleted(session, delete(CaptureRow).where(col(CaptureRow.at) < cutoff))
-    return Pruned(observations, findings, days, messages, alerts, captures)
+        instances = _deleted(
+            session, delete(InstanceRow).where(col(InstanceRow.heartbeat_at) < cutoff)
+        )
+        claims = _deleted(session, delete(ClaimRow).where(col(ClaimRow.claimed_at) < cutoff))
+    return Pruned(observations, findings, days, messages, alerts, captures, instances, claims)
