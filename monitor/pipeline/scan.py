@@ -1,4 +1,4 @@
-"""The one scan: resolve every endpoint, probe every address, judge, store.
+"""The one scan: resolve every endpoint (:mod:`.targets`), probe every address, judge, store.
 
 :class:`Scanner` is used by ``relaycert scan``, by the daemon (one endpoint per job) and by
 renewal verification (:meth:`Scanner.probe` only).  One scanner holds one semaphore, so
@@ -21,16 +21,14 @@ from monitor.alerts.policy import Tracking
 from monitor.config.common import is_host_name
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
-from monitor.errors import ProbeError
 from monitor.pipeline import outbound
 from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord
+from monitor.pipeline.targets import targets
 from monitor.probe.bounded import probe_bounded
 from monitor.probe.legacy import LEGACY, accepted_legacy
-from monitor.probe.resolve import resolve
 from monitor.probe.result import ProbeResult, ProbeTarget
-from monitor.probe.smtp import unresolved
 from monitor.probe.trust import trust_anchors
 
 if TYPE_CHECKING:  # the database layer is imported when a store is used, not before
@@ -42,43 +40,6 @@ if TYPE_CHECKING:  # the database layer is imported when a store is used, not be
 
 
 CHAIN_CACHE = 4096  # distinct chains remembered for sharing (a fleet serves a few)
-
-
-def _target(config: Config, endpoint: EndpointConfig, address: str) -> ProbeTarget:
-    return ProbeTarget(
-        endpoint=endpoint.name,
-        host=endpoint.host,
-        port=endpoint.port,
-        address=address,
-        mode=endpoint.effective_mode,
-        ehlo_name=endpoint.ehlo_name or config.probe.ehlo_name,
-        timeout=config.endpoint_timeout(endpoint).total_seconds(),
-    )
-
-
-async def targets(
-    config: Config, endpoints: Sequence[EndpointConfig]
-) -> tuple[list[ProbeTarget], list[ProbeResult]]:
-    """The addresses to probe, and a failed result for each endpoint that did not resolve."""
-
-    async def one(endpoint: EndpointConfig) -> list[ProbeTarget] | ProbeResult:
-        if endpoint.addresses is not None:
-            return [_target(config, endpoint, a) for a in endpoint.addresses]
-        timeout = config.endpoint_timeout(endpoint).total_seconds()
-        try:
-            addresses = await resolve(endpoint.host, endpoint.port, timeout, config.dns.servers())
-        except ProbeError as exc:
-            return unresolved(_target(config, endpoint, ""), exc.detail)
-        return [_target(config, endpoint, a) for a in addresses]
-
-    found: list[ProbeTarget] = []
-    failed: list[ProbeResult] = []
-    for item in await asyncio.gather(*(one(e) for e in endpoints)):
-        if isinstance(item, ProbeResult):
-            failed.append(item)
-        else:
-            found.extend(item)
-    return found, failed
 
 
 class Scanner:
