@@ -302,8 +302,9 @@ def test_streamed_json_is_the_same_text_as_one_dump(
     """``scan --format json`` writes one result at a time; the text must be exactly what one
     ``json.dumps(document, indent=2)`` gives (newlines inside values included)."""
     import asyncio
+    import io
 
-    from monitor.cli.scanjson import record_json, to_json
+    from monitor.cli.scanjson import record_json, write_json
     from monitor.config.loader import load
     from monitor.pipeline.scan import scan
 
@@ -314,6 +315,12 @@ def test_streamed_json_is_the_same_text_as_one_dump(
     records = asyncio.run(scan(config, None))
     records[1].result.error = 'line one\nline two "quoted"'
     now = datetime.now(UTC)
+
+    def to_json(records: list, now: datetime, code: int) -> str:  # type: ignore[type-arg]
+        out = io.StringIO()
+        write_json(records, now, code, out)
+        return out.getvalue()
+
     text = to_json(records, now, 2)
     document = json.loads(text)
     assert len(document["results"]) == 2

@@ -37,7 +37,7 @@ def view(config: Config, store: Store, now: datetime) -> dict[str, Any]:
         }
         for r in rows
     ]
-    live = [r.site for r, i in zip(rows, instances, strict=True) if i["state"] == "live"]
+    live = [r.site for r in rows if r.stopped_at is None and r.heartbeat_at >= live_after]
     findings = rules.unwatched({e.name: e.site for e in config.endpoints}, live)
     return {"instances": instances, "unwatched_sites": [f.message for f in findings]}
 

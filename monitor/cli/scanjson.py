@@ -6,7 +6,6 @@ so ``relaycert scan --format json`` does not pay for the terminal table.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -91,13 +90,6 @@ def record_json(
             for f in record.findings
         ],
     }
-
-
-def to_json(records: Sequence[ScanRecord], now: datetime, exit_code: int) -> str:
-    """The whole document as one string (see :func:`write_json`)."""
-    out = io.StringIO()
-    write_json(records, now, exit_code, out)
-    return out.getvalue()
 
 
 def write_json(records: Sequence[ScanRecord], now: datetime, exit_code: int, out: TextIO) -> None:

@@ -14,7 +14,7 @@ import fcntl
 import os
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select, text, update
@@ -144,7 +144,3 @@ def single_daemon(store: Store) -> Iterator[None]:
                 "same PostgreSQL [database] url to run several"
             )
         yield
-
-
-def live_since(now: datetime, dead_after: timedelta) -> datetime:
-    return now - dead_after
