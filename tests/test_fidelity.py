@@ -15,7 +15,7 @@ from checks.base import ProbeStatus
 from checks.registry import evaluate
 from monitor.demo import pki
 from monitor.probe.smtp import probe
-from tests.test_probe import ehlo_loop, scripted, target
+from tests.test_probe import ehlo_loop, probe_starttls, scripted, target
 
 
 def anonymous_only_context() -> ssl.SSLContext:
@@ -29,12 +29,7 @@ def anonymous_only_context() -> ssl.SSLContext:
 async def test_anonymous_cipher_is_never_ok() -> None:
     context = anonymous_only_context()
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 mx.test\r\n")
-        await ehlo_loop(reader, writer, context)
-
-    async with scripted(handler) as port:
-        result = await probe(target(port))
+    result = await probe_starttls(context)
     # Before: "ok" with an empty chain and no finding at all (the probe offered aNULL suites).
     assert result.status is ProbeStatus.HANDSHAKE_FAILED
     assert result.chain_der == ()
@@ -82,12 +77,7 @@ async def test_chain_is_kept_when_the_server_aborts_after_sending_it(
     context.verify_mode = ssl.CERT_REQUIRED  # the client sends none: fatal alert after Certificate
     context.load_verify_locations(cadata=intermediate.cert_pem().decode())
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 mx.test\r\n")
-        await ehlo_loop(reader, writer, context)
-
-    async with scripted(handler) as port:
-        result = await probe(target(port))
+    result = await probe_starttls(context)
     assert result.status is ProbeStatus.HANDSHAKE_FAILED
     certs = [x509.load_der_x509_certificate(d) for d in result.chain_der]
     assert certs == [good_leaf.cert, intermediate.cert]

@@ -19,6 +19,7 @@ from checks.certinfo import fingerprint
 from monitor.demo import pki
 from monitor.demo.servers import server_context
 from monitor.probe.bounded import probe_many
+from monitor.probe.result import ProbeResult
 from monitor.probe.smtp import ProbeTarget, probe
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -56,6 +57,17 @@ async def scripted(handler: Handler) -> AsyncIterator[int]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
+
+
+async def probe_starttls(context: ssl.SSLContext) -> ProbeResult:
+    """Probe a scripted server that greets, offers STARTTLS and upgrades with ``context``."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.test\r\n")
+        await ehlo_loop(reader, writer, context)
+
+    async with scripted(handler) as port:
+        return await probe(target(port))
 
 
 async def ehlo_loop(
@@ -207,12 +219,7 @@ async def test_handshake_alert_from_server() -> None:
     """The server offers TLS but has no usable certificate: the handshake fails with an alert."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # no certificate loaded
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 mx.test\r\n")
-        await ehlo_loop(reader, writer, context)
-
-    async with scripted(handler) as port:
-        result = await probe(target(port))
+    result = await probe_starttls(context)
     assert result.status is ProbeStatus.HANDSHAKE_FAILED
     assert result.failed_step == "handshake" and result.error
 
@@ -310,12 +317,7 @@ async def test_outdated_tls_version_is_observed(chain_files) -> None:  # type: i
         context.maximum_version = ssl.TLSVersion.TLSv1_1
     context.set_ciphers("ALL:@SECLEVEL=0")
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 mx.test\r\n")
-        await ehlo_loop(reader, writer, context)
-
-    async with scripted(handler) as port:
-        result = await probe(target(port))
+    result = await probe_starttls(context)
     assert result.status is ProbeStatus.OK, result.error
     assert result.tls_version == "TLSv1.1"
 
