@@ -3,10 +3,10 @@
 The dialogue never upgrades silently: connect in plain text (or with implicit TLS on 465), read
 the whole greeting (Postfix postscreen drops clients that talk first), EHLO, STARTTLS explicitly,
 handshake with verification *off* so an invalid chain is still captured, EHLO again and QUIT.
-Every step has a timeout and aiosmtplib bounds each reply (32 KiB), so a server that stalls,
-floods or speaks garbage costs at most one timeout.  This module is the one seam where network
-errors become :mod:`monitor.errors` and then a :class:`ProbeResult`; it never raises for a
-misbehaving server.
+Every step has a timeout and every reply is bounded (:mod:`.channel`, 32 KiB), so a server that
+stalls, floods or speaks garbage costs at most one timeout.  This module is the one seam where
+network errors become :mod:`monitor.errors` and then a :class:`ProbeResult`; it never raises for
+a misbehaving server.
 """
 
 from __future__ import annotations
@@ -15,16 +15,11 @@ import _ssl
 import asyncio
 import ssl
 import time
-from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import cast
-
-from aiosmtplib.errors import SMTPResponseException
-from aiosmtplib.protocol import SMTPProtocol
-from aiosmtplib.response import SMTPResponse
 
 from checks.base import ProbeStatus
 from monitor.errors import ProbeError, ProbeTimeoutError
+from monitor.probe.channel import Channel, Reply
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.tlsinfo import (
     NO_CERTIFICATE_HINT,
@@ -33,14 +28,7 @@ from monitor.probe.tlsinfo import (
     explain,
     not_tls,
 )
-from monitor.probe.wire import (
-    clean,
-    connect,
-    map_error,
-    open_plain,
-    plaintext_look,
-    reply_text,
-)
+from monitor.probe.wire import clean, map_error, open_socket, plaintext_look
 
 __all__ = ["attempt", "client_context", "map_error", "probe", "unresolved"]
 
@@ -55,34 +43,29 @@ def _shared_context() -> ssl.SSLContext:
     return _CONTEXT
 
 
-CLOSE_WAIT = 1.0  # seconds to wait for a closed connection before aborting it
+def reply_text(reply: Reply) -> str:
+    return clean(f"{reply.code} {reply.message}")
 
 
-class _ProbeProtocol(SMTPProtocol):
-    """aiosmtplib's protocol, telling when the connection is really gone (so the probe can wait
-    for it instead of leaving a transport for the garbage collector)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop)
-        self.lost: asyncio.Future[None] = loop.create_future()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if not self.lost.done():
-            self.lost.set_result(None)
+class _Deadline(Exception):
+    """The overall deadline passed (as opposed to one step's timeout)."""
 
 
 class _Session:
     """One probe's dialogue, step by step, recording into ``result``.
 
-    It drives aiosmtplib's protocol layer directly (bounded replies, per-read timeouts, the
-    STARTTLS upgrade) without the client class's conveniences, which a probe does not need.
+    One timer serves every step: each step moves it to the step's timeout, or to the overall
+    deadline when that comes first, so a server that answers every step just in time cannot
+    hold the probe for steps x timeout.
     """
 
     def __init__(self, target: ProbeTarget, context: ssl.SSLContext) -> None:
         self.target, self.context = target, context
         self.result = ProbeResult(target, datetime.now(UTC))
-        self.protocol: _ProbeProtocol | None = None
+        self.channel: Channel | None = None
+        self.step = "connect"
+        self._end, self._final = 0.0, False
+        self._timer: asyncio.Timeout
         self._clock = time.perf_counter()
 
     def _lap(self, step: str) -> None:
@@ -90,48 +73,58 @@ class _Session:
         self.result.timings[step] = round((now - self._clock) * 1000, 3)
         self._clock = now
 
-    async def _step(self, step: str, awaitable: Awaitable[SMTPResponse]) -> SMTPResponse:
-        try:
-            response = await awaitable
-        except Exception as exc:
-            raise map_error(step, exc, self.target.timeout) from exc
-        self._lap(step)
-        return response
-
-    async def run(self) -> None:
-        target, result = self.target, self.result
-        timeout, implicit = target.timeout, target.mode == "tls"
+    async def run(self, deadline: float) -> None:
+        """The dialogue within ``deadline`` seconds; a step that takes longer than the
+        target's timeout raises :class:`ProbeTimeoutError`, the deadline :class:`_Deadline`."""
         loop = asyncio.get_running_loop()
+        timeout = self.target.timeout
+        self._end = loop.time() + deadline
+        self._final = deadline <= timeout  # the timer is at the overall deadline
+        try:
+            async with asyncio.timeout(min(self._end, loop.time() + timeout)) as self._timer:
+                await self._dialogue()
+        except TimeoutError:
+            if self._final:
+                raise _Deadline() from None
+            detail = "no answer" if self.step == "connect" else "no complete reply"
+            raise ProbeTimeoutError(self.step, f"{detail} within {timeout:g}s") from None
+        except ProbeError:
+            raise
+        except (OSError, ssl.SSLError) as exc:  # resets, TLS alerts, bad records
+            error = map_error(self.step, exc, timeout)
+            if self.step == "handshake":
+                raise type(error)("handshake", explain(error.detail)) from exc
+            raise error from exc
+
+    def _begin(self, step: str) -> None:
+        """Start ``step``: its own timeout, or what is left of the deadline when less."""
+        self.step = step
+        step_end = asyncio.get_running_loop().time() + self.target.timeout
+        self._final = self._end <= step_end
+        self._timer.reschedule(min(self._end, step_end))
+
+    async def _dialogue(self) -> None:
+        target, result = self.target, self.result
+        implicit = target.mode == "tls"
+        channel = self.channel = Channel(await open_socket(target))
+        self._lap("connect")
         if implicit:
-            sock = await connect(target)
-            self._lap("connect")
-            try:
-                _, protocol = await loop.create_connection(
-                    lambda: _ProbeProtocol(loop),
-                    sock=sock,
-                    ssl=self.context,
-                    server_hostname=target.host,
-                    ssl_handshake_timeout=timeout,
-                )
-            except Exception as exc:
-                sock.close()
-                error = map_error("handshake", exc, timeout)
-                raise type(error)(error.step, explain(error.detail)) from exc
-        else:
-            protocol = await open_plain(target, lambda: _ProbeProtocol(loop))
-            self._lap("connect")
-        self.protocol = protocol
-        if implicit:
+            self._begin("handshake")
+            await channel.start_tls(self.context, target.host)
+            self._capture_tls(channel)
             self._lap("handshake")
-            self._capture_tls()
-        greeting = await self._step("greeting", protocol.read_response(timeout))
+        self._begin("greeting")
+        greeting = await channel.reply("greeting")
+        self._lap("greeting")
         result.banner = reply_text(greeting)
         if greeting.code != 220:
             raise ProbeError("greeting", f"server is not ready: {result.banner}")
         name = target.ehlo_name.encode("ascii")
-        ehlo = await self._step("ehlo", protocol.execute_command(b"EHLO", name, timeout=timeout))
+        self._begin("ehlo")
+        ehlo = await channel.command("ehlo", b"EHLO " + name)
+        self._lap("ehlo")
         if ehlo.code != 250:
-            await self._ehlo_refused(ehlo, name, implicit)
+            await self._ehlo_refused(channel, ehlo, name, implicit)
             return
         lines = ehlo.message.splitlines()
         result.ehlo = tuple(clean(line) for line in lines[:64])
@@ -140,33 +133,34 @@ class _Session:
             if not any(line.split(" ", 1)[0].upper() == "STARTTLS" for line in lines[1:]):
                 result.status = ProbeStatus.STARTTLS_MISSING
                 return
-            try:
-                reply = await protocol.start_tls(
-                    self.context, server_hostname=target.host, timeout=timeout
-                )
-            except SMTPResponseException as exc:
+            self._begin("starttls")
+            reply = await channel.command("starttls", b"STARTTLS")
+            if reply.code != 220:
                 result.status = ProbeStatus.STARTTLS_REFUSED
                 result.failed_step = "starttls"
-                result.starttls_reply = result.error = f"{exc.code} {clean(exc.message)}"
+                result.starttls_reply = result.error = reply_text(reply)
                 return
-            except Exception as exc:
-                error = map_error("handshake", exc, timeout)
-                raise type(error)("handshake", explain(error.detail)) from exc
-            self._lap("starttls")
             result.starttls_reply = reply_text(reply)
-            self._capture_tls()
-            await self._step("ehlo_tls", protocol.execute_command(b"EHLO", name, timeout=timeout))
-        await self._step("quit", protocol.execute_command(b"QUIT", timeout=timeout))
+            self._begin("handshake")
+            await channel.start_tls(self.context, target.host)
+            self._capture_tls(channel)
+            self._lap("starttls")
+            self._begin("ehlo_tls")
+            await channel.command("ehlo_tls", b"EHLO " + name)
+            self._lap("ehlo_tls")
+        self._begin("quit")
+        await channel.command("quit", b"QUIT")
+        self._lap("quit")
 
-    async def _ehlo_refused(self, ehlo: SMTPResponse, name: bytes, implicit: bool) -> None:
+    async def _ehlo_refused(
+        self, channel: Channel, ehlo: Reply, name: bytes, implicit: bool
+    ) -> None:
         """EHLO not answered 250: a HELO-only server (500/502: "not recognised") cannot offer
         STARTTLS; any other refusal is about the name, which ``ehlo_name`` sets."""
-        protocol, timeout = self.protocol, self.target.timeout
-        assert protocol is not None
         if ehlo.code in (500, 502) and not implicit:
-            helo = await self._step(
-                "helo", protocol.execute_command(b"HELO", name, timeout=timeout)
-            )
+            self._begin("helo")
+            helo = await channel.command("helo", b"HELO " + name)
+            self._lap("helo")
             if helo.code == 250:
                 self.result.status = ProbeStatus.STARTTLS_MISSING
                 self.result.error = (
@@ -181,15 +175,14 @@ class _Session:
             "as this host's DNS name",
         )
 
-    def _capture_tls(self) -> None:
-        transport = self.protocol.transport if self.protocol else None
-        ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    def _capture_tls(self, channel: Channel) -> None:
+        ssl_object = channel.tls
         if ssl_object is None:
             raise ProbeError("handshake", "no TLS session after the handshake")
         self.result.tls_version = ssl_object.version()
         cipher = ssl_object.cipher()
         self.result.cipher = cipher[0] if cipher else None
-        chain = ssl_object._sslobj.get_unverified_chain() or []
+        chain = ssl_object._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]
         self.result.chain_der = tuple(cert.public_bytes(_ssl.ENCODING_DER) for cert in chain)
         if not self.result.chain_der:
             raise ProbeError(
@@ -199,21 +192,9 @@ class _Session:
             )
         self.result.status = ProbeStatus.OK
 
-    async def close(self) -> None:
-        """Close the connection and wait (briefly) until it is closed; abort it otherwise."""
-        protocol = self.protocol
-        if protocol is None or protocol.transport is None:
-            return
-        transport = cast(asyncio.Transport, protocol.transport)
-        transport.close()
-        try:
-            async with asyncio.timeout(CLOSE_WAIT):  # cheaper than wait_for(shield(...))
-                await protocol.lost  # our own future: cancelling it loses nothing
-        except TimeoutError:
-            transport.abort()
-        except asyncio.CancelledError:
-            transport.abort()
-            raise
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
 
 
 async def probe(target: ProbeTarget) -> ProbeResult:
@@ -248,20 +229,17 @@ async def attempt(target: ProbeTarget, context: ssl.SSLContext) -> tuple[ProbeRe
     session = _Session(target, context)
     result = session.result
     timed_out = False
-    # Each step has its own timeout; the overall deadline stops a server that answers every
-    # step just in time from holding the probe for steps x timeout.
     deadline = target.timeout * 3
     try:
-        async with asyncio.timeout(deadline):
-            await session.run()
+        await session.run(deadline)
     except ProbeError as exc:
         timed_out = isinstance(exc, ProbeTimeoutError)
         _fail(result, exc.step, exc.detail, handshake=exc.step == "handshake")
-    except TimeoutError:
+    except _Deadline:
         timed_out = True
         _fail(result, "deadline", f"probe did not finish within {deadline:g}s", handshake=False)
     finally:
-        await session.close()
+        session.close()
     return result, timed_out
 
 

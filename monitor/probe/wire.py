@@ -1,4 +1,4 @@
-"""The probe's wire-level helpers: connecting with a timeout, cleaning what a server says,
+"""The probe's wire-level helpers: connecting, cleaning what a server says,
 mapping library and OS errors into :mod:`monitor.errors`, and a look at a port that did not
 speak TLS when it should have."""
 
@@ -8,22 +8,14 @@ import asyncio
 import os
 import socket
 import ssl
-from collections.abc import Callable
-from typing import TypeVar
 
 import aiosmtplib
-from aiosmtplib.response import SMTPResponse
 
 from checks.base import ProbeStatus
 from monitor.errors import ProbeConnectionError, ProbeError, ProbeTimeoutError
 from monitor.probe.result import ProbeResult, ProbeTarget
 
 MAX_BANNER = 1024
-P = TypeVar("P", bound=asyncio.BaseProtocol)
-
-
-def reply_text(response: SMTPResponse) -> str:
-    return clean(f"{response.code} {response.message}")
 
 
 def clean(text: str) -> str:
@@ -33,29 +25,27 @@ def clean(text: str) -> str:
 
 
 async def connect(target: ProbeTarget) -> socket.socket:
-    """A connected socket (for implicit TLS, so that the handshake is a step of its own)."""
+    """A connected socket within the target's timeout."""
+    try:
+        async with asyncio.timeout(target.timeout):
+            return await open_socket(target)
+    except TimeoutError as exc:
+        raise _connect_error(target, exc) from exc
+
+
+async def open_socket(target: ProbeTarget) -> socket.socket:
+    """A connected socket, with no timeout of its own (the probe's step timer bounds it)."""
     family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
-        async with asyncio.timeout(target.timeout):
-            await asyncio.get_running_loop().sock_connect(sock, (target.address, target.port))
-    except (TimeoutError, OSError) as exc:
+        await asyncio.get_running_loop().sock_connect(sock, (target.address, target.port))
+    except BaseException as exc:
         sock.close()
-        raise _connect_error(target, exc) from exc
+        if isinstance(exc, OSError):
+            raise _connect_error(target, exc) from exc
+        raise
     return sock
-
-
-async def open_plain(target: ProbeTarget, factory: Callable[[], P]) -> P:
-    """A plain-text connection with ``factory``'s protocol: one call to the event loop (its
-    own connect), cheaper than a socket connected here and handed over."""
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(target.timeout):
-            _, protocol = await loop.create_connection(factory, target.address, target.port)
-    except (TimeoutError, OSError) as exc:
-        raise _connect_error(target, exc) from exc
-    return protocol
 
 
 def _connect_error(target: ProbeTarget, exc: BaseException) -> ProbeError:
