@@ -1,9 +1,17 @@
-"""Pure helpers that read what the rules need out of a parsed certificate."""
+"""Pure helpers that read what the rules need out of a parsed certificate.
+
+A scan judges the same few certificates at many addresses, so what is read out of a certificate
+is remembered per certificate (:data:`MEMO` of them): the answers are values, returned as fresh
+lists where the caller gets a list.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from datetime import timedelta
+from functools import wraps
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -13,6 +21,29 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 MAX_TEXT = 200
+MEMO = 4096  # certificates remembered
+T = TypeVar("T")
+
+
+def per_certificate(func: Callable[[x509.Certificate], T]) -> Callable[[x509.Certificate], T]:
+    """Remember ``func``'s answer per certificate object.  Keyed by identity, not by value: a
+    certificate's hash is computed from its whole DER on every lookup, which costs about as much
+    as the answers themselves.  The cached object is kept, so its id cannot be reused while the
+    entry lives."""
+    cache: dict[int, tuple[x509.Certificate, T]] = {}
+
+    @wraps(func)
+    def remembered(cert: x509.Certificate) -> T:
+        hit = cache.get(id(cert))
+        if hit is not None and hit[0] is cert:
+            return hit[1]
+        if len(cache) >= MEMO:
+            cache.clear()
+        value = func(cert)
+        cache[id(cert)] = (cert, value)
+        return value
+
+    return remembered
 
 
 def clip(text: str, limit: int = MAX_TEXT) -> str:
@@ -22,12 +53,17 @@ def clip(text: str, limit: int = MAX_TEXT) -> str:
 
 
 def common_names(cert: x509.Certificate) -> list[str]:
+    return list(_common_names(cert))
+
+
+@per_certificate
+def _common_names(cert: x509.Certificate) -> tuple[str, ...]:
     names = []
     for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
         if value.strip():
             names.append(value.strip())
-    return names
+    return tuple(names)
 
 
 def _san(cert: x509.Certificate) -> x509.SubjectAlternativeName | None:
@@ -38,8 +74,13 @@ def _san(cert: x509.Certificate) -> x509.SubjectAlternativeName | None:
 
 
 def dns_sans(cert: x509.Certificate) -> list[str]:
+    return list(_dns_sans(cert))
+
+
+@per_certificate
+def _dns_sans(cert: x509.Certificate) -> tuple[str, ...]:
     san = _san(cert)
-    return list(san.get_values_for_type(x509.DNSName)) if san else []
+    return tuple(san.get_values_for_type(x509.DNSName)) if san else ()
 
 
 def ip_sans(cert: x509.Certificate) -> list[str]:
@@ -49,12 +90,18 @@ def ip_sans(cert: x509.Certificate) -> list[str]:
 
 def all_names(cert: x509.Certificate) -> list[str]:
     """The CN(s) and DNS SANs, deduplicated case-insensitively, in certificate order."""
+    return list(_all_names(cert))
+
+
+@per_certificate
+def _all_names(cert: x509.Certificate) -> tuple[str, ...]:
     seen: dict[str, str] = {}
-    for name in [*common_names(cert), *dns_sans(cert)]:
+    for name in [*_common_names(cert), *_dns_sans(cert)]:
         seen.setdefault(name.lower().rstrip("."), name)
-    return list(seen.values())
+    return tuple(seen.values())
 
 
+@per_certificate
 def is_self_signed(cert: x509.Certificate) -> bool:
     """Issuer equals subject and the certificate's own key verifies its signature.
 
@@ -111,6 +158,12 @@ def signature_hash(cert: x509.Certificate) -> str | None:
 
 def extended_key_usages(cert: x509.Certificate) -> list[str] | None:
     """EKU names (``serverAuth``, ``clientAuth``, dotted OIDs otherwise); ``None`` if absent."""
+    names = _extended_key_usages(cert)
+    return None if names is None else list(names)
+
+
+@per_certificate
+def _extended_key_usages(cert: x509.Certificate) -> tuple[str, ...] | None:
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except (x509.ExtensionNotFound, ValueError):
@@ -120,9 +173,10 @@ def extended_key_usages(cert: x509.Certificate) -> list[str] | None:
         ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
         ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
     }
-    return [names.get(oid, oid.dotted_string) for oid in eku]
+    return tuple(names.get(oid, oid.dotted_string) for oid in eku)
 
 
+@per_certificate
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 fingerprint, lower-case hex without separators."""
     return cert.fingerprint(hashes.SHA256()).hex()

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from functools import lru_cache
 
 from cryptography import x509
 
 from checks.base import Baseline, Finding, Observation, Policy, RuleInfo, Severity, rule
-from checks.certinfo import all_names, clip, fingerprint, issuer_text, spki_fingerprint
+from checks.certinfo import (
+    all_names,
+    clip,
+    fingerprint,
+    issuer_text,
+    per_certificate,
+    spki_fingerprint,
+)
 from checks.matching import normalize
 
 TLS_RANK = {"SSLv3": 0, "TLSv1": 1, "TLSv1.1": 2, "TLSv1.2": 3, "TLSv1.3": 4}
 
 
-@lru_cache(maxsize=4096)
+@per_certificate
 def _identity(leaf: x509.Certificate) -> Baseline:
     # Memoised: every drift rule asks, and a fleet serves few distinct certificates.
     return Baseline(
@@ -29,12 +35,17 @@ def baseline_of(obs: Observation) -> Baseline | None:
     leaf = obs.leaf
     if leaf is None:
         return None
-    return _with_version(leaf, obs.tls_version)
+    versions = _versions(leaf)
+    found = versions.get(obs.tls_version)
+    if found is None:
+        found = versions[obs.tls_version] = replace(_identity(leaf), tls_version=obs.tls_version)
+    return found
 
 
-@lru_cache(maxsize=4096)
-def _with_version(leaf: x509.Certificate, tls_version: str | None) -> Baseline:
-    return replace(_identity(leaf), tls_version=tls_version)
+@per_certificate
+def _versions(leaf: x509.Certificate) -> dict[str | None, Baseline]:
+    """The baselines of one leaf, by negotiated TLS version (filled as they are asked for)."""
+    return {}
 
 
 def _changed(obs: Observation) -> tuple[Baseline, Baseline] | None:

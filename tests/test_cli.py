@@ -314,6 +314,8 @@ def test_streamed_json_is_the_same_text_as_one_dump(
     )
     records = asyncio.run(scan(config, None))
     records[1].result.error = 'line one\nline two "quoted"'
+    # Server text that looks like the structure around it must stay a value.
+    records[0].result.banner = '220 "chain": "\x00chain", "chain": []'
     now = datetime.now(UTC)
 
     def to_json(records: list, now: datetime, code: int) -> str:  # type: ignore[type-arg]
@@ -324,6 +326,8 @@ def test_streamed_json_is_the_same_text_as_one_dump(
     text = to_json(records, now, 2)
     document = json.loads(text)
     assert len(document["results"]) == 2
+    first = document["results"][0]
+    assert len(first["chain"]) == 2 and first["banner"] == records[0].result.banner
     expected = {**document, "results": [record_json(r, now) for r in records]}
     assert text == json.dumps(expected, indent=2)
     empty = to_json([], now, 0)

@@ -92,11 +92,19 @@ def record_json(
     }
 
 
+# Stands for a result's chain while the rest of the result is encoded; a string no value can
+# produce with its quotes unescaped, so the first match is the key itself.
+_CHAIN_MARK = "\x00chain"
+_CHAIN_KEY = '"chain": ' + json.dumps(_CHAIN_MARK)
+
+
 def write_json(records: Sequence[ScanRecord], now: datetime, exit_code: int, out: TextIO) -> None:
     """Write the document, the same text as ``json.dumps(document, indent=2)``, one result at
-    a time: a 20 000-address scan never holds its whole JSON text in memory."""
+    a time: a 20 000-address scan never holds its whole JSON text in memory.  Each distinct
+    chain is encoded once (a fleet serves a few) and spliced into every result that has it."""
     severity = worst(f.severity for r in records for f in r.findings)
     seen: dict[x509.Certificate, dict[str, Any]] = {}
+    chains: dict[tuple[x509.Certificate, ...], str] = {}
     counts = {s.value: 0 for s in Severity}
     for record in records:
         for finding in record.findings:
@@ -118,8 +126,14 @@ def write_json(records: Sequence[ScanRecord], now: datetime, exit_code: int, out
         return
     out.write(text.removesuffix("[]\n}") + "[")
     for index, record in enumerate(records):
+        document = record_json(record, now, seen)
+        chain = chains.get(record.chain)
+        if chain is None:  # one level deep in a result: two more spaces
+            chain = json.dumps(document["chain"], indent=2).replace("\n", "\n  ")
+            chains[record.chain] = chain
+        document["chain"] = _CHAIN_MARK
+        item = json.dumps(document, indent=2).replace(_CHAIN_KEY, '"chain": ' + chain, 1)
         # A result is two levels deep: its lines are indented four more spaces.  (A newline
         # inside a string is escaped by json, so only structural line breaks are replaced.)
-        item = json.dumps(record_json(record, now, seen), indent=2).replace("\n", "\n    ")
-        out.write(("," if index else "") + "\n    " + item)
+        out.write(("," if index else "") + "\n    " + item.replace("\n", "\n    "))
     out.write("\n  ]\n}")
