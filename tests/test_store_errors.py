@@ -64,3 +64,31 @@ async def test_outbox_database_error_is_a_store_error(scanned: Path) -> None:
             await Outbox(store, {}).deliver()
     finally:
         store.close()
+
+
+def test_scan_stops_at_once_when_the_store_cannot_be_opened(
+    config_file, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """The store opens in a thread while the probes run; when it cannot be opened, the scan
+    stops with that error at once instead of first waiting for every probe."""
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts (the kernel does) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        with socket.socket() as closed:  # a port nothing listens on: the database
+            closed.bind(("127.0.0.1", 0))
+            db_port = closed.getsockname()[1]
+        path = config_file(
+            endpoint_toml("mail1", silent.getsockname()[1]),
+            db=f"postgresql+psycopg://relaycert@127.0.0.1:{db_port}/relaycert",
+        )
+        started = time.monotonic()
+        code = main(["scan", "--config", str(path), "--format", "json"])
+        elapsed = time.monotonic() - started
+    out, err = capsys.readouterr()
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1 and err.startswith("relaycert: error: "), err
+    assert str(db_port) in err and "Traceback" not in err
+    assert elapsed < 2.5  # the probe alone would wait 3 s for a greeting

@@ -6,8 +6,10 @@ import argparse
 import gc
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from checks.base import Severity, worst
 from monitor import aio
@@ -15,6 +17,9 @@ from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
 from monitor.pipeline.records import ScanRecord, exit_code
 from monitor.pipeline.scan import scan
+
+if TYPE_CHECKING:
+    from monitor.store.engine import Store
 
 
 def scan_and_print(
@@ -32,20 +37,21 @@ def scan_and_print(
             f"{config.source}: no endpoint named {', '.join(unknown)} (known: {known})"
         )
     now = datetime.now(UTC)
-    store = None
-    if keep:  # the database layer costs ~0.5 s to import: only when storing
-        from monitor.store.engine import Store
-
-        store = Store.open(config.database_url())
     # Modules and configuration live as long as the process: out of the collector's way, so
     # its passes over a large scan's results do not also walk them every time.
     gc.freeze()
+    # The database layer costs ~0.5 s to import and open: only when storing, and in a thread
+    # while the probes run (a failure to open still stops the scan at once).
+    opener = ThreadPoolExecutor(1, thread_name_prefix="relaycert-store") if keep else None
+    opening = opener.submit(_open_store, config.database_url()) if opener else None
     try:
         with shown_progress(fmt == "table") as progress:
-            records = aio.run(scan(config, store, names, now, legacy_tls, progress))
+            records = aio.run(scan(config, None, names, now, legacy_tls, progress, opening))
     finally:
-        if store is not None:
-            store.close()
+        if opener is not None and opening is not None:
+            opener.shutdown(wait=True)
+            if opening.exception() is None:
+                opening.result().close()
     code = exit_code(records)
     if fmt == "nagios":
         from monitor.cli import nagios
@@ -65,6 +71,14 @@ def scan_and_print(
         print_table(records, now, out, problems_only=problems_only)
         out.print(summary(records, code), soft_wrap=True)
     return code
+
+
+def _open_store(url: str) -> Store:
+    from monitor.store.engine import Store
+
+    store = Store.open(url)
+    gc.freeze()  # the database layer's modules too
+    return store
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -78,6 +79,15 @@ class Scanner:
         self.capture_unavailable: str | None = None
         # The daemon's group commit (None: each call stores its own results at once).
         self.batcher: BatchWriter | None = None
+        # A store still being opened (in a thread, while the probes run): used once it is.
+        self.opening: Future[Store] | None = None
+
+    async def ready_store(self) -> Store | None:
+        """The store, waiting for it if it is still being opened."""
+        if self.opening is not None:
+            self.store = await asyncio.wrap_future(self.opening)
+            self.opening = None
+        return self.store
 
     async def probe(
         self,
@@ -142,7 +152,7 @@ class Scanner:
         )
         if client:
             limit = self.config.capture.misses_critical if self.config.capture else 3
-            await asyncio.to_thread(outbound.count_misses, self.store, client, limit)
+            await asyncio.to_thread(outbound.count_misses, await self.ready_store(), client, limit)
         order = {e.name: i for i, e in enumerate(endpoints)}
         results = sorted(
             served + client,
@@ -153,7 +163,7 @@ class Scanner:
     async def judge_and_store(self, results: list[ProbeResult], now: datetime) -> list[ScanRecord]:
         """Judge ``results`` at ``now`` against their baselines; store them with tracking (in
         the daemon, together with other jobs' results finishing at the same time)."""
-        if self.batcher is not None and self.store is not None:
+        if self.batcher is not None and await self.ready_store() is not None:
             return await self.batcher.submit(results, now)
         return (await self.judge_and_store_many([(results, now)]))[0]
 
@@ -162,7 +172,7 @@ class Scanner:
     ) -> list[list[ScanRecord]]:
         """Several scans' results, each judged at its own instant: baselines read in one query,
         everything stored in one transaction; the records of each scan, in order."""
-        store = self.store
+        store = await self.ready_store()
         names = sorted({r.target.endpoint for results, _ in jobs for r in results})
         baselines = {}
         if store is not None:
@@ -193,7 +203,7 @@ class Scanner:
         """Judge a message no outbound check was waiting for.  Matched to an endpoint (peer
         address or EHLO name), it is that endpoint's outbound observation; either way the
         session and verdict are kept for ``relaycert status``."""
-        store = self.store
+        store = await self.ready_store()
         seen: dict[str, set[str]] = {}
         if store is not None:
             from monitor.store import queries
@@ -247,15 +257,47 @@ async def scan(
     now: datetime | None = None,
     legacy_tls: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    opening: Future[Store] | None = None,
 ) -> list[ScanRecord]:
     """Scan the named endpoints (all when none are named) once.  With ``progress``, endpoints
     are scanned (and stored) one by one, concurrently under the same connection bounds, and
-    ``progress(done, total, failed)`` is called as each finishes."""
-    from monitor.pipeline.listening import listening
+    ``progress(done, total, failed)`` is called as each finishes.
 
+    ``opening`` is a store being opened in a thread while the probes run (the database layer
+    takes a good part of a second to import); if opening it fails, the scan stops at once with
+    that error instead of probing first."""
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
     scanner = Scanner(config, store)
     scanner.check_legacy = legacy_tls
+    scanner.opening = opening
+    if opening is None:
+        return await _scan(scanner, endpoints, now, progress)
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+
+    def stop_if_failed(done: Future[Store]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+    opening.add_done_callback(stop_if_failed)
+    try:
+        return await _scan(scanner, endpoints, now, progress)
+    except asyncio.CancelledError:
+        error = opening.exception() if opening.done() else None
+        if error is None:
+            raise
+        task.uncancel()
+        raise error from None
+
+
+async def _scan(
+    scanner: Scanner,
+    endpoints: list[EndpointConfig],
+    now: datetime | None,
+    progress: Callable[[int, int, int], None] | None,
+) -> list[ScanRecord]:
+    from monitor.pipeline.listening import listening
+
     async with listening(scanner):
         if progress is None:
             return await scanner.scan(endpoints, now)

@@ -4,10 +4,9 @@ through memory BIOs.
 This is the probe's hot path, so it is lean on purpose (``bench/scan.py`` measures it): the
 socket is read with the event loop's ``sock_recv``, written with ``send``, closed at once; TLS
 is an :class:`ssl.SSLObject` over two :class:`ssl.MemoryBIO` rather than asyncio's SSL
-transport; and the handshake steps that process the server's messages (certificate parsing,
-key exchange and signature checks, about a millisecond of OpenSSL per probe) run in a small
-thread pool.  OpenSSL releases the GIL while it works, so a scan's handshakes use every core
-while the event loop goes on with the other connections.
+transport.  (Running the handshake's heavy steps in a thread pool, where OpenSSL works without
+the GIL, was measured and dropped: the hand-offs cost ~0.3 ms of CPU per probe and, with the
+server sharing the cores, bought no throughput.)
 
 A reply is bounded like aiosmtplib bounds it (8 KiB per line, 32 KiB in all), so a server that
 floods costs one read, not memory.  Errors are :mod:`monitor.errors` with the step they
@@ -17,10 +16,8 @@ happened in; timeouts are the caller's (one deadline per step, see :mod:`.smtp`)
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from monitor.errors import ProbeConnectionError, ProbeError
@@ -28,17 +25,6 @@ from monitor.errors import ProbeConnectionError, ProbeError
 MAX_LINE = 8192  # bytes in one reply line
 MAX_REPLY = 4 * MAX_LINE  # bytes in one (multi-line) reply
 CHUNK = 65536
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    """The threads the handshakes' heavy steps run in: one per core (at least two)."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="relaycert-tls")
-    return _POOL
-
 
 class Reply(NamedTuple):
     """One SMTP reply: its code and its text (lines joined by newlines, codes stripped)."""
@@ -49,27 +35,24 @@ class Reply(NamedTuple):
 
 def parse_reply(buffer: bytearray, step: str) -> Reply | None:
     """The first complete reply in ``buffer`` (removed from it), or ``None`` until it is."""
-    lines: list[bytes] = []
-    offset = 0
-    while True:
-        end = buffer.find(b"\n", offset)
-        if end < 0:
-            if len(buffer) - offset > MAX_LINE:
+    start = 0
+    while True:  # find the reply's last line: the first whose code is not followed by "-"
+        end = buffer.find(b"\n", start)
+        if end < 0 or end - start >= MAX_LINE:
+            if end - start >= MAX_LINE or len(buffer) - start > MAX_LINE:
                 raise ProbeError(step, "reply line too long (over 8 KiB)")
             return None
-        line = bytes(buffer[offset : end + 1])
-        if len(line) > MAX_LINE:
-            raise ProbeError(step, "reply line too long (over 8 KiB)")
-        code = line[:3]
-        if not code.isdigit():
+        if buffer[start + 3 : start + 4] != b"-":
+            break
+        start = end + 1
+    lines = bytes(buffer[: end + 1]).split(b"\n")[:-1]
+    del buffer[: end + 1]
+    for line in lines:
+        if not line[:3].isdigit():
             text = line.decode("utf-8", "replace").strip()
             raise ProbeError(step, f"malformed SMTP reply line: {text}")
-        offset = end + 1
-        lines.append(line[4:].strip(b" \t\r\n"))
-        if line[3:4] != b"-":
-            del buffer[:offset]
-            message = b"\n".join(lines).decode("utf-8", "surrogateescape")
-            return Reply(int(code), message)
+    message = b"\n".join([line[4:].strip(b" \t\r") for line in lines])
+    return Reply(int(lines[-1][:3]), message.decode("utf-8", "surrogateescape"))
 
 
 class Channel:
@@ -145,13 +128,9 @@ class Channel:
         it are discarded: a reply pipelined past STARTTLS is an injection attempt."""
         self.buffer.clear()
         tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_name)
-        heavy = False  # the first step only writes the ClientHello: not worth a thread
         while True:
             try:
-                if heavy:
-                    await self.loop.run_in_executor(_pool(), tls.do_handshake)
-                else:
-                    tls.do_handshake()
+                tls.do_handshake()
                 break
             except ssl.SSLWantReadError:
                 await self._flush()
@@ -160,7 +139,6 @@ class Channel:
                     self._incoming.write(data)
                 else:
                     self._incoming.write_eof()  # the next step raises OpenSSL's own error
-                heavy = True
         self.tls = tls
         # Whatever the handshake wrote last (TLS 1.3: the client Finished) goes out with the
         # next command, in one segment.

@@ -54,9 +54,11 @@ class _Deadline(Exception):
 class _Session:
     """One probe's dialogue, step by step, recording into ``result``.
 
-    One timer serves every step: each step moves it to the step's timeout, or to the overall
-    deadline when that comes first, so a server that answers every step just in time cannot
-    hold the probe for steps x timeout.
+    One timer serves every step.  A step only notes when it started; the timer, when it fires,
+    checks whether the current step has had its timeout (or the probe its overall deadline,
+    whichever comes first) and otherwise sets itself again for that moment.  A server that
+    answers every step just in time cannot hold the probe for steps x timeout, and a probe
+    that goes well costs one timer, not one per step.
     """
 
     def __init__(self, target: ProbeTarget, context: ssl.SSLContext) -> None:
@@ -64,8 +66,9 @@ class _Session:
         self.result = ProbeResult(target, datetime.now(UTC))
         self.channel: Channel | None = None
         self.step = "connect"
-        self._end, self._final = 0.0, False
-        self._timer: asyncio.Timeout
+        self._loop = asyncio.get_running_loop()
+        self._end = self._step_end = 0.0
+        self._expired = self._final = False
         self._clock = time.perf_counter()
 
     def _lap(self, step: str) -> None:
@@ -76,14 +79,17 @@ class _Session:
     async def run(self, deadline: float) -> None:
         """The dialogue within ``deadline`` seconds; a step that takes longer than the
         target's timeout raises :class:`ProbeTimeoutError`, the deadline :class:`_Deadline`."""
-        loop = asyncio.get_running_loop()
-        timeout = self.target.timeout
-        self._end = loop.time() + deadline
-        self._final = deadline <= timeout  # the timer is at the overall deadline
+        loop, timeout = self._loop, self.target.timeout
+        task = asyncio.current_task()
+        assert task is not None
+        now = loop.time()
+        self._end, self._step_end = now + deadline, now + timeout
+        self._timer = loop.call_at(min(self._end, self._step_end), self._expire, task)
         try:
-            async with asyncio.timeout(min(self._end, loop.time() + timeout)) as self._timer:
-                await self._dialogue()
-        except TimeoutError:
+            await self._dialogue()
+        except asyncio.CancelledError:
+            if not self._expired or task.uncancel() > 0:
+                raise  # cancelled from outside (shutdown), not by the timer
             if self._final:
                 raise _Deadline() from None
             detail = "no answer" if self.step == "connect" else "no complete reply"
@@ -95,13 +101,21 @@ class _Session:
             if self.step == "handshake":
                 raise type(error)("handshake", explain(error.detail)) from exc
             raise error from exc
+        finally:
+            self._timer.cancel()
+
+    def _expire(self, task: asyncio.Task[None]) -> None:
+        when = min(self._end, self._step_end)
+        if self._loop.time() < when:  # a later step started since: wait for its timeout
+            self._timer = self._loop.call_at(when, self._expire, task)
+            return
+        self._expired, self._final = True, self._end <= self._step_end
+        task.cancel()
 
     def _begin(self, step: str) -> None:
-        """Start ``step``: its own timeout, or what is left of the deadline when less."""
+        """Start ``step``: its timeout runs from now."""
         self.step = step
-        step_end = asyncio.get_running_loop().time() + self.target.timeout
-        self._final = self._end <= step_end
-        self._timer.reschedule(min(self._end, step_end))
+        self._step_end = self._loop.time() + self.target.timeout
 
     async def _dialogue(self) -> None:
         target, result = self.target, self.result

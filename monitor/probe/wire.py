@@ -16,6 +16,7 @@ from monitor.errors import ProbeConnectionError, ProbeError, ProbeTimeoutError
 from monitor.probe.result import ProbeResult, ProbeTarget
 
 MAX_BANNER = 1024
+NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: non-blocking from the start
 
 
 def clean(text: str) -> str:
@@ -36,8 +37,9 @@ async def connect(target: ProbeTarget) -> socket.socket:
 async def open_socket(target: ProbeTarget) -> socket.socket:
     """A connected socket, with no timeout of its own (the probe's step timer bounds it)."""
     family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
+    sock = socket.socket(family, socket.SOCK_STREAM | NONBLOCK)
+    if not NONBLOCK:
+        sock.setblocking(False)
     try:
         await asyncio.get_running_loop().sock_connect(sock, (target.address, target.port))
     except BaseException as exc:
