@@ -35,6 +35,24 @@ class Run:
     ok: int
     startup_cpu: float = 0.0
     peak_rss_mb: float = 0.0
+    busy: float = 0.0  # cores busy on average over the machine (client, server, everything)
+
+
+class Machine:
+    """How busy every core was between :meth:`start` and :meth:`cores` (from /proc/stat)."""
+
+    def __init__(self) -> None:
+        self.idle, self.total = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; all but guest time
+
+    def cores(self) -> float:
+        idle, total = self._read()
+        spent = max(total - self.total, 1)
+        return (os.cpu_count() or 1) * (1 - (idle - self.idle) / spent)
 
 
 # -- the bare loop -----------------------------------------------------------------------------
@@ -84,9 +102,11 @@ async def bare_loop(targets: list[str], port: int, concurrency: int) -> int:
 
 
 def run_bare(targets: list[str], port: int, concurrency: int) -> Run:
+    machine = Machine()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     ok = asyncio.run(bare_loop(targets, port, concurrency))
-    return Run(time.perf_counter() - wall0, time.process_time() - cpu0, ok)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return Run(wall, cpu, ok, busy=machine.cores())
 
 
 # -- blackbox_exporter -------------------------------------------------------------------------
@@ -161,9 +181,11 @@ class Blackbox:
         self.log.close()
 
     def run(self, targets: list[str], port: int, concurrency: int) -> Run:
+        machine = Machine()
         cpu0, wall0 = self.cpu(), time.perf_counter()
         ok = asyncio.run(self._drive(targets, port, concurrency))
-        return Run(time.perf_counter() - wall0, self.cpu() - cpu0, ok)
+        wall, cpu = time.perf_counter() - wall0, self.cpu() - cpu0
+        return Run(wall, cpu, ok, busy=machine.cores())
 
     async def _drive(self, targets: list[str], port: int, concurrency: int) -> int:
         """``concurrency`` keep-alive HTTP connections asking for one probe at a time."""
@@ -225,7 +247,9 @@ def run_relaycert(config: Path) -> Run:
     """The whole process; CPU/probe leaves out start-up (the CPU of the same process scanning
     one endpoint of the same configuration: imports, configuration load, store, plan)."""
     _, startup, _, _ = _relaycert(config, "--endpoint", "e0")
+    machine = Machine()
     wall, cpu, rss, output = _relaycert(config)
+    busy = machine.cores()
     results = json.loads(output)["results"]
     ok = sum(1 for r in results if r["status"] == "ok")
-    return Run(wall, cpu - startup, ok, startup_cpu=startup, peak_rss_mb=rss)
+    return Run(wall, cpu - startup, ok, startup_cpu=startup, peak_rss_mb=rss, busy=busy)
