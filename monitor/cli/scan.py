@@ -17,6 +17,7 @@ from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
 from monitor.pipeline.records import ScanRecord, exit_code
 from monitor.pipeline.scan import scan
+from monitor.probe.workers import ProbePool, wanted
 
 if TYPE_CHECKING:
     from monitor.store.engine import Store
@@ -46,14 +47,20 @@ def scan_and_print(
     # the default threshold (700) the collector ran every few probes, 0.12 ms per probe in all.
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD)
+    # Probe workers are forked first, while this process has no event loop and no thread.
+    selected = len(names) if names else len(config.endpoints)
+    workers = wanted(selected, config.probe.workers)
+    pool = ProbePool(workers) if workers else None
     # The database layer costs ~0.5 s to import and open: only when storing, and in a thread
     # while the probes run (a failure to open still stops the scan at once).
     opener = ThreadPoolExecutor(1, thread_name_prefix="relaycert-store") if keep else None
     opening = opener.submit(_open_store, config.database_url()) if opener else None
     try:
         with shown_progress(fmt == "table") as progress:
-            records = aio.run(scan(config, None, names, now, legacy_tls, progress, opening))
+            records = aio.run(scan(config, None, names, now, legacy_tls, progress, opening, pool))
     finally:
+        if pool is not None:
+            pool.close()
         if opener is not None and opening is not None:
             opener.shutdown(wait=True)
             if opening.exception() is None:

@@ -130,6 +130,8 @@ class ProbeConfig(_Model):
     timeout: Duration = timedelta(seconds=10)
     legacy_tls_every: DurationOrZero = timedelta(days=1)
     ehlo_name: str = Field(default_factory=lambda: default_ehlo_name())
+    # relaycert scan over many addresses: probe worker processes (0: one per core; 1: none).
+    workers: int = Field(default=0, ge=0, le=64)
 
     @field_validator("ehlo_name")
     @classmethod

@@ -31,12 +31,14 @@ from monitor.probe.bounded import probe_bounded
 from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
+from monitor.probe.workers import MIN_TARGETS
 
 if TYPE_CHECKING:  # the database layer is imported when a store is used, not before
     from sqlmodel import Session
 
     from monitor.capture.dialogue import Capture
     from monitor.capture.listener import CaptureListener
+    from monitor.probe.workers import ProbePool
     from monitor.store.engine import Store
 
 
@@ -81,6 +83,8 @@ class Scanner:
         self.batcher: BatchWriter | None = None
         # A store still being opened (in a thread, while the probes run): used once it is.
         self.opening: Future[Store] | None = None
+        # Probe worker processes (``relaycert scan`` over many addresses), or probe here.
+        self.pool: ProbePool | None = None
 
     async def ready_store(self) -> Store | None:
         """The store, waiting for it if it is still being opened."""
@@ -96,7 +100,11 @@ class Scanner:
     ) -> list[ProbeResult]:
         """Resolve and probe every address of ``endpoints`` (no judging, no store)."""
         found, failed = await targets(self.config, endpoints)
-        results = await probe_bounded(found, self.semaphore, on_start, self.host_semaphore)
+        if self.pool is not None and len(found) >= MIN_TARGETS:
+            probe = self.config.probe
+            results = await self.pool.probe(found, probe.concurrency, probe.per_host)
+        else:
+            results = await probe_bounded(found, self.semaphore, on_start, self.host_semaphore)
         for result in results:  # one copy of each distinct chain, however many serve it
             if result.chain_der:
                 result.chain_der = self._chains.setdefault(result.chain_der, result.chain_der)
@@ -258,6 +266,7 @@ async def scan(
     legacy_tls: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
     opening: Future[Store] | None = None,
+    pool: ProbePool | None = None,
 ) -> list[ScanRecord]:
     """Scan the named endpoints (all when none are named) once.  With ``progress``, endpoints
     are scanned (and stored) one by one, concurrently under the same connection bounds, and
@@ -265,11 +274,11 @@ async def scan(
 
     ``opening`` is a store being opened in a thread while the probes run (the database layer
     takes a good part of a second to import); if opening it fails, the scan stops at once with
-    that error instead of probing first."""
+    that error instead of probing first.  ``pool`` probes in worker processes."""
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
     scanner = Scanner(config, store)
     scanner.check_legacy = legacy_tls
-    scanner.opening = opening
+    scanner.opening, scanner.pool = opening, pool
     if opening is None:
         return await _scan(scanner, endpoints, now, progress)
     loop, task = asyncio.get_running_loop(), asyncio.current_task()

@@ -23,19 +23,17 @@ def transient(result: ProbeResult) -> bool:
     return result.failed_step != "connect" and "connection closed by the server" in result.error
 
 
-async def probe_bounded(
-    targets: Sequence[ProbeTarget],
+async def probe_one(
+    target: ProbeTarget,
     semaphore: asyncio.Semaphore,
     on_start: Callable[[ProbeTarget], None] | None = None,
     per_host: Callable[[str], asyncio.Semaphore] | None = None,
-) -> list[ProbeResult]:
-    """Probe ``targets``, each holding ``semaphore`` (and its address's ``per_host`` semaphore)
-    while connected, so one semaphore shared by every caller bounds the connections in flight
-    and no server gets more than its per-host share; results in target order.  A transient
-    refusal is retried once after :data:`RETRY_DELAY`, permits released while waiting.
-    ``on_start`` is called as each probe starts (the daemon measures scheduling lag with it)."""
+) -> ProbeResult:
+    """Probe ``target`` holding ``semaphore`` (and its address's ``per_host`` semaphore) while
+    connected.  A transient refusal is retried once after :data:`RETRY_DELAY`, permits
+    released while waiting.  ``on_start`` is called as the probe starts."""
 
-    async def once(target: ProbeTarget, first: bool) -> ProbeResult:
+    async def once(first: bool) -> ProbeResult:
         host = per_host(target.address) if per_host is not None else None
         async with semaphore:
             if host is None:
@@ -47,16 +45,28 @@ async def probe_bounded(
                     on_start(target)
                 return await probe(target)
 
-    async def bounded(target: ProbeTarget) -> ProbeResult:
-        result = await once(target, True)
-        if transient(result):
-            await asyncio.sleep(RETRY_DELAY)
-            retried = await once(target, False)
-            retried.timings["retried_after"] = result.timings.get("total", 0.0)
-            return retried
-        return result
+    result = await once(True)
+    if transient(result):
+        await asyncio.sleep(RETRY_DELAY)
+        retried = await once(False)
+        retried.timings["retried_after"] = result.timings.get("total", 0.0)
+        return retried
+    return result
 
-    return list(await asyncio.gather(*(bounded(t) for t in targets)))
+
+async def probe_bounded(
+    targets: Sequence[ProbeTarget],
+    semaphore: asyncio.Semaphore,
+    on_start: Callable[[ProbeTarget], None] | None = None,
+    per_host: Callable[[str], asyncio.Semaphore] | None = None,
+) -> list[ProbeResult]:
+    """Probe ``targets`` (:func:`probe_one` each), so one semaphore shared by every caller
+    bounds the connections in flight and no server gets more than its per-host share; results
+    in target order.  ``on_start`` is called as each probe starts (the daemon measures
+    scheduling lag with it)."""
+    return list(
+        await asyncio.gather(*(probe_one(t, semaphore, on_start, per_host) for t in targets))
+    )
 
 
 async def probe_many(targets: Sequence[ProbeTarget], concurrency: int) -> list[ProbeResult]:

@@ -26,6 +26,7 @@ MAX_LINE = 8192  # bytes in one reply line
 MAX_REPLY = 4 * MAX_LINE  # bytes in one (multi-line) reply
 CHUNK = 65536
 
+
 class Reply(NamedTuple):
     """One SMTP reply: its code and its text (lines joined by newlines, codes stripped)."""
 
