@@ -170,12 +170,17 @@ async def _probe(
             connection.send(pending)  # one chain object per chunk however many share it
             pending.clear()
 
-    async def one(index: int, target: ProbeTarget) -> None:
-        result = await probe_one(target, semaphore, None, host)
-        if result.chain_der:
-            result.chain_der = chains.setdefault(result.chain_der, result.chain_der)
-        pending.append((index, result))
-        send()
+    queue = iter(enumerate(targets))
 
-    await asyncio.gather(*(one(i, t) for i, t in enumerate(targets)))
+    async def runner() -> None:
+        # ``concurrency`` runners taking targets in turn, not one task per target: a worker
+        # with 10 000 addresses keeps 32 coroutines, not 10 000 waiting on a semaphore.
+        for index, target in queue:
+            result = await probe_one(target, semaphore, None, host)
+            if result.chain_der:
+                result.chain_der = chains.setdefault(result.chain_der, result.chain_der)
+            pending.append((index, result))
+            send()
+
+    await asyncio.gather(*(runner() for _ in range(min(concurrency, len(targets)))))
     send(force=True)
