@@ -20,8 +20,13 @@ The last line is ``ratio_blackbox: R``, relaycert's whole-process rate over blac
 Targets (issue 15): R >= 1.0 and relaycert's CPU per probe <= 1.2 x the bare loop's, at 2000 and
 20 000 addresses; 20 000 endpoints load in < 3 s and scan in < 400 MB.
 
+Each client line also says how many of the machine's cores were busy on average (client,
+server and everything else), and before the last line the all-in CPU per probe (start-up
+included) of relaycert and blackbox_exporter: once every core is busy, that is what decides
+which of the two is faster.
+
 Measured on the 2-core development machine (Postfix, the exporter and the client share the two
-cores), 2000 addresses, medians of 3 rounds:
+cores), 2000 addresses, medians of 3 rounds.  Session 1 (morning machine):
 
     before                      probes/s  CPU/probe  start-up  peak RSS
     bare asyncio loop              297.8    2.46 ms
@@ -32,20 +37,37 @@ cores), 2000 addresses, medians of 3 rounds:
     blackbox_exporter              354.4    2.52 ms
     relaycert (process)            212.2    3.22 ms    1.21 s    103.6 MB   R = 0.60
 
-(Runs vary by about 10% from one to the next, blackbox_exporter's most: in the run before the
-last change it made 322.0 probes/s and relaycert 204.4 at 3.37 ms, R = 0.63.)
+Session 2 (the same machine was ~10% slower that day: compare ratios within a run):
 
-20 000 addresses, one round: before R = 0.57, 4.26 ms/probe (1.77 x bare's 2.41), start-up
-3.99 s, peak RSS 600 MB, configuration load 2.36 s; after R = 0.65 (231.8 probes/s against
-blackbox_exporter's 354.4; 0.75 in the run before, when it made 287.4), 3.28 ms/probe (1.35 x
-bare's 2.43), start-up 2.33 s, peak RSS 295 MB, configuration load 0.96 s.
+    before                      probes/s  CPU/probe  start-up  peak RSS  cores busy
+    bare asyncio loop              300.3    2.46 ms                         -
+    blackbox_exporter              319.3    2.82 ms                         -
+    relaycert (process)            213.7    3.05 ms    1.35 s   106.6 MB    -   R = 0.67 (1.24x)
+    after
+    bare asyncio loop              265.1    2.79 ms                        1.60
+    blackbox_exporter              279.4    3.40 ms                        1.95
+    relaycert (process)            229.0    3.33 ms    1.90 s    96.2 MB   1.77  R = 0.82 (1.19x)
 
-Where the time went (py-spy and cProfile of ``relaycert scan`` on 2000 addresses, before): the
+(Runs vary by 10% and more from one to the next, blackbox_exporter's most; another after-run
+gave R = 0.87 at 1.13x.)
+
+20 000 addresses, one round.  Session 1: before R = 0.57, 4.26 ms/probe (1.77 x bare's 2.41),
+start-up 3.99 s, peak RSS 600 MB, configuration load 2.36 s; after R = 0.65, 3.28 ms/probe (1.35 x
+bare's 2.43), start-up 2.33 s, peak RSS 295 MB, configuration load 0.96 s.  Session 2 (before: the
+state after session 1): see the closing note of issue 15; after: R = RATIO20K.
+
+Where the time went (py-spy and cProfile of ``relaycert scan`` on 2000 addresses, session 1): the
 TLS handshake itself ~26% of samples (the same in every client); asyncio's pure-Python SSL
 transport and stream writes ~20%; imports ~11% (SQLAlchemy, SQLModel, Alembic 0.4 s, rich);
 the JSON output 8% (each certificate's view rebuilt per result); the rules 6% (the rule plan
 recomputed per observation, ``dataclasses.replace`` per observation); the store ~6%; tomllib
-~1.9 s of a 20 000-endpoint load.  What each change bought (CPU per probe unless said):
+~1.9 s of a 20 000-endpoint load.  Session 2, the probe alone (cProfile, 2000 probes): OpenSSL's
+handshake ~1.0-1.3 ms of client CPU per probe (OpenSSL 3.0; the intermediate certificate alone
+costs 0.34 ms of decoding; pyOpenSSL on OpenSSL 4.0 is no faster), the kernel's loopback work
+charged to each ``send`` ~0.1 ms (five per probe), Python ~0.5 ms; after the probes, judging
+0.25 ms, storing 0.12-0.2 ms and JSON 0.12 ms per result; the garbage collector 0.12 ms per
+probe; and the machine: relaycert used 1.44-1.55 cores where blackbox_exporter (Go, both
+cores) used 1.93.  What each change bought (CPU per probe unless said):
 
 - uvloop for every command's loop: ~0.5 ms (the bare loop on uvloop costs 1.9 ms, not 2.4);
 - rule plans cached per direction, baselines memoised, no ``replace``: judge 0.76 -> 0.28 ms/obs;
@@ -55,16 +77,34 @@ recomputed per observation, ``dataclasses.replace`` per observation); the store 
 - tomli's compiled parser: a 20 000-endpoint load 2.3 s -> 1.0 s;
 - chains shared between results, modules frozen out of the GC: memory, ~6% of probe CPU;
 - endpoints written with bulk statements instead of ORM objects: first store of 20 000;
-- a STARTTLS connection opened by the event loop in one call: 2.6 -> 2.4 ms per probe() alone.
+- a STARTTLS connection opened by the event loop in one call: 2.6 -> 2.4 ms per probe() alone;
+- session 2: the probe's own connection (``monitor/probe/channel.py``: raw socket, bounded
+  replies, TLS over memory BIOs, one lazily re-armed timer per probe, no close_notify after
+  QUIT) instead of aiosmtplib's protocol over asyncio's SSL transport: ~0.3 ms, R 0.67 -> 0.73;
+- certificate facts remembered per certificate object (a certificate's hash is its whole DER,
+  so ``lru_cache`` lookups cost as much as the answers): judge 0.25 -> 0.16 ms/obs;
+- each distinct chain's JSON encoded once and spliced: 0.12 -> 0.10 ms/result;
+- the young-generation GC threshold at 20 000 during a scan: -0.1 ms;
+- the store opened in a thread while the probes run: -0.5 s of start-up wall time;
+- probe worker processes (``[probe] workers``, one per core) for 256+ addresses: 1.44-1.55 ->
+  1.74-1.84 cores busy, R 0.70-0.73 -> 0.82-0.88; in the workers, concurrency runners instead
+  of a task per target: 20 000 addresses, worker CPU 63.2 -> 58.4 s.
 
 Tried and reverted: judging and storing while probes run (per-endpoint scans with the daemon's
-group commit): the per-endpoint overhead outweighed the overlap (3.67 ms/probe, R = 0.58).
+group commit): the per-endpoint overhead outweighed the overlap (3.67 ms/probe, R = 0.58).  The
+handshake's heavy steps in a thread pool (OpenSSL drops the GIL): +0.3 ms of CPU per probe in
+GIL hand-offs and no more throughput.  Client-side TLS ticket refusal: OpenSSL's client offers
+resumption regardless, and the server's two tickets cost nothing measurable.
 
-What is left: relaycert's dialogue costs ~0.4 ms per probe more than the bare loop on the same
-event loop (aiosmtplib's per-reply ``wait_for``, the EHLO after TLS that keeps server logs clean,
-per-step timings), judging ~0.28 ms, storing ~0.15-0.45 ms, start-up ~1.2 s (SQLAlchemy and
-SQLModel alone 0.4 s).  On two shared cores the Go exporter, which spreads its work over both,
-still wins: R >= 1 needs about 2.4 ms of relaycert CPU per probe including start-up.
+What is left: relaycert's all-in CPU per probe (start-up included) is ~4.0 ms at 2000 addresses
+and ~3.6 ms at 20 000, blackbox_exporter's 3.2-3.4 ms; with every core busy, R >= 1 needs the
+first to be at most the second.  The probe alone is ~0.3 ms above the bare loop (which skips the
+EHLO after TLS that relaycert keeps), the work after the probes (judge, store, JSON) ~0.5 ms,
+start-up ~1.2-1.9 s of CPU (SQLAlchemy and SQLModel 0.45 s, the configuration's pydantic
+models 0.35 s).  Next steps measured as worth trying: judge and encode each endpoint as its
+results arrive (the scanning process is idle while the workers probe), the store's repeat
+updates as Core executemany instead of ORM bulk updates (0.86 s of 4.1 s at 20 000), and rule
+results shared between addresses that serve the same chain for the same host.
 """
 
 from __future__ import annotations

@@ -85,3 +85,31 @@ def test_a_dead_worker_is_an_error_not_a_hang() -> None:
         finally:
             pool.close()
     assert time.monotonic() - started < 10
+
+
+def test_scan_with_workers_gives_the_same_results(
+    smtp_server, write_chain, good_leaf, intermediate, config_file, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """``relaycert scan`` over MIN_TARGETS endpoints forks workers (before its event loop and
+    the store's thread) and stores and prints what probing in-process gives."""
+    import json
+
+    from monitor.cli.app import main
+    from tests.conftest import endpoint_toml
+
+    server = smtp_server("starttls", *write_chain(good_leaf, intermediate))
+    endpoints = "".join(endpoint_toml(f"mail{i}", server.port) for i in range(MIN_TARGETS))
+    documents = {}
+    for workers in (1, 2):
+        path = config_file(endpoints)
+        text = path.read_text().replace('timeout = "3s"', f'timeout = "3s"\nworkers = {workers}')
+        path.write_text(text)
+        code = main(["scan", "--config", str(path), "--format", "json"])
+        documents[workers] = (code, json.loads(capsys.readouterr().out))
+    (code_here, here), (code_pooled, pooled) = documents[1], documents[2]
+    assert code_here == code_pooled
+    assert len(pooled["results"]) == MIN_TARGETS
+    assert [(r["endpoint"], r["status"], r["sha256"]) for r in pooled["results"]] == [
+        (r["endpoint"], r["status"], r["sha256"]) for r in here["results"]
+    ]
+    assert {r["status"] for r in pooled["results"]} == {"ok"}
