@@ -54,10 +54,10 @@ gave R = 0.87 at 1.13x.)
 20 000 addresses, one round.  Session 1: before R = 0.57, 4.26 ms/probe (1.77 x bare's 2.41),
 start-up 3.99 s, peak RSS 600 MB, configuration load 2.36 s; after R = 0.65, 3.28 ms/probe (1.35 x
 bare's 2.43), start-up 2.33 s, peak RSS 295 MB, configuration load 0.96 s.
-Session 2, after (before: the state after session 1): bare 267.7 probes/s at 2.71 ms, blackbox_exporter 281.0 at 3.27 ms,
-relaycert 247.5 at 3.70 ms (1.36 x bare; 1.30 x in another run), R = 0.88 (both runs),
-start-up 2.65 s, largest process 253 MB, all processes together (PSS, the workers share the
-parent's pages) 298 MB, configuration write + load 1.15 s.
+Session 2, after (before: the state after session 1): bare 267.7 probes/s at 2.71 ms,
+blackbox_exporter 281.0 at 3.27 ms, relaycert 247.5 at 3.70 ms (1.36 x bare; 1.30 x in
+another run), R = 0.88 (both runs), start-up 2.65 s, largest process 253 MB, all processes
+together (PSS: the workers share the parent's pages) 298 MB, configuration write + load 1.15 s.
 
 Where the time went (py-spy and cProfile of ``relaycert scan`` on 2000 addresses, session 1): the
 TLS handshake itself ~26% of samples (the same in every client); asyncio's pure-Python SSL
