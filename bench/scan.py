@@ -89,7 +89,7 @@ cores) used 1.93.  What each change bought (CPU per probe unless said):
 - each distinct chain's JSON encoded once and spliced: 0.12 -> 0.10 ms/result;
 - the young-generation GC threshold at 20 000 during a scan: -0.1 ms;
 - the store opened in a thread while the probes run: -0.5 s of start-up wall time;
-- probe worker processes (``[probe] workers``, one per core) for 256+ addresses: 1.44-1.55 ->
+- probe worker processes (``[probe] workers``, one per core) for 256+ endpoints: 1.44-1.55 ->
   1.74-1.84 cores busy, R 0.70-0.73 -> 0.82-0.88; in the workers, concurrency runners instead
   of a task per target: 20 000 addresses, worker CPU 63.2 -> 58.4 s.
 

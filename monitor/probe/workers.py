@@ -30,11 +30,12 @@ CHUNK = 64  # results per message back to the parent
 MIN_TARGETS = 256  # below this, probing in-process is cheaper than forking
 
 
-def wanted(addresses: int, configured: int) -> int:
-    """How many workers a scan of ``addresses`` gets: ``configured`` (0: one per core), none
-    (probing in-process) for a small scan or a single core."""
+def wanted(endpoints: int, configured: int) -> int:
+    """How many workers a scan of ``endpoints`` gets (forked before their names resolve, so
+    counted in endpoints): ``configured`` (0: one per core), none (probing in-process) for a
+    small scan or a single core.  The pool then probes when the addresses are as many."""
     count = configured or (os.cpu_count() or 1)
-    return count if count > 1 and addresses >= MIN_TARGETS else 0
+    return count if count > 1 and endpoints >= MIN_TARGETS else 0
 
 
 def shard(targets: Sequence[ProbeTarget], count: int) -> list[list[tuple[int, ProbeTarget]]]:
