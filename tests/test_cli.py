@@ -306,7 +306,7 @@ def test_streamed_json_is_the_same_text_as_one_dump(
 
     from monitor.cli.scanjson import record_json, write_json
     from monitor.config.loader import load
-    from monitor.pipeline.scan import scan
+    from monitor.pipeline.oneshot import scan
 
     good = smtp_server("starttls", *write_chain(good_leaf, intermediate))
     config = load(

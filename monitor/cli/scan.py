@@ -15,8 +15,8 @@ from checks.base import Severity, worst
 from monitor import aio
 from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
+from monitor.pipeline.oneshot import scan
 from monitor.pipeline.records import ScanRecord, exit_code
-from monitor.pipeline.scan import scan
 from monitor.probe.workers import ProbePool, wanted
 
 if TYPE_CHECKING:

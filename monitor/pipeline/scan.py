@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Direction, ProbeStatus, Severity, TrustAnchors, worst
+from checks.base import Direction, ProbeStatus, TrustAnchors, worst
 from checks.certinfo import fingerprint
 from monitor.alerts.policy import Tracking
 from monitor.config.common import is_host_name
@@ -31,7 +31,6 @@ from monitor.probe.bounded import probe_bounded
 from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
-from monitor.probe.workers import MIN_TARGETS
 
 if TYPE_CHECKING:  # the database layer is imported when a store is used, not before
     from sqlmodel import Session
@@ -100,7 +99,7 @@ class Scanner:
     ) -> list[ProbeResult]:
         """Resolve and probe every address of ``endpoints`` (no judging, no store)."""
         found, failed = await targets(self.config, endpoints)
-        if self.pool is not None and len(found) >= MIN_TARGETS:
+        if self.pool is not None:  # forked for a large scan (monitor.probe.workers.wanted)
             probe = self.config.probe
             results = await self.pool.probe(found, probe.concurrency, probe.per_host)
         else:
@@ -256,72 +255,3 @@ def unmatched_endpoint(config: Config, capture: Capture) -> EndpointConfig:
     ehlo = capture.ehlo or ""
     host = ehlo if is_host_name(ehlo) else "unmatched.invalid"
     return EndpointConfig(name="(unmatched)", host=host, connector=connector)
-
-
-async def scan(
-    config: Config,
-    store: Store | None,
-    endpoint_names: Sequence[str] | None = None,
-    now: datetime | None = None,
-    legacy_tls: bool = False,
-    progress: Callable[[int, int, int], None] | None = None,
-    opening: Future[Store] | None = None,
-    pool: ProbePool | None = None,
-) -> list[ScanRecord]:
-    """Scan the named endpoints (all when none are named) once.  With ``progress``, endpoints
-    are scanned (and stored) one by one, concurrently under the same connection bounds, and
-    ``progress(done, total, failed)`` is called as each finishes.
-
-    ``opening`` is a store being opened in a thread while the probes run (the database layer
-    takes a good part of a second to import); if opening it fails, the scan stops at once with
-    that error instead of probing first.  ``pool`` probes in worker processes."""
-    endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
-    scanner = Scanner(config, store)
-    scanner.check_legacy = legacy_tls
-    scanner.opening, scanner.pool = opening, pool
-    if opening is None:
-        return await _scan(scanner, endpoints, now, progress)
-    loop, task = asyncio.get_running_loop(), asyncio.current_task()
-    assert task is not None
-
-    def stop_if_failed(done: Future[Store]) -> None:
-        if not done.cancelled() and done.exception() is not None:
-            loop.call_soon_threadsafe(task.cancel)
-
-    opening.add_done_callback(stop_if_failed)
-    try:
-        return await _scan(scanner, endpoints, now, progress)
-    except asyncio.CancelledError:
-        error = opening.exception() if opening.done() else None
-        if error is None:
-            raise
-        task.uncancel()
-        raise error from None
-
-
-async def _scan(
-    scanner: Scanner,
-    endpoints: list[EndpointConfig],
-    now: datetime | None,
-    progress: Callable[[int, int, int], None] | None,
-) -> list[ScanRecord]:
-    from monitor.pipeline.listening import listening
-
-    async with listening(scanner):
-        if progress is None:
-            return await scanner.scan(endpoints, now)
-        done, failed = 0, 0
-        progress(0, len(endpoints), 0)
-
-        async def one(endpoint: EndpointConfig) -> list[ScanRecord]:
-            nonlocal done, failed
-            records = await scanner.scan([endpoint], now)
-            done += 1
-            failed += any(
-                f.severity.rank >= Severity.UNKNOWN.rank for r in records for f in r.findings
-            )
-            progress(done, len(endpoints), failed)
-            return records
-
-        batches = await asyncio.gather(*(one(e) for e in endpoints))
-        return [record for batch in batches for record in batch]

@@ -90,9 +90,19 @@ class Channel:
 
     async def _recv(self, step: str) -> bytes:
         data = await self.loop.sock_recv(self.sock, CHUNK)
-        if not data and self.tls is None:
+        if not data:
             raise ProbeConnectionError(step, "connection closed by the server (unexpected EOF)")
         return data
+
+    async def _feed(self) -> None:
+        """Send what TLS has written, then hand TLS the next bytes received (or their end,
+        so its next step raises OpenSSL's own error)."""
+        await self._flush()
+        data = await self.loop.sock_recv(self.sock, CHUNK)
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
 
     # -- SMTP ---------------------------------------------------------------------------------
 
@@ -134,12 +144,7 @@ class Channel:
                 tls.do_handshake()
                 break
             except ssl.SSLWantReadError:
-                await self._flush()
-                data = await self.loop.sock_recv(self.sock, CHUNK)
-                if data:
-                    self._incoming.write(data)
-                else:
-                    self._incoming.write_eof()  # the next step raises OpenSSL's own error
+                await self._feed()
         self.tls = tls
         # Whatever the handshake wrote last (TLS 1.3: the client Finished) goes out with the
         # next command, in one segment.
@@ -150,12 +155,7 @@ class Channel:
             try:
                 data = self.tls.read(CHUNK)
             except ssl.SSLWantReadError:
-                await self._flush()
-                received = await self.loop.sock_recv(self.sock, CHUNK)
-                if not received:
-                    self._incoming.write_eof()
-                else:
-                    self._incoming.write(received)
+                await self._feed()
                 continue
             except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
                 raise ProbeConnectionError(
