@@ -27,7 +27,7 @@ from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord
 from monitor.pipeline.targets import targets
-from monitor.probe.bounded import probe_bounded
+from monitor.probe.bounded import HostLimits, probe_bounded
 from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
@@ -66,7 +66,7 @@ class Scanner:
         self.semaphore = semaphore or asyncio.Semaphore(config.probe.concurrency)
         # Like an MTA's destination concurrency: at most [probe] per_host connections to one
         # address, so relaycert's own parallelism cannot trip a server's connection limit.
-        self.hosts: dict[str, asyncio.Semaphore] = {}
+        self.hosts = HostLimits(config.probe.per_host)
         # (address, port, mode) -> (when checked, legacy TLS versions accepted).  The daemon
         # checks (its scanner lives long enough to remember); a one-shot scan only when asked.
         self.check_legacy = False
@@ -103,7 +103,7 @@ class Scanner:
             probe = self.config.probe
             results = await self.pool.probe(found, probe.concurrency, probe.per_host)
         else:
-            results = await probe_bounded(found, self.semaphore, on_start, self.host_semaphore)
+            results = await probe_bounded(found, self.semaphore, on_start, self.hosts)
         for result in results:  # one copy of each distinct chain, however many serve it
             if result.chain_der:
                 result.chain_der = self._chains.setdefault(result.chain_der, result.chain_der)
@@ -130,18 +130,12 @@ class Scanner:
                 due.append(result)
 
         async def check(result: ProbeResult) -> None:
-            async with self.semaphore, self.host_semaphore(result.target.address):
+            async with self.semaphore, self.hosts(result.target.address):
                 versions = await accepted_legacy(result.target)
             self.legacy[_legacy_key(result.target)] = (time.monotonic(), versions)
             result.legacy_versions = versions
 
         await asyncio.gather(*(check(r) for r in due))
-
-    def host_semaphore(self, address: str) -> asyncio.Semaphore:
-        semaphore = self.hosts.get(address)
-        if semaphore is None:
-            semaphore = self.hosts[address] = asyncio.Semaphore(self.config.probe.per_host)
-        return semaphore
 
     async def scan(
         self,

@@ -13,6 +13,21 @@ from monitor.probe.smtp import probe
 RETRY_DELAY = 1.0  # seconds before the one retry of a transient refusal
 
 
+class HostLimits:
+    """At most ``limit`` connections to one address at once (like an MTA's destination
+    concurrency): a semaphore per address, made when the address is first probed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+
+    def __call__(self, address: str) -> asyncio.Semaphore:
+        semaphore = self._semaphores.get(address)
+        if semaphore is None:
+            semaphore = self._semaphores[address] = asyncio.Semaphore(self.limit)
+        return semaphore
+
+
 def transient(result: ProbeResult) -> bool:
     """A refusal worth one retry: a 4xx greeting (busy, too many connections) or a connection
     the server reset or closed before the dialogue finished."""

@@ -152,16 +152,9 @@ def _serve(connection: Connection) -> None:
 async def _probe(
     connection: Connection, targets: list[ProbeTarget], concurrency: int, per_host: int
 ) -> None:
-    from monitor.probe.bounded import probe_one
+    from monitor.probe.bounded import HostLimits, probe_one
 
-    hosts: dict[str, asyncio.Semaphore] = {}
-
-    def host(address: str) -> asyncio.Semaphore:
-        found = hosts.get(address)
-        if found is None:
-            found = hosts[address] = asyncio.Semaphore(per_host)
-        return found
-
+    host = HostLimits(per_host)
     chains: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
     pending: list[tuple[int, ProbeResult]] = []
     semaphore = asyncio.Semaphore(concurrency)
