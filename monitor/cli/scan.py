@@ -89,9 +89,7 @@ def scan_and_print(
 def _open_store(url: str) -> Store:
     from monitor.store.engine import Store
 
-    store = Store.open(url)
-    gc.freeze()  # the database layer's modules too
-    return store
+    return Store.open(url)
 
 
 @contextmanager
