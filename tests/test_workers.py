@@ -113,3 +113,58 @@ def test_scan_with_workers_gives_the_same_results(
         (r["endpoint"], r["status"], r["sha256"]) for r in here["results"]
     ]
     assert {r["status"] for r in pooled["results"]} == {"ok"}
+
+
+def test_scan_with_progress_and_workers_keeps_each_result_with_its_endpoint(
+    smtp_server, write_chain, good_leaf, intermediate, root_ca, config_file
+) -> None:  # type: ignore[no-untyped-def]
+    """A terminal's ``relaycert scan`` (a progress bar) over MIN_TARGETS endpoints: with probe
+    workers, every endpoint's record is its own server's certificate, and progress counts
+    every endpoint.  (Per-endpoint scans used to read one worker's pipe from several threads at
+    once, so a result could land at another endpoint's place.)"""
+    from datetime import UTC, datetime
+
+    from checks.certinfo import fingerprint
+    from monitor.config.loader import load
+    from monitor.demo import pki
+    from monitor.pipeline.oneshot import scan
+    from tests.conftest import endpoint_toml
+
+    other_leaf = pki.make_leaf(intermediate, ["mail2.contoso.com"])
+    servers = [
+        smtp_server("starttls", *write_chain(good_leaf, intermediate)),
+        smtp_server("starttls", *write_chain(other_leaf, intermediate)),
+    ]
+    expected = {
+        s.port: fingerprint(leaf.cert)
+        for s, leaf in zip(servers, (good_leaf, other_leaf), strict=True)
+    }
+    endpoints = "".join(endpoint_toml(f"mail{i}", servers[i % 2].port) for i in range(MIN_TARGETS))
+    config = load(config_file(endpoints))
+    seen: list[tuple[int, int, int]] = []
+    pool = ProbePool(2)
+    try:
+        records = aio.run(  # it used to hang (or swap results): fail instead
+            asyncio.wait_for(
+                scan(
+                    config,
+                    None,
+                    None,
+                    datetime.now(UTC),
+                    progress=lambda *a: seen.append(a),
+                    pool=pool,
+                ),
+                60,
+            )
+        )
+    finally:
+        pool.close()
+    assert [r.result.target.endpoint for r in records] == [f"mail{i}" for i in range(MIN_TARGETS)]
+    assert {r.result.status for r in records} == {ProbeStatus.OK}
+    wrong = [
+        r.result.target.endpoint
+        for r in records
+        if fingerprint(r.chain[0]) != expected[r.result.target.port]
+    ]
+    assert wrong == []
+    assert seen[-1] == (MIN_TARGETS, MIN_TARGETS, seen[-1][2])

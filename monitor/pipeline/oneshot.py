@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from checks.base import Severity
@@ -34,7 +34,8 @@ async def scan(
 ) -> list[ScanRecord]:
     """Scan the named endpoints (all when none are named) once.  With ``progress``, endpoints
     are scanned (and stored) one by one, concurrently under the same connection bounds, and
-    ``progress(done, total, failed)`` is called as each finishes.
+    ``progress(done, total, failed)`` is called as each finishes (with workers, one streamed
+    scan calls it as endpoints are judged).
 
     ``opening`` is a store being opened in a thread while the probes run (the database layer
     takes a good part of a second to import); if opening it fails, the scan stops at once with
@@ -72,8 +73,14 @@ async def _scan(
     async with listening(scanner):
         if progress is None:
             return await scanner.scan(endpoints, now)
-        done, failed = 0, 0
         progress(0, len(endpoints), 0)
+        if scanner.pool is not None and not scanner.check_legacy:
+            from monitor.pipeline.streamed import streamed_scan
+
+            return await streamed_scan(
+                scanner, scanner.pool, endpoints, now or datetime.now(UTC), progress
+            )
+        done, failed = 0, 0
 
         async def one(endpoint: EndpointConfig) -> list[ScanRecord]:
             nonlocal done, failed

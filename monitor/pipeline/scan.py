@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Direction, ProbeStatus, TrustAnchors, worst
+from checks.base import Baseline, Direction, ProbeStatus, TrustAnchors, worst
 from checks.certinfo import fingerprint
 from monitor.alerts.policy import Tracking
 from monitor.config.common import is_host_name
@@ -104,13 +104,17 @@ class Scanner:
             results = await self.pool.probe(found, probe.concurrency, probe.per_host)
         else:
             results = await probe_bounded(found, self.semaphore, on_start, self.hosts)
-        for result in results:  # one copy of each distinct chain, however many serve it
+        for result in results:
             if result.chain_der:
-                result.chain_der = self._chains.setdefault(result.chain_der, result.chain_der)
-        if len(self._chains) > CHAIN_CACHE:
-            self._chains.clear()
+                result.chain_der = self.share_chain(result.chain_der)
         await self._legacy_versions(results)
         return failed + results
+
+    def share_chain(self, der: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        """One copy of each distinct chain, however many addresses serve it."""
+        if len(self._chains) > CHAIN_CACHE:
+            self._chains.clear()
+        return self._chains.setdefault(der, der)
 
     async def _legacy_versions(self, results: list[ProbeResult]) -> None:
         """Which legacy TLS versions each TLS 1.2+ address also accepts: one more handshake per
@@ -145,6 +149,10 @@ class Scanner:
     ) -> list[ScanRecord]:
         """One scan of ``endpoints``; records in the order of ``endpoints``."""
         now = now or datetime.now(UTC)
+        if self.pool is not None and not self.check_legacy:
+            from monitor.pipeline.streamed import streamed_scan
+
+            return await streamed_scan(self, self.pool, endpoints, now)
         served, client = await asyncio.gather(
             self.probe(endpoints, on_start),
             outbound.check_all(
@@ -173,32 +181,43 @@ class Scanner:
     ) -> list[list[ScanRecord]]:
         """Several scans' results, each judged at its own instant: baselines read in one query,
         everything stored in one transaction; the records of each scan, in order."""
-        store = await self.ready_store()
         names = sorted({r.target.endpoint for results, _ in jobs for r in results})
-        baselines = {}
-        if store is not None:
-            from monitor.store import queries
-
-            baselines = await asyncio.to_thread(queries.baselines, store, names)
+        baselines = await self.baselines(names)
         groups = [
             Judge(self.config, now, self.anchors, self.endpoints).judge_all(results, baselines)
             for results, now in jobs
         ]
-        records = [record for group in groups for record in group]
-        if store is not None and records:
-            from monitor.alerts.tracking import track
-            from monitor.store import writes
-
-            tracking = self.tracking
-
-            def hook(session: Session, ids: dict[str, int]) -> None:
-                for group, (_, now) in zip(groups, jobs, strict=True):
-                    if group:
-                        track(session, ids, group, tracking, now)
-
-            async with self.write_lock:
-                await asyncio.to_thread(writes.record, store, records, hook)
+        await self.store_records(list(zip(groups, (now for _, now in jobs), strict=True)))
         return groups
+
+    async def baselines(self, names: Sequence[str]) -> dict[tuple[str, str, str], Baseline]:
+        """The stored baselines of these endpoints (none without a store)."""
+        store = await self.ready_store()
+        if store is None:
+            return {}
+        from monitor.store import queries
+
+        return await asyncio.to_thread(queries.baselines, store, names)
+
+    async def store_records(self, groups: Sequence[tuple[Sequence[ScanRecord], datetime]]) -> None:
+        """Store judged records in one transaction, each group tracked (baselines, alerts) at
+        its own instant; nothing without a store."""
+        store = await self.ready_store()
+        if store is None or not any(records for records, _ in groups):
+            return
+        from monitor.alerts.tracking import track
+        from monitor.store import writes
+
+        tracking = self.tracking
+        records = [record for group, _ in groups for record in group]
+
+        def hook(session: Session, ids: dict[str, int]) -> None:
+            for group, now in groups:
+                if group:
+                    track(session, ids, group, tracking, now)
+
+        async with self.write_lock:
+            await asyncio.to_thread(writes.record, store, records, hook)
 
     async def passive(self, capture: Capture) -> ScanRecord:
         """Judge a message no outbound check was waiting for.  Matched to an endpoint (peer

@@ -19,15 +19,30 @@ import contextlib
 import multiprocessing
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import fields
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeAlias
 
 from monitor.errors import RelaycertError
 from monitor.probe.result import ProbeResult, ProbeTarget
 
 CHUNK = 64  # results per message back to the parent
 MIN_TARGETS = 256  # below this, probing in-process is cheaper than forking
+
+# A result crosses the pipe as its fields without the target (the parent has the target):
+# a plain tuple pickles in a fraction of the time of a dataclass with a nested one.
+_FIELDS = tuple(f.name for f in fields(ProbeResult) if f.name != "target")
+Row: TypeAlias = tuple[Any, ...]
+Chunk: TypeAlias = list[tuple[int, ProbeResult]]  # (position in the targets, result)
+
+
+def pack(result: ProbeResult) -> Row:
+    return tuple(getattr(result, name) for name in _FIELDS)
+
+
+def unpack(target: ProbeTarget, row: Row) -> ProbeResult:
+    return ProbeResult(target, *row)
 
 
 def wanted(endpoints: int, configured: int) -> int:
@@ -65,55 +80,87 @@ class ProbePool:
             self.connections.append(parent)
             self.processes.append(process)
         self.active = 0  # scans in flight (closing then means stopping them)
+        # One job at a time per worker: its pipe has one reader.  (Locks of the running loop.)
+        self._locks: tuple[asyncio.AbstractEventLoop | None, list[asyncio.Lock]] = (None, [])
 
     async def probe(
         self, targets: Sequence[ProbeTarget], concurrency: int, per_host: int
     ) -> list[ProbeResult]:
         """Probe ``targets`` in the workers; results in target order."""
+        results: list[ProbeResult | None] = [None] * len(targets)
+        async for chunk in self.stream(targets, concurrency, per_host):
+            for position, result in chunk:
+                results[position] = result
+        return [r for r in results if r is not None]
+
+    async def stream(
+        self, targets: Sequence[ProbeTarget], concurrency: int, per_host: int
+    ) -> AsyncGenerator[Chunk, None]:
+        """Probe ``targets`` in the workers, yielding results (with their positions in
+        ``targets``) in chunks as they come back, so the caller can work on them meanwhile."""
         count = len(self.connections)
         shards = shard(targets, count)
         share = max(1, concurrency // count)
-        results: list[ProbeResult | None] = [None] * len(targets)
-        await asyncio.gather(
-            *(
-                self._run(number, shard, share, per_host, results)
-                for number, shard in enumerate(shards)
-                if shard
-            )
-        )
-        return [r for r in results if r is not None]
+        queue: asyncio.Queue[Chunk | BaseException | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        running = [
+            asyncio.ensure_future(self._run(number, part, share, per_host, queue, loop))
+            for number, part in enumerate(shards)
+            if part
+        ]
+        try:
+            for _ in running:
+                while (item := await queue.get()) is not None:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def _run(
         self,
         number: int,
-        shard: list[tuple[int, ProbeTarget]],
+        part: list[tuple[int, ProbeTarget]],
         concurrency: int,
         per_host: int,
-        results: list[ProbeResult | None],
+        queue: asyncio.Queue[Chunk | BaseException | None],
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self.connections[number].send(([t for _, t in shard], concurrency, per_host))
-        self.active += 1
-        try:  # read in a thread: the pipe's reads block until a whole chunk is there
-            await asyncio.to_thread(self._collect, number, shard, results)
-        finally:
-            self.active -= 1
+        if self._locks[0] is not loop:
+            self._locks = (loop, [asyncio.Lock() for _ in self.connections])
+        async with self._locks[1][number]:
+            self.connections[number].send(([t for _, t in part], concurrency, per_host))
+            self.active += 1
+            try:  # read in a thread: the pipe's reads block until a whole chunk is there
+                await asyncio.to_thread(self._collect, number, part, queue, loop)
+            except Exception as exc:  # handed to the consumer, which raises it
+                queue.put_nowait(exc)
+            finally:
+                self.active -= 1
 
     def _collect(
-        self, number: int, shard: list[tuple[int, ProbeTarget]], results: list[ProbeResult | None]
+        self,
+        number: int,
+        part: list[tuple[int, ProbeTarget]],
+        queue: asyncio.Queue[Chunk | BaseException | None],
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         connection, done = self.connections[number], 0
-        while done < len(shard):
+        while done < len(part):
             try:
-                chunk: list[tuple[int, ProbeResult]] = connection.recv()
+                rows: list[tuple[int, Row]] = connection.recv()
             except (EOFError, OSError) as exc:
                 process = self.processes[number]
                 raise RelaycertError(
                     f"probe worker {process.name} exited unexpectedly (exit code "
                     f"{process.exitcode}); run the scan again"
                 ) from exc
-            for position, result in chunk:
-                results[shard[position][0]] = result
-            done += len(chunk)
+            chunk = [(part[i][0], unpack(part[i][1], row)) for i, row in rows]
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            done += len(rows)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
 
     def close(self) -> None:
         """End the workers: at once when a scan is still in flight (Ctrl-C, an error), else
@@ -156,7 +203,7 @@ async def _probe(
 
     host = HostLimits(per_host)
     chains: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
-    pending: list[tuple[int, ProbeResult]] = []
+    pending: list[tuple[int, Row]] = []
     semaphore = asyncio.Semaphore(concurrency)
 
     def send(force: bool = False) -> None:
@@ -173,7 +220,7 @@ async def _probe(
             result = await probe_one(target, semaphore, None, host)
             if result.chain_der:
                 result.chain_der = chains.setdefault(result.chain_der, result.chain_der)
-            pending.append((index, result))
+            pending.append((index, pack(result)))
             send()
 
     await asyncio.gather(*(runner() for _ in range(min(concurrency, len(targets)))))
