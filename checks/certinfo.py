@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from datetime import timedelta
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import TypeVar
 
 from cryptography import x509
@@ -119,6 +119,7 @@ def is_self_signed(cert: x509.Certificate) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)  # host names take ipaddress's exception path: slow, and asked often
 def is_ip_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)

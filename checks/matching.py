@@ -9,7 +9,10 @@ identical connector pattern, and an exact connector value matches only that exac
 
 from __future__ import annotations
 
+from functools import lru_cache
 
+
+@lru_cache(maxsize=4096)  # a fleet has few distinct names; every rule normalizes them again
 def normalize(name: str) -> str:
     """Lower-case, strip one trailing dot and surrounding space; IDNA-encode non-ASCII labels."""
     name = name.strip().rstrip(".").lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -60,6 +61,35 @@ def test_scan_is_stored_with_deduplicated_certificates(
             select(CertificateRow).where(CertificateRow.sha256 == obs.chain[0])
         ).one()  # type: ignore[arg-type]
         assert cert.not_after == good_leaf.cert.not_valid_after_utc
+    store.close()
+
+
+def test_each_observation_keeps_its_own_findings(
+    store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    """Observations are inserted in multi-row statements and their ids matched back by
+    address; the same address twice in one batch (listed twice) still gets its own row."""
+    from monitor.store.models import FindingRow
+
+    store = Store.open(store_url)
+    addresses = [f"127.0.0.{i}" for i in range(1, 40)] + ["127.0.0.1"]
+    records = [
+        replace(
+            record(good_leaf, intermediate, address),
+            findings=(Finding("cert.expiring", Severity.WARNING, f"finding {i}"),),
+        )
+        for i, address in enumerate(addresses)
+    ]
+    writes.record(store, records)
+    with Session(store.engine) as session:
+        rows = session.execute(
+            select(ObservationRow.address, FindingRow.message)  # type: ignore[call-overload]
+            .join(FindingRow, FindingRow.observation_id == ObservationRow.id)
+            .order_by(ObservationRow.id)
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (item.result.target.address, f"finding {i}") for i, item in enumerate(records)
+    ]
     store.close()
 
 

@@ -159,6 +159,9 @@ def failed_messages(session: Session, limit: int = 20) -> list[OutboxRow]:
     return list(session.scalars(query))
 
 
+IN_SLICE = 900  # values per IN (...): SQLite's old default limit is 999 variables
+
+
 def load_baselines(session: Session, ids: dict[str, int]) -> dict[tuple[str, str, str], Baseline]:
     """The accepted certificate per (endpoint name, address, direction) of these endpoints."""
     names = {v: k for k, v in ids.items()}
@@ -172,11 +175,32 @@ def load_baselines(session: Session, ids: dict[str, int]) -> dict[tuple[str, str
 
 
 def baselines(store: Store, names: Iterable[str]) -> dict[tuple[str, str, str], Baseline]:
+    """The accepted certificate per (endpoint name, address, direction) of these endpoints:
+    plain rows of one join (20 000 ORM objects cost a second to build), in slices short
+    enough for every database's limit on an IN (...)."""
+    endpoint, baseline = EndpointRow.__table__, BaselineRow.__table__  # type: ignore[attr-defined]
+    query = select(
+        endpoint.c.name,
+        baseline.c.address,
+        baseline.c.direction,
+        baseline.c.sha256,
+        baseline.c.names,
+        baseline.c.issuer,
+        baseline.c.spki_sha256,
+        baseline.c.tls_version,
+    ).join_from(baseline, endpoint, baseline.c.endpoint_id == endpoint.c.id)
+    wanted = sorted(set(names))
+    found: dict[tuple[str, str, str], Baseline] = {}
     with store.reading("reading baselines") as session:
-        return load_baselines(
-            session,
-            {n: r.id for n, r in endpoints_by_name(session, names).items() if r.id is not None},
-        )
+        for start in range(0, len(wanted), IN_SLICE):
+            chosen = query.where(endpoint.c.name.in_(wanted[start : start + IN_SLICE]))
+            for name, address, direction, sha, known, issuer, spki, version in session.execute(
+                chosen
+            ):
+                found[(name, address, direction)] = Baseline(
+                    sha, tuple(known), issuer, spki, version
+                )
+    return found
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session, col
 
 from checks.base import Direction, worst
@@ -26,7 +26,7 @@ from monitor.store.models import (
     ObservationRow,
     ProbeDayRow,
 )
-from monitor.store.queries import LatestRow, latest_rows
+from monitor.store.queries import IN_SLICE, LatestRow, latest_rows
 
 Hook: TypeAlias = Callable[[Session, dict[str, int]], None]
 Days: TypeAlias = dict[tuple[int, str, date], list[int]]
@@ -133,8 +133,20 @@ def write_scan(
 
 
 def _mark_repeats(session: Session, repeats: list[dict[str, Any]]) -> None:
-    if repeats:  # ORM bulk UPDATE by primary key: one executemany
-        session.execute(update(ObservationRow), repeats)
+    if not repeats:
+        return
+    # A Core UPDATE by primary key, one executemany (the ORM's bulk UPDATE costs twice as much
+    # per row in bookkeeping; there is nothing in the session to keep in step).
+    table = ObservationRow.__table__  # type: ignore[attr-defined]
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values(last_seen_at=bindparam("seen"), repeats=bindparam("count"))
+    )
+    session.execute(
+        statement,
+        [{"row_id": r["id"], "seen": r["last_seen_at"], "count": r["repeats"]} for r in repeats],
+    )
 
 
 def _insert_observations(
@@ -142,10 +154,24 @@ def _insert_observations(
 ) -> None:
     if not rows:
         return
-    ids = session.scalars(
-        insert(ObservationRow).returning(col(ObservationRow.id), sort_by_parameter_order=True),
-        rows,
-    ).all()
+    table = ObservationRow.__table__  # type: ignore[attr-defined]
+    keys = [(row["endpoint_id"], row["address"], row["direction"]) for row in rows]
+    if len(set(keys)) == len(keys):
+        # Core rows, each returned with its key: the database may batch them into a few
+        # multi-row INSERTs (asking for the ids in parameter order made SQLite insert one row
+        # per statement: most of the time a 20 000-address scan spent storing).
+        returning = (table.c.id, table.c.endpoint_id, table.c.address, table.c.direction)
+        by_key = {
+            (row.endpoint_id, row.address, row.direction): row.id
+            for row in session.execute(insert(table).returning(*returning), rows)
+        }
+        ids = [by_key[key] for key in keys]
+    else:  # the same address twice in one batch (a configuration listing it twice)
+        ids = list(
+            session.scalars(
+                insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+            ).all()
+        )
     findings = [
         {
             "observation_id": observation_id,
@@ -157,7 +183,7 @@ def _insert_observations(
         for f in record.findings
     ]
     if findings:
-        session.execute(insert(FindingRow), findings)
+        session.execute(insert(FindingRow.__table__), findings)  # type: ignore[attr-defined]
 
 
 def _count_days(session: Session, days: Days, dialect: str) -> None:
@@ -168,12 +194,13 @@ def _count_days(session: Session, days: Days, dialect: str) -> None:
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-    statement = dialect_insert(ProbeDayRow)
+    table = ProbeDayRow.__table__  # type: ignore[attr-defined]
+    statement = dialect_insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=["endpoint_id", "address", "day"],
         set_={
-            "attempts": col(ProbeDayRow.attempts) + statement.excluded.attempts,
-            "successes": col(ProbeDayRow.successes) + statement.excluded.successes,
+            "attempts": table.c.attempts + statement.excluded.attempts,
+            "successes": table.c.successes + statement.excluded.successes,
         },
     )
     session.execute(
@@ -211,8 +238,8 @@ def _endpoints(session: Session, records: Sequence[ScanRecord]) -> dict[str, int
     ids = {name: found[0] for name, found in existing.items()}
     if new:
         now = datetime.now(UTC)
-        inserted = session.execute(
-            insert(EndpointRow).returning(table.c.id, table.c.name, sort_by_parameter_order=True),
+        inserted = session.execute(  # each id comes with its name: no order needed
+            insert(table).returning(table.c.id, table.c.name),
             [{**row, "created_at": now} for row in new.values()],
         )
         ids.update({row.name: row.id for row in inserted})
@@ -221,7 +248,7 @@ def _endpoints(session: Session, records: Sequence[ScanRecord]) -> dict[str, int
     return ids
 
 
-def _chunks(items: list[str], size: int = 900) -> Iterator[list[str]]:
+def _chunks(items: list[str], size: int = IN_SLICE) -> Iterator[list[str]]:
     """Lists short enough for an IN (...) on every database (SQLite's variable limit)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
