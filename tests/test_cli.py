@@ -304,7 +304,7 @@ def test_streamed_json_is_the_same_text_as_one_dump(
     import asyncio
     import io
 
-    from monitor.cli.scanjson import record_json, write_json
+    from monitor.cli.scanjson import ResultTexts, record_json, write_json
     from monitor.config.loader import load
     from monitor.pipeline.oneshot import scan
 
@@ -318,9 +318,9 @@ def test_streamed_json_is_the_same_text_as_one_dump(
     records[0].result.banner = '220 "chain": "\x00chain", "chain": []'
     now = datetime.now(UTC)
 
-    def to_json(records: list, now: datetime, code: int) -> str:  # type: ignore[type-arg]
+    def to_json(records: list, now: datetime, code: int, texts=None) -> str:  # type: ignore[no-untyped-def,type-arg]
         out = io.StringIO()
-        write_json(records, now, code, out)
+        write_json(records, now, code, out, texts)
         return out.getvalue()
 
     text = to_json(records, now, 2)
@@ -330,5 +330,10 @@ def test_streamed_json_is_the_same_text_as_one_dump(
     assert len(first["chain"]) == 2 and first["banner"] == records[0].result.banner
     expected = {**document, "results": [record_json(r, now) for r in records]}
     assert text == json.dumps(expected, indent=2)
+    # Results encoded as they were judged (a streamed scan) write the same text; one that was
+    # not handed over is encoded when written.
+    texts = ResultTexts(now)
+    texts.add(records[:1])
+    assert to_json(records, now, 2, texts) == text
     empty = to_json([], now, 0)
     assert json.loads(empty)["results"] == [] and empty == json.dumps(json.loads(empty), indent=2)

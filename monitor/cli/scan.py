@@ -55,9 +55,17 @@ def scan_and_print(
     # while the probes run (a failure to open still stops the scan at once).
     opener = ThreadPoolExecutor(1, thread_name_prefix="relaycert-store") if keep else None
     opening = opener.submit(_open_store, config.database_url()) if opener else None
+    texts = None
+    if fmt == "json":  # results encoded as they are judged, while the other probes run
+        from monitor.cli.scanjson import ResultTexts
+
+        texts = ResultTexts(now)
     try:
         with shown_progress(fmt == "table") as progress:
-            records = aio.run(scan(config, None, names, now, legacy_tls, progress, opening, pool))
+            judged = texts.add if texts is not None else None
+            records = aio.run(
+                scan(config, None, names, now, legacy_tls, progress, opening, pool, judged)
+            )
     finally:
         if pool is not None:
             pool.close()
@@ -75,7 +83,7 @@ def scan_and_print(
     if fmt == "json":
         from monitor.cli.scanjson import write_json
 
-        write_json(records, now, code, sys.stdout)
+        write_json(records, now, code, sys.stdout, texts)
         sys.stdout.write("\n")
     else:
         from monitor.cli.output import console, print_table  # rich: only for the table

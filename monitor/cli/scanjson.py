@@ -98,13 +98,51 @@ _CHAIN_MARK = "\x00chain"
 _CHAIN_KEY = '"chain": ' + json.dumps(_CHAIN_MARK)
 
 
-def write_json(records: Sequence[ScanRecord], now: datetime, exit_code: int, out: TextIO) -> None:
+class ResultTexts:
+    """Each result's JSON text, encoded when it is handed over: a large scan hands each
+    endpoint's records over as soon as they are judged, while other probes still run, so little
+    is left to encode after the last one.  A result's chain is encoded once per distinct chain
+    (a fleet serves a few) and spliced in when written."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._views: dict[x509.Certificate, dict[str, Any]] = {}
+        self._chains: dict[tuple[x509.Certificate, ...], str] = {}
+        self._texts: dict[int, tuple[ScanRecord, str]] = {}
+
+    def add(self, records: Sequence[ScanRecord]) -> None:
+        for record in records:
+            self._texts[id(record)] = (record, self._encode(record))
+
+    def text(self, record: ScanRecord) -> str:
+        """The result as ``json.dumps(document, indent=2)`` writes it inside the document."""
+        known = self._texts.get(id(record))
+        item = known[1] if known is not None and known[0] is record else self._encode(record)
+        return item.replace(_CHAIN_KEY, '"chain": ' + self._chains[record.chain], 1)
+
+    def _encode(self, record: ScanRecord) -> str:
+        # A result is two levels deep: its lines are indented four more spaces, its chain's six.
+        # (A newline inside a string is escaped by json: only structural line breaks move.)
+        document = record_json(record, self.now, self._views)
+        if record.chain not in self._chains:
+            chain = json.dumps(document["chain"], indent=2).replace("\n", "\n      ")
+            self._chains[record.chain] = chain
+        document["chain"] = _CHAIN_MARK
+        return json.dumps(document, indent=2).replace("\n", "\n    ")
+
+
+def write_json(
+    records: Sequence[ScanRecord],
+    now: datetime,
+    exit_code: int,
+    out: TextIO,
+    texts: ResultTexts | None = None,
+) -> None:
     """Write the document, the same text as ``json.dumps(document, indent=2)``, one result at
-    a time: a 20 000-address scan never holds its whole JSON text in memory.  Each distinct
-    chain is encoded once (a fleet serves a few) and spliced into every result that has it."""
+    a time: a 20 000-address scan never holds its whole JSON text in memory.  ``texts`` holds
+    results encoded already (see :class:`ResultTexts`)."""
+    texts = texts or ResultTexts(now)
     severity = worst(f.severity for r in records for f in r.findings)
-    seen: dict[x509.Certificate, dict[str, Any]] = {}
-    chains: dict[tuple[x509.Certificate, ...], str] = {}
     counts = {s.value: 0 for s in Severity}
     for record in records:
         for finding in record.findings:
@@ -126,14 +164,5 @@ def write_json(records: Sequence[ScanRecord], now: datetime, exit_code: int, out
         return
     out.write(text.removesuffix("[]\n}") + "[")
     for index, record in enumerate(records):
-        document = record_json(record, now, seen)
-        chain = chains.get(record.chain)
-        if chain is None:  # one level deep in a result: two more spaces
-            chain = json.dumps(document["chain"], indent=2).replace("\n", "\n  ")
-            chains[record.chain] = chain
-        document["chain"] = _CHAIN_MARK
-        item = json.dumps(document, indent=2).replace(_CHAIN_KEY, '"chain": ' + chain, 1)
-        # A result is two levels deep: its lines are indented four more spaces.  (A newline
-        # inside a string is escaped by json, so only structural line breaks are replaced.)
-        out.write(("," if index else "") + "\n    " + item.replace("\n", "\n    "))
+        out.write(("," if index else "") + "\n    " + texts.text(record))
     out.write("\n  ]\n}")

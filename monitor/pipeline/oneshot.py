@@ -31,19 +31,21 @@ async def scan(
     progress: Callable[[int, int, int], None] | None = None,
     opening: Future[Store] | None = None,
     pool: ProbePool | None = None,
+    on_judged: Callable[[Sequence[ScanRecord]], None] | None = None,
 ) -> list[ScanRecord]:
     """Scan the named endpoints (all when none are named) once.  With ``progress``, endpoints
-    are scanned (and stored) one by one, concurrently under the same connection bounds, and
-    ``progress(done, total, failed)`` is called as each finishes (with workers, one streamed
-    scan calls it as endpoints are judged).
+        are scanned (and stored) one by one, concurrently under the same connection bounds, and
+        ``progress(done, total, failed)`` is called as each finishes (with workers, one streamed
+        scan calls it as endpoints are judged).
 
-    ``opening`` is a store being opened in a thread while the probes run (the database layer
-    takes a good part of a second to import); if opening it fails, the scan stops at once with
-    that error instead of probing first.  ``pool`` probes in worker processes."""
+        ``opening`` is a store being opened in a thread while the probes run (the database layer
+        takes a good part of a second to import); if opening it fails, the scan stops at once with
+        that error instead of probing first.  ``pool`` probes in worker processes; its scan tells
+    ``on_judged`` each endpoint's records as soon as they are judged."""
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
     scanner = Scanner(config, store)
     scanner.check_legacy = legacy_tls
-    scanner.opening, scanner.pool = opening, pool
+    scanner.opening, scanner.pool, scanner.on_judged = opening, pool, on_judged
     if opening is None:
         return await _scan(scanner, endpoints, now, progress)
     loop, task = asyncio.get_running_loop(), asyncio.current_task()

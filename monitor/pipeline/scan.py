@@ -84,6 +84,9 @@ class Scanner:
         self.opening: Future[Store] | None = None
         # Probe worker processes (``relaycert scan`` over many addresses), or probe here.
         self.pool: ProbePool | None = None
+        # Told each endpoint's records as soon as they are judged, in a streamed scan (the CLI
+        # encodes its JSON then, while the other probes run).
+        self.on_judged: Callable[[Sequence[ScanRecord]], None] | None = None
 
     async def ready_store(self) -> Store | None:
         """The store, waiting for it if it is still being opened."""

@@ -129,6 +129,8 @@ class _State:
             records = self.judge_.judge_all(results, self.baselines)
             self.judged[name] = records
             self.pending.extend(records)
+            if self.scanner.on_judged is not None:
+                self.scanner.on_judged(records)
             self.failed += any(
                 f.severity.rank >= Severity.UNKNOWN.rank for r in records for f in r.findings
             )
