@@ -339,3 +339,59 @@ def test_messages_say_which_direction() -> None:
         "title": "Direction",
         "value": "relay to Exchange Online \\(client certificate\\)",
     } in facts
+
+
+def test_a_scan_with_probe_workers_waits_for_the_outbound_check(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,
+) -> None:
+    """With probe workers an endpoint is judged as soon as its addresses are back; one with an
+    outbound check waits for it (its verdict compares with what the listener served), and the
+    records are the one-batch scan's, in its order."""
+    from datetime import UTC, datetime
+
+    from checks.certinfo import fingerprint
+    from monitor import aio
+    from monitor.pipeline.oneshot import scan
+    from monitor.probe.workers import ProbePool
+
+    key, chain = write_chain(good_leaf, intermediate)
+    port = free_port()
+    relay = relays(("127.0.0.1", port), ClientTLS(True, key, chain))
+    config = load(
+        config_file(
+            endpoint_toml("mail1", served.port)
+            + outbound_toml(relay.port)
+            + endpoint_toml("mail2", served.port),
+            extra=capture_toml(port),
+        )
+    )
+
+    def run(pool: ProbePool | None) -> list[tuple[Any, ...]]:
+        records = aio.run(scan(config, None, now=datetime.now(UTC), pool=pool))
+        return [
+            (
+                r.result.target.endpoint,
+                r.result.target.direction,
+                r.result.status.value,
+                fingerprint(r.chain[0]) if r.chain else None,
+                sorted(f.rule for f in r.findings),
+            )
+            for r in records
+        ]
+
+    pool = ProbePool(2)
+    try:
+        pooled = run(pool)
+    finally:
+        pool.close()
+    assert pooled == run(None)
+    assert [p[:3] for p in pooled] == [
+        ("mail1", Direction.FROM_EXO, "ok"),
+        ("mail1", Direction.TO_EXO, "ok"),
+        ("mail2", Direction.FROM_EXO, "ok"),
+    ]

@@ -123,18 +123,22 @@ class _State:
             return
         if self.baselines is None:  # read once, when the store is open
             self.baselines = await self.scanner.baselines(self.names)
-        for name in names:
+        batch: list[ProbeResult] = []
+        for name in names:  # one judge_all for them all: an endpoint's results are adjacent
             self.held.discard(name)
-            results = [r for _, r in sorted(self.buckets.pop(name), key=lambda p: p[0])]
-            records = self.judge_.judge_all(results, self.baselines)
-            self.judged[name] = records
-            self.pending.extend(records)
-            if self.scanner.on_judged is not None:
-                self.scanner.on_judged(records)
-            self.failed += any(
-                f.severity.rank >= Severity.UNKNOWN.rank for r in records for f in r.findings
-            )
+            batch.extend(r for _, r in sorted(self.buckets.pop(name), key=lambda p: p[0]))
+        records = self.judge_.judge_all(batch, self.baselines)
+        for record in records:
+            self.judged.setdefault(record.result.target.endpoint, []).append(record)
+        self.pending.extend(records)
+        if self.scanner.on_judged is not None:
+            self.scanner.on_judged(records)
         if self.progress is not None:
+            for name in names:
+                judged = self.judged.setdefault(name, [])  # (an endpoint may have no record)
+                self.failed += any(
+                    f.severity.rank >= Severity.UNKNOWN.rank for r in judged for f in r.findings
+                )
             self.progress(len(self.judged), self.total, self.failed)
         if len(self.pending) >= BATCH:
             await self.flush(wait=False)
