@@ -51,7 +51,7 @@ def insert_first(session: Session, first: dict[Key, Baseline], now: datetime) ->
     if not first:
         return
     session.execute(
-        insert(BaselineRow),
+        insert(BaselineRow.__table__),  # type: ignore[attr-defined]  # Core: no ORM bookkeeping
         [
             {
                 "endpoint_id": e,
