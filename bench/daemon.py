@@ -15,6 +15,8 @@ for 20 000 addresses (issue 15): p99 lag < 5 s, RSS < 400 MB.
     after   22905 probes done of 22927 started   p99 lag   1.3 s   peak RSS 220 MB
     again   23021 probes done of 23033 started   p99 lag   2.5 s   peak RSS 248 MB
             (session 2, the probe on its own connection; the machine ~10% slower that day)
+    again   22975 probes done of 22984 started   p99 lag   0.24 s  peak RSS 249 MB
+            (session 3: the store's Core writes and one-join baselines read)
 
 Before, first runs were spread over the jitter (30 s: a burst of ~670 probes a second) and every
 endpoint job had its own read and write transaction, which SQLite could not keep up with at ~70

@@ -99,15 +99,50 @@ handshake's heavy steps in a thread pool (OpenSSL drops the GIL): +0.3 ms of CPU
 GIL hand-offs and no more throughput.  Client-side TLS ticket refusal: OpenSSL's client offers
 resumption regardless, and the server's two tickets cost nothing measurable.
 
-What is left: relaycert's all-in CPU per probe (start-up included) is ~4.0 ms at 2000 addresses
-and ~3.6 ms at 20 000, blackbox_exporter's 3.2-3.4 ms; with every core busy, R >= 1 needs the
-first to be at most the second.  The probe alone is ~0.3 ms above the bare loop (which skips the
-EHLO after TLS that relaycert keeps), the work after the probes (judge, store, JSON) ~0.5 ms,
-start-up ~1.2-1.9 s of CPU (SQLAlchemy and SQLModel 0.45 s, the configuration's pydantic
-models 0.35 s).  Next steps measured as worth trying: judge and encode each endpoint as its
-results arrive (the scanning process is idle while the workers probe), the store's repeat
-updates as Core executemany instead of ORM bulk updates (0.86 s of 4.1 s at 20 000), and rule
-results shared between addresses that serve the same chain for the same host.
+Session 3 (a faster machine again: the bare loop 1.5-1.7 ms per probe; blackbox_exporter's
+own CPU per probe moved between 1.66 and 2.21 ms from one run to the next).  A timeline of
+the cores (/proc/stat every 0.1 s) showed where relaycert lost the race: the probes kept both
+cores busy, but before them (imports, configuration: 0.35 s) and after them (judge, store,
+JSON: 0.7 s at 2000 addresses, 6.9 s at 20 000) one core worked and the other waited.  What
+each change bought:
+
+- the streamed scan (``monitor/pipeline/streamed.py``): each endpoint judged as its addresses
+  come back, whole endpoints stored in batches in the store's thread, each result's JSON
+  encoded then (``ResultTexts``), while the workers probe: the one-core tail after the probes
+  is gone (timeline script: 2000 addresses 5.1 -> 4.0 s wall; 20 000, 47.5 s of which 6.9 s
+  after the last probe -> 39 s with none);
+- the store: observations and endpoints inserted in multi-row statements (SQLite had been
+  inserting one row per statement, because the ids were asked for in parameter order),
+  repeats, day counters and first baselines as Core statements, baselines read as plain rows
+  of one join instead of 20 000 ORM objects (1.2 -> 0.2 s);
+- rule helpers remembered (``normalize``, ``is_ip_address``): judge 0.067 -> 0.054 ms/obs;
+- a result crosses the workers' pipe as a tuple of its fields without its target.
+
+    session 3, 2000 addresses   probes/s  CPU/probe  start-up  peak RSS  cores busy
+    before
+    bare asyncio loop              448.6    1.59 ms                        1.59
+    blackbox_exporter              466.2    1.95 ms                        1.94
+    relaycert (process)            378.8    2.26 ms    1.01 s    97.8 MB   1.73  R = 0.81 (1.42x)
+    after
+    bare asyncio loop              476.8    1.50 ms                        1.55
+    blackbox_exporter              506.5    1.95 ms                        1.93
+    relaycert (process)            424.8    1.97 ms    0.81 s    96.0 MB   1.84  R = 0.84 (1.31x)
+
+    (other after-runs: R 0.91 at 1.38x, R 0.84 at 1.31x; before the store changes, 0.81 at 1.26x)
+
+20 000 addresses, session 3: before, session 2's after figures (R = 0.88 in two runs, 1.30-1.36
+x bare, 253 MB); after, three one-round runs: R = 1.06 (1.06 x bare), 0.88 (1.29 x;
+blackbox_exporter's fastest run, 1.66 ms per probe), 0.98 (1.24 x), peak RSS 171-197 MB; the
+closing note of issue 15 has a three-round run.
+
+What is left: at 2000 addresses relaycert's start-up (0.8 s of CPU, 0.35 s of it before the
+first probe with one core idle: the configuration's pydantic models, cryptography, uvloop;
+the database layer's import overlaps the probes) is 0.4 ms per probe, and the exporter's is
+not counted at all (it is started before the timing, then driven over HTTP); the rest of
+relaycert's CPU per probe is level with the exporter's.  The workers' probes cost what the
+bare loop's do (1.5-1.6 ms: the TLS handshake 37% of a worker's samples, the kernel's loopback
+sends 24%, connect 10%); the scanning process adds ~0.3 ms per result (judge 0.06, store
+0.06-0.1 on repeats and ~0.15 for a fleet's first scan, JSON 0.04, pipes and queues).
 """
 
 from __future__ import annotations
