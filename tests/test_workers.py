@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -142,23 +143,29 @@ def test_scan_with_progress_and_workers_keeps_each_result_with_its_endpoint(
     endpoints = "".join(endpoint_toml(f"mail{i}", servers[i % 2].port) for i in range(MIN_TARGETS))
     config = load(config_file(endpoints))
     seen: list[tuple[int, int, int]] = []
-    pool = ProbePool(2)
-    try:
-        records = aio.run(  # it used to hang (or swap results): fail instead
-            asyncio.wait_for(
-                scan(
-                    config,
-                    None,
-                    None,
-                    datetime.now(UTC),
-                    progress=lambda *a: seen.append(a),
-                    pool=pool,
-                ),
-                60,
+    outcome: dict[str, list] = {}  # type: ignore[type-arg]
+
+    def run() -> None:
+        now = datetime.now(UTC)
+        try:
+            outcome["records"] = aio.run(
+                scan(config, None, None, now, progress=lambda *a: seen.append(a), pool=pool)
             )
-        )
+        except Exception as exc:  # reported by the assertions below
+            outcome["error"] = [exc]
+
+    pool = ProbePool(2)
+    scanning = threading.Thread(target=run, daemon=True)
+    try:
+        scanning.start()
+        scanning.join(60)
+        hung = scanning.is_alive()
     finally:
-        pool.close()
+        pool.close()  # ends the workers: a reader stuck on a pipe gets EOF and lets go
+    scanning.join(10)
+    assert not hung, "the scan hung (several readers on one worker's pipe)"
+    assert "error" not in outcome, outcome.get("error")
+    records = outcome["records"]
     assert [r.result.target.endpoint for r in records] == [f"mail{i}" for i in range(MIN_TARGETS)]
     assert {r.result.status for r in records} == {ProbeStatus.OK}
     wrong = [
