@@ -128,7 +128,8 @@ each change bought:
     blackbox_exporter              506.5    1.95 ms                        1.93
     relaycert (process)            424.8    1.97 ms    0.81 s    96.0 MB   1.84  R = 0.84 (1.31x)
 
-    (other after-runs: R 0.91 at 1.38x, R 0.84 at 1.31x; before the store changes, 0.81 at 1.26x)
+    (another run of the final code: R = 0.96 at 1.11x; at intermediate commits 0.91 at 1.38x
+    and 0.81 at 1.26x)
 
 20 000 addresses, session 3: before, session 2's after figures (R = 0.88 in two runs, 1.30-1.36
 x bare, 253 MB); after, three one-round runs: R = 1.06 (1.06 x bare), 0.88 (1.29 x;
