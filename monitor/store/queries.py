@@ -162,18 +162,6 @@ def failed_messages(session: Session, limit: int = 20) -> list[OutboxRow]:
 IN_SLICE = 900  # values per IN (...): SQLite's old default limit is 999 variables
 
 
-def load_baselines(session: Session, ids: dict[str, int]) -> dict[tuple[str, str, str], Baseline]:
-    """The accepted certificate per (endpoint name, address, direction) of these endpoints."""
-    names = {v: k for k, v in ids.items()}
-    rows = session.scalars(select(BaselineRow).where(col(BaselineRow.endpoint_id).in_(list(names))))
-    return {
-        (names[r.endpoint_id], r.address, r.direction): Baseline(
-            r.sha256, tuple(r.names), r.issuer, r.spki_sha256, r.tls_version
-        )
-        for r in rows
-    }
-
-
 def baselines(store: Store, names: Iterable[str]) -> dict[tuple[str, str, str], Baseline]:
     """The accepted certificate per (endpoint name, address, direction) of these endpoints:
     plain rows of one join (20 000 ORM objects cost a second to build), in slices short
