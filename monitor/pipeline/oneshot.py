@@ -10,11 +10,10 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Severity
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.pipeline.listening import listening
-from monitor.pipeline.records import ScanRecord
+from monitor.pipeline.records import ScanRecord, has_problems
 from monitor.pipeline.scan import Scanner
 
 if TYPE_CHECKING:
@@ -88,9 +87,7 @@ async def _scan(
             nonlocal done, failed
             records = await scanner.scan([endpoint], now)
             done += 1
-            failed += any(
-                f.severity.rank >= Severity.UNKNOWN.rank for r in records for f in r.findings
-            )
+            failed += has_problems(records)
             progress(done, len(endpoints), failed)
             return records
 

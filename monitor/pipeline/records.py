@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from checks.base import Baseline, Finding, worst
+from checks.base import Baseline, Finding, Severity, worst
 from monitor.probe.result import ProbeResult
 
 
@@ -34,3 +34,8 @@ def exit_code(records: Sequence[ScanRecord]) -> int:
     """Monitoring-plugin convention: 0 ok/info, 1 warning, 2 critical, 3 unknown."""
     severity = worst(f.severity for r in records for f in r.findings)
     return severity.exit_code if severity else 0
+
+
+def has_problems(records: Sequence[ScanRecord]) -> bool:
+    """Does any record have a finding of severity unknown or worse (the progress count)?"""
+    return any(f.severity.rank >= Severity.UNKNOWN.rank for r in records for f in r.findings)

@@ -157,20 +157,25 @@ class Scanner:
 
             return await streamed_scan(self, self.pool, endpoints, now)
         served, client = await asyncio.gather(
-            self.probe(endpoints, on_start),
-            outbound.check_all(
-                self.config, endpoints, self.capture, self.semaphore, self.capture_unavailable
-            ),
+            self.probe(endpoints, on_start), self.outbound_checks(endpoints)
         )
-        if client:
-            limit = self.config.capture.misses_critical if self.config.capture else 3
-            await asyncio.to_thread(outbound.count_misses, await self.ready_store(), client, limit)
         order = {e.name: i for i, e in enumerate(endpoints)}
         results = sorted(
             served + client,
             key=lambda r: (order[r.target.endpoint], r.target.direction is Direction.TO_EXO),
         )
         return await self.judge_and_store(results, now)
+
+    async def outbound_checks(self, endpoints: Sequence[EndpointConfig]) -> list[ProbeResult]:
+        """The outbound checks of ``endpoints`` (those that have one), each not-delivered result
+        counting the consecutive misses before it."""
+        client = await outbound.check_all(
+            self.config, endpoints, self.capture, self.semaphore, self.capture_unavailable
+        )
+        if client:
+            limit = self.config.capture.misses_critical if self.config.capture else 3
+            await asyncio.to_thread(outbound.count_misses, await self.ready_store(), client, limit)
+        return client
 
     async def judge_and_store(self, results: list[ProbeResult], now: datetime) -> list[ScanRecord]:
         """Judge ``results`` at ``now`` against their baselines; store them with tracking (in

@@ -22,11 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Baseline, Severity
+from checks.base import Baseline
 from monitor.config.sections import EndpointConfig
-from monitor.pipeline import outbound
 from monitor.pipeline.judge import Judge
-from monitor.pipeline.records import ScanRecord
+from monitor.pipeline.records import ScanRecord, has_problems
 from monitor.pipeline.targets import targets
 from monitor.probe.result import ProbeResult
 
@@ -50,11 +49,7 @@ async def streamed_scan(
     ``progress(done, total, with_problems)`` is called as endpoints are judged."""
     config = scanner.config
     found, failed = await targets(config, endpoints)
-    client = asyncio.ensure_future(
-        outbound.check_all(
-            config, endpoints, scanner.capture, scanner.semaphore, scanner.capture_unavailable
-        )
-    )
+    client = asyncio.ensure_future(scanner.outbound_checks(endpoints))
     state = _State(scanner, endpoints, now, progress)
     try:
         for result in failed:
@@ -75,13 +70,7 @@ async def streamed_scan(
                     if state.complete(name):
                         done.append(name)
                 await state.judge(done)
-        checked = await client
-        if checked:
-            limit = config.capture.misses_critical if config.capture else 3
-            await asyncio.to_thread(
-                outbound.count_misses, await scanner.ready_store(), checked, limit
-            )
-        for result in checked:
+        for result in await client:
             state.buckets[result.target.endpoint].append((len(found), result))
         await state.judge(list(state.held))
         await state.flush()
@@ -135,10 +124,8 @@ class _State:
             self.scanner.on_judged(records)
         if self.progress is not None:
             for name in names:
-                judged = self.judged.setdefault(name, [])  # (an endpoint may have no record)
-                self.failed += any(
-                    f.severity.rank >= Severity.UNKNOWN.rank for r in judged for f in r.findings
-                )
+                # (setdefault: an endpoint may have no record)
+                self.failed += has_problems(self.judged.setdefault(name, []))
             self.progress(len(self.judged), self.total, self.failed)
         if len(self.pending) >= BATCH:
             await self.flush(wait=False)
