@@ -82,13 +82,21 @@ def setup(
     client: ClientTLS,
     route: bool = True,
     wait: str = "5s",
+    more_endpoints: str = "",
 ) -> Path:
     port = free_port()
     relay = relays(("127.0.0.1", port) if route else None, client)
     return config_file(
-        endpoint_toml("mail1", served.port) + outbound_toml(relay.port),
+        endpoint_toml("mail1", served.port) + outbound_toml(relay.port) + more_endpoints,
         extra=capture_toml(port, wait),
     )
+
+
+@pytest.fixture
+def covering_client(write_chain, good_leaf: pki.Issued, intermediate: pki.Issued) -> ClientTLS:  # type: ignore[no-untyped-def]
+    """The relay's client TLS with a certificate that covers the connector."""
+    key, chain = write_chain(good_leaf, intermediate)
+    return ClientTLS(True, key, chain)
 
 
 def test_no_client_certificate_is_critical_on_the_outbound_result_only(
@@ -114,13 +122,11 @@ def test_covering_client_certificate_has_no_finding_and_matching_is_by_token(
     config_file: Callable[..., Path],
     served: LoopbackSMTP,
     relays: Callable[..., DemoRelay],
-    write_chain,  # type: ignore[no-untyped-def]
+    covering_client: ClientTLS,
     good_leaf: pki.Issued,
-    intermediate: pki.Issued,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    key, chain = write_chain(good_leaf, intermediate)
-    config = setup(config_file, served, relays, ClientTLS(True, key, chain))
+    config = setup(config_file, served, relays, covering_client)
     (outbound,) = scan_json(config, capsys)[Direction.TO_EXO.value]
     assert outbound["status"] == "ok"
     assert outbound["sha256"] == pki_sha(good_leaf)
@@ -345,9 +351,7 @@ def test_a_scan_with_probe_workers_waits_for_the_outbound_check(
     config_file: Callable[..., Path],
     served: LoopbackSMTP,
     relays: Callable[..., DemoRelay],
-    write_chain,  # type: ignore[no-untyped-def]
-    good_leaf: pki.Issued,
-    intermediate: pki.Issued,
+    covering_client: ClientTLS,
 ) -> None:
     """With probe workers an endpoint is judged as soon as its addresses are back; one with an
     outbound check waits for it (its verdict compares with what the listener served), and the
@@ -359,17 +363,8 @@ def test_a_scan_with_probe_workers_waits_for_the_outbound_check(
     from monitor.pipeline.oneshot import scan
     from monitor.probe.workers import ProbePool
 
-    key, chain = write_chain(good_leaf, intermediate)
-    port = free_port()
-    relay = relays(("127.0.0.1", port), ClientTLS(True, key, chain))
-    config = load(
-        config_file(
-            endpoint_toml("mail1", served.port)
-            + outbound_toml(relay.port)
-            + endpoint_toml("mail2", served.port),
-            extra=capture_toml(port),
-        )
-    )
+    more = endpoint_toml("mail2", served.port)
+    config = load(setup(config_file, served, relays, covering_client, more_endpoints=more))
 
     def run(pool: ProbePool | None) -> list[tuple[Any, ...]]:
         records = aio.run(scan(config, None, now=datetime.now(UTC), pool=pool))
