@@ -96,7 +96,7 @@ class _State:
         self.remaining: Counter[str] = Counter()
         self.held = {e.name for e in endpoints if e.outbound is not None}
         self.judged: dict[str, list[ScanRecord]] = {}
-        self.judge_ = Judge(scanner.config, now, scanner.anchors, scanner.endpoints)
+        self.judging = Judge(scanner.config, now, scanner.anchors, scanner.endpoints)
         self.baselines: Mapping[tuple[str, str, str], Baseline] | None = None
         self.names = [e.name for e in endpoints]
         self.pending: list[ScanRecord] = []
@@ -116,7 +116,7 @@ class _State:
         for name in names:  # one judge_all for them all: an endpoint's results are adjacent
             self.held.discard(name)
             batch.extend(r for _, r in sorted(self.buckets.pop(name), key=lambda p: p[0]))
-        records = self.judge_.judge_all(batch, self.baselines)
+        records = self.judging.judge_all(batch, self.baselines)
         for record in records:
             self.judged.setdefault(record.result.target.endpoint, []).append(record)
         self.pending.extend(records)
