@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q monitor checks notifications  # as pip does for an installed package
 	touch $(STAMP)
 
 ## demo: run relaycert on the built-in demo fleet (loopback only, no setup)

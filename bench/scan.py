@@ -161,7 +161,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from clients import Blackbox, Run, blackbox_available, run_bare, run_relaycert  # noqa: E402
+from clients import (  # noqa: E402
+    Blackbox,
+    Run,
+    blackbox_available,
+    byte_compile,
+    run_bare,
+    run_relaycert,
+)
 
 from monitor.config.loader import Config, load  # noqa: E402
 from monitor.demo import pki  # noqa: E402
@@ -285,6 +292,7 @@ def main() -> int:
         if code is not None:
             return code
 
+    byte_compile()
     kind = args.server
     if kind == "auto":
         kind = "postfix" if Path("/usr/lib/postfix/sbin/master").exists() else "aiosmtpd"

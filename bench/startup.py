@@ -19,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from clients import byte_compile  # noqa: E402
 
 from monitor.demo import pki  # noqa: E402
 from monitor.demo.servers import LoopbackSMTP  # noqa: E402
@@ -44,6 +47,7 @@ def cpu(argv: list[str]) -> float:
 
 
 def main() -> int:
+    byte_compile()
     folder = Path(tempfile.mkdtemp(prefix="relaycert-bench-startup-"))
     root = pki.make_ca("Bench Root")
     sub = pki.make_ca("Bench Issuing CA", root)

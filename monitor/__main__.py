@@ -1,7 +1,5 @@
 """``python -m monitor``: the ``relaycert`` command line."""
 
-import sys
+from monitor.cli.app import console_entry
 
-from monitor.cli.app import main
-
-sys.exit(main())
+console_entry()

@@ -337,3 +337,58 @@ def test_streamed_json_is_the_same_text_as_one_dump(
     assert to_json(records, now, 2, texts) == text
     empty = to_json([], now, 0)
     assert json.loads(empty)["results"] == [] and empty == json.dumps(json.loads(empty), indent=2)
+
+
+EXIT_SCRIPT = """\
+import atexit, os, sys, threading, time
+
+
+class Teardown:
+    def __del__(self, write=os.write):  # (late in the teardown, sys.stderr may be gone)
+        write(2, b"objects freed one by one\\n")
+
+
+# Made at exit (after the scan's gc.freeze), freed only by the interpreter's teardown.
+atexit.register(lambda: setattr(sys, "kept", Teardown()))
+atexit.register(lambda: print("exit handlers ran", file=sys.stderr))
+if sys.argv[1] == "thread":  # a thread still working when the command returns
+    threading.Thread(target=lambda: (time.sleep(0.5), print("thread finished"))).start()
+from monitor.cli.app import console_entry
+
+sys.argv = ["relaycert", "scan", "--config", sys.argv[2], "--format", "json", "--no-store"]
+console_entry()
+"""
+
+
+@pytest.mark.parametrize("running", ["nothing", "thread"])
+def test_the_command_exits_as_python_would_without_freeing_each_object(
+    config_file, running: str
+) -> None:  # type: ignore[no-untyped-def]
+    """``relaycert`` skips the interpreter's object-by-object teardown (a large scan's results
+    cost ~70 ms to free); everything else an exit does still happens: the output is flushed,
+    exit handlers run, the exit code is kept, and a thread still working is waited for (then
+    the exit is Python's own)."""
+    import subprocess
+    import sys
+
+    from monitor.demo.servers import free_port
+
+    config = config_file(endpoint_toml("gone", free_port()))
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, running, str(config)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    document, _, rest = done.stdout.partition("\n}")
+    assert json.loads(document + "\n}")["summary"]["exit_code"] == 3
+    assert "exit handlers ran" in done.stderr
+    if running == "thread":
+        assert rest.strip() == "thread finished"
+        assert "objects freed one by one" in done.stderr
+    else:
+        assert rest.strip() == ""
+        assert "objects freed one by one" not in done.stderr

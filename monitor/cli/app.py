@@ -9,9 +9,11 @@ only when it runs, so ``relaycert --help`` does not pay for the database or TLS 
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -259,5 +261,31 @@ def check_main(argv: Sequence[str] | None = None) -> int:
     return main(["scan", *args])
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def console_entry() -> NoReturn:
+    """The ``relaycert`` command: :func:`main`, then a quick exit."""
+    quick_exit(main())
+
+
+def check_console_entry() -> NoReturn:
+    """The ``check_relaycert`` command: :func:`check_main`, then a quick exit."""
+    quick_exit(check_main())
+
+
+def quick_exit(code: int) -> NoReturn:
+    """Exit with ``code`` without the interpreter's teardown, which frees every object one by
+    one: after a 2000-address scan that is ~70 ms of CPU (results, chains, the libraries'
+    modules), while the kernel takes the whole process back at once.  (mypy exits the same
+    way.)  What else an exit does still happens, in the same order: exit handlers run (logging
+    flushes, temporary folders go), then the standard streams are flushed.  Only when nothing
+    else runs: with another thread or a child process still alive, the exit is Python's own,
+    which waits for them."""
+    children = sys.modules.get("multiprocessing")
+    if threading.active_count() > 1 or (children is not None and children.active_children()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: the status Python itself would give
+            code = 120
+    os._exit(code)
