@@ -5,11 +5,14 @@
 One real server (Postfix when installed, else aiosmtpd in a separate process) serves every
 address.  As root the benchmark runs in a private network namespace whose only interface is
 loopback, so the server answers on all of 127.0.0.0/8 and each probed address is distinct;
-otherwise every address is 127.0.0.1.  Three clients (bench/clients.py) probe every address at
+otherwise every address is 127.0.0.1.  Four clients (bench/clients.py) probe every address at
 the same concurrency, in interleaved rounds (the order rotates), medians printed:
 
 - the bare asyncio loop (EHLO, STARTTLS, handshake, chain, QUIT; nothing judged or stored),
   in this process;
+- the same loop with EHLO again after the handshake, the dialogue relaycert and the exporter
+  keep: ``dialogue_cpu_vs_bare`` is what that step costs, and
+  ``cpu_per_probe_vs_bare_same_dialogue`` is relaycert's own work beyond it;
 - blackbox_exporter (Debian's prometheus-blackbox-exporter; the STARTTLS module, CA verified,
   EHLO again and QUIT), driven over keep-alive HTTP, its CPU read from /proc;
 - ``relaycert scan --format json`` as a whole process (start-up, probe, every rule, SQLite store,
@@ -302,7 +305,7 @@ def main() -> int:
     targets = addresses(n, distinct=args.in_netns)
     server = start_server(kind, key, chain, args.in_netns, args.concurrency * 2)
     blackbox = Blackbox(folder, folder / "ca.pem") if blackbox_available() else None
-    runs: dict[str, list[Run]] = {"bare": [], "blackbox": [], "relaycert": []}
+    runs: dict[str, list[Run]] = {"bare": [], "dialogue": [], "blackbox": [], "relaycert": []}
     try:
         config = folder / "relaycert.toml"
         load_started = time.perf_counter()
@@ -312,6 +315,7 @@ def main() -> int:
         run_bare(targets[: args.concurrency * 4], server.port, args.concurrency)
         clients = {
             "bare": lambda: run_bare(targets, server.port, args.concurrency),
+            "dialogue": lambda: run_bare(targets, server.port, args.concurrency, ehlo_again=True),
             "relaycert": lambda: run_relaycert(config),
         }
         if blackbox is not None:
@@ -333,7 +337,9 @@ def main() -> int:
     )
     print(f"configuration write + load ({n} endpoints): {load_seconds:.2f} s")
     bare, relay = median_run(runs["bare"]), median_run(runs["relaycert"])
+    dialogue = median_run(runs["dialogue"])
     print(line("bare asyncio loop", bare, n))
+    print(line("bare, EHLO again", dialogue, n))
     box = median_run(runs["blackbox"]) if runs["blackbox"] else None
     if box is not None:
         print(line("blackbox_exporter", box, n))
@@ -343,6 +349,9 @@ def main() -> int:
     print(f"relaycert start-up: {relay.startup_cpu:.2f} s CPU; peak RSS {relay.peak_rss_mb:.1f} MB")
     print(f"ratio_bare: {bare.wall / relay.wall:.2f}")
     print(f"cpu_per_probe_vs_bare: {relay.cpu / max(bare.cpu, 1e-9):.2f}")
+    # What relaycert's own work costs beyond the dialogue it keeps (EHLO after the handshake).
+    print(f"dialogue_cpu_vs_bare: {dialogue.cpu / max(bare.cpu, 1e-9):.2f}")
+    print(f"cpu_per_probe_vs_bare_same_dialogue: {relay.cpu / max(dialogue.cpu, 1e-9):.2f}")
     everything_ok = all(r.ok == n for name in runs for r in runs[name])
     if box is None:
         return 0 if everything_ok else 1
