@@ -392,3 +392,26 @@ def test_the_command_exits_as_python_would_without_freeing_each_object(
     else:
         assert rest.strip() == ""
         assert "objects freed one by one" not in done.stderr
+
+
+def test_a_reader_that_goes_away_is_not_an_internal_error(config_file) -> None:  # type: ignore[no-untyped-def]
+    """``relaycert scan --format json | head -1``: the reader closes the pipe before the output
+    is written.  That ends the command quietly, with the status a shell shows for a command
+    whose reader went away (128 + SIGPIPE), not as an "internal error" to report."""
+    import subprocess
+    import sys
+
+    from monitor.demo.servers import free_port
+
+    config = config_file(endpoint_toml("gone", free_port()))
+    with subprocess.Popen(
+        [sys.executable, "-m", "monitor", "scan", "--config", str(config), "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).parent.parent,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # before the scan has written anything
+        error = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 141
+    assert error == ""

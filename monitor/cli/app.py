@@ -12,6 +12,7 @@ import argparse
 import atexit
 import importlib
 import os
+import select
 import sys
 import threading
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from monitor import __version__
 from monitor.errors import RelaycertError
 
 EXIT_UNKNOWN = 3
+EXIT_READER_GONE = 128 + 13  # what a shell shows for a command ended by SIGPIPE
 DEFAULT_CONFIG = Path("/etc/relaycert/relaycert.toml")
 CONFIG_HELP = "configuration file (default: $RELAYCERT_CONFIG, else /etc/relaycert/relaycert.toml)"
 # Commands whose --config is optional in meaning (inspect works without a configuration).
@@ -243,6 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("relaycert: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and _reader_gone():
+            # ``relaycert scan | head``: the reader has what it wanted.  End quietly, as a
+            # command ended by SIGPIPE does, and send what is still buffered nowhere, so the
+            # exit does not fail on it again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_READER_GONE
         if os.environ.get("RELAYCERT_DEBUG"):
             raise
         print(
@@ -259,6 +267,17 @@ def check_main(argv: Sequence[str] | None = None) -> int:
     if "--format" not in args:
         args += ["--format", "nagios"]
     return main(["scan", *args])
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (captured, replaced): not ours to judge
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def console_entry() -> NoReturn:
@@ -284,8 +303,10 @@ def quick_exit(code: int) -> NoReturn:
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None or stream.closed:  # as Python's own exit: nothing to flush
+            continue
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: the status Python itself would give
+        except OSError:  # a closed pipe: the status Python itself would give
             code = 120
     os._exit(code)
