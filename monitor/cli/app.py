@@ -9,21 +9,18 @@ only when it runs, so ``relaycert --help`` does not pay for the database or TLS 
 from __future__ import annotations
 
 import argparse
-import atexit
 import importlib
 import os
-import select
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from monitor import __version__
+from monitor.cli.exiting import quick_exit, reader_gone, silence_stdout
 from monitor.errors import RelaycertError
 
 EXIT_UNKNOWN = 3
-EXIT_READER_GONE = 128 + 13  # what a shell shows for a command ended by SIGPIPE
 DEFAULT_CONFIG = Path("/etc/relaycert/relaycert.toml")
 CONFIG_HELP = "configuration file (default: $RELAYCERT_CONFIG, else /etc/relaycert/relaycert.toml)"
 # Commands whose --config is optional in meaning (inspect works without a configuration).
@@ -245,12 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("relaycert: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if isinstance(exc, BrokenPipeError) and _reader_gone():
-            # ``relaycert scan | head``: the reader has what it wanted.  End quietly, as a
-            # command ended by SIGPIPE does, and send what is still buffered nowhere, so the
-            # exit does not fail on it again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_READER_GONE
+        if isinstance(exc, BrokenPipeError) and reader_gone():
+            # ``relaycert scan | head``: the reader has what it wanted.
+            return silence_stdout()
         if os.environ.get("RELAYCERT_DEBUG"):
             raise
         print(
@@ -269,17 +263,6 @@ def check_main(argv: Sequence[str] | None = None) -> int:
     return main(["scan", *args])
 
 
-def _reader_gone() -> bool:
-    """Whether standard output is a pipe whose reader has closed it."""
-    try:
-        fd = sys.stdout.fileno()
-    except (OSError, ValueError):  # not a file (captured, replaced): not ours to judge
-        return False
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(events & select.POLLERR for _, events in poller.poll(0))
-
-
 def console_entry() -> NoReturn:
     """The ``relaycert`` command: :func:`main`, then a quick exit."""
     quick_exit(main())
@@ -288,25 +271,3 @@ def console_entry() -> NoReturn:
 def check_console_entry() -> NoReturn:
     """The ``check_relaycert`` command: :func:`check_main`, then a quick exit."""
     quick_exit(check_main())
-
-
-def quick_exit(code: int) -> NoReturn:
-    """Exit with ``code`` without the interpreter's teardown, which frees every object one by
-    one: after a 2000-address scan that is ~70 ms of CPU (results, chains, the libraries'
-    modules), while the kernel takes the whole process back at once.  (mypy exits the same
-    way.)  What else an exit does still happens, in the same order: exit handlers run (logging
-    flushes, temporary folders go), then the standard streams are flushed.  Only when nothing
-    else runs: with another thread or a child process still alive, the exit is Python's own,
-    which waits for them."""
-    children = sys.modules.get("multiprocessing")
-    if threading.active_count() > 1 or (children is not None and children.active_children()):
-        sys.exit(code)
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        if stream is None or stream.closed:  # as Python's own exit: nothing to flush
-            continue
-        try:
-            stream.flush()
-        except OSError:  # a closed pipe: the status Python itself would give
-            code = 120
-    os._exit(code)
