@@ -8,7 +8,7 @@ Functions taking a ``Session`` run inside a caller's :meth:`Store.reading` or
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
@@ -162,6 +162,12 @@ def failed_messages(session: Session, limit: int = 20) -> list[OutboxRow]:
 IN_SLICE = 900  # values per IN (...): SQLite's old default limit is 999 variables
 
 
+def in_slices(items: list[str]) -> Iterator[list[str]]:
+    """Lists short enough for an IN (...) on every database (SQLite's variable limit)."""
+    for start in range(0, len(items), IN_SLICE):
+        yield items[start : start + IN_SLICE]
+
+
 def baselines(store: Store, names: Iterable[str]) -> dict[tuple[str, str, str], Baseline]:
     """The accepted certificate per (endpoint name, address, direction) of these endpoints:
     plain rows of one join (20 000 ORM objects cost a second to build), in slices short
@@ -177,14 +183,11 @@ def baselines(store: Store, names: Iterable[str]) -> dict[tuple[str, str, str], 
         baseline.c.spki_sha256,
         baseline.c.tls_version,
     ).join_from(baseline, endpoint, baseline.c.endpoint_id == endpoint.c.id)
-    wanted = sorted(set(names))
     found: dict[tuple[str, str, str], Baseline] = {}
     with store.reading("reading baselines") as session:
-        for start in range(0, len(wanted), IN_SLICE):
-            chosen = query.where(endpoint.c.name.in_(wanted[start : start + IN_SLICE]))
-            for name, address, direction, sha, known, issuer, spki, version in session.execute(
-                chosen
-            ):
+        for chunk in in_slices(sorted(set(names))):
+            rows = session.execute(query.where(endpoint.c.name.in_(chunk)))
+            for name, address, direction, sha, known, issuer, spki, version in rows:
                 found[(name, address, direction)] = Baseline(
                     sha, tuple(known), issuer, spki, version
                 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -26,7 +26,7 @@ from monitor.store.models import (
     ObservationRow,
     ProbeDayRow,
 )
-from monitor.store.queries import IN_SLICE, LatestRow, latest_rows
+from monitor.store.queries import LatestRow, in_slices, latest_rows
 
 Hook: TypeAlias = Callable[[Session, dict[str, int]], None]
 Days: TypeAlias = dict[tuple[int, str, date], list[int]]
@@ -220,7 +220,7 @@ def _endpoints(session: Session, records: Sequence[ScanRecord]) -> dict[str, int
     existing: dict[str, tuple[int, tuple[object, ...]]] = {}
     chosen = select(table.c.id, table.c.name, table.c.host, table.c.port, table.c.mode)
     chosen = chosen.add_columns(table.c.connector)
-    for chunk in _chunks(sorted(names)):
+    for chunk in in_slices(sorted(names)):
         for row in session.execute(chosen.where(table.c.name.in_(chunk))):
             existing[row.name] = (row.id, (row.host, row.port, row.mode, row.connector))
     new: dict[str, dict[str, Any]] = {}
@@ -246,12 +246,6 @@ def _endpoints(session: Session, records: Sequence[ScanRecord]) -> dict[str, int
     if changed:
         session.execute(update(EndpointRow), list(changed.values()))
     return ids
-
-
-def _chunks(items: list[str], size: int = IN_SLICE) -> Iterator[list[str]]:
-    """Lists short enough for an IN (...) on every database (SQLite's variable limit)."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _certificates(session: Session, unique: dict[str, x509.Certificate]) -> None:
