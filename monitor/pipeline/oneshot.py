@@ -33,13 +33,13 @@ async def scan(
     on_judged: Callable[[Sequence[ScanRecord]], None] | None = None,
 ) -> list[ScanRecord]:
     """Scan the named endpoints (all when none are named) once.  With ``progress``, endpoints
-        are scanned (and stored) one by one, concurrently under the same connection bounds, and
-        ``progress(done, total, failed)`` is called as each finishes (with workers, one streamed
-        scan calls it as endpoints are judged).
+    are scanned (and stored) one by one, concurrently under the same connection bounds, and
+    ``progress(done, total, failed)`` is called as each finishes (with workers, one streamed
+    scan calls it as endpoints are judged).
 
-        ``opening`` is a store being opened in a thread while the probes run (the database layer
-        takes a good part of a second to import); if opening it fails, the scan stops at once with
-        that error instead of probing first.  ``pool`` probes in worker processes; its scan tells
+    ``opening`` is a store being opened in a thread while the probes run (the database layer
+    takes a good part of a second to import); if opening it fails, the scan stops at once with
+    that error instead of probing first.  ``pool`` probes in worker processes; its scan tells
     ``on_judged`` each endpoint's records as soon as they are judged."""
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
     scanner = Scanner(config, store)
@@ -75,12 +75,10 @@ async def _scan(
         if progress is None:
             return await scanner.scan(endpoints, now)
         progress(0, len(endpoints), 0)
-        if scanner.pool is not None and not scanner.check_legacy:
+        if scanner.streams:
             from monitor.pipeline.streamed import streamed_scan
 
-            return await streamed_scan(
-                scanner, scanner.pool, endpoints, now or datetime.now(UTC), progress
-            )
+            return await streamed_scan(scanner, endpoints, now or datetime.now(UTC), progress)
         done, failed = 0, 0
 
         async def one(endpoint: EndpointConfig) -> list[ScanRecord]:

@@ -88,6 +88,12 @@ class Scanner:
         # encodes its JSON then, while the other probes run).
         self.on_judged: Callable[[Sequence[ScanRecord]], None] | None = None
 
+    @property
+    def streams(self) -> bool:
+        """Whether a scan is judged and stored while it runs (:mod:`.streamed`): with probe
+        workers, unless legacy handshakes follow the probes."""
+        return self.pool is not None and not self.check_legacy
+
     async def ready_store(self) -> Store | None:
         """The store, waiting for it if it is still being opened."""
         if self.opening is not None:
@@ -152,10 +158,10 @@ class Scanner:
     ) -> list[ScanRecord]:
         """One scan of ``endpoints``; records in the order of ``endpoints``."""
         now = now or datetime.now(UTC)
-        if self.pool is not None and not self.check_legacy:
+        if self.streams:
             from monitor.pipeline.streamed import streamed_scan
 
-            return await streamed_scan(self, self.pool, endpoints, now)
+            return await streamed_scan(self, endpoints, now)
         served, client = await asyncio.gather(
             self.probe(endpoints, on_start), self.outbound_checks(endpoints)
         )

@@ -31,7 +31,6 @@ from monitor.probe.result import ProbeResult
 
 if TYPE_CHECKING:
     from monitor.pipeline.scan import Scanner
-    from monitor.probe.workers import ProbePool
 
 BATCH = 1000  # records per store transaction (whole endpoints: a batch may hold a few more)
 
@@ -40,14 +39,14 @@ Progress = Callable[[int, int, int], None]
 
 async def streamed_scan(
     scanner: Scanner,
-    pool: ProbePool,
     endpoints: Sequence[EndpointConfig],
     now: datetime,
     progress: Progress | None = None,
 ) -> list[ScanRecord]:
-    """One scan of ``endpoints`` probed by ``pool``: see the module's description.
+    """One scan of ``endpoints`` probed by the scanner's pool: see the module's description.
     ``progress(done, total, with_problems)`` is called as endpoints are judged."""
-    config = scanner.config
+    config, pool = scanner.config, scanner.pool
+    assert pool is not None, "a streamed scan probes in workers (Scanner.streams)"
     found, failed = await targets(config, endpoints)
     client = asyncio.ensure_future(scanner.outbound_checks(endpoints))
     state = _State(scanner, endpoints, now, progress)
