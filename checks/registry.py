@@ -54,6 +54,15 @@ SERVED_ONLY = frozenset(
     }
 )
 CLIENT_ONLY_PREFIX = "outbound."
+# What a probe that measured nothing (a listener that could not be reached, a submission that
+# failed, a probe message that never arrived) still says: how far it got.  No other rule is run,
+# so no other alert (a certificate's, TLS's, "no client certificate") is resolved by a miss; the
+# miss has its own alert.  A probe message that was submitted but never arrived did reach the
+# server (``probe.unreachable`` is judged); one whose submission failed says nothing of delivery.
+REACHED = {
+    ProbeStatus.UNREACHABLE: frozenset({"probe.unreachable"}),
+    ProbeStatus.NOT_DELIVERED: frozenset({"probe.unreachable", "outbound.not_delivered"}),
+}
 
 
 def applies(rule_id: str, direction: Direction | None) -> bool:
@@ -63,36 +72,43 @@ def applies(rule_id: str, direction: Direction | None) -> bool:
     return not (direction is Direction.TO_EXO and rule_id in SERVED_ONLY)
 
 
+def _measured(obs: Observation) -> tuple[bool, frozenset[str] | None]:
+    """(has a chain, the only rules a miss judges: ``None`` when something was measured)."""
+    has_chain = bool(obs.chain) and obs.status in (ProbeStatus.OK, ProbeStatus.FILE)
+    return has_chain, REACHED.get(obs.status)
+
+
 def evaluated(obs: Observation, rules: Mapping[str, Rule] = BUILTIN_RULES) -> frozenset[str]:
     """The ids of the rules :func:`evaluate` runs for ``obs``.  A rule not run says nothing:
-    a failed probe must not resolve the alerts of certificate rules."""
-    has_chain = bool(obs.chain) and obs.status in (ProbeStatus.OK, ProbeStatus.FILE)
+    a failed probe or a probe message that never arrived must not resolve any alert but its
+    own (the certificate's, TLS's, the client certificate's stay as they are)."""
     if rules is BUILTIN_RULES:  # the same few sets for every observation of a scan
-        return _builtin_plan(obs.direction, has_chain)[0]
-    return _selected(rules, obs.direction, has_chain)
+        return _builtin_plan(obs.direction, *_measured(obs))[0]
+    return _selected(rules, obs.direction, *_measured(obs))
 
 
 def _selected(
-    rules: Mapping[str, Rule], direction: Direction | None, has_chain: bool
+    rules: Mapping[str, Rule],
+    direction: Direction | None,
+    has_chain: bool,
+    miss: frozenset[str] | None,
 ) -> frozenset[str]:
-    return frozenset(
-        rule_id
-        for rule_id in rules
-        if applies(rule_id, direction)
-        and (
-            has_chain
-            or rule_id in CONFIG_RULES
-            or rule_id.startswith(("probe.", "tls.", CLIENT_ONLY_PREFIX))
-        )
-    )
+    def runs(rule_id: str) -> bool:
+        if rule_id in CONFIG_RULES:
+            return True
+        if miss is not None:
+            return rule_id in miss
+        return has_chain or rule_id.startswith(("probe.", "tls.", CLIENT_ONLY_PREFIX))
+
+    return frozenset(rule_id for rule_id in rules if applies(rule_id, direction) and runs(rule_id))
 
 
 @cache
 def _builtin_plan(
-    direction: Direction | None, has_chain: bool
+    direction: Direction | None, has_chain: bool, miss: frozenset[str] | None
 ) -> tuple[frozenset[str], tuple[Rule, ...]]:
-    """The built-in rules run for a direction, with and without a chain (six plans in all)."""
-    ids = _selected(BUILTIN_RULES, direction, has_chain)
+    """The built-in rules run for a direction, with and without a chain, or for a miss."""
+    ids = _selected(BUILTIN_RULES, direction, has_chain, miss)
     return ids, tuple(r for rule_id, r in BUILTIN_RULES.items() if rule_id in ids)
 
 
@@ -101,8 +117,7 @@ def evaluate(
 ) -> list[Finding]:
     """Run every rule on ``obs``; certificate rules only when a chain was captured."""
     if rules is BUILTIN_RULES:
-        has_chain = bool(obs.chain) and obs.status in (ProbeStatus.OK, ProbeStatus.FILE)
-        plan = _builtin_plan(obs.direction, has_chain)[1]
+        plan = _builtin_plan(obs.direction, *_measured(obs))[1]
     else:
         run = evaluated(obs, rules)
         plan = tuple(r for rule_id, r in rules.items() if rule_id in run)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiosmtplib
@@ -14,8 +15,9 @@ from cryptography import x509
 
 from monitor.capture.certs import listener_files
 from monitor.capture.dialogue import Capture, Limits
-from monitor.capture.listener import CaptureListener, ListenerSettings
+from monitor.capture.listener import Arrival, CaptureListener, ListenerSettings
 from monitor.capture.tls import server_context
+from monitor.capture.tokens import Kind, TokenKeys
 from monitor.demo import pki
 from monitor.errors import ConfigError
 
@@ -34,15 +36,33 @@ def settings(tmp_path: Path, **overrides: object) -> ListenerSettings:
         "max_connections": 300,
         "max_per_peer": 300,
         "rate_per_peer": 1000,
+        "keys": TokenKeys(b"k" * 32, timedelta(hours=1)),
     }
     values.update(overrides)
     return ListenerSettings(**values)  # type: ignore[arg-type]
 
 
+def token(server: CaptureListener, endpoint: str = "mail1") -> str:
+    """A valid token of one outbound check of ``endpoint``."""
+    return server.settings.keys.issue(Kind.CHECK, endpoint, datetime.now(UTC))
+
+
+class Arrivals(list[Capture]):
+    """The captures of the arrivals no check waited for (their claims in ``claims``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrivals: list[Arrival] = []
+
+    def __call__(self, arrival: Arrival) -> None:
+        self.arrivals.append(arrival)
+        self.append(arrival.capture)
+
+
 @pytest.fixture
 async def listener(tmp_path: Path) -> AsyncIterator[tuple[CaptureListener, list[Capture]]]:
-    passive: list[Capture] = []
-    server = CaptureListener(settings(tmp_path), passive.append)
+    passive = Arrivals()
+    server = CaptureListener(settings(tmp_path), passive)
     await server.start()
     yield server, passive
     await server.close()
@@ -88,8 +108,9 @@ async def test_captures_the_client_chain_as_presented(
 ) -> None:
     server, _ = listener
     key, chain = write_chain(good_leaf, intermediate)
-    arrival = server.expect("0123456789abcdef")
-    await send(server.port(), f"rc-0123456789abcdef@{DOMAIN}", client_context(key, chain))
+    mine = token(server)
+    arrival = server.expect(mine)
+    await send(server.port(), f"rc-{mine}@{DOMAIN}", client_context(key, chain))
     capture = await asyncio.wait_for(arrival, 5)
     assert capture.tls and capture.tls_version in ("TLSv1.2", "TLSv1.3")
     certs = [x509.load_der_x509_certificate(d) for d in capture.chain_der]
@@ -101,8 +122,6 @@ async def test_captures_the_client_chain_as_presented(
 async def test_accepts_expired_self_signed_and_leaf_only_clients(
     listener: tuple[CaptureListener, list[Capture]], tmp_path: Path
 ) -> None:
-    from datetime import UTC, datetime, timedelta
-
     server, passive = listener
     now = datetime.now(UTC)
     expired = pki.make_leaf(
@@ -184,8 +203,9 @@ async def test_survives_garbage_huge_and_slow_clients(
     assert "xxxx" not in repr(passive[-1])  # only the size of the body was kept
 
     # Still serving.
-    arrival = server.expect("feedfacecafebeef")
-    await send(port, f"rc-feedfacecafebeef@{DOMAIN}", client_context())
+    mine = token(server)
+    arrival = server.expect(mine)
+    await send(port, f"rc-{mine}@{DOMAIN}", client_context())
     assert (await asyncio.wait_for(arrival, 5)).tls
 
 
@@ -206,8 +226,9 @@ async def test_200_concurrent_connections_then_still_serving(tmp_path: Path) -> 
         for _, writer in opened:
             writer.close()
         await asyncio.sleep(0.2)
-        arrival = server.expect("0badc0de0badc0de")
-        await send(port, f"rc-0badc0de0badc0de@{DOMAIN}", client_context())
+        mine = token(server)
+        arrival = server.expect(mine)
+        await send(port, f"rc-{mine}@{DOMAIN}", client_context())
         assert (await asyncio.wait_for(arrival, 5)).tls
     finally:
         await server.close()
@@ -219,7 +240,7 @@ async def test_probes_in_flight_do_not_mix(
     intermediate: pki.Issued,
 ) -> None:
     server, passive = listener
-    tokens = [f"{i:016x}" for i in range(1, 9)]
+    tokens = [token(server, f"mail{i}") for i in range(1, 9)]
     arrivals = [server.expect(t) for t in tokens]
     leaves = [pki.make_leaf(intermediate, [f"host{i}.contoso.com"]) for i in range(8)]
     contexts = [client_context(*write_chain(leaf, intermediate)) for leaf in leaves]

@@ -234,25 +234,54 @@ def send_soon(
         sender.join()
 
 
-def test_capture_once_judges_a_test_send(
-    config_file: Callable[..., Path],
-    served: LoopbackSMTP,
-    capsys: pytest.CaptureFixture[str],
+def test_capture_once_issues_a_test_token_and_judges_only_that_send(
+    config_file: Callable[..., Path], served: LoopbackSMTP
 ) -> None:
+    """The hand test send as an operator does it: ``relaycert capture --once`` prints a
+    recipient with a signed test token; a message without it does not end the wait; the one
+    sent to it is judged, kept as a test capture, never as an endpoint's result."""
+    import smtplib
+    import subprocess
+    import sys
+
     port = free_port()
     config = config_file(endpoint_toml("mail1", served.port), extra=capture_toml(port))
-    body = "Subject: t\r\n\r\nBODY-MARKER-7f3a\r\n"
-    with send_soon(port, f"test@{PROBE_DOMAIN}", body):
-        code = main(
-            ["capture", "--once", "--config", str(config), "--timeout", "10", "--format", "json"]
-        )
-    result = json.loads(capsys.readouterr().out)
+    command = [sys.executable, "-m", "monitor", "capture", "--once", "--config", str(config)]
+    process = subprocess.Popen(
+        [*command, "--timeout", "20", "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        recipient = ""
+        for line in process.stderr:
+            if line.startswith("send a test message to "):
+                recipient = line.split()[-1]
+                break
+        assert recipient.startswith("rc-2") and recipient.endswith(f"@{PROBE_DOMAIN}")
+        body = "Subject: t\r\n\r\nBODY-MARKER-7f3a\r\n"
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
+            client.sendmail("a@contoso.com", [f"stray@{PROBE_DOMAIN}"], body)  # not the token
+            client.sendmail("a@contoso.com", [recipient], body)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    result = json.loads(out)
+    assert process.returncode == 2
     assert result["direction"] == "to_exchange_online" and result["status"] == "no_tls"
-    assert code == 2
-    assert result["session"]["passive"] is True
+    assert result["session"]["recipients"] == [recipient]
     stored = b"".join(p.read_bytes() for p in config.parent.glob("relaycert.db*"))
-    assert f"test@{PROBE_DOMAIN}".encode() in stored  # the envelope is kept...
+    assert recipient.encode() in stored  # the envelope is kept...
     assert b"BODY-MARKER-7f3a" not in stored  # ...the body never is
+    engine = create_engine(load(config).database_url())
+    with engine.connect() as conn:
+        kinds = conn.execute(text("SELECT endpoint, session FROM capture")).all()
+        observations = conn.execute(text("SELECT count(*) FROM observation")).scalar()
+    engine.dispose()
+    assert sorted(json.loads(session)["kind"] for _, session in kinds) == ["test", "unattributed"]
+    assert all(endpoint is None for endpoint, _ in kinds) and observations == 0
 
 
 def test_outbound_without_capture_section_is_a_config_error(
@@ -300,7 +329,7 @@ def test_report_shows_both_directions_per_connector(
     assert "Relay to Exchange Online" in html and "Delivery from Exchange Online" in html
 
 
-def test_unmatched_passive_capture_is_listed_by_status_and_pruned(
+def test_unattributed_capture_is_listed_by_status_and_pruned(
     config_file: Callable[..., Path],
     served: LoopbackSMTP,
     capsys: pytest.CaptureFixture[str],
@@ -309,19 +338,22 @@ def test_unmatched_passive_capture_is_listed_by_status_and_pruned(
 
     port = free_port()
     config = config_file(endpoint_toml("mail1", served.port), extra=capture_toml(port))
-    # From another loopback address and name: it matches no endpoint.
+    # From another loopback address and name, with no token: attributed to no check.
     stranger = {"local_hostname": "stranger.fabrikam.test", "source_address": ("127.0.0.2", 0)}
     with send_soon(port, f"hello@{PROBE_DOMAIN}", "Subject: t\r\n\r\nx", starttls=True, **stranger):
-        assert main(["capture", "--once", "--config", str(config), "--timeout", "10"]) == 2
+        assert main(["capture", "--once", "--config", str(config), "--timeout", "3"]) == 3
     capsys.readouterr()
     # No daemon probes here: the heartbeat is overdue, so status is UNKNOWN.
     assert main(["status", "--config", str(config), "--format", "json"]) == 3
-    (unmatched,) = json.loads(capsys.readouterr().out)["unmatched_captures"]
-    assert unmatched["peer"] == "127.0.0.2" and unmatched["ehlo"] == "stranger.fabrikam.test"
-    assert unmatched["endpoint"] is None and unmatched["worst"] == "critical"
-    assert any("outbound.no_client_certificate" in f for f in unmatched["findings"])
+    (unattributed,) = json.loads(capsys.readouterr().out)["unattributed_captures"]
+    assert unattributed["peer"] == "127.0.0.2"
+    assert unattributed["ehlo"] == "stranger.fabrikam.test"
+    assert unattributed["endpoint"] is None and unattributed["worst"] == "critical"
+    assert unattributed["kind"] == "unattributed"
+    assert unattributed["reason"] == "no relaycert token in the recipients"
+    assert any("outbound.no_client_certificate" in f for f in unattributed["findings"])
     assert main(["status", "--config", str(config)]) == 3
-    assert "matched no endpoint" in capsys.readouterr().out
+    assert "attributed to no check" in capsys.readouterr().out
     time.sleep(1.1)
     assert main(["prune", "--config", str(config), "--older-than", "1s"]) == 0
     assert "1 passive captures" in capsys.readouterr().out

@@ -93,10 +93,13 @@ class Dialogue:
         ctx: SSL.Context,
         limits: Limits,
         deliver: Callable[[Capture], None],
+        timeout: Callable[[], float] | None = None,
     ) -> None:
         self.reader, self.writer = reader, writer
         self.hostname, self.domains, self.ctx = hostname, domains, ctx
         self.limits, self.deliver = limits, deliver
+        # Seconds per read, asked again at each read (the listener shortens it under stress).
+        self._timeout = timeout or (lambda: limits.timeout)
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.peer, self.peer_port = str(peer[0]), int(peer[1])
         self.tls: ServerTLS | None = None
@@ -112,7 +115,7 @@ class Dialogue:
         if self.tls is not None:
             return await self.tls.recv()
         try:
-            return await asyncio.wait_for(self.reader.read(CHUNK), self.limits.timeout)
+            return await asyncio.wait_for(self.reader.read(CHUNK), self._timeout())
         except TimeoutError:
             raise _Closed("timeout") from None
 
@@ -123,7 +126,7 @@ class Dialogue:
             return
         self.writer.write(data)
         try:
-            await asyncio.wait_for(self.writer.drain(), self.limits.timeout)
+            await asyncio.wait_for(self.writer.drain(), self._timeout())
         except TimeoutError:
             raise _Closed("the client stopped reading") from None
 
@@ -203,7 +206,7 @@ class Dialogue:
         # RFC 3207: anything the client sent before the handshake is discarded.
         self.buf.clear()
         await self._send("220 2.0.0 Ready to start TLS")
-        tls = ServerTLS(self.ctx, self.reader, self.writer, self.limits.timeout)
+        tls = ServerTLS(self.ctx, self.reader, self.writer, self._timeout)
         await tls.handshake()
         self.tls, self.tls_info = tls, tls.details()
         self.ehlo = None

@@ -1,18 +1,26 @@
-"""The capture listener: listening sockets, per-peer limits, and who is waiting for which token.
+"""The capture listener: listening sockets, fair admission, and who is waiting for which token.
 
 An outbound check registers its token with :meth:`CaptureListener.expect` before it submits the
-probe message and awaits the future; a message carrying a token nobody waits for (an admin's
-test send, a late probe) is *passive* and goes to ``on_passive``.  Several probes in flight never
-mix: each waits for its own token.
+probe message and awaits the future.  Every other message is an :class:`Arrival` for
+``on_arrival``: with a :class:`~monitor.capture.tokens.Claim` when it carries a token this
+installation issued that has not expired or been used (a late probe, a hand test send), with the
+reason otherwise (no token, forged, expired, replayed: *unattributed*, never an endpoint's
+result).  Several probes in flight never mix: each waits for its own token.
+
+Admission serves the on-prem servers first: ``reserved`` connections are kept for *known* peers
+(addresses of configured endpoints, addresses probe messages were submitted to, peers that
+delivered a valid token), and while half the connections are in use other peers' sessions get
+the short ``stress_timeout`` per read, as Postfix's smtpd does under stress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +29,7 @@ from OpenSSL import SSL
 from monitor.capture.certs import listener_files
 from monitor.capture.dialogue import Capture, Dialogue, Limits
 from monitor.capture.tls import server_context
+from monitor.capture.tokens import Claim, Rejected, TokenKeys, load_secret
 from monitor.errors import ConfigError
 from monitor.logs import event
 
@@ -41,6 +50,9 @@ class ListenerSettings:
     max_connections: int
     max_per_peer: int
     rate_per_peer: int  # new sessions per peer per minute
+    keys: TokenKeys
+    reserved: int = 0  # connections only known peers may use
+    stress_timeout: float = 5.0  # per read, for other peers while half the connections are used
 
     @classmethod
     def from_config(cls, config: Config) -> ListenerSettings:
@@ -72,18 +84,57 @@ class ListenerSettings:
             max_connections=capture.max_connections,
             max_per_peer=capture.max_per_peer,
             rate_per_peer=capture.rate_per_peer,
+            keys=TokenKeys(
+                load_secret(
+                    config.resolve_path(capture.token_secret_file)
+                    if capture.token_secret_file
+                    else None,
+                    config.resolve_path(capture.state_dir),
+                ),
+                capture.token_lifetime,
+            ),
+            reserved=capture.reserved,
+            stress_timeout=capture.stress_timeout.total_seconds(),
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A message no check was waiting for: its valid token's claim (a late probe, a test send),
+    or why it has none (``reason``: the capture is unattributed)."""
+
+    capture: Capture
+    claim: Claim | None
+    reason: str | None = None
+
+
+USED_TOKENS = 65_536  # tokens remembered as used (each counts once)
+
+
+def normal_address(address: str) -> str:
+    """``address`` in one spelling (IPv4-mapped IPv6 as IPv4), for comparing peers."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    return str(mapped or parsed)
+
+
 class CaptureListener:
-    """``await start()``, then ``expect(token)`` / passive captures, ``await close()``."""
+    """``await start()``, then ``expect(token)`` / arrivals, ``await close()``."""
 
     def __init__(
-        self, settings: ListenerSettings, on_passive: Callable[[Capture], None] | None = None
+        self,
+        settings: ListenerSettings,
+        on_arrival: Callable[[Arrival], None] | None = None,
+        known: Iterable[str] = (),
     ) -> None:
-        self.settings, self.on_passive = settings, on_passive
+        self.settings, self.on_arrival = settings, on_arrival
         self.servers: list[asyncio.Server] = []
         self._waiting: dict[str, asyncio.Future[Capture]] = {}
+        self._used: OrderedDict[str, None] = OrderedDict()
+        self._known = {normal_address(a) for a in known}
         self._active = 0
         self._per_peer: dict[str, int] = defaultdict(int)
         self._recent: dict[str, deque[float]] = defaultdict(deque)
@@ -91,6 +142,7 @@ class CaptureListener:
         self._writers: set[asyncio.StreamWriter] = set()
         self.sessions = 0
         self.refused = 0
+        self.unattributed = 0
 
     async def start(self) -> None:
         for host, port in self.settings.addresses:
@@ -145,16 +197,51 @@ class CaptureListener:
         if future is not None and not future.done():
             future.cancel()
 
-    def _deliver(self, capture: Capture) -> None:
-        matched = False
+    def know(self, address: str) -> None:
+        """Count ``address`` as an on-prem server's (it may use the reserved connections)."""
+        self._known.add(normal_address(address))
+
+    def is_known(self, peer: str) -> bool:
+        return normal_address(peer) in self._known
+
+    def _claims(self, capture: Capture) -> tuple[list[Claim], str | None]:
+        """The valid, unused claims of ``capture``'s tokens, or why there are none.  Each token
+        counts once: a replay of a used one is refused."""
+        claims: list[Claim] = []
+        reasons: list[str] = []
         for token in capture.tokens:
-            future = self._waiting.pop(token, None)
+            found = self.settings.keys.verify(token, capture.at)
+            if isinstance(found, Rejected):
+                reasons.append(found.reason)
+            elif found.token in self._used:
+                reasons.append("the token was already used (a replayed or duplicated message)")
+            else:
+                claims.append(found)
+        if len({c.endpoint_id for c in claims}) > 1:
+            return [], "tokens of several endpoints in one message"
+        if not claims:
+            return [], (reasons[0] if reasons else "no relaycert token in the recipients")
+        for claim in claims:
+            self._used[claim.token] = None
+            if len(self._used) > USED_TOKENS:
+                self._used.popitem(last=False)
+        return claims, None
+
+    def _deliver(self, capture: Capture) -> None:
+        claims, reason = self._claims(capture)
+        matched = False
+        for claim in claims:
+            future = self._waiting.pop(claim.token, None)
             if future is not None and not future.done():
                 future.set_result(capture)
                 matched = True
+        if claims:
+            self.know(capture.peer)  # it delivered a probe: an on-prem server
+        else:
+            self.unattributed += 1
         event(
             log,
-            logging.INFO,
+            logging.INFO if claims else logging.WARNING,
             "capture.message",
             peer=capture.peer,
             ehlo=capture.ehlo,
@@ -162,19 +249,26 @@ class CaptureListener:
             client_certificates=len(capture.chain_der),
             recipients=",".join(capture.recipients),
             matched=matched,
+            unattributed=reason or "",
         )
-        if not matched and self.on_passive is not None:
-            try:
-                self.on_passive(capture)
-            except Exception:  # a storage hiccup must not end the listener
-                log.exception("capture.passive_failed")
+        if matched or self.on_arrival is None:
+            return
+        try:
+            self.on_arrival(Arrival(capture, claims[0] if claims else None, reason))
+        except Exception:  # a storage hiccup must not end the listener
+            log.exception("capture.arrival_failed")
 
     # -- connections --------------------------------------------------------------------------
 
-    def _admit(self, peer: str) -> str | None:
+    def _stressed(self) -> bool:
+        return self._active * 2 >= self.settings.max_connections
+
+    def _admit(self, peer: str, known: bool) -> str | None:
         """Why a new connection from ``peer`` is refused, or ``None``."""
         settings = self.settings
         if self._active >= settings.max_connections:
+            return "too many connections"
+        if not known and self._active >= settings.max_connections - settings.reserved:
             return "too many connections"
         if self._per_peer[peer] >= settings.max_per_peer:
             return "too many connections from your address"
@@ -189,7 +283,8 @@ class CaptureListener:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         peer = str((writer.get_extra_info("peername") or ("?",))[0])
-        refused = self._admit(peer)
+        known = self.is_known(peer)
+        refused = self._admit(peer, known)
         if refused is not None:
             self.refused += 1
             writer.write(f"421 4.7.0 {refused}; try again later\r\n".encode())
@@ -211,6 +306,7 @@ class CaptureListener:
                 ctx=settings.ctx,
                 limits=settings.limits,
                 deliver=self._deliver,
+                timeout=None if known else self._timeout,
             )
             async with asyncio.timeout(settings.session_timeout):
                 await dialogue.run()
@@ -229,6 +325,13 @@ class CaptureListener:
                 self._tasks.discard(task)
             self._writers.discard(writer)
             await _close(writer)
+
+    def _timeout(self) -> float:
+        """Seconds per read for a peer that is not known: shorter while the listener is busy."""
+        limits = self.settings.limits
+        if self._stressed():
+            return min(limits.timeout, self.settings.stress_timeout)
+        return limits.timeout
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

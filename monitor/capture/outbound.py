@@ -3,30 +3,34 @@
 carries the token.  That session shows the client certificate the server relays with, which is
 what Exchange Online attributes relayed mail by.
 
-Submission failures are ``unreachable`` (nothing measured); a message that never arrives is
-``not_delivered``; what arrives becomes ``ok`` (with the chain), ``no_client_cert`` or ``no_tls``.
+One :class:`Attempt` is the whole story of one check (the endpoint's submission, its token, whether
+the submission went through, what arrived and when); :mod:`monitor.pipeline.outbound` turns
+attempts into results.  The token is signed (:mod:`.tokens`), so only this check's own probe
+message can complete it, and a probe that arrives after the wait is still known to be this
+endpoint's (``late``), never another's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
+import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
 
-from checks.base import Direction, ProbeStatus
+from checks.base import Direction
 from monitor.capture.dialogue import TOKEN_PREFIX, Capture
 from monitor.capture.listener import CaptureListener
+from monitor.capture.tokens import Kind
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
-from monitor.errors import ProbeError
+from monitor.errors import ProbeError, RelaycertError
 from monitor.probe.resolve import resolve
-from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.probe.result import ProbeTarget
 from monitor.probe.tlsinfo import client_context
 from monitor.probe.wire import map_error
 from monitor.secrets import read_secret
@@ -34,9 +38,12 @@ from monitor.secrets import read_secret
 
 @dataclass(frozen=True)
 class Submission:
-    """How to hand one endpoint's probe message to the on-prem server."""
+    """How to hand one endpoint's probe message to the on-prem server: its ``target`` (the
+    endpoint's outbound result, keyed by the submission address) and ``host``, the name the
+    submission connects to (``submit_host``, else the endpoint's host)."""
 
     target: ProbeTarget
+    host: str
     starttls: str  # opportunistic | require | none
     username: str | None
     password: str | None
@@ -46,12 +53,13 @@ class Submission:
 
 
 def outbound_target(config: Config, endpoint: EndpointConfig, address: str) -> ProbeTarget:
-    """The target of ``endpoint``'s outbound check: where the probe message is submitted."""
+    """The target of ``endpoint``'s outbound check, at the ``address`` the probe message is
+    submitted to.  Its host is the endpoint's (what alerts name), not the submission host."""
     outbound = endpoint.outbound
     assert outbound is not None
     return ProbeTarget(
         endpoint=endpoint.name,
-        host=outbound.submit_host or endpoint.host,
+        host=endpoint.host,
         port=outbound.submit_port,
         address=address,
         mode="outbound",
@@ -77,6 +85,7 @@ def submission(config: Config, endpoint: EndpointConfig, address: str) -> Submis
     ehlo = target.ehlo_name
     return Submission(
         target,
+        outbound.submit_host or endpoint.host,
         outbound.starttls,
         outbound.username,
         password,
@@ -98,6 +107,28 @@ async def submit_address(config: Config, endpoint: EndpointConfig) -> str:
     return addresses[0]
 
 
+@dataclass(frozen=True)
+class NotSubmitted:
+    """An endpoint whose probe message could not even be prepared (its submission host does not
+    resolve, a secret cannot be read): nothing was measured."""
+
+    target: ProbeTarget
+    step: str
+    error: str
+
+
+async def prepare(config: Config, endpoint: EndpointConfig) -> Submission | NotSubmitted:
+    """``endpoint``'s submission, with its address resolved and its secrets read."""
+    try:
+        address = await submit_address(config, endpoint)
+    except ProbeError as exc:
+        return NotSubmitted(outbound_target(config, endpoint, ""), exc.step, exc.detail)
+    try:
+        return submission(config, endpoint, address)
+    except RelaycertError as exc:  # a secret that cannot be read
+        return NotSubmitted(outbound_target(config, endpoint, address), "auth", str(exc))
+
+
 def message(sub: Submission, token: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sub.mail_from
@@ -113,7 +144,7 @@ def message(sub: Submission, token: str) -> EmailMessage:
     return msg
 
 
-async def _submit(sub: Submission, msg: EmailMessage, result: ProbeResult) -> None:
+async def _submit(sub: Submission, msg: EmailMessage, attempt: Attempt) -> None:
     """Hand ``msg`` to the on-prem server; raises :class:`ProbeError` naming the failed step.
     Each step has the endpoint's timeout, and the whole submission four times that."""
     target = sub.target
@@ -128,7 +159,7 @@ async def _submit(sub: Submission, msg: EmailMessage, result: ProbeResult) -> No
     step = ["connect"]
     try:
         async with asyncio.timeout(target.timeout * 4):
-            await _dialogue(sub, smtp, msg, result, step)
+            await _dialogue(sub, smtp, msg, attempt, step)
     except Exception as exc:  # every failure becomes a result, never a crash
         raise map_error(step[-1], exc, target.timeout) from None
     finally:
@@ -139,17 +170,17 @@ async def _dialogue(
     sub: Submission,
     smtp: aiosmtplib.SMTP,
     msg: EmailMessage,
-    result: ProbeResult,
+    attempt: Attempt,
     step: list[str],
 ) -> None:
     response = await smtp.connect()
-    result.banner = f"{response.code} {response.message}"[:1024]
+    attempt.banner = f"{response.code} {response.message}"[:1024]
     step.append("ehlo")
     await smtp.ehlo()
     if sub.starttls != "none":
         if smtp.supports_extension("starttls"):
             step.append("starttls")
-            await smtp.starttls(tls_context=client_context(), server_hostname=sub.target.host)
+            await smtp.starttls(tls_context=client_context(), server_hostname=sub.host)
         elif sub.starttls == "require":
             raise ProbeError("starttls", "the server does not offer STARTTLS (starttls = require)")
     if sub.username is not None and sub.password is not None:
@@ -159,50 +190,50 @@ async def _dialogue(
     await smtp.send_message(msg)
 
 
-def arrived(result: ProbeResult, capture: Capture) -> None:
-    """Fill ``result`` from what arrived: the chain, or which of TLS and certificate was not."""
-    result.session = capture.summary()
-    result.tls_version, result.cipher = capture.tls_version, capture.cipher
-    result.chain_der = capture.chain_der
-    if capture.chain_der:
-        result.status = ProbeStatus.OK
-    elif capture.tls:
-        result.status = ProbeStatus.NO_CLIENT_CERT
-    else:
-        result.status = ProbeStatus.NO_TLS
+@dataclass
+class Attempt:
+    """One outbound check of one endpoint: its submission and signed token, whether the
+    submission went through (``error`` when not), and what arrived (``capture``; ``None`` when
+    nothing did within the wait)."""
+
+    submission: Submission
+    token: str
+    issued: datetime
+    error: ProbeError | None = None
+    banner: str | None = None
+    capture: Capture | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def submitted(self) -> bool:
+        return self.error is None
 
 
-async def check(
+async def attempt(
     sub: Submission, listener: CaptureListener, semaphore: asyncio.Semaphore | None = None
-) -> ProbeResult:
-    """One outbound check.  The semaphore bounds the submission's connection, not the wait."""
-    result = ProbeResult(sub.target, datetime.now(UTC))
-    token = secrets.token_hex(12)
+) -> Attempt:
+    """Run one outbound check.  The semaphore bounds the submission's connection, not the
+    wait; the token is forgotten afterwards, so a late arrival is the listener's to hand on."""
+    issued = datetime.now(UTC)
+    token = listener.settings.keys.issue(Kind.CHECK, sub.target.endpoint, issued)
+    found = Attempt(sub, token, issued)
     arrival = listener.expect(token)
+    listener.know(sub.target.address)  # the server may deliver from the address it listens on
     started = time.monotonic()
     try:
         try:
             if semaphore is None:
-                await _submit(sub, message(sub, token), result)
+                await _submit(sub, message(sub, token), found)
             else:
                 async with semaphore:
-                    await _submit(sub, message(sub, token), result)
+                    await _submit(sub, message(sub, token), found)
         except ProbeError as exc:
-            result.status, result.failed_step, result.error = (
-                ProbeStatus.UNREACHABLE,
-                exc.step,
-                exc.detail,
-            )
-            return result
-        result.timings["submit"] = round(time.monotonic() - started, 4)
-        try:
-            capture = await asyncio.wait_for(asyncio.shield(arrival), sub.wait)
-        except TimeoutError:
-            result.status, result.failed_step = ProbeStatus.NOT_DELIVERED, "delivery"
-            result.error = f"nothing arrived within {sub.wait:g}s"
-            return result
-        arrived(result, capture)
-        return result
+            found.error = exc
+            return found
+        found.timings["submit"] = round(time.monotonic() - started, 4)
+        with contextlib.suppress(TimeoutError):  # nothing arrived: not delivered
+            found.capture = await asyncio.wait_for(asyncio.shield(arrival), sub.wait)
+        return found
     finally:
         listener.forget(token)
-        result.timings["total"] = round((time.monotonic() - started) * 1000, 1)
+        found.timings["total"] = round((time.monotonic() - started) * 1000, 1)

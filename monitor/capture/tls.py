@@ -9,6 +9,7 @@ verify callback accept anything; verdicts are the rules' job, not the handshake'
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -49,7 +50,8 @@ def server_context(cert_file: Path, key_file: Path) -> SSL.Context:
 class ServerTLS:
     """TLS on an accepted connection after STARTTLS: ``handshake``, then ``recv``/``send``.
 
-    Every read from the socket waits at most ``timeout`` seconds.
+    Every read from the socket waits at most ``timeout`` seconds (a callable is asked at each
+    read: the listener shortens it under stress).
     """
 
     def __init__(
@@ -57,11 +59,16 @@ class ServerTLS:
         ctx: SSL.Context,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        timeout: float,
+        timeout: float | Callable[[], float],
     ) -> None:
         self.conn = SSL.Connection(ctx, None)
         self.conn.set_accept_state()
-        self.reader, self.writer, self.timeout = reader, writer, timeout
+        self.reader, self.writer = reader, writer
+        self._timeout = timeout if callable(timeout) else (lambda: timeout)
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout()
 
     async def handshake(self) -> None:
         while True:

@@ -96,7 +96,19 @@ def _service_commands(sub: Any) -> None:
     )
     capture_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)
     capture_p.add_argument(
-        "--once", action="store_true", help="judge the next message that arrives, then exit"
+        "--once",
+        action="store_true",
+        help="print a test recipient, judge the message sent to it, then exit",
+    )
+    capture_p.add_argument(
+        "--endpoint",
+        metavar="NAME",
+        help="judge the test send against this endpoint's connector (default: the only one)",
+    )
+    capture_p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="with --once: wait for this test token (from an earlier --once) instead of a new one",
     )
     capture_p.add_argument(
         "--timeout",

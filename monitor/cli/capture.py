@@ -1,7 +1,11 @@
 """``relaycert capture``: the capture listener in the foreground.  Each message that arrives is
 judged as the on-prem server's client certificate (what Exchange Online would see when it
-relays) and printed; ``--once`` prints the next one and exits with its verdict: a
-troubleshooting tool for "send a test mail and see what Exchange Online would see"."""
+relays) and printed.
+
+``--once`` is the hand test send: it issues a signed test token, prints the recipient to send
+to (``rc-<token>@<probe domain>``), and exits with the verdict of the message that carries it.
+A test send is kept as a capture, never as an endpoint's result: only an outbound check's own
+probe changes a verdict."""
 
 from __future__ import annotations
 
@@ -11,10 +15,14 @@ import sys
 from datetime import UTC, datetime
 
 from monitor import aio, logs
+from monitor.capture.dialogue import TOKEN_PREFIX, Capture
+from monitor.capture.tokens import Claim, Kind, Rejected
 from monitor.cli.output import console, print_table
 from monitor.cli.scanjson import record_json
 from monitor.config.loader import Config, load
+from monitor.config.sections import EndpointConfig
 from monitor.errors import ConfigError
+from monitor.pipeline import arrivals
 from monitor.pipeline.listening import CaptureService
 from monitor.pipeline.records import ScanRecord, exit_code
 from monitor.pipeline.scan import Scanner
@@ -34,33 +42,72 @@ def _show(record: ScanRecord, fmt: str) -> None:
     sys.stdout.flush()
 
 
-async def _listen(config: Config, store: Store | None, once: bool, timeout: float, fmt: str) -> int:
+def _endpoint(config: Config, name: str | None) -> EndpointConfig | None:
+    if name is None:
+        return None
+    for endpoint in config.endpoints:
+        if endpoint.name == name:
+            return endpoint
+    known = ", ".join(e.name for e in config.endpoints) or "none"
+    raise ConfigError(f"--endpoint {name}: no such endpoint in {config.source} (known: {known})")
+
+
+async def _listen(config: Config, store: Store | None, args: argparse.Namespace) -> int:
     scanner = Scanner(config, store)
-    first: asyncio.Future[ScanRecord] = asyncio.get_running_loop().create_future()
+    endpoint = _endpoint(config, args.endpoint)
 
     def shown(record: ScanRecord) -> None:
-        _show(record, fmt)
-        if not first.done():
-            first.set_result(record)
+        if not args.once or args.format != "json":  # --once --format json prints its own only
+            _show(record, args.format)
 
     service = CaptureService(lambda: scanner, on_record=shown)
     listener = await service.start()
+    keys = listener.settings.keys
+    now = datetime.now(UTC)
+    if args.token:
+        claim = keys.verify(args.token, now)
+        if isinstance(claim, Rejected) or claim.kind is not Kind.TEST:
+            why = claim.reason if isinstance(claim, Rejected) else "it is not a test token"
+            await service.close()
+            raise ConfigError(f"--token: {why}; run `relaycert capture --once` for a new one")
+        token = claim.token
+    else:
+        token = keys.issue(Kind.TEST, endpoint.name if endpoint else None, now)
+        issued = keys.verify(token, now)
+        assert isinstance(issued, Claim)
+        claim = issued
+    domain = sorted(listener.settings.domains)[0]
     print(
         f"relaycert capture: listening on {', '.join(listener.bound())} for mail to "
         f"{', '.join(sorted(listener.settings.domains))}"
-        + (" (the next message is judged, then exit)" if once else " (Ctrl-C stops)"),
+        + (" (Ctrl-C stops)" if not args.once else ""),
         file=sys.stderr,
     )
-    try:
-        if not once:
-            await asyncio.Event().wait()
+    print(f"send a test message to {TOKEN_PREFIX}{token}@{domain}", file=sys.stderr, flush=True)
+    if not args.once:
         try:
-            record = await asyncio.wait_for(asyncio.shield(first), timeout)
+            await asyncio.Event().wait()
+        finally:
+            await service.close()
+    timeout = args.timeout if args.timeout is not None else config.capture.wait.total_seconds()  # type: ignore[union-attr]
+    arrival = listener.expect(token)
+    try:
+        try:
+            capture: Capture = await asyncio.wait_for(asyncio.shield(arrival), timeout)
         except TimeoutError:
-            print(f"relaycert capture: nothing arrived within {timeout:g}s", file=sys.stderr)
+            print(
+                f"relaycert capture: nothing arrived for {TOKEN_PREFIX}{token}@{domain} within "
+                f"{timeout:g}s",
+                file=sys.stderr,
+            )
             return EXIT_NOTHING
+        test = arrivals.Attribution(arrivals.TEST, endpoint, "a hand test send")
+        record = arrivals.judge_capture(scanner, endpoint, capture)
+        await arrivals.save(scanner, record, test, claim, capture.at)
+        _show(record, args.format)
         return exit_code([record])
     finally:
+        listener.forget(token)
         await service.close()
 
 
@@ -72,10 +119,9 @@ def run(args: argparse.Namespace) -> int:
             "to listen and which probe domains to accept"
         )
     logs.setup(config.daemon.log_format, "warning" if args.once else config.daemon.log_level)
-    timeout = args.timeout if args.timeout is not None else config.capture.wait.total_seconds()
     store = None if args.no_store else Store.open(config.database_url())
     try:
-        return aio.run(_listen(config, store, args.once, timeout, args.format))
+        return aio.run(_listen(config, store, args))
     finally:
         if store is not None:
             store.close()

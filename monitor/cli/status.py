@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         rows, failed = status(store, now)
         total = failed_total(store)
         attempts = renewals(store)
-        unmatched = captures.recent(store)
+        unattributed = captures.recent(store)
         cluster = instances.view(config, store, now)
     finally:
         store.close()
@@ -61,14 +61,14 @@ def run(args: argparse.Namespace) -> int:
             "failed_messages": [asdict(m) for m in failed],
             "failed_messages_total": total,
             "renewals": [asdict(r) for r in attempts],
-            "unmatched_captures": [asdict(c) for c in unmatched],
+            "unattributed_captures": [asdict(c) for c in unattributed],
             **cluster,
         }
         sys.stdout.write(json.dumps(doc, indent=2, default=_iso) + "\n")
     else:
         _print(rows, failed, total, attempts, now)
         _print_heartbeat(beat)
-        _print_captures(unmatched)
+        _print_captures(unattributed)
         instances.show(cluster, now)
     return code
 
@@ -158,18 +158,25 @@ def _print(
         out.print("Nothing probed yet: run `relaycert scan` or `relaycert run`.")
 
 
-def _print_captures(unmatched: list[CaptureStatus]) -> None:
-    """Messages at the capture listener that matched no endpoint (by peer address or EHLO)."""
-    if not unmatched:
+def _print_captures(unattributed: list[CaptureStatus]) -> None:
+    """Messages at the capture listener that no valid token attributes to an outbound check:
+    test sends, strays, forgeries.  They never change an endpoint's result."""
+    if not unattributed:
         return
     out = console()
-    out.print(Text(f"{len(unmatched)} capture(s) matched no endpoint:", style="bold"))
-    for c in unmatched:
+    out.print(
+        Text(
+            f"{len(unattributed)} capture(s) attributed to no check (never an endpoint's result):",
+            style="bold",
+        )
+    )
+    for c in unattributed:
         verdict = "; ".join(clip(f, 160) for f in c.findings[:3]) or "no finding"
+        why = "test send" if c.kind == "test" else f"unattributed: {c.reason or 'no token'}"
         out.print(
             Text(
                 f"  {c.at:%Y-%m-%d %H:%M} from {c.peer} (EHLO {clip(c.ehlo or '-', 80)}), "
                 f"{c.tls_version or 'no TLS'}, client certificate "
-                f"{(c.leaf_sha256 or 'none')[:16]}: {verdict}"
+                f"{(c.leaf_sha256 or 'none')[:16]} ({clip(why, 120)}): {verdict}"
             )
         )

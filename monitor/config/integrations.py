@@ -87,8 +87,15 @@ class CaptureConfig(Model):
     max_connections: int = Field(default=100, ge=1, le=10_000)
     max_per_peer: int = Field(default=20, ge=1, le=10_000)
     rate_per_peer: int = Field(default=120, ge=1, le=100_000)
+    # Connections only the on-prem servers may use (their addresses: configured, submitted to,
+    # or seen delivering a valid token), so a flood from elsewhere cannot shut them out.
+    reserved: int = Field(default=25, ge=0, le=10_000)
+    # The per-read timeout of other peers' sessions while half the connections are in use.
+    stress_timeout: Duration = timedelta(seconds=5)
     wait: Duration = timedelta(minutes=2)
     misses_critical: int = Field(default=3, ge=1, le=1000)
+    token_secret_file: Path | None = None
+    token_lifetime: Duration = timedelta(hours=6)
 
     @field_validator("listen")
     @classmethod
@@ -118,6 +125,13 @@ class CaptureConfig(Model):
     def _pair(self) -> CaptureConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("give both cert_file and key_file, or neither (one is generated)")
+        if self.reserved >= self.max_connections:
+            raise ValueError(
+                f"reserved ({self.reserved}) must be below max_connections "
+                f"({self.max_connections}), or no other peer could connect at all"
+            )
+        if self.token_lifetime < self.wait:
+            raise ValueError("token_lifetime must be at least wait, or no probe could arrive")
         return self
 
     def addresses(self) -> tuple[tuple[str, int], ...]:

@@ -38,6 +38,7 @@ class ClientTLS:
 class _Forwarder:
     next_hop: tuple[str, int] | None
     client: ClientTLS
+    delay: float = 0.0  # seconds a message waits in the "queue" before it is forwarded
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -48,7 +49,9 @@ class _Forwarder:
         return "250 2.0.0 Ok: queued"
 
     async def _forward(self, envelope: Any) -> None:
-        assert self.next_hop is not None
+        await asyncio.sleep(self.delay)
+        if self.next_hop is None:  # the route went away while the message was queued
+            return
         host, port = self.next_hop
         smtp = aiosmtplib.SMTP(
             hostname=host, port=port, start_tls=False, timeout=10, local_hostname="relay.demo.test"
@@ -67,8 +70,10 @@ class _Forwarder:
 class DemoRelay:
     """``DemoRelay(next_hop, ClientTLS(...)).start()`` listens on ``127.0.0.1:port``."""
 
-    def __init__(self, next_hop: tuple[str, int] | None, client: ClientTLS) -> None:
-        self.forwarder = _Forwarder(next_hop, client)
+    def __init__(
+        self, next_hop: tuple[str, int] | None, client: ClientTLS, delay: float = 0.0
+    ) -> None:
+        self.forwarder = _Forwarder(next_hop, client, delay)
         self.port = free_port()
         self._controller = Controller(
             self.forwarder, hostname="127.0.0.1", port=self.port, ready_timeout=10

@@ -1,5 +1,6 @@
 """Running the capture listener beside a scanner: the outbound checks wait at it, and every
-passive capture (a message no check waited for) is judged and stored through the scanner.
+arrival (a message no check waited for: a late probe, a test send, a stray) is judged and kept
+through the scanner (:mod:`.arrivals`).
 
 ``relaycert run`` keeps one for its whole life (a reload's new scanner is handed the same
 listener), ``relaycert scan`` opens one for the scan, ``relaycert capture`` runs one alone.
@@ -12,10 +13,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from monitor.capture.dialogue import Capture
-from monitor.capture.listener import CaptureListener, ListenerSettings
+from monitor.capture.listener import Arrival, CaptureListener, ListenerSettings
 from monitor.errors import ConfigError, RelaycertError
 from monitor.logs import event
+from monitor.pipeline import arrivals
 from monitor.pipeline.records import ScanRecord
 from monitor.pipeline.scan import Scanner
 
@@ -23,7 +24,7 @@ log = logging.getLogger("relaycert.capture")
 
 
 class CaptureService:
-    """One listener whose passive captures go to ``scanner_of()`` (the current scanner)."""
+    """One listener whose arrivals go to ``scanner_of()`` (the current scanner)."""
 
     def __init__(
         self,
@@ -35,20 +36,27 @@ class CaptureService:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> CaptureListener:
-        settings = ListenerSettings.from_config(self.scanner_of().config)
-        listener = CaptureListener(settings, on_passive=self._passive)
+        config = self.scanner_of().config
+        settings = ListenerSettings.from_config(config)
+        # The on-prem servers' configured addresses may use the reserved connections from the
+        # start; the addresses checks submit to and peers that deliver a token are added later.
+        known = [a for e in config.endpoints if e.outbound is not None for a in e.addresses or ()]
+        listener = CaptureListener(settings, on_arrival=self._arrival, known=known)
         await listener.start()
         self.listener = listener
         return listener
 
-    def _passive(self, capture: Capture) -> None:
-        task = asyncio.get_running_loop().create_task(self._judge(capture))
+    def _arrival(self, arrival: Arrival) -> None:
+        task = asyncio.get_running_loop().create_task(self._judge(arrival))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _judge(self, capture: Capture) -> None:
+    async def _judge(self, arrival: Arrival) -> None:
+        capture, listener = arrival.capture, self.listener
+        if listener is None:
+            return
         try:
-            record = await self.scanner_of().passive(capture)
+            record = await arrivals.handle(self.scanner_of(), arrival, listener.settings.keys)
         except RelaycertError as exc:
             event(log, logging.ERROR, "capture.store_failed", peer=capture.peer, error=str(exc))
             return
@@ -58,6 +66,7 @@ class CaptureService:
             "capture.judged",
             peer=capture.peer,
             endpoint=record.result.target.endpoint,
+            late=bool((record.result.session or {}).get("late")),
             status=record.result.status.value,
             findings=len(record.findings),
         )

@@ -1,39 +1,31 @@
 """The outbound half of a scan: run each endpoint's outbound check at the capture listener, count
-consecutive misses, and judge passive captures (messages no check was waiting for).
+consecutive misses, and turn attempts and late arrivals into results.
 
 Results are :class:`~monitor.probe.result.ProbeResult` with direction ``to_exchange_online``, so
-they are judged, stored, alerted and reported by the same pipeline as the listener probes.
+they are judged, stored, alerted and reported by the same pipeline as the listener probes.  Only
+a probe's own evidence becomes a result: what arrived for its signed token, on time or late
+(:func:`late_result`).  A message without a valid token never does (see
+:mod:`monitor.pipeline.arrivals`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Direction, ProbeStatus
+from checks.base import ProbeStatus
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
-from monitor.errors import ProbeError, RelaycertError
-from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.probe.result import ProbeResult
 
 if TYPE_CHECKING:  # loaded when an outbound check runs (pyOpenSSL, the store)
     from monitor.capture.dialogue import Capture
     from monitor.capture.listener import CaptureListener
+    from monitor.capture.outbound import Attempt
+    from monitor.capture.tokens import Claim
     from monitor.store.engine import Store
-
-
-def _failed(
-    config: Config, endpoint: EndpointConfig, step: str, error: str, address: str = ""
-) -> ProbeResult:
-    from monitor.capture.outbound import outbound_target
-
-    target = outbound_target(config, endpoint, address)
-    return ProbeResult(
-        target, datetime.now(UTC), ProbeStatus.UNREACHABLE, failed_step=step, error=error
-    )
 
 
 async def check_endpoint(
@@ -44,20 +36,24 @@ async def check_endpoint(
     unavailable: str | None = None,
 ) -> ProbeResult:
     """One endpoint's outbound check; never raises for what a server does."""
-    from monitor.capture.outbound import check, submission, submit_address
+    from monitor.capture.outbound import NotSubmitted, attempt, outbound_target, prepare
 
     if listener is None:
         why = unavailable or "no capture listener is running (configure [capture])"
-        return _failed(config, endpoint, "capture", why)
-    try:
-        address = await submit_address(config, endpoint)
-    except ProbeError as exc:
-        return _failed(config, endpoint, exc.step, exc.detail)
-    try:
-        sub = submission(config, endpoint, address)
-    except RelaycertError as exc:  # a secret that cannot be read
-        return _failed(config, endpoint, "auth", str(exc), address)
-    return await check(sub, listener, semaphore)
+        target = outbound_target(config, endpoint, "")
+        return ProbeResult(
+            target, datetime.now(UTC), ProbeStatus.UNREACHABLE, failed_step="capture", error=why
+        )
+    sub = await prepare(config, endpoint)
+    if isinstance(sub, NotSubmitted):
+        return ProbeResult(
+            sub.target,
+            datetime.now(UTC),
+            ProbeStatus.UNREACHABLE,
+            failed_step=sub.step,
+            error=sub.error,
+        )
+    return result_of(await attempt(sub, listener, semaphore))
 
 
 async def check_all(
@@ -75,65 +71,65 @@ async def check_all(
     )
 
 
+def result_of(attempt: Attempt) -> ProbeResult:
+    """What one attempt measured: unreachable (the submission failed), not delivered (nothing
+    arrived within the wait), or what arrived."""
+    sub = attempt.submission
+    result = ProbeResult(sub.target, attempt.issued, banner=attempt.banner)
+    result.timings.update(attempt.timings)
+    if attempt.error is not None:
+        result.status = ProbeStatus.UNREACHABLE
+        result.failed_step, result.error = attempt.error.step, attempt.error.detail
+    elif attempt.capture is None:
+        result.status, result.failed_step = ProbeStatus.NOT_DELIVERED, "delivery"
+        result.error = f"nothing arrived within {sub.wait:g}s"
+        result.session = {"token": attempt.token, "issued": attempt.issued.isoformat()}
+    else:
+        arrived(result, attempt.capture)
+        result.session = {**(result.session or {}), "issued": attempt.issued.isoformat()}
+    return result
+
+
+def arrived(result: ProbeResult, capture: Capture) -> None:
+    """Fill ``result`` from what arrived: the chain, or which of TLS and certificate was not."""
+    result.session = capture.summary()
+    result.tls_version, result.cipher = capture.tls_version, capture.cipher
+    result.chain_der = capture.chain_der
+    if capture.chain_der:
+        result.status = ProbeStatus.OK
+    elif capture.tls:
+        result.status = ProbeStatus.NO_CLIENT_CERT
+    else:
+        result.status = ProbeStatus.NO_TLS
+
+
+def late_result(
+    config: Config, endpoint: EndpointConfig, address: str, capture: Capture, claim: Claim
+) -> ProbeResult:
+    """A probe message that arrived after its check stopped waiting, as that endpoint's own
+    outbound result (keyed by ``address``, the address its checks submit to), marked late."""
+    from monitor.capture.outbound import outbound_target
+
+    result = ProbeResult(outbound_target(config, endpoint, address), claim.issued)
+    arrived(result, capture)
+    late_by = (capture.at - claim.issued).total_seconds()
+    result.session = {
+        **(result.session or {}),
+        "issued": claim.issued.isoformat(),
+        "late": True,
+        "late_by_s": round(late_by, 1),
+    }
+    return result
+
+
 def count_misses(store: Store | None, results: Sequence[ProbeResult], limit: int) -> None:
     """Set ``misses`` on every not-delivered result: this miss and the consecutive ones before
     it (stored rows count their repeats), up to ``limit``."""
     missed = [r for r in results if r.status is ProbeStatus.NOT_DELIVERED]
     if not missed:
         return
-    from monitor.store import queries
+    from monitor.store.outbound import outbound_misses
 
-    before = queries.outbound_misses(store, [r.target.endpoint for r in missed], limit)
+    before = outbound_misses(store, [r.target.endpoint for r in missed], limit)
     for result in missed:
         result.misses = min(before.get(result.target.endpoint, 0) + 1, limit)
-
-
-# -- passive captures ---------------------------------------------------------------------------
-
-
-def match(config: Config, capture: Capture, seen: Mapping[str, set[str]]) -> EndpointConfig | None:
-    """The endpoint a passive capture came from: by peer address (configured ``addresses``, or
-    addresses the endpoint was probed at, ``seen``), else by EHLO name equal to its host."""
-    peer = _normal(capture.peer)
-    for endpoint in config.endpoints:
-        known = set(endpoint.addresses or ()) | seen.get(endpoint.name, set())
-        if peer in {_normal(a) for a in known}:
-            return endpoint
-    ehlo = (capture.ehlo or "").lower().rstrip(".")
-    for endpoint in config.endpoints:
-        if ehlo and ehlo in (endpoint.host.lower(), (endpoint.ehlo_name or "").lower()):
-            return endpoint
-    return None
-
-
-def _normal(address: str) -> str:
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    mapped = getattr(parsed, "ipv4_mapped", None)
-    return str(mapped or parsed)
-
-
-def passive_result(
-    config: Config, endpoint: EndpointConfig | None, capture: Capture
-) -> ProbeResult:
-    """A passive capture as an outbound result (of ``endpoint``, or of no endpoint)."""
-    from monitor.capture.outbound import arrived
-
-    name = endpoint.name if endpoint else "(unmatched)"
-    host = endpoint.host if endpoint else (capture.ehlo or capture.peer)
-    target = ProbeTarget(
-        endpoint=name,
-        host=host,
-        port=0,
-        address=capture.peer,
-        mode="outbound",
-        ehlo_name=config.probe.ehlo_name,
-        timeout=0.0,
-        direction=Direction.TO_EXO,
-    )
-    result = ProbeResult(target, capture.at)
-    arrived(result, capture)
-    result.session = {**(result.session or {}), "passive": True}
-    return result

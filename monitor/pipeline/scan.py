@@ -16,10 +16,8 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Baseline, Direction, ProbeStatus, TrustAnchors, worst
-from checks.certinfo import fingerprint
+from checks.base import Baseline, Direction, ProbeStatus, TrustAnchors
 from monitor.alerts.policy import Tracking
-from monitor.config.common import is_host_name
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.pipeline import outbound
@@ -35,7 +33,6 @@ from monitor.probe.trust import trust_anchors
 if TYPE_CHECKING:  # the database layer is imported when a store is used, not before
     from sqlmodel import Session
 
-    from monitor.capture.dialogue import Capture
     from monitor.capture.listener import CaptureListener
     from monitor.probe.workers import ProbePool
     from monitor.store.engine import Store
@@ -233,52 +230,6 @@ class Scanner:
         async with self.write_lock:
             await asyncio.to_thread(writes.record, store, records, hook)
 
-    async def passive(self, capture: Capture) -> ScanRecord:
-        """Judge a message no outbound check was waiting for.  Matched to an endpoint (peer
-        address or EHLO name), it is that endpoint's outbound observation; either way the
-        session and verdict are kept for ``relaycert status``."""
-        store = await self.ready_store()
-        seen: dict[str, set[str]] = {}
-        if store is not None:
-            from monitor.store import queries
-
-            seen = await asyncio.to_thread(queries.addresses_seen, store)
-        endpoint = outbound.match(self.config, capture, seen)
-        result = outbound.passive_result(self.config, endpoint, capture)
-        if endpoint is not None:
-            record = (await self.judge_and_store([result], capture.at))[0]
-        else:
-            judge = Judge(self.config, capture.at, self.anchors, self.endpoints)
-            record = judge.judge(result, unmatched_endpoint(self.config, capture))
-        if store is not None:
-            from monitor.store import captures
-
-            worst_finding = worst(f.severity for f in record.findings)
-            session = {
-                **(result.session or {}),
-                "findings": [f"{f.severity.value} {f.rule}: {f.message}" for f in record.findings],
-            }
-            await asyncio.to_thread(
-                captures.save,
-                store,
-                session,
-                at=capture.at,
-                endpoint=endpoint.name if endpoint else None,
-                tls_version=capture.tls_version,
-                leaf_sha256=fingerprint(record.chain[0]) if record.chain else None,
-                worst=worst_finding.value if worst_finding else None,
-            )
-        return record
-
 
 def _legacy_key(target: ProbeTarget) -> tuple[str, int, str]:
     return (target.address, target.port, target.mode)
-
-
-def unmatched_endpoint(config: Config, capture: Capture) -> EndpointConfig:
-    """A stand-in endpoint for a capture no endpoint matches: judged against the connector when
-    there is exactly one (otherwise no connector rule can say which applies)."""
-    connector = config.connectors[0].name if len(config.connectors) == 1 else None
-    ehlo = capture.ehlo or ""
-    host = ehlo if is_host_name(ehlo) else "unmatched.invalid"
-    return EndpointConfig(name="(unmatched)", host=host, connector=connector)

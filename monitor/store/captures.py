@@ -1,6 +1,7 @@
-"""Passive captures: messages the capture listener received that no outbound check was waiting
-for.  Their session (never a body) and verdict are kept so ``relaycert status`` can show the
-ones that matched no endpoint."""
+"""Captures: messages the capture listener received that no outbound check was waiting for (late
+probes, hand test sends, strays).  Their session (never a body), kind, reason and verdict are
+kept so ``relaycert status``, the report and ``/metrics`` can show the unattributed ones:
+``endpoint`` is set only for a late probe of that endpoint's own check."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ class CaptureStatus:
     endpoint: str | None
     worst: str | None
     findings: list[str]
+    kind: str = "unattributed"  # late | late, superseded | test | unattributed
+    reason: str | None = None
+    for_endpoint: str | None = None  # the endpoint a test send was judged against
 
 
 def save(
@@ -52,11 +56,15 @@ def save(
         )
 
 
-def recent(store: Store, limit: int = 20, unmatched_only: bool = True) -> list[CaptureStatus]:
-    """The newest passive captures (only those matched to no endpoint, by default)."""
+def recent(
+    store: Store, limit: int = 20, unattributed_only: bool = True, since: datetime | None = None
+) -> list[CaptureStatus]:
+    """The newest captures (by default only those attributed to no endpoint's check)."""
     query = select(CaptureRow).order_by(col(CaptureRow.id).desc()).limit(limit)
-    if unmatched_only:
+    if unattributed_only:
         query = query.where(col(CaptureRow.endpoint).is_(None))
+    if since is not None:
+        query = query.where(col(CaptureRow.at) >= since)
     with store.reading("reading passive captures") as db:
         return [
             CaptureStatus(
@@ -68,6 +76,20 @@ def recent(store: Store, limit: int = 20, unmatched_only: bool = True) -> list[C
                 r.endpoint,
                 r.worst,
                 list(r.session.get("findings", [])),
+                str(r.session.get("kind") or "unattributed"),
+                r.session.get("reason"),
+                r.session.get("for_endpoint"),
             )
             for r in db.scalars(query)
         ]
+
+
+def unattributed_count(store: Store, since: datetime) -> int:
+    """Captures since ``since`` that no valid token attributes to a check (test sends aside)."""
+    with store.reading("counting unattributed captures") as db:
+        rows = db.scalars(
+            select(CaptureRow.session).where(  # type: ignore[call-overload]
+                col(CaptureRow.endpoint).is_(None), col(CaptureRow.at) >= since
+            )
+        )
+        return sum(1 for session in rows if (session or {}).get("kind") != "test")

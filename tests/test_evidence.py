@@ -1,0 +1,338 @@
+"""Relay verdicts bound to evidence: a capture counts only by its own signed token, and what was
+not measured never improves a verdict.
+
+Every endpoint here sits on one address (127.0.0.1), as several Postfix instances on one host or
+relays behind one NAT address do, each with its own in-process relay and client TLS settings, so
+nothing but the token can tell their captures apart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import smtplib
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from monitor import aio
+from monitor.cli.app import main
+from monitor.config.loader import Config, load
+from monitor.demo import pki
+from monitor.demo.relay import ClientTLS, DemoRelay
+from monitor.demo.servers import LoopbackSMTP, free_port
+from monitor.pipeline.listening import listening
+from monitor.pipeline.scan import Scanner
+from monitor.store.engine import Store
+from tests.conftest import endpoint_toml
+from tests.test_outbound import PROBE_DOMAIN, capture_toml, outbound_toml, relays, served
+
+__all__ = ["relays", "served"]  # fixtures
+
+
+def fleet(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    clients: dict[str, ClientTLS | None],
+    wait: str = "3s",
+    delays: dict[str, float] | None = None,
+) -> tuple[Path, dict[str, DemoRelay]]:
+    """One endpoint per client, all on 127.0.0.1, each relaying through its own relay to the
+    capture listener (``None``: a relay with no route, whose probe never arrives)."""
+    port = free_port()
+    started: dict[str, DemoRelay] = {}
+    body = ""
+    for name, client in clients.items():
+        relay = relays(("127.0.0.1", port) if client else None, client or ClientTLS())
+        relay.forwarder.delay = (delays or {}).get(name, 0.0)
+        started[name] = relay
+        body += endpoint_toml(name, served.port, host=f"{name}.contoso.com")
+        body += outbound_toml(relay.port)
+    return config_file(body, extra=capture_toml(port, wait)), started
+
+
+def sql(config: Path, query: str, **params: Any) -> list[Any]:
+    engine = create_engine(load(config).database_url())
+    with engine.connect() as conn:
+        rows = conn.execute(text(query), params).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def newest_client(config: Path, endpoint: str) -> tuple[str, dict[str, Any]]:
+    """(status, session) of ``endpoint``'s newest outbound result."""
+    rows = sql(
+        config,
+        "SELECT o.status, o.session FROM observation o JOIN endpoint e ON e.id = o.endpoint_id "
+        "WHERE e.name = :name AND o.direction = 'to_exchange_online' ORDER BY o.id DESC",
+        name=endpoint,
+    )
+    status, session = rows[0]
+    return status, json.loads(session) if isinstance(session, str) else (session or {})
+
+
+def alerts(config: Path) -> set[tuple[str, str, str]]:
+    return set(
+        sql(
+            config,
+            "SELECT e.name, a.rule, a.status FROM alert a JOIN endpoint e ON e.id = a.endpoint_id",
+        )
+    )
+
+
+def captures(config: Path) -> int:
+    return int(sql(config, "SELECT count(*) FROM capture")[0][0])
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def client_tls(key: Path | None = None, chain: Path | None = None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    if key and chain:
+        context.load_cert_chain(chain, key)
+    return context
+
+
+def while_listening(
+    config: Path, action: Callable[[Scanner], Any], until: Callable[[], bool]
+) -> None:
+    """Run ``action`` with the capture listener up (as the daemon keeps it), until ``until``."""
+
+    async def go() -> None:
+        loaded: Config = load(config)
+        store = Store.open(loaded.database_url())
+        try:
+            async with listening(Scanner(loaded, store)) as scanner:
+                if asyncio.iscoroutinefunction(action):
+                    await action(scanner)
+                else:  # a blocking client: in a thread, so the listener keeps serving
+                    await asyncio.to_thread(action, scanner)
+                deadline = time.monotonic() + 15
+                while not await asyncio.to_thread(until):
+                    assert time.monotonic() < deadline, "timed out waiting"
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.3)  # what the arrival stores lands before the check
+        finally:
+            store.close()
+
+    aio.run(go())
+
+
+@pytest.fixture
+def covering(write_chain, good_leaf: pki.Issued, intermediate: pki.Issued) -> ClientTLS:  # type: ignore[no-untyped-def]
+    return ClientTLS(True, *write_chain(good_leaf, intermediate))
+
+
+def test_a_hand_send_through_the_good_server_leaves_the_broken_one_broken(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    covering: ClientTLS,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config, relay = fleet(
+        config_file, served, relays, {"broken": ClientTLS(tls=True), "good": covering}
+    )
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    assert ("broken", "outbound.no_client_certificate", "open") in alerts(config)
+
+    def hand_send(_: Scanner) -> None:  # as docs/outbound.md once suggested: any test mail
+        with smtplib.SMTP("127.0.0.1", relay["good"].port, timeout=5) as smtp:
+            smtp.sendmail("admin@contoso.com", [f"test@{PROBE_DOMAIN}"], "Subject: t\r\n\r\nx")
+
+    while_listening(config, hand_send, lambda: captures(config) >= 1)
+    assert newest_client(config, "broken")[0] == "no_client_cert"
+    assert ("broken", "outbound.no_client_certificate", "open") in alerts(config)
+    assert sql(config, "SELECT count(*) FROM outbox WHERE kind = 'resolved'") == [(0,)]
+    main(["report", "--config", str(config), "--format", "json"])
+    (connector,) = json.loads(capsys.readouterr().out)["connectors"]
+    assert all(s["works"] is False for s in connector["scenarios"])
+
+
+def test_forged_sessions_open_and_resolve_nothing(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    covering: ClientTLS,
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,
+) -> None:
+    config, _ = fleet(config_file, served, relays, {"broken": ClientTLS(tls=True)})
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    before = alerts(config)
+    assert ("broken", "outbound.no_client_certificate", "open") in before
+    port = load(config).capture.addresses()[0][1]  # type: ignore[union-attr]
+    forged = "1" + "ab" * 25  # the token layout, without the installation's secret
+
+    def forge(_: Scanner) -> None:
+        # From the endpoint's own address with a covering certificate: would resolve the alert.
+        with smtplib.SMTP("127.0.0.1", port, timeout=5, local_hostname="broken.contoso.com") as s:
+            s.starttls(context=client_tls(*write_chain(good_leaf, intermediate)))
+            s.sendmail("a@contoso.com", [f"rc-{forged}@{PROBE_DOMAIN}"], "x")
+        # From elsewhere, with the endpoint's host name as EHLO and no TLS: would open no_tls.
+        other = {"local_hostname": "broken.contoso.com", "source_address": ("127.0.0.3", 0)}
+        with smtplib.SMTP("127.0.0.1", port, timeout=5, **other) as s:  # type: ignore[arg-type]
+            s.sendmail("a@contoso.com", [f"x@{PROBE_DOMAIN}"], "x")
+
+    while_listening(config, forge, lambda: captures(config) >= 2)
+    assert alerts(config) == before  # nothing opened, nothing resolved
+    assert newest_client(config, "broken")[0] == "no_client_cert"
+    rows = sql(config, "SELECT endpoint, session FROM capture ORDER BY id")
+    reasons = [json.loads(s)["reason"] for _, s in rows]
+    assert all(endpoint is None for endpoint, _ in rows)
+    assert "not issued by this installation" in reasons[0]
+    assert reasons[1] == "no relaycert token in the recipients"
+
+
+def test_a_late_probe_is_its_own_endpoints_never_its_neighbours(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    covering: ClientTLS,
+) -> None:
+    config, _ = fleet(
+        config_file,
+        served,
+        relays,
+        {"good": covering, "broken": ClientTLS(tls=True)},
+        wait="1s",
+        delays={"broken": 2.0},  # arrives after its check gave up
+    )
+    loaded = load(config)
+
+    async def scan(scanner: Scanner) -> None:
+        await scanner.scan(loaded.endpoints)
+
+    def late_stored() -> bool:
+        return (
+            len(sql(config, "SELECT id FROM observation WHERE direction != 'from_exchange_online'"))
+            >= 3
+        )
+
+    while_listening(config, scan, late_stored)
+    assert newest_client(config, "good")[0] == "ok"  # untouched by its neighbour's late probe
+    status, session = newest_client(config, "broken")
+    assert status == "no_client_cert" and session["late"] is True and session["late_by_s"] >= 1
+
+
+def test_a_miss_never_resolves_the_client_certificate_alert(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+) -> None:
+    config, relay = fleet(config_file, served, relays, {"broken": ClientTLS(tls=True)}, wait="1s")
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    assert ("broken", "outbound.no_client_certificate", "open") in alerts(config)
+    relay["broken"].forwarder.next_hop = None  # the probe stops arriving
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    assert newest_client(config, "broken")[0] == "not_delivered"
+    assert ("broken", "outbound.no_client_certificate", "open") in alerts(config)
+    assert ("broken", "outbound.not_delivered", "open") in alerts(config)
+    assert sql(config, "SELECT count(*) FROM outbox WHERE kind = 'resolved'") == [(0,)]
+
+
+def report(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    main(["report", "--config", str(config), "--format", "json"])
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_an_unmeasured_endpoint_never_improves_the_relay_verdict(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    covering: ClientTLS,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clients = {"good": covering, "broken": ClientTLS(tls=True), "silent": None}
+    config, relay = fleet(config_file, served, relays, clients, wait="1s")
+    main(["scan", "--config", str(config), "--format", "json"])
+    relay["broken"].forwarder.next_hop = None  # its last known client certificate: none
+    main(["scan", "--config", str(config), "--format", "json"])
+    doc = report(config, capsys)
+    (connector,) = doc["connectors"]
+    for scenario in connector["scenarios"]:
+        assert scenario["works"] is False  # the known-bad endpoint counts while unmeasured
+        assert "broken" in scenario["evidence"] and "last seen" in scenario["evidence"]
+        assert "silent" in scenario["evidence"] and "not measured" in scenario["evidence"]
+    (row,) = [
+        a
+        for a in doc["addresses"]
+        if a["endpoint"] == "broken" and a["direction"] != "from_exchange_online"
+    ]
+    assert row["last_seen"] is not None
+    assert any(f[1] == "outbound.no_client_certificate" for f in row["findings"])
+
+
+def test_unmeasured_endpoints_make_the_verdict_unknown_and_are_named(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    covering: ClientTLS,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One endpoint works and the others' probes never arrive (refused by a rate limit, a
+    broken route): the verdict is not "works" on the one that was measured."""
+    clients = {"good": covering, **{f"quiet{i}": None for i in range(1, 7)}}
+    config, _ = fleet(config_file, served, relays, clients, wait="1s")
+    main(["scan", "--config", str(config), "--format", "json"])
+    (connector,) = report(config, capsys)["connectors"]
+    for scenario in connector["scenarios"]:
+        assert scenario["works"] is None
+        assert "6 of 7 not measured" in scenario["evidence"]
+        assert all(f"quiet{i}" in scenario["evidence"] for i in range(1, 7))
+
+
+def test_the_capture_listener_serves_its_senders_under_a_flood(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    covering: ClientTLS,
+) -> None:
+    """100 slow sessions from 5 other addresses (20 each: the per-peer cap) while the real
+    probes come: the on-prem server's address keeps reserved room, so they are delivered."""
+    config, _ = fleet(config_file, served, relays, {"mail1": covering, "mail2": covering})
+    loaded = load(config)
+    port = loaded.capture.addresses()[0][1]  # type: ignore[union-attr]
+    held: list[asyncio.StreamWriter] = []
+
+    async def flood_then_scan(scanner: Scanner) -> None:
+        async def slow(address: str) -> None:
+            try:
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, local_addr=(address, 0)
+                )
+            except OSError:
+                return
+            held.append(writer)
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(reader.readline(), 5)
+                for _ in range(30):  # slow but never idle: a NOOP a second
+                    writer.write(b"NOOP\r\n")
+                    await asyncio.sleep(1)
+
+        tasks = [asyncio.create_task(slow(f"127.0.0.{2 + i % 5}")) for i in range(100)]
+        await asyncio.sleep(1.0)  # every slot the flood can take is taken
+        records = await scanner.scan(loaded.endpoints)
+        client = [r for r in records if r.result.target.mode == "outbound"]
+        assert [r.result.status.value for r in client] == ["ok", "ok"]
+        for writer in held:
+            writer.transport.abort()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    while_listening(config, flood_then_scan, lambda: True)
