@@ -232,6 +232,7 @@ def test_a_miss_never_resolves_the_client_certificate_alert(
     config_file: Callable[..., Path],
     served: LoopbackSMTP,
     relays: Callable[..., DemoRelay],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     config, relay = fleet(config_file, served, relays, {"broken": ClientTLS(tls=True)}, wait="1s")
     assert main(["run", "--once", "--config", str(config)]) == 0
@@ -242,6 +243,29 @@ def test_a_miss_never_resolves_the_client_certificate_alert(
     assert ("broken", "outbound.no_client_certificate", "open") in alerts(config)
     assert ("broken", "outbound.not_delivered", "open") in alerts(config)
     assert sql(config, "SELECT count(*) FROM outbox WHERE kind = 'resolved'") == [(0,)]
+    # status and /metrics keep the last known finding beside the miss, marked as such
+    capsys.readouterr()
+    main(["status", "--config", str(config), "--format", "json"])
+    (row,) = [
+        a
+        for a in json.loads(capsys.readouterr().out)["addresses"]
+        if a["direction"] == "to_exchange_online"
+    ]
+    assert row["status"] == "not_delivered" and row["last_seen"] is not None
+    assert row["worst_finding"] == "critical"
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from monitor.service.metrics import StoreCollector
+
+    store = Store.open(load(config).database_url())
+    try:
+        registry = CollectorRegistry()
+        registry.register(StoreCollector(store, lambda: None))
+        exposition = generate_latest(registry).decode()
+    finally:
+        store.close()
+    assert 'rule="outbound.no_client_certificate"' in exposition
+    assert "relaycert_unattributed_captures 0.0" in exposition
 
 
 def report(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
@@ -336,3 +360,45 @@ def test_the_capture_listener_serves_its_senders_under_a_flood(
         await asyncio.gather(*tasks, return_exceptions=True)
 
     while_listening(config, flood_then_scan, lambda: True)
+
+
+def test_the_reports_small_print_counts_what_it_does_not_name(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    covering: ClientTLS,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clients: dict[str, ClientTLS | None] = {f"relay{i}": covering for i in range(1, 8)}
+    config, _ = fleet(config_file, served, relays, clients)
+    main(["scan", "--config", str(config), "--format", "json"])
+    doc = report(config, capsys)
+    (connector,) = doc["connectors"]
+    assert connector["scenarios"][0]["works"] is True
+    assert "all 7 work" in connector["scenarios"][0]["evidence"]
+    assert connector["scenarios"][0]["evidence"].endswith(" and 2 more")
+    client = [a for a in doc["addresses"] if a["direction"] == "to_exchange_online"]
+    assert [(a["attempts"], a["successes"]) for a in client] == [(1, 1)] * 7
+    main(["report", "--config", str(config), "--format", "html"])
+    html = capsys.readouterr().out
+    assert "1 of 1 outbound checks arrived" in html and "0 of 0" not in html
+    # Only `relaycert scan` wrote this store: status claims no daemon.
+    main(["status", "--config", str(config)])
+    assert "the daemon is probing" not in capsys.readouterr().out
+
+
+def test_a_submission_host_does_not_rename_the_endpoint(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port()
+    relay = relays(("127.0.0.1", port), ClientTLS(tls=True))
+    outbound = outbound_toml(relay.port) + 'submit_host = "localhost"\n'
+    config = config_file(endpoint_toml("mail1", served.port) + outbound, extra=capture_toml(port))
+    main(["scan", "--config", str(config), "--format", "json"])
+    results = json.loads(capsys.readouterr().out)["results"]
+    (client,) = [r for r in results if r["direction"] == "to_exchange_online"]
+    assert client["status"] == "no_client_cert"
+    assert client["host"] == "mail1.contoso.com"  # what alert subjects name, not "localhost"

@@ -108,7 +108,7 @@ def _print_heartbeat(beat: dict[str, object]) -> None:
             )
         )
     else:
-        console().print(Text(f"Newest probe: {when} (the daemon is probing)"))
+        console().print(Text(f"Newest probe: {when} (within the expected interval)"))
 
 
 def _print(
@@ -128,7 +128,14 @@ def _print(
             Text(DIRECTION_SHORT[Direction(r.direction)]),
             Text(r.address or "-"),
             Text(f"{r.last_probe:%Y-%m-%d %H:%M}"),
-            Text(r.status),
+            Text(
+                r.status
+                + (
+                    f" (last seen {r.last_seen:%Y-%m-%d %H:%M}, not measured since)"
+                    if r.last_seen
+                    else ""
+                )
+            ),
             Text(f"{r.worst_finding} {r.worst_rule}" if r.worst_rule else "-"),
             Text(r.open_alert or "-"),
             Text(f"{r.days_left:.1f}" if r.days_left is not None else "-"),

@@ -89,30 +89,64 @@ def _verdict(severities: list[str]) -> str:
     return "compliant"
 
 
+SHOWN = 5  # addresses named in full in one line of evidence; the rest are counted
+
+
+def _names(items: list[str]) -> str:
+    more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more
+
+
+def _unmeasured(a: AddressReport) -> str:
+    if a.last_seen is None:
+        return f"{a.label} (never measured)"
+    return f"{a.label} (last seen {a.last_seen:%Y-%m-%d %H:%M} UTC, not measured since)"
+
+
 def _judged(
     addresses: list[AddressReport], accepted: str | None, breaking: dict[str, str], docs: str
 ) -> tuple[bool | None, str, str | None, str | None, list[str]]:
-    """(works, evidence, error, fix, affected addresses) of one direction: it works only when
-    every address does; the evidence names which fail, why, and which work."""
+    """(works, evidence, error, fix, affected addresses) of one direction.  It is never better
+    than its worst address: broken when any address is known to fail (its last known findings
+    count while it is not measured), unknown while any is not measured, and works only when
+    every address was measured and works.  The evidence names which fail, which were not
+    measured (with when they were last seen) and which work."""
     failing: dict[str, tuple[str, str]] = {}
     for a in addresses:
         for sev, rule, msg in a.findings:
             if rule in breaking and sev == "critical":
                 failing.setdefault(a.label, (rule, msg))
-    working = [a for a in addresses if a.certificate is not None and a.label not in failing]
+    unmeasured = [a for a in addresses if not a.measured and a.label not in failing]
+    working = [
+        a for a in addresses if a.measured and a.certificate is not None and a.label not in failing
+    ]
     if accepted is None:
         evidence = "the connector's domain is not an accepted domain of the tenant"
         fix = "Add the domain as an accepted domain, or change the connector."
         return False, evidence, ATTR36, fix, [a.label for a in addresses]
+    total = len(addresses)
+    tail = ""
+    if unmeasured:
+        tail += f"; {len(unmeasured)} of {total} not measured: " + _names(
+            [_unmeasured(a) for a in unmeasured]
+        )
+    if working:
+        tail += "; working: " + _names([a.label for a in working])
     if failing:
         rule, _ = next(iter(failing.values()))
         parts = [f"{label}: {r}: {m}" for label, (r, m) in failing.items()]
-        evidence = f"{len(failing)} of {len(addresses)} fail: " + "; ".join(parts)
-        if working:
-            evidence += "; working: " + ", ".join(a.label for a in working)
+        evidence = f"{len(failing)} of {total} fail: " + "; ".join(parts[:SHOWN])
+        if len(parts) > SHOWN:
+            evidence += f" and {len(parts) - SHOWN} more"
         fixes = sorted({r for r, _ in failing.values()})
         fix = "How to fix: " + ", ".join(f"{docs}#{anchor(r)}" for r in fixes)
-        return False, evidence, breaking[rule], fix, list(failing)
+        return False, evidence + tail, breaking[rule], fix, list(failing)
+    if unmeasured:
+        fix = (
+            "Make the endpoints reachable by the monitor (for outbound checks: the route of "
+            "the probe domain and the capture listener); until then the verdict is unknown."
+        )
+        return None, tail.removeprefix("; "), None, fix, [a.label for a in unmeasured]
     if not working:
         fix = "Make the endpoints reachable by the monitor."
         return None, "no endpoint of this connector was probed successfully", None, fix, []
@@ -120,10 +154,11 @@ def _judged(
         f"all {len(working)} work: "
         + "; ".join(
             f"{a.label} presents {a.certificate.subject}"  # type: ignore[union-attr]
-            + (f" (last seen {a.last_seen:%Y-%m-%d %H:%M} UTC)" if a.last_seen else "")
-            for a in working[:5]
+            for a in working[:SHOWN]
         )
     )
+    if len(working) > SHOWN:
+        evidence += f" and {len(working) - SHOWN} more"
     return True, evidence, None, None, []
 
 
@@ -152,7 +187,7 @@ def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
     endpoint, obs = row.endpoint, row.observation
     findings = list(row.findings)
     if row.last_seen is not None:
-        seen = f" (last seen {row.last_seen:%Y-%m-%d %H:%M} UTC)"
+        seen = f" (last seen {row.last_seen:%Y-%m-%d %H:%M} UTC, not measured since)"
         findings += [
             (sev, rule, msg + seen)
             for sev, rule, msg in row.last_findings
@@ -174,6 +209,7 @@ def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
         row.attempts,
         row.successes,
         row.last_seen,
+        row.measured,
     )
 
 

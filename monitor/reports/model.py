@@ -36,6 +36,8 @@ class AddressReport:
     successes: int = 0
     # Set when the address is not answering: when its certificate was last seen.
     last_seen: datetime | None = None
+    # Whether the newest probe measured anything (False: unreachable, or never arrived).
+    measured: bool = True
 
     @property
     def label(self) -> str:

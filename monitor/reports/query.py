@@ -11,7 +11,7 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlmodel import Session, col
 
 from checks.base import Direction
@@ -20,6 +20,7 @@ from monitor.reports.model import Event
 from monitor.store import queries
 from monitor.store.engine import Store
 from monitor.store.models import AlertRow, EndpointRow, FindingRow, ObservationRow, ProbeDayRow
+from monitor.store.outbound import MEASURED_OUTBOUND
 from monitor.store.queries import Key
 
 SERVED = Direction.FROM_EXO.value
@@ -36,10 +37,17 @@ class AddressRow:
     events: list[Event]
     attempts: int
     successes: int
-    # When the newest observation has no certificate (an outage), the last one that had: its
-    # certificate and findings still count, marked "last seen".
+    # When the newest observation measured nothing (an outage, a probe that never arrived; for
+    # the listener, any newest without a certificate), the last one that did: its certificate
+    # and findings still count, marked "last seen".
     last_seen: datetime | None = None
     last_findings: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def measured(self) -> bool:
+        """Did the newest probe measure anything (not unreachable, not a probe that never
+        arrived)?"""
+        return self.observation.status not in queries.MISSES
 
 
 def read(
@@ -50,12 +58,13 @@ def read(
         endpoints = queries.endpoints_by_name(session, endpoint_names)
         by_id = {e.id: e for e in endpoints.values() if e.id is not None}
         latest = queries.latest_observations(session, list(by_id))
-        known = _last_known(session, [o for o in latest if not o.leaf_sha256])
+        known = queries.last_known(session, latest)
         ids = [o.id for o in latest] + [o.id for o in known.values()]
         findings = queries.findings_of(session, ids)
         shas = {o.leaf_sha256 for o in [*latest, *known.values()] if o.leaf_sha256}
         leaves = queries.certificates(session, shas)
         days = _probe_days(session, start, end)
+        days.update(_outbound_days(session, list(by_id), start, end))
         events = _events(session, list(by_id), start, end)
     rows = []
     for obs in latest:
@@ -68,9 +77,7 @@ def read(
                 [(f.severity, f.rule, f.message) for f in findings.get(obs.id or 0, [])],
                 leaves.get((last or obs).leaf_sha256 or ""),
                 events.get(key, []),
-                *days.get((obs.endpoint_id, obs.address), (0, 0))
-                if obs.direction == SERVED
-                else (0, 0),
+                *days.get((obs.endpoint_id, obs.address, obs.direction), (0, 0)),
                 (last.last_seen_at or last.started_at) if last else None,
                 [(f.severity, f.rule, f.message) for f in findings.get(last.id or 0, [])]
                 if last
@@ -80,31 +87,9 @@ def read(
     return rows
 
 
-def _last_known(session: Session, rows: list[ObservationRow]) -> dict[Key, ObservationRow]:
-    """For addresses whose newest observation has no certificate, the newest that had one."""
-    if not rows:
-        return {}
-    o = ObservationRow
-    newest = (
-        select(func.max(col(o.id)))
-        .where(
-            col(o.endpoint_id).in_({r.endpoint_id for r in rows}),
-            col(o.leaf_sha256).is_not(None),
-        )
-        .group_by(col(o.endpoint_id), col(o.address), col(o.direction))
-    )
-    wanted = {(r.endpoint_id, r.address, r.direction) for r in rows}
-    found = session.scalars(select(o).where(col(o.id).in_(newest))).all()
-    return {
-        (r.endpoint_id, r.address, r.direction): r
-        for r in found
-        if (r.endpoint_id, r.address, r.direction) in wanted
-    }
-
-
 def _probe_days(
     session: Session, start: datetime, end: datetime
-) -> dict[tuple[int, str], tuple[int, int]]:
+) -> dict[tuple[int, str, str], tuple[int, int]]:
     """Probes attempted and succeeded per address over the period, summed by the database
     (2000 addresses x 90 days are 180 000 counter rows: never load them one by one)."""
     d = ProbeDayRow
@@ -118,7 +103,30 @@ def _probe_days(
         .where(col(d.day) >= start.date(), col(d.day) <= end.date())
         .group_by(col(d.endpoint_id), col(d.address))
     )
-    return {(e, a): (int(n or 0), int(ok or 0)) for e, a, n, ok in session.execute(query)}
+    return {(e, a, SERVED): (int(n or 0), int(ok or 0)) for e, a, n, ok in session.execute(query)}
+
+
+def _outbound_days(
+    session: Session, endpoint_ids: list[int], start: datetime, end: datetime
+) -> dict[tuple[int, str, str], tuple[int, int]]:
+    """Outbound checks run and arrived per address over the period, from the stored results
+    (each row counts its repeats)."""
+    o = ObservationRow
+    arrived = case((col(o.status).in_(MEASURED_OUTBOUND), col(o.repeats)), else_=0)
+    query = (
+        select(col(o.endpoint_id), col(o.address), func.sum(col(o.repeats)), func.sum(arrived))
+        .where(
+            col(o.endpoint_id).in_(endpoint_ids),
+            col(o.direction) == Direction.TO_EXO.value,
+            col(o.started_at) >= start,
+            col(o.started_at) <= end,
+        )
+        .group_by(col(o.endpoint_id), col(o.address))
+    )
+    return {
+        (e, a, Direction.TO_EXO.value): (int(n or 0), int(ok or 0))
+        for e, a, n, ok in session.execute(query)
+    }
 
 
 def _events(session: Session, endpoint_ids: list[int], start: datetime, end: datetime) -> Events:

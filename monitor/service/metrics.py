@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -23,7 +23,7 @@ from sqlmodel import col
 
 from monitor.errors import RelaycertError
 from monitor.logs import event
-from monitor.store import queries
+from monitor.store import captures, queries
 from monitor.store.engine import Store
 from monitor.store.models import OutboxRow
 
@@ -70,8 +70,10 @@ class StoreCollector(Collector):
         with self.store.reading("collecting metrics") as session:
             endpoints = {e.id: e.name for e in queries.endpoints_by_name(session).values()}
             rows = queries.latest_observations(session)
-            found = queries.findings_of(session, [r.id for r in rows])
-            expiry = queries.not_after(session, {r.leaf_sha256 for r in rows if r.leaf_sha256})
+            known = queries.last_known(session, rows)
+            read = [*rows, *known.values()]
+            found = queries.findings_of(session, [r.id for r in read])
+            expiry = queries.not_after(session, {r.leaf_sha256 for r in read if r.leaf_sha256})
             outbox = dict(
                 session.execute(
                     select(col(OutboxRow.status), func.count()).group_by(col(OutboxRow.status))
@@ -79,7 +81,12 @@ class StoreCollector(Collector):
             )
         for row in rows:
             labels = [endpoints.get(row.endpoint_id, "?"), row.address, row.direction]
-            ends = expiry.get(row.leaf_sha256 or "")
+            where = (row.endpoint_id, row.address, row.direction)
+            # During a miss the last known certificate's expiry and findings are still exported
+            # (a gauge that vanishes in an outage cannot fire an alert); the miss's own finding
+            # and probe_success 0 say that it is not measured now.
+            known_row = known.get(where) if row.status in queries.MISSES else None
+            ends = expiry.get((known_row or row).leaf_sha256 or "")
             if ends is not None:
                 not_after.add_metric(labels, ends.timestamp())
                 days.add_metric(labels, round((ends - now).total_seconds() / 86400, 3))
@@ -87,7 +94,8 @@ class StoreCollector(Collector):
             duration.add_metric(labels, row.duration_ms / 1000)
             last.add_metric(labels, (row.last_seen_at or row.started_at).timestamp())
             counts: dict[tuple[str, str], int] = {}
-            for finding in found.get(row.id or 0, []):
+            before = found.get(known_row.id or 0, []) if known_row else []
+            for finding in found.get(row.id or 0, []) + before:
                 key = (finding.rule, finding.severity)
                 counts[key] = counts.get(key, 0) + 1
             for (rule, severity), count in counts.items():
@@ -99,6 +107,12 @@ class StoreCollector(Collector):
         for status in ("pending", "sent", "failed"):
             depth.add_metric([status], float(outbox.get(status, 0)))
         yield depth
+        yield GaugeMetricFamily(
+            "relaycert_unattributed_captures",
+            "Messages at the capture listener in the last 24 hours that no valid token "
+            "attributes to an outbound check (strays, forgeries, replays; test sends aside).",
+            value=float(captures.unattributed_count(self.store, now - timedelta(days=1))),
+        )
         lag = self.lag()
         if lag is not None:
             yield GaugeMetricFamily(

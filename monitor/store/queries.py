@@ -116,6 +116,41 @@ def not_after(session: Session, shas: Iterable[str]) -> dict[str, datetime]:
     return {sha: when for sha, when in session.execute(query)}
 
 
+MISSES = ("unreachable", "not_delivered")  # a probe that measured nothing
+ARRIVED_WITHOUT_CERTIFICATE = ("no_client_cert", "no_tls")  # measured, no chain to keep
+
+
+def _needs_last_known(row: ObservationRow) -> bool:
+    """A newest observation that leaves the certificate unknown: a miss, or a listener probe
+    without a certificate."""
+    return row.status in MISSES or (row.direction == "from_exchange_online" and not row.leaf_sha256)
+
+
+def last_known(session: Session, latest: Iterable[ObservationRow]) -> dict[Key, ObservationRow]:
+    """For the addresses whose newest observation (in ``latest``) leaves the certificate
+    unknown, the newest observation that measured one, or (client direction) that a probe
+    arrived without one: what still counts, marked "last seen", while nothing is measured."""
+    rows = [r for r in latest if _needs_last_known(r)]
+    if not rows:
+        return {}
+    o = ObservationRow
+    newest = (
+        select(func.max(col(o.id)))
+        .where(
+            col(o.endpoint_id).in_({r.endpoint_id for r in rows}),
+            col(o.leaf_sha256).is_not(None) | col(o.status).in_(ARRIVED_WITHOUT_CERTIFICATE),
+        )
+        .group_by(col(o.endpoint_id), col(o.address), col(o.direction))
+    )
+    wanted = {(r.endpoint_id, r.address, r.direction) for r in rows}
+    found = session.scalars(select(o).where(col(o.id).in_(newest))).all()
+    return {
+        (r.endpoint_id, r.address, r.direction): r
+        for r in found
+        if (r.endpoint_id, r.address, r.direction) in wanted
+    }
+
+
 def last_ok(session: Session) -> dict[Key, datetime]:
     """When each address last answered a probe successfully (per direction)."""
     o = ObservationRow

@@ -26,6 +26,9 @@ class AddressStatus:
     open_alert: str | None
     days_left: float | None
     last_ok: datetime | None
+    # Set while the newest probe measured nothing: when the certificate (and findings) shown,
+    # which are the last known ones, were measured.
+    last_seen: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -48,15 +51,22 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
         latest = queries.latest_observations(session)
         ok_at = queries.last_ok(session)
         alerts = queries.open_alerts(session)
-        findings = queries.findings_of(session, [o.id for o in latest])
-        expiry = queries.not_after(session, {o.leaf_sha256 for o in latest if o.leaf_sha256})
+        known = queries.last_known(session, latest)
+        rows_read = [*latest, *known.values()]
+        findings = queries.findings_of(session, [o.id for o in rows_read])
+        expiry = queries.not_after(session, {o.leaf_sha256 for o in rows_read if o.leaf_sha256})
         messages = queries.failed_messages(session)
     rows: list[AddressStatus] = []
     for obs in latest:
         endpoint = endpoints[obs.endpoint_id]
         key = (obs.endpoint_id, obs.address, obs.direction)
-        worst = _worst(findings.get(obs.id or 0, []))
-        ends = expiry.get(obs.leaf_sha256 or "")
+        last = known.get(key) if obs.status in queries.MISSES else None
+        # Unknown stays unknown: during a miss the last known certificate and its findings
+        # still count beside the miss's own, so a miss never looks better than what was known.
+        worst = _worst(
+            findings.get(obs.id or 0, []) + (findings.get(last.id or 0, []) if last else [])
+        )
+        ends = expiry.get((last or obs).leaf_sha256 or "")
         alert = alerts.get(key)
         rows.append(
             AddressStatus(
@@ -72,6 +82,7 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
                 alert.value if alert else None,
                 round((ends - now).total_seconds() / 86400, 1) if ends else None,
                 ok_at.get(key),
+                (last.last_seen_at or last.started_at) if last else None,
             )
         )
     failed = [
