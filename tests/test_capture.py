@@ -273,3 +273,87 @@ def test_generated_listener_key_is_private_and_kept(tmp_path: Path) -> None:
     assert key.stat().st_mode & 0o777 == 0o600
     again = listener_files(None, None, tmp_path / "state", "capture.test")
     assert again == (cert, key) and cert.read_bytes() == again[0].read_bytes()
+
+
+def test_tokens_verify_only_their_own(tmp_path: Path) -> None:
+    from monitor.capture.tokens import Claim, EndpointIds, Rejected, load_secret
+
+    keys = TokenKeys(load_secret(None, tmp_path / "state"), timedelta(hours=1))
+    now = datetime.now(UTC)
+    token = keys.issue(Kind.CHECK, "mail1", now)
+    claim = keys.verify(token, now)
+    assert isinstance(claim, Claim) and claim.kind is Kind.CHECK
+    assert EndpointIds(keys, ["mail2", "mail1"]).name(claim.endpoint_id) == "mail1"
+    assert isinstance(keys.verify(token.upper(), now), Claim)  # an MTA that folds case
+    tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
+    assert "does not verify" in keys.verify(tampered, now).reason  # type: ignore[union-attr]
+    other = TokenKeys(b"x" * 32, timedelta(hours=1))
+    assert isinstance(other.verify(token, now), Rejected)
+    later = now + timedelta(hours=2)
+    assert "expired" in keys.verify(token, later).reason  # type: ignore[union-attr]
+    early = now - timedelta(hours=1)
+    assert "future" in keys.verify(token, early).reason  # type: ignore[union-attr]
+    assert keys.verify("0123456789abcdef", now) == Rejected(
+        "0123456789abcdef", "not a relaycert token"
+    )
+
+
+def test_the_token_secret_is_created_once_and_private(tmp_path: Path) -> None:
+    from monitor.capture.tokens import load_secret
+
+    first = load_secret(None, tmp_path / "state")
+    assert (tmp_path / "state" / "token-secret").stat().st_mode & 0o777 == 0o600
+    assert load_secret(None, tmp_path / "state") == first and len(first) == 32
+    short = tmp_path / "short"
+    short.write_bytes(b"tiny")
+    with pytest.raises(ConfigError, match=r"token_secret_file: .* holds 4 bytes"):
+        load_secret(short, tmp_path / "state")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_secret(tmp_path / "missing", tmp_path / "state")
+
+
+async def test_a_token_counts_once(listener: tuple[CaptureListener, list[Capture]]) -> None:
+    server, passive = listener
+    mine = token(server)
+    arrival = server.expect(mine)
+    await send(server.port(), f"rc-{mine}@{DOMAIN}", client_context())
+    await asyncio.wait_for(arrival, 5)
+    await send(server.port(), f"rc-{mine}@{DOMAIN}", client_context())  # replayed
+    (replay,) = passive.arrivals  # type: ignore[attr-defined]
+    assert replay.claim is None and "already used" in replay.reason
+
+
+async def test_idle_peers_are_cut_sooner_under_stress_known_ones_are_not(tmp_path: Path) -> None:
+    server = CaptureListener(
+        settings(
+            tmp_path,
+            limits=Limits(timeout=5.0),
+            max_connections=4,
+            reserved=1,
+            stress_timeout=0.5,
+        ),
+        known=["127.0.0.1"],
+    )
+    await server.start()
+    try:
+        port = server.port()
+        known = await asyncio.open_connection("127.0.0.1", port)
+        strangers = [
+            await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+            for _ in range(3)
+        ]
+        greetings = [await asyncio.wait_for(r.readline(), 2) for r, _ in strangers]
+        # Three of four slots: the fourth stranger was refused (one is reserved).
+        assert [g[:3] for g in greetings] == [b"220", b"220", b"421"]
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(3):
+            for reader, _ in strangers[:2]:
+                assert await reader.read() == b""  # cut after the stress timeout
+        assert asyncio.get_running_loop().time() - started < 2.5
+        await asyncio.wait_for(known[0].readline(), 2)  # the known peer's greeting
+        with pytest.raises(TimeoutError):  # ...and its session is still open
+            await asyncio.wait_for(known[0].read(), 1.0)
+        for _, writer in [known, *strangers]:
+            writer.close()
+    finally:
+        await server.close()

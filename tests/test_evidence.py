@@ -162,6 +162,7 @@ def test_a_hand_send_through_the_good_server_leaves_the_broken_one_broken(
 
 
 def test_forged_sessions_open_and_resolve_nothing(
+    capsys: pytest.CaptureFixture[str],
     config_file: Callable[..., Path],
     served: LoopbackSMTP,
     relays: Callable[..., DemoRelay],
@@ -195,6 +196,9 @@ def test_forged_sessions_open_and_resolve_nothing(
     assert all(endpoint is None for endpoint, _ in rows)
     assert "not issued by this installation" in reasons[0]
     assert reasons[1] == "no relaycert token in the recipients"
+    doc = report(config, capsys)
+    assert doc["unattributed_total"] == 2
+    assert {c["peer"] for c in doc["unattributed"]} == {"127.0.0.1", "127.0.0.3"}
 
 
 def test_a_late_probe_is_its_own_endpoints_never_its_neighbours(

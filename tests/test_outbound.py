@@ -356,7 +356,7 @@ def test_unattributed_capture_is_listed_by_status_and_pruned(
     assert "attributed to no check" in capsys.readouterr().out
     time.sleep(1.1)
     assert main(["prune", "--config", str(config), "--older-than", "1s"]) == 0
-    assert "1 passive captures" in capsys.readouterr().out
+    assert "1 captures" in capsys.readouterr().out
 
 
 def test_messages_say_which_direction() -> None:

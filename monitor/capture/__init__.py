@@ -8,8 +8,10 @@ Exchange Online attributes relayed mail by).
 - ``dialogue``: one SMTP session, bounded at every step; never a relay, never keeps a body.
 - ``listener``: the listening sockets, per-peer limits and the token waiters.
 - ``certs``: the listener's own certificate, from files or generated once (key mode 0600).
-- ``outbound``: the outbound check: submit a probe message through the on-prem server and wait
-  for its token here.
+- ``tokens``: signed probe tokens (HMAC with a per-installation secret): only a token this
+  installation issued attributes a capture to an endpoint's check.
+- ``outbound``: the outbound check as one ``Attempt``: submit a probe message through the
+  on-prem server and wait for its token here.
 
 Imports ``monitor.probe`` (result types) and ``checks``; nothing imports it but the pipeline,
 the service and the CLI.

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{verb} {done.observations} observations, {done.findings} findings, "
         f"{done.probe_days} daily probe counters, {done.messages} messages, "
-        f"{done.alerts} resolved alerts, {done.captures} passive captures, "
+        f"{done.alerts} resolved alerts, {done.captures} captures, "
         f"{done.instances} instances and {done.claims} claims older than {args.older_than}"
     )
     return 0

@@ -309,4 +309,20 @@ def build(config: Config, store: Store, period: timedelta, now: datetime) -> Rep
     start = now - period
     names = [e.name for e in config.endpoints] + ["(tenant)"]  # tenant drift, if the daemon saw any
     rows = query.read(store, names, start, now)
-    return assemble(config, rows, renewals(store, since=start, limit=500), start, now)
+    report = assemble(config, rows, renewals(store, since=start, limit=500), start, now)
+    from monitor.store import captures
+
+    report.unattributed = [
+        {
+            "at": c.at,
+            "peer": c.peer,
+            "ehlo": c.ehlo,
+            "kind": c.kind,
+            "reason": c.reason,
+            "leaf_sha256": c.leaf_sha256,
+            "worst": c.worst,
+        }
+        for c in captures.recent(store, limit=20, since=start)
+    ]
+    report.unattributed_total = captures.unattributed_count(store, start)
+    return report

@@ -46,7 +46,7 @@ class Daemon:
         self.membership = Membership(store, config)
         self.jobs = Jobs(store, gen, outbox, self.scheduler, self.membership)
         self.stopping = asyncio.Event()
-        # The capture listener lives as long as the daemon; passive captures go to the scanner
+        # The capture listener lives as long as the daemon; arrivals go to the scanner
         # of the current generation.
         self.capture = CaptureService(lambda: self.gen.scanner)
         self.failure: RelaycertError | None = None

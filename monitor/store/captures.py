@@ -41,7 +41,7 @@ def save(
     leaf_sha256: str | None,
     worst: str | None,
 ) -> None:
-    with store.transaction("storing a passive capture") as db:
+    with store.transaction("storing a capture") as db:
         db.add(
             CaptureRow(
                 at=at,
@@ -65,7 +65,7 @@ def recent(
         query = query.where(col(CaptureRow.endpoint).is_(None))
     if since is not None:
         query = query.where(col(CaptureRow.at) >= since)
-    with store.reading("reading passive captures") as db:
+    with store.reading("reading captures") as db:
         return [
             CaptureStatus(
                 r.at,
