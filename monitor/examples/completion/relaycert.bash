@@ -16,7 +16,7 @@ _relaycert() {
         scan) opts="--config --endpoint --format --help --legacy-tls --no-store --problems-only" ;;
         inspect) opts="--config --connector --format --help --host --password-env --password-file" ;;
         run) opts="--config --help --once" ;;
-        capture) opts="--config --format --help --no-store --once --timeout" ;;
+        capture) opts="--config --endpoint --format --help --no-store --once --timeout --token" ;;
         status) opts="--config --format --help" ;;
         accept) opts="--config --help" ;;
         notify-test) opts="--channel --config --help" ;;
