@@ -9,8 +9,10 @@ send a NOOP every second (slow, never idle), half say nothing after the greeting
 they hold, ``--probes`` probe messages with valid tokens are sent from 127.0.0.1 (the address of
 a configured endpoint), a few at a time, each retried as an MTA would once after a 421.
 
-``--old`` runs the same flood against the admission of the previous release (no reserved
-connections, no stress timeout) for the before/after figures.  It prints probes delivered, the
+After the probes the flood goes on for ``--hold`` seconds (7) to count the sessions the
+listener cuts (idle ones, by the stress timeout).  ``--old`` runs the same flood against the
+admission of the previous release (no reserved connections, no stress timeout) for the
+before/after figures.  It prints probes delivered, the
 median and worst delivery time, the hostile sessions admitted and refused, and the process's
 peak RSS and open file descriptors.  Loopback only; bounded in time (about a minute).
 """
@@ -73,8 +75,15 @@ async def hostile(port: int, index: int, stop: asyncio.Event, counts: dict[str, 
         counts["connect_failed"] += 1
         return
     try:
-        greeting = await asyncio.wait_for(reader.readline(), 5)
-        counts["admitted" if greeting.startswith(b"220") else "refused"] += 1
+        try:
+            greeting = await asyncio.wait_for(reader.readline(), 5)
+        except (OSError, TimeoutError):
+            counts["connect_failed"] += 1
+            return
+        if not greeting.startswith(b"220"):
+            counts["refused"] += 1
+            return
+        counts["admitted"] += 1
         while not stop.is_set():
             if index % 2 == 0:  # slow: a NOOP a second
                 writer.write(b"NOOP\r\n")
@@ -104,7 +113,9 @@ async def probe(listener: CaptureListener, port: int) -> float | None:
             smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10, start_tls=False)
             try:
                 await smtp.connect(source_address=("127.0.0.1", 0))
-                await smtp.sendmail("relay@bench.test", [f"rc-{token}@{DOMAIN}"], "Subject: p\r\n\r\nx")
+                await smtp.sendmail(
+                    "relay@bench.test", [f"rc-{token}@{DOMAIN}"], "Subject: p\r\n\r\nx"
+                )
                 await smtp.quit()
                 break
             except (aiosmtplib.SMTPException, OSError):
@@ -120,7 +131,7 @@ async def probe(listener: CaptureListener, port: int) -> float | None:
         listener.forget(token)
 
 
-async def run(hostile_count: int, probes: int, old: bool) -> None:
+async def run(hostile_count: int, probes: int, old: bool, hold: float) -> None:
     with tempfile.TemporaryDirectory() as state:
         listener = CaptureListener(settings(Path(state), old), known=["127.0.0.1"])
         await listener.start()
@@ -132,10 +143,14 @@ async def run(hostile_count: int, probes: int, old: bool) -> None:
         await asyncio.sleep(1.5)  # the flood holds every slot it can get
         peak_fds = open_fds()
         times: list[float | None] = []
+        began = time.monotonic()
         for start in range(0, probes, 4):  # four in flight, like a few relays
             batch = [probe(listener, port) for _ in range(min(4, probes - start))]
             times.extend(await asyncio.gather(*batch))
             peak_fds = max(peak_fds, open_fds())
+        took = time.monotonic() - began
+        await asyncio.sleep(hold)  # the flood goes on: how many does the listener cut?
+        cut = counts["cut"]
         stop.set()
         await asyncio.gather(*flood, return_exceptions=True)
         await listener.close()
@@ -143,12 +158,15 @@ async def run(hostile_count: int, probes: int, old: bool) -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     label = "previous admission (--old)" if old else "this release"
     print(f"capture listener under {hostile_count} hostile sessions, {label}")
-    print(f"probes delivered        {len(delivered)} of {probes}")
+    print(f"probes delivered        {len(delivered)} of {probes} (in {took:.1f} s)")
     if delivered:
-        print(f"delivery median / max   {statistics.median(delivered):.2f} s / {max(delivered):.2f} s")
+        print(
+            f"delivery median / max   {statistics.median(delivered):.2f} s / {max(delivered):.2f} s"
+        )
     print(
         f"hostile sessions        admitted {counts['admitted']}, refused {counts['refused']}, "
-        f"cut {counts['cut']}"
+        f"no greeting {counts['connect_failed']}, cut by the listener within {hold:g} s "
+        f"after the probes {cut}"
     )
     print(f"open FDs                {fds_before} before, {peak_fds} peak")
     print(f"peak RSS                {rss:.1f} MB")
@@ -159,10 +177,11 @@ def main() -> None:
     parser.add_argument("--hostile", type=int, default=100)
     parser.add_argument("--probes", type=int, default=40)
     parser.add_argument("--old", action="store_true", help="the previous release's admission")
+    parser.add_argument("--hold", type=float, default=7.0, help="seconds the flood goes on after")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
-    asyncio.run(run(args.hostile, args.probes, args.old))
+    asyncio.run(run(args.hostile, args.probes, args.old, args.hold))
 
 
 if __name__ == "__main__":
