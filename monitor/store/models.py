@@ -197,8 +197,9 @@ class OutboxRow(SQLModel, table=True):
 
 class CaptureRow(SQLModel, table=True):
     """A message the capture listener received that no outbound check was waiting for (an
-    admin's test send, a late probe): its session, never its body.  ``endpoint`` is the
-    endpoint it was matched to by peer address or EHLO name, if any."""
+    admin's test send, a late probe, a stray): its session (with ``kind`` and ``reason``),
+    never its body.  ``endpoint`` is set only for a late probe of that endpoint's own check,
+    attributed by its signed token; ``None`` is an unattributed capture."""
 
     __tablename__ = "capture"
 
