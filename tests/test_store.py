@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -259,3 +260,53 @@ def test_head_constant_is_alembics_head() -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_heads() == [HEAD]
+
+
+@pytest.mark.parametrize("same_endpoint", [True, False], ids=["same-endpoint", "other-endpoint"])
+def test_instances_storing_one_certificate_at_once_lose_nothing(
+    store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued, same_endpoint: bool
+) -> None:
+    """Two instances first see one wildcard certificate at the same moment: the second's insert
+    of the certificate (and of the endpoint row) meets the first's uncommitted one.  Both runs
+    are stored; neither is lost to a unique violation."""
+    import threading
+
+    if not store_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: the second waits for the first's commit")
+    first, second = Store.open(store_url), Store.open(store_url)
+    written, started = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold(session: Session, ids: dict[str, int]) -> None:
+        written.set()  # inserted, not committed: the second instance now races it
+        started.wait(5)
+        time.sleep(0.5)  # ...until it blocks on the unique index
+
+    def run_first() -> None:
+        try:
+            writes.record(first, [record(good_leaf, intermediate, "127.0.0.1")], hold)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    assert written.wait(5)
+    started.set()
+    other = record(good_leaf, intermediate, "127.0.0.2")
+    if not same_endpoint:
+        target = replace(other.result.target, endpoint="mail2")
+        other = replace(other, result=replace(other.result, target=target))
+    try:
+        writes.record(second, [other])
+    finally:
+        thread.join(10)
+    assert errors == []
+    endpoints = 1 if same_endpoint else 2
+    assert second.counts() == {
+        "endpoint": endpoints,
+        "certificate": 2,
+        "observation": 2,
+        "finding": 2,
+    }
+    first.close()
+    second.close()

@@ -43,10 +43,12 @@ since".
 
 An outbound check counts only the message that carries its own signed token (see
 docs/outbound.md): a message without a valid token (a hand test send, a stray, a forgery, a
-replay) is an *unattributed* capture, shown but never an endpoint's result, alert or verdict. The `exchange.*` rules judge the Exchange
-Server Send connector from its exports (`relaycert exchange`), not a probe; the `tenant.*` rules
-compare the tenant's connectors and accepted domains with what the daemon saw last (they appear
-under the pseudo-endpoint `(tenant)` in status, alerts and reports).
+replay) is an *unattributed* capture, shown but never an endpoint's result, alert or verdict.
+
+The `exchange.*` rules judge the Exchange Server Send connector from its exports (`relaycert
+exchange`), not a probe; the `tenant.*` rules compare the tenant's connectors and accepted
+domains with what the daemon saw last (they appear under the pseudo-endpoint `(tenant)` in
+status, alerts and reports).
 
 | Rule | Default severity | Title |
 |---|---|---|

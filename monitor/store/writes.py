@@ -93,14 +93,25 @@ def _repeats(last: LatestRow, sign: str, at: datetime, heartbeat: timedelta) -> 
     return signature == sign and at - started < heartbeat and at >= (seen or started)
 
 
+def insert_new(table: Any, dialect: str, key: str) -> Any:
+    """``INSERT ... ON CONFLICT (key) DO NOTHING`` for rows keyed by content or name that
+    another instance may insert at the same moment (certificates, endpoints): the second
+    insert waits for the first and then adds nothing, instead of failing the whole run."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    return dialect_insert(table).on_conflict_do_nothing(index_elements=[key])
+
+
 def write_scan(
     session: Session, records: Sequence[ScanRecord], heartbeat: timedelta, dialect: str
 ) -> dict[str, int]:
     """Write ``records``; returns the endpoint ids by name."""
-    endpoints = _endpoints(session, records)
+    endpoints = _endpoints(session, records, dialect)
     # Many addresses serve the same certificate objects: fingerprint each object once.
     sha: dict[int, str] = {id(c): fingerprint(c) for r in records for c in r.chain}
-    _certificates(session, {sha[id(c)]: c for r in records for c in r.chain})
+    _certificates(session, {sha[id(c)]: c for r in records for c in r.chain}, dialect)
     latest = latest_rows(session, set(endpoints.values()))
     rows: list[dict[str, Any]] = []
     inserted: list[ScanRecord] = []
@@ -212,7 +223,7 @@ def _count_days(session: Session, days: Days, dialect: str) -> None:
     )
 
 
-def _endpoints(session: Session, records: Sequence[ScanRecord]) -> dict[str, int]:
+def _endpoints(session: Session, records: Sequence[ScanRecord], dialect: str) -> dict[str, int]:
     """The endpoint ids by name: new endpoints inserted, changed listeners updated, in bulk
     statements (plain rows, no ORM objects: a 20 000-endpoint scan writes in seconds)."""
     names = {r.result.target.endpoint for r in records}
@@ -239,16 +250,20 @@ def _endpoints(session: Session, records: Sequence[ScanRecord]) -> dict[str, int
     if new:
         now = datetime.now(UTC)
         inserted = session.execute(  # each id comes with its name: no order needed
-            insert(table).returning(table.c.id, table.c.name),
+            insert_new(table, dialect, "name").returning(table.c.id, table.c.name),
             [{**row, "created_at": now} for row in new.values()],
         )
         ids.update({row.name: row.id for row in inserted})
+        raced = sorted(set(new) - set(ids))  # inserted meanwhile by another instance
+        for chunk in in_slices(raced):
+            for row in session.execute(chosen.where(table.c.name.in_(chunk))):
+                ids[row.name] = row.id
     if changed:
         session.execute(update(EndpointRow), list(changed.values()))
     return ids
 
 
-def _certificates(session: Session, unique: dict[str, x509.Certificate]) -> None:
+def _certificates(session: Session, unique: dict[str, x509.Certificate], dialect: str) -> None:
     if not unique:
         return
     known = set(
@@ -272,4 +287,5 @@ def _certificates(session: Session, unique: dict[str, x509.Certificate]) -> None
         if sha not in known
     ]
     if new:
-        session.execute(insert(CertificateRow), new)
+        table = CertificateRow.__table__  # type: ignore[attr-defined]
+        session.execute(insert_new(table, dialect, "sha256"), new)
