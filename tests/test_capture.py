@@ -303,7 +303,10 @@ def test_the_token_secret_is_created_once_and_private(tmp_path: Path) -> None:
 
     first = load_secret(None, tmp_path / "state")
     assert (tmp_path / "state" / "token-secret").stat().st_mode & 0o777 == 0o600
-    assert load_secret(None, tmp_path / "state") == first and len(first) == 32
+    assert load_secret(None, tmp_path / "state") == first and len(first) == 64  # hex
+    copied = tmp_path / "copied"
+    copied.write_bytes((tmp_path / "state" / "token-secret").read_bytes())
+    assert load_secret(copied, tmp_path / "other") == first  # one secret on every instance
     short = tmp_path / "short"
     short.write_bytes(b"tiny")
     with pytest.raises(ConfigError, match=r"token_secret_file: .* holds 4 bytes"):

@@ -406,3 +406,91 @@ def test_a_submission_host_does_not_rename_the_endpoint(
     (client,) = [r for r in results if r["direction"] == "to_exchange_online"]
     assert client["status"] == "no_client_cert"
     assert client["host"] == "mail1.contoso.com"  # what alert subjects name, not "localhost"
+
+
+def test_a_probe_arriving_before_its_miss_is_stored_takes_the_miss_place(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+) -> None:
+    """The check gave up at 1 s, its probe arrives at 1.5 s, the scan stores at 2 s: the
+    endpoint's newest result is what arrived (late), not a miss on top of it."""
+    config, _ = fleet(
+        config_file, served, relays, {"slow": ClientTLS(tls=True)}, wait="1s", delays={"slow": 1.5}
+    )
+    loaded = load(config)
+
+    async def check_then_store_later(scanner: Scanner) -> None:
+        results = await scanner.outbound_checks(loaded.endpoints)
+        assert [r.status.value for r in results] == ["not_delivered"]
+        await asyncio.sleep(1.5)  # the served probes of a large scan are still running
+        await scanner.judge_and_store(results, results[0].started_at)
+
+    while_listening(config, check_then_store_later, lambda: True)
+    status, session = newest_client(config, "slow")
+    assert status == "no_client_cert" and session["late"] is True
+    statuses = sql(config, "SELECT status FROM observation WHERE direction = 'to_exchange_online'")
+    assert ("not_delivered",) not in statuses
+
+
+def test_a_replayed_probe_after_a_restart_changes_nothing(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    covering: ClientTLS,
+) -> None:
+    config, _ = fleet(config_file, served, relays, {"good": covering})
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    assert newest_client(config, "good")[0] == "ok"
+    (token,) = newest_client(config, "good")[1]["tokens"]  # as read from a log or the store
+    port = load(config).capture.addresses()[0][1]  # type: ignore[union-attr]
+
+    def replay(_: Scanner) -> None:  # a new listener: it never saw the token used
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
+            s.starttls(context=client_tls())  # TLS without a client certificate
+            s.sendmail("a@contoso.com", [f"rc-{token}@{PROBE_DOMAIN}"], "x")
+
+    while_listening(config, replay, lambda: captures(config) >= 1)
+    assert newest_client(config, "good")[0] == "ok"
+    assert not any(rule == "outbound.no_client_certificate" for _, rule, _ in alerts(config))
+    (kind,) = [json.loads(s)["kind"] for (s,) in sql(config, "SELECT session FROM capture")]
+    assert kind == "late, superseded"
+
+
+def test_a_newer_measured_failure_survives_an_outage(
+    config_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ok, then a failed handshake (measured, critical), then unreachable: the failure is what
+    is last known, not the older success."""
+    from datetime import UTC, datetime, timedelta
+
+    from checks.base import Finding, ProbeStatus, Severity
+    from monitor.pipeline.records import ScanRecord
+    from monitor.probe.result import ProbeResult, ProbeTarget
+    from monitor.store import writes
+
+    config = config_file(endpoint_toml("mail1", 25))
+    store = Store.open(load(config).database_url())
+    target = ProbeTarget("mail1", "mail1.contoso.com", 25, "127.0.0.1", "starttls", "x", 5)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    steps = [
+        (ProbeStatus.OK, ()),
+        (
+            ProbeStatus.HANDSHAKE_FAILED,
+            (Finding("tls.handshake_failed", Severity.CRITICAL, "handshake failed"),),
+        ),
+        (ProbeStatus.UNREACHABLE, (Finding("probe.unreachable", Severity.UNKNOWN, "timeout"),)),
+    ]
+    try:
+        for i, (status, findings) in enumerate(steps):
+            result = ProbeResult(target, start + timedelta(minutes=10 * i), status)
+            writes.record(store, [ScanRecord(result, (), findings, "starttls", "relay")])
+    finally:
+        store.close()
+    doc = report(config, capsys)
+    (connector,) = doc["connectors"]
+    assert connector["delivery"]["works"] is False
+    assert "tls.handshake_failed" in connector["delivery"]["evidence"]
+    main(["status", "--config", str(config), "--format", "json"])
+    (row,) = json.loads(capsys.readouterr().out)["addresses"]
+    assert row["status"] == "unreachable" and row["worst_finding"] == "critical"

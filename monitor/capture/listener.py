@@ -109,6 +109,8 @@ class Arrival:
 
 
 USED_TOKENS = 65_536  # tokens remembered as used (each counts once)
+LATE_KEPT = 4_096  # late arrivals kept for the checks that just gave up on them
+PEERS_KEPT = 10_000  # peers remembered for the rate limit before the idle ones are swept
 
 
 def normal_address(address: str) -> str:
@@ -134,6 +136,9 @@ class CaptureListener:
         self.servers: list[asyncio.Server] = []
         self._waiting: dict[str, asyncio.Future[Capture]] = {}
         self._used: OrderedDict[str, None] = OrderedDict()
+        # Valid tokens that arrived with no check waiting, for a check whose result is not
+        # stored yet (it just gave up): :func:`monitor.pipeline.outbound.settle` takes them.
+        self.late: OrderedDict[str, Capture] = OrderedDict()
         self._known = {normal_address(a) for a in known}
         self._active = 0
         self._per_peer: dict[str, int] = defaultdict(int)
@@ -241,16 +246,21 @@ class CaptureListener:
             self.unattributed += 1
         event(
             log,
-            logging.INFO if claims else logging.WARNING,
+            logging.INFO,
             "capture.message",
             peer=capture.peer,
             ehlo=capture.ehlo,
             tls=capture.tls_version or "none",
             client_certificates=len(capture.chain_der),
-            recipients=",".join(capture.recipients),
+            recipients=len(capture.recipients),  # never the addresses: they carry the tokens
             matched=matched,
             unattributed=reason or "",
         )
+        if claims and not matched:
+            for claim in claims:
+                self.late[claim.token] = capture
+                if len(self.late) > LATE_KEPT:
+                    self.late.popitem(last=False)
         if matched or self.on_arrival is None:
             return
         try:
@@ -270,9 +280,14 @@ class CaptureListener:
             return "too many connections"
         if not known and self._active >= settings.max_connections - settings.reserved:
             return "too many connections"
-        if self._per_peer[peer] >= settings.max_per_peer:
+        if self._per_peer.get(peer, 0) >= settings.max_per_peer:
             return "too many connections from your address"
-        recent, now = self._recent[peer], time.monotonic()
+        now = time.monotonic()
+        if len(self._recent) > PEERS_KEPT:  # many peers (an IPv6 range): forget the idle ones
+            for gone in [p for p, r in self._recent.items() if not r or now - r[-1] > 60]:
+                if gone not in self._per_peer:
+                    del self._recent[gone]
+        recent = self._recent[peer]
         while recent and now - recent[0] > 60:
             recent.popleft()
         if len(recent) >= settings.rate_per_peer:

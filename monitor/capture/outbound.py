@@ -13,7 +13,6 @@ endpoint's (``late``), never another's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -231,8 +230,11 @@ async def attempt(
             found.error = exc
             return found
         found.timings["submit"] = round(time.monotonic() - started, 4)
-        with contextlib.suppress(TimeoutError):  # nothing arrived: not delivered
+        try:
             found.capture = await asyncio.wait_for(asyncio.shield(arrival), sub.wait)
+        except TimeoutError:  # nothing arrived, unless it did while the timeout was handled
+            if arrival.done() and not arrival.cancelled():
+                found.capture = arrival.result()
         return found
     finally:
         listener.forget(token)

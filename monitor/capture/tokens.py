@@ -13,8 +13,10 @@ A token is lower-case hex, so it survives MTAs that fold the local part's case::
     |  the endpoint's id: HMAC of its name, 40 bits (0 for a test send not bound to one)
     kind: 1 a scheduled outbound check, 2 a hand test send (``relaycert capture --once``)
 
-The secret is 32 random bytes, created once (mode 0600) in ``[capture] state_dir`` or read from
-``[capture] token_secret_file``; instances that share one capture listener share that file.
+The secret is 32 random bytes written as 64 hex digits, created once (mode 0600) in ``[capture]
+state_dir`` or read from ``[capture] token_secret_file`` (surrounding white space ignored, so a
+copied generated file and an ``openssl rand -hex 32`` one work alike); instances that share one
+capture listener share that file.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from monitor.files import read_limited, write_secret
 
 SECRET_NAME = "token-secret"  # noqa: S105 - the file name, not the secret
 SECRET_BYTES = 32
-_LAYOUT = re.compile(r"^([12])([0-9a-f]{10})([0-9a-f]{8})([0-9a-f]{8})([0-9a-f]{24})$")
+_LAYOUT = re.compile(r"([12])([0-9a-f]{10})([0-9a-f]{8})([0-9a-f]{8})([0-9a-f]{24})")
 NO_ENDPOINT = "0" * 10
 # A token issued a little "in the future" is accepted: instances' clocks differ slightly.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -89,7 +91,7 @@ class TokenKeys:
     def verify(self, token: str, now: datetime) -> Claim | Rejected:
         """The claim of ``token``, or why it does not count (malformed, forged, expired)."""
         token = token.lower()
-        parts = _LAYOUT.match(token)
+        parts = _LAYOUT.fullmatch(token)
         if parts is None:
             return Rejected(token, "not a relaycert token")
         kind, ident, issued_hex, _, mac = parts.groups()
@@ -127,8 +129,8 @@ def load_secret(configured: Path | None, state_dir: Path) -> bytes:
         except OSError as exc:
             raise ConfigError(
                 f"[capture] token_secret_file: cannot read {configured}: {exc.strerror}; "
-                "give a readable file of at least 16 random bytes (e.g. `head -c 32 "
-                "/dev/urandom > FILE; chmod 600 FILE`)"
+                "give a readable file of at least 16 random bytes (e.g. `openssl rand -hex 32 "
+                "> FILE; chmod 600 FILE`)"
             ) from None
         if len(secret) < 16:
             raise ConfigError(
@@ -139,12 +141,12 @@ def load_secret(configured: Path | None, state_dir: Path) -> bytes:
     path = state_dir / SECRET_NAME
     try:
         if path.is_file():
-            secret = path.read_bytes()
+            secret = read_limited(path, 4096).strip()
             if len(secret) >= 16:
                 return secret
         state_dir.mkdir(parents=True, exist_ok=True)
-        secret = os.urandom(SECRET_BYTES)
-        write_secret(path, secret)
+        secret = os.urandom(SECRET_BYTES).hex().encode()
+        write_secret(path, secret + b"\n")
     except OSError as exc:
         raise ConfigError(
             f"[capture] state_dir: cannot keep the token secret in {state_dir}: {exc.strerror}; "

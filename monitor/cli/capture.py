@@ -64,8 +64,9 @@ async def _listen(config: Config, store: Store | None, args: argparse.Namespace)
     listener = await service.start()
     keys = listener.settings.keys
     now = datetime.now(UTC)
-    if args.token:
-        claim = keys.verify(args.token, now)
+    if args.token:  # the token, or the whole recipient --once printed
+        given = args.token.strip().rpartition("@")[0] or args.token.strip()
+        claim = keys.verify(given.removeprefix(TOKEN_PREFIX), now)
         if isinstance(claim, Rejected) or claim.kind is not Kind.TEST:
             why = claim.reason if isinstance(claim, Rejected) else "it is not a test token"
             await service.close()

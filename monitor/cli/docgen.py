@@ -34,12 +34,12 @@ Every finding also says which direction it is about: the certificate the listene
 Certificate rules run when a chain was captured (or read from a file); session rules when the
 probe got as far as the SMTP session; the connector configuration rules always. A probe that
 measured nothing (`probe.unreachable`: the listener or the submission could not be reached;
-`outbound.not_delivered`: the probe message never arrived) runs only its own rule, so a miss
-never resolves another alert in either direction (a certificate's, TLS's, "no client
-certificate"): it opens its own, `unknown` and, for outbound checks, `critical` after `[capture]
-misses_critical` consecutive misses. Until something is measured again, status, `/metrics` and
-reports keep the last known certificate and findings, marked "last seen <time>, not measured
-since".
+`outbound.not_delivered`: the probe message never arrived) runs only the rules of how far it
+got (those two and the configuration rules), so a miss never resolves another alert in either
+direction (a certificate's, TLS's, "no client certificate"): it opens its own, `unknown` and,
+for outbound checks, `critical` after `[capture] misses_critical` consecutive misses. Until
+something is measured again, status, `/metrics` and reports keep the last measured
+certificate and findings, marked "last seen <time>, not measured since".
 
 An outbound check counts only the message that carries its own signed token (see
 docs/outbound.md): a message without a valid token (a hand test send, a stray, a forgery, a

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from checks.base import Direction, worst
@@ -76,9 +76,15 @@ async def handle(scanner: Scanner, arrival: Arrival, keys: TokenKeys) -> ScanRec
     if found.kind == LATE and endpoint is not None and claim is not None:
         from monitor.store.outbound import outbound_state
 
-        address, newest = await asyncio.to_thread(outbound_state, store, endpoint.name)
-        if newest is not None and newest > claim.issued:
-            reason = f"a newer probe of {endpoint.name} arrived first ({newest:%H:%M:%S})"
+        address, arrived, checked = await asyncio.to_thread(outbound_state, store, endpoint.name)
+        # Token times are whole seconds; a result's time is its check's, a fraction later.
+        if arrived is not None and arrived >= claim.issued:
+            reason = (
+                f"a probe of {endpoint.name} arrived at or after its check ({arrived:%H:%M:%S})"
+            )
+            found = Attribution(SUPERSEDED, endpoint, reason)
+        elif checked is not None and checked >= claim.issued + timedelta(seconds=1):
+            reason = f"a newer check of {endpoint.name} ran since ({checked:%X})"
             found = Attribution(SUPERSEDED, endpoint, reason)
         else:
             address = address or await _submit_address(config, endpoint)

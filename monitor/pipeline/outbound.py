@@ -64,11 +64,35 @@ async def check_all(
     unavailable: str | None = None,
 ) -> list[ProbeResult]:
     wanted = [e for e in endpoints if e.outbound is not None]
-    return list(
+    results = list(
         await asyncio.gather(
             *(check_endpoint(config, e, listener, semaphore, unavailable) for e in wanted)
         )
     )
+    if listener is not None:
+        settle(results, listener)
+    return results
+
+
+def settle(results: Sequence[ProbeResult], listener: CaptureListener) -> None:
+    """A check that gave up just before its probe arrived (while the other checks still ran)
+    takes what arrived, marked late, instead of storing a miss on top of its own evidence."""
+    for result in results:
+        token = (result.session or {}).get("token")
+        if result.status is not ProbeStatus.NOT_DELIVERED or not token:
+            continue
+        capture = listener.late.pop(str(token), None)
+        if capture is None:
+            continue
+        issued = result.started_at
+        result.failed_step = result.error = None
+        arrived(result, capture)
+        result.session = {
+            **(result.session or {}),
+            "issued": issued.isoformat(),
+            "late": True,
+            "late_by_s": round((capture.at - issued).total_seconds(), 1),
+        }
 
 
 def result_of(attempt: Attempt) -> ProbeResult:

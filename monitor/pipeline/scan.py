@@ -192,6 +192,8 @@ class Scanner:
     ) -> list[list[ScanRecord]]:
         """Several scans' results, each judged at its own instant: baselines read in one query,
         everything stored in one transaction; the records of each scan, in order."""
+        if self.capture is not None:  # a probe that arrived since its check gave up counts
+            outbound.settle([r for results, _ in jobs for r in results], self.capture)
         names = sorted({r.target.endpoint for results, _ in jobs for r in results})
         baselines = await self.baselines(names)
         groups = [

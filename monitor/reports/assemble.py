@@ -178,7 +178,9 @@ def _delivery(addresses: list[AddressReport], docs: str) -> Scenario:
     return Scenario(key, title, text, works, f"listener probes: {evidence}", error, fix, affected)
 
 
-CERTIFICATE_RULES = ("cert.", "connector.", "outbound.")
+# A miss keeps every finding of the last measured probe but the probe's own reachability
+# (``probe.*``) and the miss's own rule, which the newest observation judges itself.
+MISS_PREFIXES = ("probe.", "outbound.not_delivered")
 
 
 def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
@@ -191,7 +193,7 @@ def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
         findings += [
             (sev, rule, msg + seen)
             for sev, rule, msg in row.last_findings
-            if rule.startswith(CERTIFICATE_RULES)
+            if not rule.startswith(MISS_PREFIXES)
         ]
     return AddressReport(
         endpoint.name,

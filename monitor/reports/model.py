@@ -105,7 +105,7 @@ class Report:
     timeline: list[tuple[str, CertInfo]]  # label, certificate
     upcoming: list[tuple[str, CertInfo]]  # expiring within 90 days
     renewals: list[dict[str, object]] = field(default_factory=list)  # ACME attempts in period
-    # Captures in the period that no valid token attributes to a check (test sends included,
-    # marked): shown, never part of a verdict.  ``unattributed_total`` counts them all.
+    # The newest captures of the period that no valid token attributes to a check (test sends
+    # included, marked): shown, never part of a verdict.  ``unattributed_total`` counts all.
     unattributed: list[dict[str, object]] = field(default_factory=list)
     unattributed_total: int = 0

@@ -110,7 +110,7 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(
             "relaycert_unattributed_captures",
             "Messages at the capture listener in the last 24 hours that no valid token "
-            "attributes to an outbound check (strays, forgeries, replays; test sends aside).",
+            "attributes to an outbound check (test sends, strays, forgeries, replays).",
             value=float(captures.unattributed_count(self.store, now - timedelta(days=1))),
         )
         lag = self.lag()

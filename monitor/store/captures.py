@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from monitor.store.engine import Store
@@ -85,11 +85,10 @@ def recent(
 
 
 def unattributed_count(store: Store, since: datetime) -> int:
-    """Captures since ``since`` that no valid token attributes to a check (test sends aside)."""
+    """Captures since ``since`` that no valid token attributes to a check (test sends
+    included), counted by the database."""
     with store.reading("counting unattributed captures") as db:
-        rows = db.scalars(
-            select(CaptureRow.session).where(  # type: ignore[call-overload]
-                col(CaptureRow.endpoint).is_(None), col(CaptureRow.at) >= since
-            )
+        query = select(func.count()).where(
+            col(CaptureRow.endpoint).is_(None), col(CaptureRow.at) >= since
         )
-        return sum(1 for session in rows if (session or {}).get("kind") != "test")
+        return int(db.scalar(query) or 0)

@@ -41,22 +41,34 @@ def outbound_misses(store: Store | None, names: Collection[str], limit: int) -> 
 MEASURED_OUTBOUND = ("ok", "no_client_cert", "no_tls")  # statuses where a probe arrived
 
 
-def outbound_state(store: Store | None, name: str) -> tuple[str | None, datetime | None]:
+def outbound_state(
+    store: Store | None, name: str
+) -> tuple[str | None, datetime | None, datetime | None]:
     """For endpoint ``name``'s outbound checks: the address of the newest result (the key its
-    results and alerts are stored under) and when the newest *arrived* probe was checked."""
+    results and alerts are stored under), when the newest *arrived* probe was checked, and
+    when the newest check of any outcome (a miss too) was."""
     if store is None:
-        return None, None
+        return None, None, None
     o = ObservationRow
     with store.reading("reading the outbound state") as session:
         row = endpoints_by_name(session, [name]).get(name)
         if row is None:
-            return None, None
+            return None, None, None
         mine = (col(o.endpoint_id) == row.id, col(o.direction) == "to_exchange_online")
-        address = session.scalars(select(col(o.address)).where(*mine).order_by(col(o.id).desc()))
+        newest = session.execute(
+            select(col(o.address), col(o.started_at), col(o.last_seen_at))
+            .where(*mine)
+            .order_by(col(o.id).desc())
+            .limit(1)
+        ).first()
         measured = session.execute(
             select(col(o.started_at), col(o.last_seen_at))
             .where(*mine, col(o.status).in_(MEASURED_OUTBOUND))
             .order_by(col(o.id).desc())
             .limit(1)
         ).first()
-        return address.first(), (measured[1] or measured[0]) if measured else None
+        return (
+            newest[0] if newest else None,
+            (measured[1] or measured[0]) if measured else None,
+            (newest[2] or newest[1]) if newest else None,
+        )

@@ -117,38 +117,40 @@ def not_after(session: Session, shas: Iterable[str]) -> dict[str, datetime]:
 
 
 MISSES = ("unreachable", "not_delivered")  # a probe that measured nothing
-ARRIVED_WITHOUT_CERTIFICATE = ("no_client_cert", "no_tls")  # measured, no chain to keep
-
-
-def _needs_last_known(row: ObservationRow) -> bool:
-    """A newest observation that leaves the certificate unknown: a miss, or a listener probe
-    without a certificate."""
-    return row.status in MISSES or (row.direction == "from_exchange_online" and not row.leaf_sha256)
 
 
 def last_known(session: Session, latest: Iterable[ObservationRow]) -> dict[Key, ObservationRow]:
-    """For the addresses whose newest observation (in ``latest``) leaves the certificate
-    unknown, the newest observation that measured one, or (client direction) that a probe
-    arrived without one: what still counts, marked "last seen", while nothing is measured."""
-    rows = [r for r in latest if _needs_last_known(r)]
-    if not rows:
-        return {}
+    """What still counts, marked "last seen", for addresses whose newest observation (in
+    ``latest``) leaves the certificate unknown.  After a miss (unreachable, never arrived): the
+    newest observation that measured anything, so a newer measured failure (no STARTTLS, a
+    failed handshake, no client certificate) is never replaced by an older success.  After a
+    listener probe that got no certificate: the newest that had one."""
+    latest = list(latest)
     o = ObservationRow
-    newest = (
-        select(func.max(col(o.id)))
-        .where(
-            col(o.endpoint_id).in_({r.endpoint_id for r in rows}),
-            col(o.leaf_sha256).is_not(None) | col(o.status).in_(ARRIVED_WITHOUT_CERTIFICATE),
+    found: dict[Key, ObservationRow] = {}
+    misses = [r for r in latest if r.status in MISSES]
+    served_without_leaf = [
+        r
+        for r in latest
+        if r.status not in MISSES and not r.leaf_sha256 and r.direction == "from_exchange_online"
+    ]
+    for rows, measured in (
+        (misses, col(o.status).not_in(MISSES)),
+        (served_without_leaf, col(o.leaf_sha256).is_not(None)),
+    ):
+        if not rows:
+            continue
+        newest = (
+            select(func.max(col(o.id)))
+            .where(col(o.endpoint_id).in_({r.endpoint_id for r in rows}), measured)
+            .group_by(col(o.endpoint_id), col(o.address), col(o.direction))
         )
-        .group_by(col(o.endpoint_id), col(o.address), col(o.direction))
-    )
-    wanted = {(r.endpoint_id, r.address, r.direction) for r in rows}
-    found = session.scalars(select(o).where(col(o.id).in_(newest))).all()
-    return {
-        (r.endpoint_id, r.address, r.direction): r
-        for r in found
-        if (r.endpoint_id, r.address, r.direction) in wanted
-    }
+        wanted = {(r.endpoint_id, r.address, r.direction) for r in rows}
+        for r in session.scalars(select(o).where(col(o.id).in_(newest))):
+            key = (r.endpoint_id, r.address, r.direction)
+            if key in wanted:
+                found[key] = r
+    return found
 
 
 def last_ok(session: Session) -> dict[Key, datetime]:

@@ -251,7 +251,8 @@ def _endpoints(session: Session, records: Sequence[ScanRecord], dialect: str) ->
         now = datetime.now(UTC)
         inserted = session.execute(  # each id comes with its name: no order needed
             insert_new(table, dialect, "name").returning(table.c.id, table.c.name),
-            [{**row, "created_at": now} for row in new.values()],
+            # in one order on every instance: two inserting overlapping rows cannot deadlock
+            [{**new[name], "created_at": now} for name in sorted(new)],
         )
         ids.update({row.name: row.id for row in inserted})
         raced = sorted(set(new) - set(ids))  # inserted meanwhile by another instance
@@ -283,7 +284,7 @@ def _certificates(session: Session, unique: dict[str, x509.Certificate], dialect
             "not_after": cert.not_valid_after_utc,
             "first_seen": now,
         }
-        for sha, cert in unique.items()
+        for sha, cert in sorted(unique.items())  # one order everywhere: no deadlock
         if sha not in known
     ]
     if new:
