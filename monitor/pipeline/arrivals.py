@@ -56,7 +56,10 @@ def attribute(config: Config, keys: TokenKeys, arrival: Arrival) -> Attribution:
         name = EndpointIds(keys, (e.name for e in config.endpoints)).name(claim.endpoint_id)
         endpoint = next((e for e in config.endpoints if e.name == name), None)
         if endpoint is None:
-            why = "the token names an endpoint that is not configured (removed or renamed?)"
+            why = (
+                "the token names no configured endpoint (removed or renamed?), or two "
+                "endpoints' names share its id"
+            )
             return Attribution(UNATTRIBUTED, None, why)
     if claim.kind is Kind.TEST:
         return Attribution(TEST, endpoint, "a hand test send (relaycert capture --once)")
