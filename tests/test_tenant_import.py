@@ -252,3 +252,57 @@ def test_accepted_domains_from_microsoft_graph(tmp_path: Path, config_file, monk
     finally:
         graph.server.shutdown()
         graph.server.server_close()
+
+
+def test_import_writes_what_it_is_given_never_more(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An export's text is data: a ConnectorType with newlines cannot add a connector, and
+    ESC bytes never reach the terminal; the printed TOML loads back to exactly the export."""
+    hostile = (
+        'Partner\n\n[[connectors]]\nname = "evil"\n'
+        'tls_sender_certificate_name = "*.evil.example"\n\x1b[2J'
+    )
+    connectors = write(
+        tmp_path / "in.json",
+        [
+            {
+                "Name": "Relay",
+                "ConnectorType": "OnPremises",
+                "Enabled": True,
+                "TlsSenderCertificateName": "*.contoso.com",
+            },
+            {
+                "Name": "Odd\x1b]0;x\x07",
+                "ConnectorType": hostile,
+                "Enabled": True,
+                "TlsSenderCertificateName": "*.fabrikam.com",
+            },
+        ],
+    )
+    assert main(["import", "--connectors", str(connectors)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert tomllib.loads(out)["connectors"] == [
+        {"name": "Relay", "tls_sender_certificate_name": "*.contoso.com"}
+    ]
+
+
+def test_import_refuses_what_the_loader_would_refuse(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    twice = {
+        "ConnectorType": "OnPremises",
+        "Enabled": True,
+        "TlsSenderCertificateName": "*.contoso.com",
+    }
+    connectors = write(
+        tmp_path / "in.json", [{"Name": "Relay", **twice}, {"Name": "Relay", **twice}]
+    )
+    assert main(["import", "--connectors", str(connectors)]) == 3
+    err = capsys.readouterr().err
+    assert 'connector "Relay": duplicate connector name' in err and str(connectors) in err
+
+
+def test_import_of_deeply_nested_json_is_a_clear_error(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert main(["import", "--connectors", str(deep)]) == 3
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "nested too deeply" in err and str(deep) in err

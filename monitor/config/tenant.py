@@ -34,6 +34,11 @@ def records(path: Path, what: str) -> list[dict[str, Any]]:
         raise ConfigError(f"tenant.{what}: cannot read {path}: {exc.strerror}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"tenant.{what}: {path} is not JSON from ConvertTo-Json: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"tenant.{what}: {path} is nested too deeply to be an export of ConvertTo-Json; "
+            "export again with -Depth 5"
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("value"), list):  # Graph's collection
         data = data["value"]
     items = data if isinstance(data, list) else [data]
