@@ -187,18 +187,25 @@ def test_forged_sessions_open_and_resolve_nothing(
         other = {"local_hostname": "broken.contoso.com", "source_address": ("127.0.0.3", 0)}
         with smtplib.SMTP("127.0.0.1", port, timeout=5, **other) as s:  # type: ignore[arg-type]
             s.sendmail("a@contoso.com", [f"x@{PROBE_DOMAIN}"], "x")
+        # A hostile EHLO name and sender: control characters never reach the store.
+        hostile = {"local_hostname": "evil\x1b[2J\x07.test", "source_address": ("127.0.0.4", 0)}
+        with smtplib.SMTP("127.0.0.1", port, timeout=5, **hostile) as s:  # type: ignore[arg-type]
+            s.sendmail("a\x1b]0;x\x07@contoso.com", [f"y@{PROBE_DOMAIN}"], "x")
 
-    while_listening(config, forge, lambda: captures(config) >= 2)
+    while_listening(config, forge, lambda: captures(config) >= 3)
     assert alerts(config) == before  # nothing opened, nothing resolved
     assert newest_client(config, "broken")[0] == "no_client_cert"
     rows = sql(config, "SELECT endpoint, session FROM capture ORDER BY id")
     reasons = [json.loads(s)["reason"] for _, s in rows]
+    ehlo, mail_from = sql(config, "SELECT ehlo, session FROM capture ORDER BY id")[2]
+    assert "evil" in ehlo and "\x1b" not in ehlo and "\x07" not in ehlo
+    assert "\\u001b" not in mail_from and "\x1b" not in mail_from
     assert all(endpoint is None for endpoint, _ in rows)
     assert "not issued by this installation" in reasons[0]
     assert reasons[1] == "no relaycert token in the recipients"
     doc = report(config, capsys)
-    assert doc["unattributed_total"] == 2
-    assert {c["peer"] for c in doc["unattributed"]} == {"127.0.0.1", "127.0.0.3"}
+    assert doc["unattributed_total"] == 3
+    assert {c["peer"] for c in doc["unattributed"]} == {"127.0.0.1", "127.0.0.3", "127.0.0.4"}
 
 
 def test_a_late_probe_is_its_own_endpoints_never_its_neighbours(
@@ -494,3 +501,50 @@ def test_a_newer_measured_failure_survives_an_outage(
     main(["status", "--config", str(config), "--format", "json"])
     (row,) = json.loads(capsys.readouterr().out)["addresses"]
     assert row["status"] == "unreachable" and row["worst_finding"] == "critical"
+
+
+def test_a_hostile_reply_never_carries_control_characters_onward(
+    config_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server's reply is attacker-controlled text: ESC and BEL reach neither the store, nor
+    the table, nor the HTML report (#25)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        listener.settimeout(10)
+        for _ in range(4):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                conn.sendall(b"220 mx.test ESMTP \x1b[31mred\x07\r\n")
+                with contextlib.suppress(OSError):
+                    conn.recv(1024)  # EHLO
+                    conn.sendall(b"250-mx.test \x1b[2J\r\n250 STARTTLS\r\n")
+                    conn.recv(1024)  # STARTTLS
+                    conn.sendall(b"454 4.7.0 \x1b[2J\x1b]0;pwned\x07 go away\r\n")
+                    conn.recv(1024)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    config = config_file(endpoint_toml("mail1", port))
+    main(["scan", "--config", str(config)])
+    table = capsys.readouterr().out
+    main(["report", "--config", str(config), "--format", "html"])
+    html = capsys.readouterr().out
+    listener.close()
+    stored = " ".join(
+        str(value)
+        for row in sql(config, "SELECT error, banner, status FROM observation")
+        + sql(config, "SELECT message, rule, severity FROM finding")
+        for value in row
+    )
+    assert "go away" in stored  # the reply was stored...
+    for text in (table, html, stored):  # ...without its control characters, and shown so
+        assert "\x1b" not in text and "\x07" not in text

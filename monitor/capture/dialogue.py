@@ -17,6 +17,7 @@ from OpenSSL import SSL
 
 from monitor.capture.tls import CHUNK, ServerTLS, TLSFailed
 from monitor.errors import RelaycertError
+from monitor.probe.wire import clean
 
 TOKEN_PREFIX = "rc-"  # noqa: S105 - a recipient prefix, not a secret
 _TOKEN = re.compile(r"^[0-9a-f]{8,64}$")
@@ -161,7 +162,7 @@ class Dialogue:
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
         if verb in ("EHLO", "HELO"):
-            self.ehlo = arg.strip()[:255] or None
+            self.ehlo = clean(arg.strip()[:255]) or None  # the client's text: no controls
             self._reset()
             if verb == "HELO":
                 await self._send(f"250 {self.hostname}")
@@ -218,7 +219,7 @@ class Dialogue:
             await self._send("501 5.5.4 Syntax: MAIL FROM:<address>")
             return
         self._reset()
-        self.mail_from = match.group(1)
+        self.mail_from = clean(match.group(1))
         await self._send("250 2.1.0 Ok")
 
     async def _rcpt(self, arg: str) -> None:
@@ -232,7 +233,7 @@ class Dialogue:
         elif match.group(1).rpartition("@")[2].lower().rstrip(".") not in self.domains:
             await self._send("550 5.7.1 Relay access denied: this is a relaycert capture listener")
         else:
-            self.recipients.append(match.group(1))
+            self.recipients.append(clean(match.group(1)))
             await self._send("250 2.1.5 Ok")
 
     async def _data(self) -> None:
