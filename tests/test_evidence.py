@@ -546,5 +546,5 @@ def test_a_hostile_reply_never_carries_control_characters_onward(
         for value in row
     )
     assert "go away" in stored  # the reply was stored...
-    for text in (table, html, stored):  # ...without its control characters, and shown so
-        assert "\x1b" not in text and "\x07" not in text
+    for shown in (table, html, stored):  # ...without its control characters, and shown so
+        assert "\x1b" not in shown and "\x07" not in shown
