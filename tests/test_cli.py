@@ -351,8 +351,15 @@ class Teardown:
 # Made at exit (after the scan's gc.freeze), freed only by the interpreter's teardown.
 atexit.register(lambda: setattr(sys, "kept", Teardown()))
 atexit.register(lambda: print("exit handlers ran", file=sys.stderr))
-if sys.argv[1] == "thread":  # a thread still working when the command returns
-    threading.Thread(target=lambda: (time.sleep(0.5), print("thread finished"))).start()
+def work():  # still working when the command returns, however slow the machine
+    while threading.main_thread().is_alive():
+        time.sleep(0.01)
+    time.sleep(0.2)
+    print("thread finished")
+
+
+if sys.argv[1] == "thread":
+    threading.Thread(target=work).start()
 from monitor.cli.app import console_entry
 
 sys.argv = ["relaycert", "scan", "--config", sys.argv[2], "--format", "json", "--no-store"]
