@@ -21,9 +21,17 @@ KEY_NAME = "relaycert-key."
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        return int(udp.getsockname()[1])
+    """A port free for both UDP and TCP (named listens on both)."""
+    from monitor.demo.ports import free_port
+
+    while True:
+        port = free_port(kind=socket.SOCK_DGRAM)
+        with socket.socket() as tcp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 class Bind:

@@ -231,6 +231,6 @@ class Postfix:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    from monitor.demo.ports import free_port
+
+    return free_port()

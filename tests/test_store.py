@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -271,8 +272,6 @@ def test_instances_storing_one_certificate_at_once_lose_nothing(
     are stored; neither is lost to a unique violation."""
     import threading
 
-    if not store_url.startswith("postgresql"):
-        pytest.skip("SQLite has one writer at a time: the second waits for the first's commit")
     first, second = Store.open(store_url), Store.open(store_url)
     written, started = threading.Event(), threading.Event()
     errors: list[BaseException] = []
@@ -310,3 +309,148 @@ def test_instances_storing_one_certificate_at_once_lose_nothing(
     }
     first.close()
     second.close()
+
+
+def _race(
+    first: Store, second: Store, records: tuple[ScanRecord, ScanRecord], hook: writes.Hook
+) -> None:
+    """``first`` stores ``records[0]`` and holds its transaction open (after ``hook``) while
+    ``second`` stores ``records[1]`` with the same hook: two instances at one moment."""
+    import threading
+
+    written, started = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold(session: Session, ids: dict[str, int]) -> None:
+        hook(session, ids)
+        written.set()  # tracked, not committed: the second instance now races it
+        started.wait(5)
+        time.sleep(0.5)
+
+    def run_first() -> None:
+        try:
+            writes.record(first, [records[0]], hold)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    assert written.wait(5)
+    started.set()
+    try:
+        writes.record(second, [records[1]], hook)
+    finally:
+        thread.join(10)
+    assert errors == []
+
+
+def _tracking() -> Any:
+    from monitor.alerts.lifecycle import AlertSettings
+    from monitor.alerts.policy import Tracking
+    from notifications.webhook import WebhookSettings
+
+    sink = WebhookSettings(name="sink", type="webhook", url_env="RELAYCERT_TEST_UNUSED")
+    return Tracking(alerts=AlertSettings(persist=1), channels=(sink,))
+
+
+def test_instances_judging_one_endpoint_at_once_open_one_alert(
+    store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    """Two instances (a daemon and a ``relaycert scan``, or two daemons while claims move)
+    judge one address at once, both with a new critical finding: one alert opens and one
+    message goes out, not two of each (the second instance reads the first's alert)."""
+    from checks.base import Direction
+    from monitor.alerts.tracking import track
+    from monitor.store.models import AlertRow, OutboxRow
+
+    first, second = Store.open(store_url), Store.open(store_url)
+    tracking, now = _tracking(), datetime.now(UTC)
+    broken = (Finding("outbound.no_client_certificate", Severity.CRITICAL, "no certificate"),)
+
+    def client_check(when: datetime) -> ScanRecord:  # the client direction: no daily counter
+        known = record(good_leaf, intermediate, when=when)
+        target = replace(known.result.target, direction=Direction.TO_EXO, mode="outbound")
+        return replace(known, result=replace(known.result, target=target), findings=broken)
+
+    writes.record(first, [record(good_leaf, intermediate)])  # endpoint and certificate known
+    runs = (client_check(now), client_check(now + timedelta(seconds=1)))
+
+    def hook(session: Session, ids: dict[str, int]) -> None:
+        track(session, ids, list(runs[:1]), tracking, now)
+
+    _race(first, second, (runs[0], runs[1]), hook)
+    with second.reading("test") as session:
+        alerts = session.scalars(select(AlertRow)).all()
+        messages = session.scalars(select(OutboxRow)).all()
+    assert [(a.rule, a.status) for a in alerts] == [("outbound.no_client_certificate", "open")]
+    assert [m.kind for m in messages] == ["opened"]
+    first.close()
+    second.close()
+
+
+def test_instances_setting_the_first_baseline_at_once_lose_nothing(
+    store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    """The first certificate of an address becomes its baseline; two instances seeing it
+    first at the same moment both store their run (the first baseline stands)."""
+    from checks.base import Observation
+    from checks.drift import baseline_of
+    from monitor.alerts.tracking import track
+    from monitor.store.models import BaselineRow
+
+    first, second = Store.open(store_url), Store.open(store_url)
+    writes.record(first, [record(good_leaf, intermediate)])
+    candidate = baseline_of(Observation(ProbeStatus.OK, (good_leaf.cert, intermediate.cert)))
+    now = datetime.now(UTC)
+    runs = tuple(
+        replace(
+            record(good_leaf, intermediate, when=now + timedelta(seconds=s)), candidate=candidate
+        )
+        for s in (1, 2)
+    )
+
+    def hook(session: Session, ids: dict[str, int]) -> None:
+        track(session, ids, list(runs[:1]), _tracking(), now)
+
+    _race(first, second, (runs[0], runs[1]), hook)
+    with second.reading("test") as session:
+        assert len(session.scalars(select(BaselineRow)).all()) == 1
+        # three probes with one signature: one observation row that saw all three
+        assert [o.repeats for o in session.scalars(select(ObservationRow))] == [3]
+    first.close()
+    second.close()
+
+
+def test_a_transient_database_error_is_retried_not_a_lost_run(
+    store_url: str, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    """A serialisation failure (PostgreSQL) or a write lock held past the wait (SQLite) fails
+    one attempt; the run is stored by the next attempt, once, not lost."""
+    from sqlalchemy import create_engine, text
+
+    store = Store.open(store_url)
+    attempts: list[int] = []
+
+    def fail_once(session: Session, ids: dict[str, int]) -> None:
+        attempts.append(len(attempts))
+        if len(attempts) > 1:
+            return
+        if store.dialect == "postgresql":
+            session.execute(
+                text(
+                    "DO $$ BEGIN RAISE EXCEPTION 'could not serialize access' "
+                    "USING ERRCODE = 'serialization_failure'; END $$"
+                )
+            )
+        else:  # another writer that gives up at once: the real "database is locked"
+            impatient = create_engine(store_url, connect_args={"timeout": 0})
+            try:
+                with impatient.connect() as connection:
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+            finally:
+                impatient.dispose()
+
+    writes.record(store, [record(good_leaf, intermediate)], fail_once)
+    assert attempts == [0, 1]
+    assert store.counts() == {"endpoint": 1, "certificate": 2, "observation": 1, "finding": 1}
+    store.close()

@@ -6,10 +6,10 @@ are written together or not at all, so a crash can neither lose nor repeat a tra
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlmodel import Session, col
 
 from checks.base import Baseline, Severity, anchor
@@ -23,6 +23,9 @@ from monitor.store.messages import enqueue
 from monitor.store.models import AlertRow
 from monitor.store.queries import Key
 from notifications.base import Notification
+
+TRACKING_LOCK = 0x72637472  # the advisory lock space of alert tracking ("rctr")
+BUCKETS = 64
 
 
 def acceptable(record: ScanRecord) -> bool:
@@ -106,6 +109,26 @@ def _notification(
     )
 
 
+def serialise(session: Session, endpoint_ids: Iterable[int]) -> None:
+    """On PostgreSQL, wait until no other transaction is tracking these endpoints.
+
+    Two instances judging one address at once (a daemon and ``relaycert scan``, two daemons
+    while claims move) would otherwise both read "no open alert" and both open one, or both
+    advance one alert's streak from the same value.  Transaction-scoped advisory locks, one per
+    bucket of endpoint ids (a 20 000-endpoint scan takes at most :data:`BUCKETS`, well inside
+    PostgreSQL's lock table), taken in ascending order before anything tracked is read: the
+    second transaction then reads what the first committed.  SQLite has one writer at a time,
+    and the scan has written before it tracks, so it is serialised already.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for bucket in sorted({endpoint_id % BUCKETS for endpoint_id in endpoint_ids}):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :bucket)"),
+            {"space": TRACKING_LOCK, "bucket": bucket},
+        )
+
+
 def track(
     session: Session,
     endpoint_ids: dict[str, int],
@@ -114,6 +137,7 @@ def track(
     now: datetime,
 ) -> None:
     """Everything :class:`Tracking` asks for, in the caller's transaction."""
+    serialise(session, endpoint_ids.values())
     update_baselines(session, endpoint_ids, records, tracking, now)
     apply_alerts(session, endpoint_ids, records, tracking, now)
 

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from monitor.demo import pki
+from monitor.demo import pki, ports
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
 CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
@@ -27,9 +27,7 @@ def installed() -> bool:
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return ports.free_port(kind=kind)
 
 
 class Pebble:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
+
+from monitor.demo import ports
 
 # aiosmtpd logs every failed TLS handshake with a traceback; the demo's servers fail some on
 # purpose (the legacy TLS check offers TLS 1.1, which they refuse), so keep that off the terminal.
@@ -27,11 +28,9 @@ class _Sink:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A currently free TCP port (aiosmtpd's Controller cannot start on port 0)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A currently free TCP port (aiosmtpd's Controller cannot start on port 0), one no
+    outgoing connection takes meanwhile (see :mod:`monitor.demo.ports`)."""
+    return ports.free_port(host)
 
 
 def server_context(key: Path, chain: Path) -> ssl.SSLContext:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlmodel import Session
+
 from checks.base import Severity
 from monitor.config.loader import Config
 from monitor.renewal.outcome import Outcome
@@ -27,7 +29,8 @@ def alert(
     now = datetime.now(UTC)
     first = config.endpoint(settings.endpoints[0])
     connector = first.connector if first else None
-    with store.transaction(f"queueing messages about renewal '{settings.name}'") as session:
+
+    def work(session: Session) -> None:
         for channel in config.channels:
             if not channel.routes("critical", connector):
                 continue
@@ -47,3 +50,5 @@ def alert(
                 fingerprint=outcome.new_sha256,
             )
             enqueue(session, note, channel.name, now)
+
+    store.retrying(f"queueing messages about renewal '{settings.name}'", work)

@@ -8,14 +8,14 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from cryptography import x509
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from checks.base import Baseline, Observation, ProbeStatus
 from checks.drift import baseline_of
 from monitor.errors import RelaycertError
 from monitor.store import queries
-from monitor.store.engine import Store
+from monitor.store.engine import Store, insert_new
 from monitor.store.models import BaselineRow, EndpointRow, ObservationRow
 from monitor.store.queries import Key
 
@@ -47,11 +47,15 @@ def set_baseline(session: Session, key: Key, baseline: Baseline, by: str, now: d
 
 
 def insert_first(session: Session, first: dict[Key, Baseline], now: datetime) -> None:
-    """A fleet's first baselines: one bulk insert, not a query per address."""
+    """A fleet's first baselines: one bulk insert, not a query per address; one another
+    instance inserted meanwhile is kept."""
     if not first:
         return
+    dialect = session.get_bind().dialect.name
+    table = BaselineRow.__table__  # type: ignore[attr-defined]  # Core: no ORM bookkeeping
     session.execute(
-        insert(BaselineRow.__table__),  # type: ignore[attr-defined]  # Core: no ORM bookkeeping
+        # another instance may set the same first baseline at the same moment: it stands
+        insert_new(table, dialect, "endpoint_id", "address", "direction"),
         [
             {
                 "endpoint_id": e,
@@ -73,8 +77,9 @@ def insert_first(session: Session, first: dict[Key, Baseline], now: datetime) ->
 def accept(store: Store, endpoint: str, now: datetime) -> list[tuple[str, str, str]]:
     """Make each address's current certificate its baseline, in each direction; returns
     (address, direction, sha256)."""
-    accepted: list[tuple[str, str, str]] = []
-    with store.transaction(f"accepting the certificates of {endpoint}") as session:
+
+    def work(session: Session) -> list[tuple[str, str, str]]:
+        accepted: list[tuple[str, str, str]] = []
         row = queries.endpoints_by_name(session, [endpoint]).get(endpoint)
         if row is None or row.id is None:
             raise RelaycertError(f"endpoint '{endpoint}' has never been probed; run a scan first")
@@ -87,6 +92,9 @@ def accept(store: Store, endpoint: str, now: datetime) -> list[tuple[str, str, s
                 key = (row.id, obs.address, obs.direction)
                 set_baseline(session, key, candidate, "manual", now)
                 accepted.append((obs.address, obs.direction, candidate.sha256))
+        return accepted
+
+    accepted = store.retrying(f"accepting the certificates of {endpoint}", work)
     if not accepted:
         raise RelaycertError(f"endpoint '{endpoint}' has no probe with a certificate to accept")
     return accepted
@@ -100,7 +108,8 @@ def accept_renewed(
     candidate = baseline_of(Observation(ProbeStatus.OK, chain))
     if candidate is None:
         return
-    with store.transaction("accepting the renewed certificate") as session:
+
+    def work(session: Session) -> None:
         rows = session.execute(
             select(
                 col(ObservationRow.endpoint_id),
@@ -113,3 +122,5 @@ def accept_renewed(
         ).all()
         for endpoint_id, address, direction in rows:
             set_baseline(session, (endpoint_id, address, direction), candidate, "renewal", now)
+
+    store.retrying("accepting the renewed certificate", work)

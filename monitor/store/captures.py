@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from monitor.store.engine import Store
 from monitor.store.models import CaptureRow
@@ -41,7 +41,7 @@ def save(
     leaf_sha256: str | None,
     worst: str | None,
 ) -> None:
-    with store.transaction("storing a capture") as db:
+    def work(db: Session) -> None:
         db.add(
             CaptureRow(
                 at=at,
@@ -54,6 +54,8 @@ def save(
                 session=session,
             )
         )
+
+    store.retrying("storing a capture", work)
 
 
 def recent(

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select, text, update
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from monitor.errors import StoreError
-from monitor.store.engine import Store
+from monitor.store.engine import Store, insert_new
 from monitor.store.models import ClaimRow, InstanceRow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -33,10 +33,10 @@ def register(store: Store, row: InstanceRow) -> None:
 
 
 def beat(store: Store, instance_id: str, now: datetime) -> None:
-    with store.transaction("writing the heartbeat") as session:
-        session.execute(
-            update(InstanceRow).where(col(InstanceRow.id) == instance_id).values(heartbeat_at=now)
-        )
+    statement = (
+        update(InstanceRow).where(col(InstanceRow.id) == instance_id).values(heartbeat_at=now)
+    )
+    store.retrying("writing the heartbeat", lambda session: session.execute(statement))
 
 
 def stopped(store: Store, instance_id: str, now: datetime) -> None:
@@ -63,18 +63,18 @@ def instances(store: Store, since: datetime) -> list[InstanceRow]:
 def claim(store: Store, key: str, owner: str, now: datetime, next_due: datetime) -> bool:
     """Take the work ``key`` if it is due (it is the first time it is asked for, or ``due_at``
     has passed); it is due again at ``next_due``.  True on exactly one instance per due time."""
-    with store.transaction(f"claiming {key}") as session:
-        if store.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        session.execute(insert(ClaimRow).values(key=key, due_at=EPOCH).on_conflict_do_nothing())
-        result = session.execute(
-            update(ClaimRow)
-            .where(col(ClaimRow.key) == key, col(ClaimRow.due_at) <= now)
-            .values(due_at=next_due, owner=owner, claimed_at=now)
-        )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    first = insert_new(ClaimRow.__table__, store.dialect, "key").values(key=key, due_at=EPOCH)  # type: ignore[attr-defined]
+    take = (
+        update(ClaimRow)
+        .where(col(ClaimRow.key) == key, col(ClaimRow.due_at) <= now)
+        .values(due_at=next_due, owner=owner, claimed_at=now)
+    )
+
+    def work(session: Session) -> bool:
+        session.execute(first)
+        return bool(session.execute(take).rowcount == 1)  # type: ignore[attr-defined]
+
+    return store.retrying(f"claiming {key}", work)
 
 
 def _lock_path(store: Store, key: str) -> str | None:

@@ -9,20 +9,26 @@ failed transaction is rolled back, so it adds nothing and removes nothing.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session
 
 from checks.certinfo import clip
 from monitor.errors import StoreError, StoreGoneError
+from monitor.logs import event as log_event
 from monitor.store.models import CertificateRow, EndpointRow, FindingRow, ObservationRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,6 +37,22 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "0006"
 MIGRATE_LOCK = 0x72656C6179  # the advisory lock migrations hold on PostgreSQL ("relay")
 HEARTBEAT = timedelta(hours=24)
+# How often a transaction that met another instance's (serialisation failure, deadlock, a
+# unique key inserted meanwhile, a lock held past the wait) or a dropped connection is tried
+# in all, and the first pause between tries (growing fourfold, with jitter: 0.1, 0.4, 1.6 s).
+ATTEMPTS = 4
+FIRST_PAUSE = 0.1
+# PostgreSQL's SQLSTATEs of a conflict with a concurrent transaction: serialization_failure,
+# deadlock_detected, unique_violation (a content-keyed row inserted meanwhile: a retry reads
+# it), lock_not_available; and of a server going away: admin_shutdown, crash_shutdown,
+# cannot_connect_now (a restart).
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "23505", "55P03", "57P01", "57P02", "57P03"})
+# SQLite's: SQLITE_BUSY and SQLITE_LOCKED (any extended code), SQLITE_CONSTRAINT_PRIMARYKEY and
+# SQLITE_CONSTRAINT_UNIQUE.
+SQLITE_BUSY = frozenset({5, 6})
+SQLITE_UNIQUE = frozenset({1555, 2067})
+T = TypeVar("T")
+log = logging.getLogger("relaycert.store")
 
 
 def redact(url: str) -> str:
@@ -43,6 +65,32 @@ def redact(url: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     return clip((str(exc).splitlines() or [type(exc).__name__])[0], 300)
+
+
+def transient(exc: SQLAlchemyError) -> bool:
+    """Is ``exc`` a conflict with another transaction, or a connection lost, that the same
+    transaction tried again may not meet?"""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig: Any = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in TRANSIENT_SQLSTATES:  # psycopg
+        return True
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(orig, sqlite3.OperationalError) and code is not None:
+        return code & 0xFF in SQLITE_BUSY
+    return isinstance(orig, sqlite3.IntegrityError) and code in SQLITE_UNIQUE
+
+
+def insert_new(table: Any, dialect: str, *key: str) -> Any:
+    """``INSERT ... ON CONFLICT (key) DO NOTHING`` for rows keyed by content or name that
+    another instance may insert at the same moment (certificates, endpoints, first
+    baselines): the second insert waits for the first and then adds nothing, instead of
+    failing the whole run."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    return dialect_insert(table).on_conflict_do_nothing(index_elements=list(key))
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
@@ -170,6 +218,32 @@ class Store:
                     transaction.rollback()
         except SQLAlchemyError as exc:
             raise self._error(what, exc, written=True) from exc
+
+    def retrying(self, what: str, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one transaction (as :meth:`transaction`); when it fails by a
+        :func:`transient` error it is rolled back and run again from the start, up to
+        :data:`ATTEMPTS` times in all.  ``work`` must therefore do nothing but database work
+        (its reads are read again; an alert message is only enqueued in the outbox)."""
+        for attempt in range(1, ATTEMPTS + 1):
+            self.check_file()
+            try:
+                with Session(self.engine) as session, session.begin():
+                    return work(session)
+            except SQLAlchemyError as exc:
+                if attempt == ATTEMPTS or not transient(exc):
+                    raise self._error(what, exc, written=True) from exc
+                pause = FIRST_PAUSE * 4 ** (attempt - 1) * random.uniform(0.5, 1.5)  # noqa: S311 (jitter)
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "store.retry",
+                    what=what,
+                    attempt=attempt,
+                    pause_s=round(pause, 2),
+                    error=_first_line(exc),
+                )
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def counts(self) -> dict[str, int]:
         """Row counts per table (for status output and tests)."""

@@ -44,8 +44,9 @@ def claim(
     """Lease up to ``limit`` due messages to ``instance``, at most ``per_channel`` of each
     channel: (id, channel, attempts, note)."""
     free = or_(col(OutboxRow.claim_until).is_(None), col(OutboxRow.claim_until) < now)
-    claimed: list[tuple[int, str, int, Notification]] = []
-    with store.transaction("claiming outbox messages") as session:
+
+    def work(session: Session) -> list[tuple[int, str, int, Notification]]:
+        claimed: list[tuple[int, str, int, Notification]] = []
         due = session.scalars(
             select(OutboxRow)
             .where(col(OutboxRow.status) == "pending", col(OutboxRow.next_attempt_at) <= now)
@@ -69,15 +70,17 @@ def claim(
                 claimed.append(
                     (row.id, row.channel, row.attempts, Notification.from_dict(row.payload))
                 )
-    return claimed
+        return claimed
+
+    return store.retrying("claiming outbox messages", work)
 
 
 def finish(store: Store, message_id: int, instance: str, values: dict[str, Any]) -> None:
     """Record how a claimed message ended (only while ``instance`` still holds its lease)."""
-    with store.transaction("recording a delivery") as session:
-        session.execute(
-            update(OutboxRow)
-            .where(col(OutboxRow.id) == message_id, col(OutboxRow.claimed_by) == instance)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
+    statement = (
+        update(OutboxRow)
+        .where(col(OutboxRow.id) == message_id, col(OutboxRow.claimed_by) == instance)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    store.retrying("recording a delivery", lambda session: session.execute(statement))

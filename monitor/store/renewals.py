@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlmodel import Session
+
 from monitor.store.engine import Store
 from monitor.store.models import RenewalRow
 
@@ -20,7 +22,8 @@ def record_attempt(
     finished: datetime | None = None,
 ) -> int:
     """Store one attempt (``finished``: the renewal's clock, default now); returns its id."""
-    with store.transaction(f"recording renewal '{name}'") as session:
+
+    def work(session: Session) -> int:
         row = RenewalRow(
             name=name,
             started_at=started,
@@ -34,3 +37,5 @@ def record_attempt(
         session.add(row)
         session.flush()
         return row.id or 0
+
+    return store.retrying(f"recording renewal '{name}'", work)

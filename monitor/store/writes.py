@@ -12,13 +12,13 @@ from typing import Any, TypeAlias
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlmodel import Session, col
 
 from checks.base import Direction, worst
 from checks.certinfo import fingerprint
 from monitor.pipeline.records import ScanRecord
-from monitor.store.engine import Store
+from monitor.store.engine import Store, insert_new
 from monitor.store.models import (
     CertificateRow,
     EndpointRow,
@@ -33,12 +33,16 @@ Days: TypeAlias = dict[tuple[int, str, date], list[int]]
 
 
 def record(store: Store, records: Sequence[ScanRecord], hook: Hook | None = None) -> None:
-    """Store a scan's results in one transaction (all or nothing).  ``hook`` runs in the same
-    transaction with the endpoint ids (baselines, alerts, outbox)."""
-    with store.transaction("storing the scan") as session:
+    """Store a scan's results in one transaction (all or nothing; tried again when it meets
+    another instance's, see :meth:`Store.retrying`).  ``hook`` runs in the same transaction
+    with the endpoint ids (baselines, alerts, outbox): database work only."""
+
+    def work(session: Session) -> None:
         endpoint_ids = write_scan(session, records, store.heartbeat, store.dialect)
         if hook is not None:
             hook(session, endpoint_ids)
+
+    store.retrying("storing the scan", work)
 
 
 def signature(record: ScanRecord, prints: list[str]) -> str:
@@ -93,17 +97,6 @@ def _repeats(last: LatestRow, sign: str, at: datetime, heartbeat: timedelta) -> 
     return signature == sign and at - started < heartbeat and at >= (seen or started)
 
 
-def insert_new(table: Any, dialect: str, key: str) -> Any:
-    """``INSERT ... ON CONFLICT (key) DO NOTHING`` for rows keyed by content or name that
-    another instance may insert at the same moment (certificates, endpoints): the second
-    insert waits for the first and then adds nothing, instead of failing the whole run."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-    return dialect_insert(table).on_conflict_do_nothing(index_elements=[key])
-
-
 def write_scan(
     session: Session, records: Sequence[ScanRecord], heartbeat: timedelta, dialect: str
 ) -> dict[str, int]:
@@ -131,9 +124,7 @@ def write_scan(
             day[1] += result.status.value == "ok"
         last = latest.get((endpoint_id, result.target.address, direction.value))
         if last is not None and _repeats(last, sign, result.started_at, heartbeat):
-            repeats.append(
-                {"id": last.id, "last_seen_at": result.started_at, "repeats": last.repeats + 1}
-            )
+            repeats.append({"id": last.id, "last_seen_at": result.started_at})
             continue
         inserted.append(record)
         rows.append(_row(record, endpoint_id, prints, sign))
@@ -147,17 +138,20 @@ def _mark_repeats(session: Session, repeats: list[dict[str, Any]]) -> None:
     if not repeats:
         return
     # A Core UPDATE by primary key, one executemany (the ORM's bulk UPDATE costs twice as much
-    # per row in bookkeeping; there is nothing in the session to keep in step).
+    # per row in bookkeeping; there is nothing in the session to keep in step).  Relative to
+    # the row as it is when updated, not as it was read: another instance counting the same
+    # row at the same moment adds its probe too.
     table = ObservationRow.__table__  # type: ignore[attr-defined]
+    seen = bindparam("seen", type_=table.c.last_seen_at.type)
     statement = (
         update(table)
         .where(table.c.id == bindparam("row_id"))
-        .values(last_seen_at=bindparam("seen"), repeats=bindparam("count"))
+        .values(
+            last_seen_at=case((table.c.last_seen_at < seen, seen), else_=table.c.last_seen_at),
+            repeats=table.c.repeats + 1,
+        )
     )
-    session.execute(
-        statement,
-        [{"row_id": r["id"], "seen": r["last_seen_at"], "count": r["repeats"]} for r in repeats],
-    )
+    session.execute(statement, [{"row_id": r["id"], "seen": r["last_seen_at"]} for r in repeats])
 
 
 def _insert_observations(
