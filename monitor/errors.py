@@ -46,6 +46,10 @@ class ProbeError(RelaycertError):
     """A probe step failed.  ``step`` names it (connect, greeting, ehlo, starttls, handshake...)."""
 
     def __init__(self, step: str, message: str) -> None:
+        # the message often quotes a server's reply, attacker-controlled text: no control
+        # character of it reaches a log, the store, a report or a terminal
+        if not message.isprintable():
+            message = "".join(ch if ch.isprintable() else " " for ch in message)
         super().__init__(f"{step}: {message}")
         self.step = step
         self.detail = message

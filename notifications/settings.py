@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from monitor.config.common import Name
 from monitor.config.units import Duration
 
 
@@ -14,7 +15,7 @@ class ChannelSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1)
+    name: Name
     type: str
     severities: tuple[str, ...] = ("warning", "unknown", "critical")
     connectors: tuple[str, ...] = ()  # empty: every connector

@@ -167,3 +167,23 @@ def test_unknown_endpoint_filter(tmp_path: Path, capsys: pytest.CaptureFixture[s
     path.write_text(GOOD, encoding="utf-8")
     assert main(["scan", "--config", str(path), "--endpoint", "nope"]) == 3
     assert "no endpoint named nope (known: mail1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["name", "host", "connector"])
+def test_control_characters_in_a_name_are_refused_and_never_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    """An endpoint's name reaches tables, logs, alert titles and terminals: a control
+    character in it is a configuration error, and the error shows it escaped (``\\x1b``),
+    never raw (#25)."""
+    value = {"name": "mail1", "host": "mail1.contoso.com", "connector": "relay"}[key]
+    content = GOOD.replace(f'{key} = "{value}"', f'{key} = "{value}\\u001b[2J\\u0007"', 1)
+    assert content != GOOD
+    path = tmp_path / "relaycert.toml"
+    path.write_text(content, encoding="utf-8")
+    code = main(["scan", "--config", str(path), "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 3 and out == ""
+    assert "\x1b" not in err and "\x07" not in err
+    assert "\\x1b" in err, err
+    assert "Traceback" not in err

@@ -509,33 +509,44 @@ def test_a_newer_measured_failure_survives_an_outage(
     assert row["status"] == "unreachable" and row["worst_finding"] == "critical"
 
 
+HOSTILE_DIALOGUES = {
+    "starttls-refused": [
+        b"220 mx.test ESMTP \x1b[31mred\x07\r\n",
+        b"250-mx.test \x1b[2J\r\n250 STARTTLS\r\n",
+        b"454 4.7.0 \x1b[2J\x1b]0;pwned\x07 go away\r\n",
+    ],
+    "malformed-greeting": [b"\x1b[2J\x1b]0;pwned\x07 go away\r\n"],
+    "busy-greeting": [b"421-mx.test \x1b[2J\r\n421 4.3.2 \x1b]0;pwned\x07 go away\r\n"],
+}
+
+
+@pytest.mark.parametrize("dialogue", sorted(HOSTILE_DIALOGUES))
 def test_a_hostile_reply_never_carries_control_characters_onward(
-    config_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+    config_file: Callable[..., Path], capsys: pytest.CaptureFixture[str], dialogue: str
 ) -> None:
     """A server's reply is attacker-controlled text: ESC and BEL reach neither the store, nor
-    the table, nor the HTML report (#25)."""
+    the table, nor the HTML report (#25), whatever step it fails."""
     import socket
     import threading
 
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
+    lines = HOSTILE_DIALOGUES[dialogue]
 
     def serve() -> None:
         listener.settimeout(10)
-        for _ in range(4):
+        for _ in range(8):
             try:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            with conn:
+            with conn, contextlib.suppress(OSError):
                 conn.settimeout(5)
-                conn.sendall(b"220 mx.test ESMTP \x1b[31mred\x07\r\n")
-                with contextlib.suppress(OSError):
-                    conn.recv(1024)  # EHLO
-                    conn.sendall(b"250-mx.test \x1b[2J\r\n250 STARTTLS\r\n")
-                    conn.recv(1024)  # STARTTLS
-                    conn.sendall(b"454 4.7.0 \x1b[2J\x1b]0;pwned\x07 go away\r\n")
+                conn.sendall(lines[0])
+                for line in lines[1:]:
                     conn.recv(1024)
+                    conn.sendall(line)
+                conn.recv(1024)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 import socket
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
 HOST = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*\.?$")
@@ -22,6 +23,30 @@ def default_ehlo_name() -> str:
     if "." in name and HOST.match(name) and not name.startswith("localhost"):
         return name
     return "relaycert.invalid"
+
+
+def escaped(value: str) -> str:
+    """``value`` with each control (non-printable) character shown as ``\\xNN``."""
+    if value.isprintable():
+        return value
+    return "".join(
+        ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}"
+        for ch in value
+    )
+
+
+def printable(value: str) -> str:
+    """Names appear in tables, logs, alert titles and terminals: refuse control characters
+    (an ESC in a name would reach every terminal that shows it)."""
+    if not value.isprintable():
+        raise ValueError(
+            f"'{escaped(value)}' contains a control character; a name is shown in tables, "
+            "logs and alerts: use printable text only"
+        )
+    return value
+
+
+Name = Annotated[str, Field(min_length=1), AfterValidator(printable)]
 
 
 def is_host_name(value: str) -> bool:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from checks.base import Severity
 from monitor.config.common import Model as _Model
+from monitor.config.common import escaped
 from monitor.config.integrations import CaptureConfig, ExchangeServerConfig
 from monitor.config.sections import (
     AlertsConfig,
@@ -230,7 +231,7 @@ def _key(loc: tuple[str | int, ...], data: dict[str, Any]) -> str:
             if isinstance(node, list) and item < len(node):
                 node = node[item]
                 name = node.get("name") if isinstance(node, dict) else None
-            parts[-1] += f"[{item}]" + (f" ({name})" if isinstance(name, str) else "")
+            parts[-1] += f"[{item}]" + (f" ({escaped(name)})" if isinstance(name, str) else "")
         else:
             parts.append(item)
             node = node.get(item) if isinstance(node, dict) else None

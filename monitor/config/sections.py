@@ -14,13 +14,13 @@ from monitor.alerts.lifecycle import AlertSettings
 from monitor.config.common import DOMAIN_PATTERN as _DOMAIN_PATTERN
 from monitor.config.common import HOST as _HOST
 from monitor.config.common import Model as _Model
-from monitor.config.common import default_ehlo_name, listen_address
+from monitor.config.common import Name, default_ehlo_name, escaped, listen_address
 from monitor.config.integrations import GraphConfig, OutboundConfig
 from monitor.config.units import Duration, DurationOrZero
 
 
 class TenantConfig(_Model):
-    name: str = "tenant"
+    name: Name = "tenant"
     accepted_domains: tuple[str, ...] = Field(min_length=1)
     # Exports of Exchange Online PowerShell (docs/configuration.md#tenant), merged in at load and
     # re-read by the daemon when they change.
@@ -33,12 +33,12 @@ class TenantConfig(_Model):
     def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for domain in value:
             if "*" in domain or not _DOMAIN_PATTERN.match(domain):
-                raise ValueError(f"'{domain}' is not a domain name such as 'contoso.com'")
+                raise ValueError(f"'{escaped(domain)}' is not a domain name such as 'contoso.com'")
         return tuple(d.lower().rstrip(".") for d in value)
 
 
 class ConnectorConfig(_Model):
-    name: str = Field(min_length=1)
+    name: Name
     tls_sender_certificate_name: str
 
     @field_validator("tls_sender_certificate_name")
@@ -46,7 +46,7 @@ class ConnectorConfig(_Model):
     def _pattern(cls, value: str) -> str:
         if not _DOMAIN_PATTERN.match(value):
             raise ValueError(
-                f"'{value}' is not a valid TlsSenderCertificateName: use a domain "
+                f"'{escaped(value)}' is not a valid TlsSenderCertificateName: use a domain "
                 "('mail.contoso.com') or a leading wildcard ('*.contoso.com'), nothing embedded"
             )
         return value.lower().rstrip(".")
@@ -56,24 +56,24 @@ class ConnectorConfig(_Model):
 
 
 class EndpointConfig(_Model):
-    name: str = Field(min_length=1)
+    name: Name
     host: str
     port: int = Field(default=25, ge=1, le=65535)
     mode: Literal["starttls", "tls", "auto"] = "auto"
-    connector: str | None = None
+    connector: Name | None = None
     addresses: tuple[str, ...] | None = None
     ehlo_name: str | None = None
     timeout: Duration | None = None
     interval: Duration | None = None
     outbound: OutboundConfig | None = None
     # Only instances of this site probe the endpoint (``[instance] site``); default: any.
-    site: str | None = Field(default=None, min_length=1)
+    site: Name | None = None
 
     @field_validator("host", "ehlo_name")
     @classmethod
     def _hostname(cls, value: str | None) -> str | None:
         if value is not None and not _HOST.match(value):
-            raise ValueError(f"'{value}' is not a host name")
+            raise ValueError(f"'{escaped(value)}' is not a host name")
         return value
 
     @field_validator("addresses")
@@ -88,7 +88,9 @@ class EndpointConfig(_Model):
                 try:
                     ipaddress.ip_address(address)
                 except ValueError:
-                    raise ValueError(f"'{address}' is not an IPv4 or IPv6 address") from None
+                    raise ValueError(
+                        f"'{escaped(address)}' is not an IPv4 or IPv6 address"
+                    ) from None
         return value
 
     @property
@@ -137,7 +139,7 @@ class ProbeConfig(_Model):
     @classmethod
     def _ehlo(cls, value: str) -> str:
         if not _HOST.match(value):
-            raise ValueError(f"'{value}' is not a host name")
+            raise ValueError(f"'{escaped(value)}' is not a host name")
         return value
 
 
@@ -180,8 +182,8 @@ def _nameserver(item: str) -> tuple[str, int]:
 class InstanceConfig(_Model):
     """This ``relaycert run`` among several sharing one PostgreSQL store."""
 
-    name: str | None = Field(default=None, min_length=1)  # default: the host name
-    site: str | None = Field(default=None, min_length=1)  # probe only endpoints of this site
+    name: Name | None = None  # default: the host name
+    site: Name | None = None  # probe only endpoints of this site
     heartbeat: Duration = timedelta(seconds=10)  # an instance is dead after three missed
 
     @property

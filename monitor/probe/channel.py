@@ -21,6 +21,7 @@ import ssl
 from typing import NamedTuple
 
 from monitor.errors import ProbeConnectionError, ProbeError
+from monitor.probe.wire import clean
 
 MAX_LINE = 8192  # bytes in one reply line
 MAX_REPLY = 4 * MAX_LINE  # bytes in one (multi-line) reply
@@ -50,7 +51,7 @@ def parse_reply(buffer: bytearray, step: str) -> Reply | None:
     del buffer[: end + 1]
     for line in lines:
         if not line[:3].isdigit():
-            text = line.decode("utf-8", "replace").strip()
+            text = clean(line.decode("utf-8", "replace").strip())
             raise ProbeError(step, f"malformed SMTP reply line: {text}")
     message = b"\n".join([line[4:].strip(b" \t\r") for line in lines])
     return Reply(int(lines[-1][:3]), message.decode("utf-8", "surrogateescape"))

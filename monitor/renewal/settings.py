@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from monitor.config.common import Name
 from monitor.config.units import Duration
 
 
@@ -66,7 +67,7 @@ class DeploySettings(_Model):
 
 
 class RenewalSettings(_Model):
-    name: str = Field(min_length=1)
+    name: Name
     endpoints: tuple[str, ...] = Field(min_length=1)
     directory: str = Field(pattern=r"^https?://")
     # Where `relaycert renew --dry-run` orders (never the production account); known for
