@@ -12,6 +12,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from monitor.capture.certs import listener_files
 from monitor.capture.dialogue import Capture, Limits
@@ -360,3 +361,45 @@ async def test_idle_peers_are_cut_sooner_under_stress_known_ones_are_not(tmp_pat
             writer.close()
     finally:
         await server.close()
+
+
+async def test_a_client_certificate_with_1000_names_is_captured(
+    listener: tuple[CaptureListener, list[Capture]], tmp_path: Path
+) -> None:
+    """A 67 KB client certificate (1000 SANs) is captured as sent, not refused with a TLS
+    internal error that nothing logs (#25)."""
+    server, passive = listener
+    names = [
+        f"relay-{i:04d}.outbound-smtp.branch-office-{i:04d}.emea-region.contoso.com"
+        for i in range(1000)
+    ]
+    big = pki.make_leaf(None, names)
+    key, chain = pki.write_chain(tmp_path / "c", "big", big)
+    assert len(big.cert.public_bytes(Encoding.DER)) > 65_000
+    await send(server.port(), f"anyone@{DOMAIN}", client_context(key, chain))
+    assert [len(c.chain_der) for c in passive] == [1]
+    assert x509.load_der_x509_certificate(passive[0].chain_der[0]) == big.cert
+
+
+async def test_a_failed_client_handshake_is_logged_with_its_reason(
+    listener: tuple[CaptureListener, list[Capture]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client whose TLS handshake fails leaves a log line that says who and why."""
+    server, passive = listener
+    with caplog.at_level("INFO", logger="relaycert.capture"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port())
+        writer.write(b"EHLO x\r\nSTARTTLS\r\n")
+        reply = b""
+        while b"220 2.0.0" not in reply:
+            reply += await asyncio.wait_for(reader.read(4096), 5)
+        writer.write(b"\x16\x03\x01\x00\x05hello")  # a ClientHello that is not one
+        await writer.drain()
+        for _ in range(100):
+            if any("capture.tls_failed" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.05)
+    writer.close()
+    assert passive == []
+    failed = [r.fields for r in caplog.records if r.getMessage() == "capture.tls_failed"]  # type: ignore[attr-defined]
+    assert len(failed) == 1 and failed[0]["peer"] == "127.0.0.1"
+    assert failed[0]["reason"].startswith("TLS handshake failed: ")

@@ -8,6 +8,7 @@ session's TLS details, client chain and envelope become a :class:`Capture`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,11 +18,13 @@ from OpenSSL import SSL
 
 from monitor.capture.tls import CHUNK, ServerTLS, TLSFailed
 from monitor.errors import RelaycertError
+from monitor.logs import event
 from monitor.probe.wire import clean
 
 TOKEN_PREFIX = "rc-"  # noqa: S105 - a recipient prefix, not a secret
 _TOKEN = re.compile(r"^[0-9a-f]{8,64}$")
 _PATH = re.compile(r"^\s*<([^<>]{0,320})>")
+log = logging.getLogger("relaycert.capture")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +158,10 @@ class Dialogue:
                 if not await self._command(await self._line()):
                     return
             await self._send("421 4.7.0 Too many commands; closing")
-        except (_Closed, TLSFailed, ConnectionError):
+        except TLSFailed as exc:  # the client's handshake or record layer: say why, once
+            event(log, logging.INFO, "capture.tls_failed", peer=self.peer, reason=str(exc))
+            return
+        except (_Closed, ConnectionError):
             return
 
     async def _command(self, line: str) -> bool:

@@ -44,6 +44,12 @@ def server_context(cert_file: Path, key_file: Path) -> SSL.Context:
     ctx.check_privatekey()
     ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
     ctx.set_session_id(b"relaycert-capture")
+    # Every capture is a full handshake: the evidence is the certificate the client presents
+    # now, never one remembered from a resumed session.  And a session ticket carries the
+    # client's certificate in a field of at most 64 KB: a larger certificate (1000 SANs) made
+    # the handshake fail with "internal error" while the ticket was written.
+    ctx.set_options(SSL.OP_NO_TICKET)
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     return ctx
 
 
