@@ -358,3 +358,78 @@ def test_completion_and_man_page_are_current_and_complete() -> None:
     assert "--problems-only" in complete("relaycert", "scan", "--pro")
     assert "--once" in complete("relaycert", "capture", "--")
     assert ".SH EXIT STATUS" in (shipped / "relaycert.1").read_text()
+
+
+METRICS_SERVER = """\
+import asyncio, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+from monitor.service.metrics import MetricsServer
+from monitor.store.engine import Store
+
+
+async def main():
+    store = Store.open(sys.argv[1])
+    server = MetricsServer(store, lambda: None, lambda: True)
+    await server.start("127.0.0.1", 0)
+    print(server.port(), flush=True)
+    await asyncio.sleep(120)
+
+
+asyncio.run(main())
+"""
+
+
+def test_metrics_endpoint_holds_a_connection_flood_under_a_1024_fd_limit(tmp_path: Path) -> None:
+    """1500 connections that never finish their request: the daemon (limited to 1024 file
+    descriptors, a common default) holds a bounded number of them, and a scraper's request
+    made in the middle of the flood is still answered (#25)."""
+    import contextlib
+    import http.client
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", METRICS_SERVER, f"sqlite:///{tmp_path / 'store.db'}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    flood: list[socket.socket] = []
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        for _ in range(1500):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            flood.append(sock)
+        time.sleep(1.0)
+        for sock in flood:  # half a request, then nothing: each holds a connection open
+            with contextlib.suppress(OSError):
+                sock.send(b"GET /metrics HTTP/1.1\r\n")
+        time.sleep(1.0)  # the flood accepted and answered by closing the oldest waiting
+        held = len(os.listdir(f"/proc/{server.pid}/fd"))
+        answered = None
+        deadline = time.monotonic() + 10
+        while answered is None and time.monotonic() < deadline:
+            scrape = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                scrape.request("GET", "/healthz")
+                answered = scrape.getresponse().status
+            except OSError:
+                time.sleep(0.2)
+            finally:
+                scrape.close()
+        assert answered == 200
+        assert held < 200, f"the metrics server held {held} descriptors"
+        assert server.poll() is None  # still running
+    finally:
+        for sock in flood:
+            sock.close()
+        server.kill()
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()

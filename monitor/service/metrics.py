@@ -30,6 +30,11 @@ from monitor.store.models import OutboxRow
 log = logging.getLogger("relaycert.metrics")
 LABELS = ["endpoint", "address", "direction"]
 MAX_REQUEST = 8192
+# Connections open at once.  One more waiting for its request closes the one that has waited
+# longest: a flood of connections that never send a request holds at most this many file
+# descriptors, and a scraper, which sends its request at once, is still answered.
+MAX_CONNECTIONS = 64
+REQUEST_TIMEOUT = 10.0  # seconds for a whole request head
 
 
 class StoreCollector(Collector):
@@ -144,6 +149,9 @@ class MetricsServer:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StoreCollector(store, lag))
         self.server: asyncio.Server | None = None
+        # connections whose request has not arrived yet, oldest first
+        self._waiting: dict[asyncio.StreamWriter, None] = {}
+        self._open = 0
 
     async def start(self, host: str, port: int) -> None:
         try:
@@ -175,10 +183,22 @@ class MetricsServer:
             return str(exc)
         return None
 
+    def _admit(self, writer: asyncio.StreamWriter) -> None:
+        """Count a new connection; at the limit, close the one waiting longest for its
+        request (a connection answering already is never cut)."""
+        self._open += 1
+        if self._open > MAX_CONNECTIONS and self._waiting:
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            oldest.transport.abort()  # its handler sees the connection end and returns
+        self._waiting[writer] = None
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._admit(writer)
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(REQUEST_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
+            self._waiting.pop(writer, None)
             request = head[:MAX_REQUEST].split(b"\r\n", 1)[0].decode("latin-1").split(" ")
             path = request[1].split("?", 1)[0] if len(request) >= 2 else ""
             if request[0] != "GET":
@@ -204,6 +224,8 @@ class MetricsServer:
         except RelaycertError as exc:  # the store failed while collecting
             await _respond(writer, 503, str(exc).encode("utf-8", "replace")[:2000] + b"\n")
         finally:
+            self._waiting.pop(writer, None)
+            self._open -= 1
             writer.close()
 
 
