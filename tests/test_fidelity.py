@@ -176,6 +176,36 @@ async def test_a_busy_greeting_is_retried_once() -> None:
     assert result.status is ProbeStatus.STARTTLS_MISSING  # the server's real answer
 
 
+async def test_a_busy_plain_text_greeting_on_an_implicit_tls_port_is_retried_once(
+    tmp_path: Path, good_leaf: pki.Issued, intermediate: pki.Issued
+) -> None:
+    """A busy Exim answers its implicit-TLS port (465) with a plain-text 421: that is the same
+    transient refusal as a 421 greeting on port 25, retried once, not a false unreachable
+    (#25: with per_host raised to 32, 1 run in 2 said "unreachable")."""
+    key, chain = pki.write_chain(tmp_path, "s", good_leaf, intermediate)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    calls = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:  # the probe's connection and its plain-text look
+            writer.write(b"421 4.7.0 mx.test Too many concurrent SMTP connections\r\n")
+            await writer.drain()
+            return
+        await writer.start_tls(context)
+        writer.write(b"220 mx.test ESMTP\r\n")
+        await ehlo_loop(reader, writer, None, ehlo_reply=b"250-mx.test\r\n250 PIPELINING\r\n")
+
+    from monitor.probe.bounded import probe_bounded
+
+    async with scripted(handler) as port:
+        (result,) = await probe_bounded([target(port, mode="tls")], asyncio.Semaphore(1))
+    assert result.status is ProbeStatus.OK, result.error
+    assert calls == 3 and "retried_after" in result.timings
+
+
 async def test_legacy_tls_versions_are_recorded_once_per_interval(
     tmp_path: Path,
     config_file,

@@ -6,6 +6,7 @@ served one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -422,3 +423,80 @@ def test_a_scan_with_probe_workers_waits_for_the_outbound_check(
         ("mail1", Direction.TO_EXO, "ok"),
         ("mail2", Direction.FROM_EXO, "ok"),
     ]
+
+
+def busy_once_in_front_of(port: int) -> tuple[int, list[int], Callable[[], None]]:
+    """A front for the relay at ``port`` that greets its first connection with a plain 421
+    (a busy MTA) and passes every later one through: (front port, connection count, stop)."""
+    import socket
+    import threading
+
+    front = socket.create_server(("127.0.0.1", 0))
+    front.settimeout(0.2)
+    count = [0]
+    stopping = threading.Event()
+    opened: list[socket.socket] = []
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                conn, _ = front.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            count[0] += 1
+            conn.settimeout(None)
+            opened.append(conn)
+            if count[0] == 1:
+                conn.sendall(b"421 4.3.2 relay.test Too many connections, try again later\r\n")
+                conn.close()
+                continue
+            back = socket.create_connection(("127.0.0.1", port), timeout=5)
+            back.settimeout(None)
+            opened.append(back)
+            threading.Thread(target=pump, args=(conn, back), daemon=True).start()
+            threading.Thread(target=pump, args=(back, conn), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(2)
+        front.close()
+        for sock in opened:
+            sock.close()
+
+    return front.getsockname()[1], count, stop
+
+
+def test_a_busy_greeting_at_the_submission_is_retried_once(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    covering_client: ClientTLS,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The on-prem server greets the outbound check's submission with a 421 (busy): it is
+    retried once, as a probe of the listener is, not reported as a check not delivered."""
+    port = free_port()
+    relay = relays(("127.0.0.1", port), covering_client)
+    front, connections, stop = busy_once_in_front_of(relay.port)
+    try:
+        config = config_file(
+            endpoint_toml("mail1", served.port) + outbound_toml(front),
+            extra=capture_toml(port, "5s"),
+        )
+        (outbound,) = scan_json(config, capsys)[Direction.TO_EXO.value]
+    finally:
+        stop()
+    assert connections[0] == 2, (outbound["status"], outbound.get("error"))
+    assert outbound["status"] == "ok", outbound

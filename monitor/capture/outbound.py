@@ -28,6 +28,7 @@ from monitor.capture.tokens import Kind
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.errors import ProbeError, RelaycertError
+from monitor.probe.bounded import RETRY_DELAY
 from monitor.probe.resolve import resolve
 from monitor.probe.result import ProbeTarget
 from monitor.probe.tlsinfo import client_context
@@ -208,6 +209,11 @@ class Attempt:
         return self.error is None
 
 
+def busy(error: ProbeError) -> bool:
+    """A 4xx greeting (busy, too many connections): the submission never began."""
+    return error.step == "connect" and error.detail[:1] == "4"
+
+
 async def attempt(
     sub: Submission, listener: CaptureListener, semaphore: asyncio.Semaphore | None = None
 ) -> Attempt:
@@ -219,13 +225,26 @@ async def attempt(
     arrival = listener.expect(token)
     listener.know(sub.target.address)  # the server may deliver from the address it listens on
     started = time.monotonic()
+
+    async def submit() -> None:
+        if semaphore is None:
+            await _submit(sub, message(sub, token), found)
+        else:
+            async with semaphore:
+                await _submit(sub, message(sub, token), found)
+
     try:
         try:
-            if semaphore is None:
-                await _submit(sub, message(sub, token), found)
-            else:
-                async with semaphore:
-                    await _submit(sub, message(sub, token), found)
+            try:
+                await submit()
+            except ProbeError as exc:
+                if not busy(exc):
+                    raise
+                # a busy server's 4xx greeting: nothing was handed over, so the same
+                # token is submitted once more, as a probe of the listener is retried
+                await asyncio.sleep(RETRY_DELAY)
+                found.timings["retried"] = 1
+                await submit()
         except ProbeError as exc:
             found.error = exc
             return found

@@ -29,11 +29,12 @@ class HostLimits:
 
 
 def transient(result: ProbeResult) -> bool:
-    """A refusal worth one retry: a 4xx greeting (busy, too many connections) or a connection
-    the server reset or closed before the dialogue finished."""
+    """A refusal worth one retry: a 4xx greeting (busy, too many connections), whatever the
+    mode (on an implicit-TLS port it comes in plain text instead of the handshake), or a
+    connection the server reset or closed before the dialogue finished."""
     if result.status is not ProbeStatus.UNREACHABLE or result.error is None:
         return False
-    if result.failed_step == "greeting" and result.error.startswith("server is not ready: 4"):
+    if (result.banner or "").startswith("4"):
         return True
     return result.failed_step != "connect" and "connection closed by the server" in result.error
 

@@ -63,12 +63,13 @@ def map_error(step: str, exc: BaseException, timeout: float) -> ProbeError:
         return exc
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
         return ProbeTimeoutError(step, f"no complete reply within {timeout:g}s")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):  # a reply with its code (a 421
+        # greeting is also a ConnectionError to aiosmtplib: the code is what matters)
+        return ProbeError(step, f"{exc.code} {clean(exc.message)}")
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
         return ProbeConnectionError(step, f"connection closed by the server ({clean(str(exc))})")
     if isinstance(exc, ssl.SSLError):
         return ProbeError(step, clean(exc.reason or str(exc)))
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return ProbeError(step, f"{exc.code} {clean(exc.message)}")
     return ProbeError(step, clean(f"{type(exc).__name__}: {exc}"))
 
 
