@@ -43,3 +43,23 @@ def test_scan_bench_runs_every_client_and_prints_the_ratio_last() -> None:
     (dialogue,) = [x for x in lines if x.startswith("cpu_per_probe_vs_bare_same_dialogue: ")]
     float(dialogue.split()[-1])
     assert lines[-1].startswith("ratio_blackbox: ") and float(lines[-1].split()[-1]) > 0
+
+
+def test_soak_short_loses_nothing_under_faults() -> None:
+    """``bench/soak.py --short``: two instances on PostgreSQL for a minute through a kill -9, a
+    PostgreSQL restart (as root) and a failing webhook sink; the targets are the long run's:
+    no probe run lost to a database error, no alert lost (by key), duplicates within the bound
+    (#25)."""
+    run = subprocess.run(
+        [sys.executable, "bench/soak.py", "--short"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "probe runs lost to database errors: 0;" in run.stdout, output
+    assert ", 0 lost;" in run.stdout and "targets: met" in run.stdout, output
+    if os.geteuid() == 0 and shutil.which("pg_ctlcluster"):
+        assert "PostgreSQL restart: restarted in" in run.stdout, output

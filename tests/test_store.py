@@ -454,3 +454,70 @@ def test_a_transient_database_error_is_retried_not_a_lost_run(
     assert attempts == [0, 1]
     assert store.counts() == {"endpoint": 1, "certificate": 2, "observation": 1, "finding": 1}
     store.close()
+
+
+def test_a_refused_connection_is_transient_a_broken_query_is_not(store_url: str) -> None:
+    """A database restarting refuses connections for a few seconds: worth another try.  A
+    statement the database rejects is not."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from monitor.demo.ports import free_port
+    from monitor.store.engine import transient
+
+    def error_of(url: str, statement: str, **connect_args: Any) -> SQLAlchemyError:
+        engine = create_engine(url, connect_args=connect_args)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text(statement))
+        except SQLAlchemyError as exc:
+            return exc
+        finally:
+            engine.dispose()
+        raise AssertionError("no error")
+
+    assert not transient(error_of(store_url, "SELECT * FROM no_such_table"))
+    if store_url.startswith("postgresql"):
+        closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
+        assert transient(error_of(closed, "SELECT 1", connect_timeout=2))
+
+
+def test_while_the_database_is_down_a_write_is_tried_once(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart is ridden out by the tries; an outage is not waited for at every write: once
+    a write has run out of tries, the next is tried once (and the first that works again
+    restores the tries)."""
+    from sqlalchemy import create_engine, text
+
+    from monitor.demo.ports import free_port
+    from monitor.store import engine as engine_module
+
+    if not store_url.startswith("postgresql"):
+        pytest.skip("a refused connection is PostgreSQL's (SQLite has no server to be down)")
+    monkeypatch.setattr(engine_module, "FIRST_PAUSE", 0.001)
+    store = Store.open(store_url)
+    working = store.engine
+    store.engine = create_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test",
+        connect_args={"connect_timeout": 2},
+    )
+
+    def write() -> None:
+        store.retrying("writing", lambda session: session.execute(text("SELECT 1")))
+
+    def retries() -> int:
+        return sum(r.getMessage() == "store.retry" for r in caplog.records)
+
+    with caplog.at_level("WARNING", logger="relaycert.store"):
+        with pytest.raises(StoreError):
+            write()
+        assert retries() == engine_module.ATTEMPTS - 1
+        with pytest.raises(StoreError):
+            write()
+        assert retries() == engine_module.ATTEMPTS - 1  # no more tries while it is down
+        store.engine.dispose()
+        store.engine = working
+        write()
+        assert store.failing is False
+    store.close()

@@ -39,8 +39,9 @@ MIGRATE_LOCK = 0x72656C6179  # the advisory lock migrations hold on PostgreSQL (
 HEARTBEAT = timedelta(hours=24)
 # How often a transaction that met another instance's (serialisation failure, deadlock, a
 # unique key inserted meanwhile, a lock held past the wait) or a dropped connection is tried
-# in all, and the first pause between tries (growing fourfold, with jitter: 0.1, 0.4, 1.6 s).
-ATTEMPTS = 4
+# in all, and the first pause between tries (growing fourfold, with jitter: 0.1, 0.4, 1.6,
+# 6.4 s: about 8 s in all, what a PostgreSQL restart takes).
+ATTEMPTS = 5
 FIRST_PAUSE = 0.1
 # PostgreSQL's SQLSTATEs of a conflict with a concurrent transaction: serialization_failure,
 # deadlock_detected, unique_violation (a content-keyed row inserted meanwhile: a retry reads
@@ -67,6 +68,11 @@ def _first_line(exc: BaseException) -> str:
     return clip((str(exc).splitlines() or [type(exc).__name__])[0], 300)
 
 
+def _is_psycopg_operational(orig: object) -> bool:
+    module = type(orig).__module__
+    return module.startswith("psycopg") and type(orig).__name__ == "OperationalError"
+
+
 def transient(exc: SQLAlchemyError) -> bool:
     """Is ``exc`` a conflict with another transaction, or a connection lost, that the same
     transaction tried again may not meet?"""
@@ -75,6 +81,8 @@ def transient(exc: SQLAlchemyError) -> bool:
     orig: Any = getattr(exc, "orig", None)
     if getattr(orig, "sqlstate", None) in TRANSIENT_SQLSTATES:  # psycopg
         return True
+    if _is_psycopg_operational(orig) and orig.sqlstate is None:
+        return True  # no SQLSTATE: the connection itself failed (refused while restarting)
     code = getattr(orig, "sqlite_errorcode", None)
     if isinstance(orig, sqlite3.OperationalError) and code is not None:
         return code & 0xFF in SQLITE_BUSY
@@ -116,6 +124,7 @@ class Store:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
         self.path = Path(database) if database and database != ":memory:" else None
         self.identity = self._identity()
+        self.failing = False  # the last write ran out of tries (see retrying)
 
     @classmethod
     def open(cls, url: str, heartbeat: timedelta = HEARTBEAT) -> Store:
@@ -224,13 +233,22 @@ class Store:
         :func:`transient` error it is rolled back and run again from the start, up to
         :data:`ATTEMPTS` times in all.  ``work`` must therefore do nothing but database work
         (its reads are read again; an alert message is only enqueued in the outbox)."""
-        for attempt in range(1, ATTEMPTS + 1):
+        # While the database is down (the last write ran out of tries and none has worked
+        # since) a write is tried once: an outage fails fast, as before, instead of holding
+        # every write for the whole series of pauses.
+        attempts = 1 if self.failing else ATTEMPTS
+        for attempt in range(1, attempts + 1):
             self.check_file()
             try:
                 with Session(self.engine) as session, session.begin():
-                    return work(session)
+                    done = work(session)
+                self.failing = False
+                return done
             except SQLAlchemyError as exc:
-                if attempt == ATTEMPTS or not transient(exc):
+                if not transient(exc):
+                    raise self._error(what, exc, written=True) from exc
+                if attempt == attempts:
+                    self.failing = True
                     raise self._error(what, exc, written=True) from exc
                 pause = FIRST_PAUSE * 4 ** (attempt - 1) * random.uniform(0.5, 1.5)  # noqa: S311 (jitter)
                 log_event(
