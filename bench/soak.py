@@ -404,7 +404,7 @@ def main() -> int:
     print(f"probe runs lost to database errors: {len(lost_to_db)}; store retries: {retries}")
     for line in lost_to_db[:5]:
         print(f"    {line}")
-    print(f"other writes failed (claims, outbox rounds; done again next round): {len(other_writes)}")
+    print(f"other writes failed (claims, outbox rounds; redone next round): {len(other_writes)}")
     for line in other_writes[:5]:
         print(f"    {line}")
     print(
