@@ -272,16 +272,20 @@ def main() -> int:
     start = time.monotonic()
     for instance in instances:
         instance.start()
-    next_sample = 0.0
+    next_sample = [0.0]
+
+    def wait_until(moment: float) -> None:
+        """Sleep until ``moment`` seconds into the run, sampling the instances every 2 s."""
+        while (now := time.monotonic() - start) < moment:
+            if now >= next_sample[0]:
+                for instance in instances:
+                    instance.sample(now)
+                next_sample[0] = now + 2
+            time.sleep(0.2)
+
     try:
         for share, what in schedule:
-            while time.monotonic() - start < share * duration:
-                now = time.monotonic() - start
-                if now >= next_sample:
-                    for instance in instances:
-                        instance.sample(now)
-                    next_sample = now + 2
-                time.sleep(0.2)
+            wait_until(share * duration)
             at = time.monotonic() - start
             detail = ""
             if what.startswith("kill"):
@@ -308,13 +312,7 @@ def main() -> int:
                 serve_certificate(2, good)
             windows.append((what, at, at, detail))
             print(f"  {at:6.1f}s  {what}{': ' + detail if detail else ''}", flush=True)
-        while time.monotonic() - start < duration:
-            now = time.monotonic() - start
-            if now >= next_sample:
-                for instance in instances:
-                    instance.sample(now)
-                next_sample = now + 2
-            time.sleep(0.2)
+        wait_until(duration)
         measured_until = time.monotonic() - start
         store = create_engine(url, pool_pre_ping=True)
         drain_until = time.monotonic() + 120

@@ -270,36 +270,12 @@ def test_instances_storing_one_certificate_at_once_lose_nothing(
     """Two instances first see one wildcard certificate at the same moment: the second's insert
     of the certificate (and of the endpoint row) meets the first's uncommitted one.  Both runs
     are stored; neither is lost to a unique violation."""
-    import threading
-
     first, second = Store.open(store_url), Store.open(store_url)
-    written, started = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def hold(session: Session, ids: dict[str, int]) -> None:
-        written.set()  # inserted, not committed: the second instance now races it
-        started.wait(5)
-        time.sleep(0.5)  # ...until it blocks on the unique index
-
-    def run_first() -> None:
-        try:
-            writes.record(first, [record(good_leaf, intermediate, "127.0.0.1")], hold)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run_first)
-    thread.start()
-    assert written.wait(5)
-    started.set()
     other = record(good_leaf, intermediate, "127.0.0.2")
     if not same_endpoint:
         target = replace(other.result.target, endpoint="mail2")
         other = replace(other, result=replace(other.result, target=target))
-    try:
-        writes.record(second, [other])
-    finally:
-        thread.join(10)
-    assert errors == []
+    _race(first, second, (record(good_leaf, intermediate, "127.0.0.1"), other), _nothing)
     endpoints = 1 if same_endpoint else 2
     assert second.counts() == {
         "endpoint": endpoints,
@@ -342,6 +318,10 @@ def _race(
     finally:
         thread.join(10)
     assert errors == []
+
+
+def _nothing(session: Session, ids: dict[str, int]) -> None:
+    pass
 
 
 def _tracking() -> Any:
