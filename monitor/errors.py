@@ -34,7 +34,11 @@ class InputFileError(RelaycertError, ValueError):
 
 
 class StoreError(RelaycertError):
-    """The store could not be opened, migrated or written."""
+    """The store could not be opened, migrated or written.  ``unavailable``: for a reason
+    outside the data (the database down, restarting or out of disk), so the same write may
+    work later."""
+
+    unavailable: bool = False
 
 
 class StoreGoneError(StoreError):

@@ -4,6 +4,7 @@ error naming what failed, never an "internal error" or a traceback, and loses no
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,108 @@ def test_scan_stops_at_once_when_the_store_cannot_be_opened(
     assert err.count("\n") == 1 and err.startswith("relaycert: error: "), err
     assert str(db_port) in err and "Traceback" not in err
     assert elapsed < 2.5  # the probe alone would wait 3 s for a greeting
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs: a disk that really fills up."""
+    import os
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root: the disk-full test must run there")
+        pytest.skip("mounting a small tmpfs needs root")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` to the last byte; returns the file that holds the space."""
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+async def test_results_probed_while_the_disk_is_full_are_stored_when_it_is_not(
+    small_disk: Path,
+    smtp_server,  # type: ignore[no-untyped-def]
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf,  # type: ignore[no-untyped-def]
+    intermediate,  # type: ignore[no-untyped-def]
+    config_file,  # type: ignore[no-untyped-def]
+) -> None:
+    """The daemon keeps probing while the SQLite disk is full; what it probed meanwhile is
+    kept in memory and stored, at its own instant, once the disk has room: no run lost, and
+    nothing already stored lost (#25)."""
+    from datetime import UTC, datetime, timedelta
+
+    from monitor.pipeline.scan import Scanner
+    from monitor.pipeline.unstored import Unstored
+
+    server = smtp_server("starttls", *write_chain(good_leaf, intermediate))
+    url = f"sqlite:///{small_disk / 'relaycert.db'}"
+    config = load(config_file(endpoint_toml("mail1", server.port), db=url))
+    store = Store.open(url)
+    scanner = Scanner(config, store)
+    scanner.unstored = Unstored()
+    endpoint = config.endpoints[0]
+    now = datetime.now(UTC)
+    first = await scanner.probe([endpoint])
+    await scanner.judge_and_store_many([(first, now)])
+    before = store.counts()
+    filler = fill(small_disk)
+    for minute in (1, 2):  # two runs while the disk is full: kept, not raised
+        results = await scanner.probe([endpoint])
+        # a changed result each time, so each is a row of its own once stored
+        results[0].error = f"run {minute}"
+        records = await scanner.judge_and_store_many([(results, now + timedelta(minutes=minute))])
+        assert len(records) == 1 and len(records[0]) == 1
+    assert scanner.unstored.count == 2
+    assert store.counts() == before  # nothing already stored was lost
+    filler.unlink()
+    last = await scanner.probe([endpoint])
+    await scanner.judge_and_store_many([(last, now + timedelta(minutes=3))])
+    assert scanner.unstored.count == 0
+    from sqlalchemy import select
+
+    from monitor.store.models import ObservationRow
+
+    with store.reading("test") as session:
+        rows = session.scalars(select(ObservationRow).order_by(ObservationRow.started_at)).all()
+        errors = [row.error for row in rows]
+    assert errors[1:3] == ["run 1", "run 2"]  # both runs of the full disk, in their order
+    store.close()
+
+
+def test_the_daemon_keeps_unstored_results_and_a_reload_keeps_them_too(
+    config_file,  # type: ignore[no-untyped-def]
+) -> None:
+    """``relaycert run`` holds results the store cannot take (a one-shot scan does not: its
+    store error ends it), and a configuration reload hands them to the new scanner."""
+    from datetime import UTC, datetime
+
+    from monitor.pipeline.scan import Scanner
+    from monitor.service.generation import Generation
+
+    path = config_file(endpoint_toml("mail1", 25))
+    config = load(path)
+    store = Store.open(config.database_url())
+    first = Generation(config, store)
+    assert first.scanner.unstored is not None
+    first.scanner.unstored.keep([([], datetime.now(UTC))])
+    second = Generation(load(path), store, previous=first)
+    assert second.scanner.unstored is first.scanner.unstored
+    assert Scanner(config, store).unstored is None
+    store.close()

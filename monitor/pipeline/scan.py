@@ -10,6 +10,7 @@ scan is judged at the same instant.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -20,11 +21,14 @@ from checks.base import Baseline, Direction, ProbeStatus, TrustAnchors
 from monitor.alerts.policy import Tracking
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
+from monitor.errors import StoreError
+from monitor.logs import event
 from monitor.pipeline import outbound
 from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord
 from monitor.pipeline.targets import targets
+from monitor.pipeline.unstored import Unstored
 from monitor.probe.bounded import HostLimits, probe_bounded
 from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.result import ProbeResult, ProbeTarget
@@ -38,6 +42,7 @@ if TYPE_CHECKING:  # the database layer is imported when a store is used, not be
     from monitor.store.engine import Store
 
 
+log = logging.getLogger("relaycert.daemon")
 CHAIN_CACHE = 4096  # distinct chains remembered for sharing (a fleet serves a few)
 
 
@@ -77,6 +82,9 @@ class Scanner:
         self.capture_unavailable: str | None = None
         # The daemon's group commit (None: each call stores its own results at once).
         self.batcher: BatchWriter | None = None
+        # The daemon's results kept while the store cannot take them (None: a one-shot scan,
+        # whose store errors end it).
+        self.unstored: Unstored | None = None
         # A store still being opened (in a thread, while the probes run): used once it is.
         self.opening: Future[Store] | None = None
         # Probe worker processes (``relaycert scan`` over many addresses), or probe here.
@@ -191,9 +199,44 @@ class Scanner:
         self, jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]
     ) -> list[list[ScanRecord]]:
         """Several scans' results, each judged at its own instant: baselines read in one query,
-        everything stored in one transaction; the records of each scan, in order."""
+        everything stored in one transaction; the records of each scan, in order.
+
+        In the daemon (``unstored`` set), results the store cannot take for a reason outside
+        the data (:attr:`StoreError.unavailable`) are kept and stored first with the next
+        write that works (:mod:`.unstored`); the records returned meanwhile are judged
+        without baselines."""
         if self.capture is not None:  # a probe that arrived since its check gave up counts
             outbound.settle([r for results, _ in jobs for r in results], self.capture)
+        if self.unstored is None:
+            return await self._judge_and_store(jobs)
+        held = self.unstored.take()
+        try:
+            groups = await self._judge_and_store([*held, *jobs])
+        except StoreError as exc:
+            if not exc.unavailable:  # about the data: trying it again would fail again
+                if held:
+                    event(log, logging.ERROR, "store.unstored_dropped", results=_count(held))
+                raise
+            dropped = self.unstored.keep([*held, *jobs])
+            event(
+                log,
+                logging.WARNING,
+                "store.unstored",
+                kept=self.unstored.count,
+                dropped=dropped or None,
+                error=str(exc),
+            )
+            return [
+                Judge(self.config, now, self.anchors, self.endpoints).judge_all(results, {})
+                for results, now in jobs
+            ]
+        if held:
+            event(log, logging.INFO, "store.unstored_written", results=_count(held))
+        return groups[len(held) :]
+
+    async def _judge_and_store(
+        self, jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]
+    ) -> list[list[ScanRecord]]:
         names = sorted({r.target.endpoint for results, _ in jobs for r in results})
         baselines = await self.baselines(names)
         groups = [
@@ -231,6 +274,10 @@ class Scanner:
 
         async with self.write_lock:
             await asyncio.to_thread(writes.record, store, records, hook)
+
+
+def _count(jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]) -> int:
+    return sum(len(results) for results, _ in jobs)
 
 
 def _legacy_key(target: ProbeTarget) -> tuple[str, int, str]:

@@ -9,6 +9,7 @@ from monitor.alerts.policy import Tracking
 from monitor.config.loader import Config
 from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.scan import Scanner
+from monitor.pipeline.unstored import Unstored
 from monitor.probe.trust import trust_anchors
 from monitor.renewal.deploy import validate_hooks
 from monitor.store.engine import Store
@@ -44,6 +45,8 @@ class Generation:
         self.scanner.check_legacy = True  # at most once per [probe] legacy_tls_every
         # Endpoint jobs finishing together are stored together (see monitor.pipeline.batching).
         self.scanner.batcher = BatchWriter(self.scanner.judge_and_store_many)
+        # Results kept while the store cannot take them survive a reload.
+        self.scanner.unstored = old.unstored if old and old.unstored else Unstored()
         if old is not None:
             self.scanner.legacy = old.legacy
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup

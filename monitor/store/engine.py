@@ -101,6 +101,15 @@ def insert_new(table: Any, dialect: str, *key: str) -> Any:
     return dialect_insert(table).on_conflict_do_nothing(index_elements=list(key))
 
 
+def out_of_space(exc: SQLAlchemyError) -> bool:
+    """Is ``exc`` a full disk (SQLITE_FULL; PostgreSQL disk_full, out_of_memory)?"""
+    orig: Any = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in ("53100", "53200"):
+        return True
+    code = getattr(orig, "sqlite_errorcode", None)
+    return isinstance(orig, sqlite3.OperationalError) and code is not None and code & 0xFF == 13
+
+
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -200,9 +209,11 @@ class Store:
 
     def _error(self, what: str, exc: SQLAlchemyError, written: bool) -> StoreError:
         tail = "; nothing of this run was stored" if written else "; check that the database is up"
-        return StoreError(
+        error = StoreError(
             f"{what} failed in {redact(str(self.engine.url))}: {_first_line(exc)}{tail}"
         )
+        error.unavailable = transient(exc) or out_of_space(exc)
+        return error
 
     @contextmanager
     def reading(self, what: str) -> Iterator[Session]:
@@ -246,6 +257,7 @@ class Store:
                 return done
             except SQLAlchemyError as exc:
                 if not transient(exc):
+                    self.failing = out_of_space(exc)  # a full disk: the next try is once
                     raise self._error(what, exc, written=True) from exc
                 if attempt == attempts:
                     self.failing = True
