@@ -9,6 +9,8 @@ resolve), a webhook sink, and these faults, at fixed shares of the run:
 
     20%  kill -9 of instance 0 (restarted at 25%)
     40%  PostgreSQL restarted (pg_ctlcluster; skipped, and said so, where it cannot run)
+         (--sqlite-disk-full instead: one instance on SQLite on a 32 MB tmpfs, filled to the
+         last byte from 30% to 45%)
     60%  the sink answers 500 ...
     70%  ... then does not answer at all (the channel times out) until 80%
 
@@ -201,6 +203,19 @@ def restart_postgresql() -> str:
     return f"restarted in {time.monotonic() - started:.1f}s"
 
 
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` to its last byte; the file returned holds the space."""
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
 def events(log: Path) -> list[dict[str, Any]]:
     found = []
     for line in log.read_text(errors="replace").splitlines():
@@ -219,17 +234,35 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--interval", type=int, default=30, help="probe interval, seconds")
     parser.add_argument("--short", action="store_true", help="about a minute (the test's run)")
+    parser.add_argument(
+        "--sqlite-disk-full",
+        action="store_true",
+        help="one instance on SQLite on a small tmpfs that fills up (root)",
+    )
     args = parser.parse_args()
     if args.short:
         args.minutes, args.endpoints, args.instances, args.interval = 1.0, 40, 2, 10
+    if args.sqlite_disk_full:
+        args.instances = 1
     duration = args.minutes * 60
 
     folder = Path(tempfile.mkdtemp(prefix="relaycert-soak-"))
     schema = f"soak_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG, pool_pre_ping=True)  # its connection outlives the restart
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = f"{PG}?options=-csearch_path%3D{schema}"
+    disk = folder / "disk"
+    if args.sqlite_disk_full:
+        if os.geteuid() != 0:
+            print("--sqlite-disk-full mounts a small tmpfs: run it as root")
+            return 2
+        disk.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], check=True)
+        url = f"sqlite:///{disk / 'relaycert.db'}"
+        where = f"SQLite on a 32 MB tmpfs ({disk})"
+    else:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        url = f"{PG}?options=-csearch_path%3D{schema}"
+        where = f"PostgreSQL schema {schema}"
     root = pki.make_ca("relaycert soak root")
     (folder / "root.pem").write_bytes(root.cert_pem())
     good = pki.write_chain(folder / "good", "good", pki.make_leaf(root, ["*.contoso.com"]))
@@ -252,11 +285,16 @@ def main() -> int:
         context.load_cert_chain(chain[1], chain[0])
 
     windows: list[tuple[str, float, float, str]] = []  # (fault, from, to, detail) in seconds
-    schedule: list[tuple[float, str]] = [
-        (0.15, "certificates: servers 0-1 serve a certificate for another domain"),
+    database_faults = [
         (0.20, "kill -9 instance 0"),
         (0.25, "instance 0 restarted"),
         (0.40, "PostgreSQL restart"),
+    ]
+    if args.sqlite_disk_full:
+        database_faults = [(0.30, "disk full"), (0.45, "disk has room again")]
+    schedule: list[tuple[float, str]] = [
+        (0.15, "certificates: servers 0-1 serve a certificate for another domain"),
+        *database_faults,
         (0.50, "certificates: servers 0-1 back"),
         (0.60, "sink answers 500"),
         (0.62, "certificates: server 2 for another domain"),
@@ -266,7 +304,7 @@ def main() -> int:
     ]
     print(
         f"soak: {args.instances} instances, {args.endpoints} endpoints on {SERVERS} servers, "
-        f"interval {args.interval}s, {duration:.0f}s, PostgreSQL schema {schema}",
+        f"interval {args.interval}s, {duration:.0f}s, {where}",
         flush=True,
     )
     start = time.monotonic()
@@ -294,6 +332,11 @@ def main() -> int:
                 instances[0].start()
             elif what.startswith("PostgreSQL"):
                 detail = restart_postgresql()
+            elif what == "disk full":
+                filler = fill(disk)
+                detail = f"{filler.stat().st_size // 1024} KB filler"
+            elif what == "disk has room again":
+                (disk / "filler").unlink()
             elif what.startswith("sink answers 500"):
                 sink.mode = "500"
             elif what.startswith("sink does not answer"):
@@ -336,15 +379,18 @@ def main() -> int:
         outbox = conn.execute(text("SELECT dedup_key, status FROM outbox")).all()
         attempts = conn.execute(text("SELECT coalesce(sum(attempts), 0) FROM probe_day")).scalar()
     store.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    if args.sqlite_disk_full:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    else:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
 
     # -- what the instances logged ------------------------------------------------------------
     done: dict[str, list[float]] = defaultdict(list)
     lost_to_db: list[str] = []
     other_writes: list[str] = []
-    retries = 0
+    retries = kept = dropped = written_later = 0
     epoch: float | None = None
     for instance in instances:
         for item in events(instance.log):
@@ -354,6 +400,11 @@ def main() -> int:
                 epoch = when if epoch is None else min(epoch, when)
             elif item["event"] == "store.retry":
                 retries += 1
+            elif item["event"] == "store.unstored":
+                kept += 1
+                dropped += int(item.get("dropped", 0))
+            elif item["event"] == "store.unstored_written":
+                written_later += int(item.get("results", 0))
             elif item["event"].endswith(".error") and "nothing of this run was stored" in str(
                 item.get("error", "")
             ):
@@ -400,6 +451,10 @@ def main() -> int:
     longest = max((length for *_, length in gaps), default=0.0)
     print(f"probe gaps: {len(gaps)} (longest {longest:.0f}s; a gap is over {limit_gap}s)")
     print(f"probe runs lost to database errors: {len(lost_to_db)}; store retries: {retries}")
+    print(
+        f"batches kept in memory while the store could not take them: {kept}; results stored "
+        f"later: {written_later}; dropped: {dropped}"
+    )
     for line in lost_to_db[:5]:
         print(f"    {line}")
     print(f"other writes failed (claims, outbox rounds; redone next round): {len(other_writes)}")
@@ -428,8 +483,10 @@ def main() -> int:
             f"({change:+.1f}%), FDs {fd0} -> {fd1}"
         )
     failed = []
-    if lost_to_db:
+    if lost_to_db or dropped:
         failed.append("probe runs lost to database errors")
+    if attempts < probes:
+        failed.append("probes done but not stored")
     if lost_alerts:
         failed.append("alerts lost")
     if duplicates > bound:
