@@ -403,3 +403,16 @@ async def test_a_failed_client_handshake_is_logged_with_its_reason(
     failed = [r.fields for r in caplog.records if r.getMessage() == "capture.tls_failed"]  # type: ignore[attr-defined]
     assert len(failed) == 1 and failed[0]["peer"] == "127.0.0.1"
     assert failed[0]["reason"].startswith("TLS handshake failed: ")
+
+
+def test_an_ipv6_64_counts_as_one_peer() -> None:
+    """The per-peer limits count an IPv6 /64 as one peer (a host is given a whole /64), an
+    IPv4 address (also IPv4-mapped) as itself."""
+    from monitor.capture.listener import peer_group
+
+    assert (
+        peer_group("2001:db8:1:2::1") == peer_group("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    )
+    assert peer_group("2001:db8:1:3::1") != peer_group("2001:db8:1:2::1")
+    assert peer_group("::ffff:192.0.2.7") == peer_group("192.0.2.7") == "192.0.2.7"
+    assert peer_group("not an address") == "not an address"

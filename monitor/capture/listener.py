@@ -123,6 +123,19 @@ def normal_address(address: str) -> str:
     return str(mapped or parsed)
 
 
+def peer_group(address: str) -> str:
+    """What the per-peer limits count: an IPv4 address, or an IPv6 address's /64 (one host or
+    site is routinely given a whole /64, so counting single IPv6 addresses would let one
+    client open as many sessions as it has addresses)."""
+    try:
+        parsed = ipaddress.ip_address(normal_address(address))
+    except ValueError:
+        return address
+    if parsed.version == 4:
+        return str(parsed)
+    return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+
+
 class CaptureListener:
     """``await start()``, then ``expect(token)`` / arrivals, ``await close()``."""
 
@@ -299,7 +312,8 @@ class CaptureListener:
         task = asyncio.current_task()
         peer = str((writer.get_extra_info("peername") or ("?",))[0])
         known = self.is_known(peer)
-        refused = self._admit(peer, known)
+        group = peer_group(peer)  # the limits count an IPv6 /64 as one peer
+        refused = self._admit(group, known)
         if refused is not None:
             self.refused += 1
             writer.write(f"421 4.7.0 {refused}; try again later\r\n".encode())
@@ -309,7 +323,7 @@ class CaptureListener:
             self._tasks.add(task)
         self._writers.add(writer)
         self._active += 1
-        self._per_peer[peer] += 1
+        self._per_peer[group] += 1
         self.sessions += 1
         settings = self.settings
         try:
@@ -331,11 +345,11 @@ class CaptureListener:
             log.exception("capture.session_failed")
         finally:
             self._active -= 1
-            self._per_peer[peer] -= 1
-            if not self._per_peer[peer]:
-                del self._per_peer[peer]
-                if not self._recent[peer]:
-                    del self._recent[peer]
+            self._per_peer[group] -= 1
+            if not self._per_peer[group]:
+                del self._per_peer[group]
+                if not self._recent[group]:
+                    del self._recent[group]
             if task is not None:
                 self._tasks.discard(task)
             self._writers.discard(writer)
