@@ -175,6 +175,45 @@ class Connector:
     tls_sender_certificate_name: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryContract:
+    """What Exchange Online checks when it delivers to an endpoint: its outbound connector to
+    the organization (``Get-OutboundConnector``, ConnectorType OnPremises) that names the
+    endpoint's host as a smart host.
+
+    ``tls_settings``: ``EncryptionOnly`` (TLS, the certificate not validated),
+    ``CertificateValidation`` (a chain to a trusted root, valid now), ``DomainValidation``
+    (also a name matching ``tls_domain``), or ``None`` (TlsSettings not set: opportunistic TLS,
+    nothing validated).  ``unmonitored``: the connector's other smart hosts that no endpoint
+    probes (those delivery paths are not measured)."""
+
+    connector: str
+    tls_settings: str | None
+    tls_domain: str | None = None
+    dane_mode: str = "Opportunistic"
+    mta_sts_mode: str = "Opportunistic"
+    unmonitored: tuple[str, ...] = ()
+
+    @property
+    def validates(self) -> bool:
+        """Does Exchange Online validate the certificate (chain and dates) before delivering?"""
+        return self.tls_settings in ("CertificateValidation", "DomainValidation")
+
+    def describe(self) -> str:
+        """One line naming the contract, for verdicts and messages."""
+        settings = self.tls_settings or "not set (opportunistic TLS)"
+        text = f"outbound connector '{self.connector}', TlsSettings {settings}"
+        if self.tls_settings == "DomainValidation" and self.tls_domain:
+            text += f", TlsDomain {self.tls_domain}"
+        return text
+
+
+UNKNOWN_DELIVERY = (
+    "delivery contract unknown (no outbound connector to the organization names this host): "
+    "judged as CertificateValidation"
+)
+
+
 @dataclass(frozen=True, eq=False)
 class TrustAnchors:
     """The trusted roots.  Compared and hashed by identity, so it is a cheap cache key for the
@@ -197,6 +236,9 @@ class Policy:
     trust: TrustAnchors = NO_ANCHORS
     # outbound.not_delivered turns critical at this many consecutive misses
     misses_critical: int = 3
+    # What Exchange Online checks when it delivers to the endpoint (served direction); None:
+    # unknown, judged as CertificateValidation.
+    delivery: DeliveryContract | None = None
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:

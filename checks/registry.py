@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from functools import cache
 
-from checks import connector, crypto, drift, identity, outbound, session, trust, validity
+from checks import (
+    connector,
+    crypto,
+    delivery,
+    drift,
+    identity,
+    outbound,
+    session,
+    trust,
+    validity,
+)
 from checks.base import Direction, Finding, Observation, Policy, ProbeStatus, Rule
 
 
@@ -29,6 +39,7 @@ _BUILTIN: list[Rule] = [
     *connector.RULES,
     *drift.RULES,
     *outbound.RULES,
+    *delivery.RULES,
 ]
 BUILTIN_RULES: Mapping[str, Rule] = _index(_BUILTIN)
 
@@ -38,6 +49,7 @@ CONFIG_RULES = frozenset(
         "connector.domain_not_registered",
         "connector.host_specific_name",
         "connector.subdomain_not_accepted",
+        "delivery.smart_host_unmonitored",
     }
 )
 
@@ -54,6 +66,8 @@ SERVED_ONLY = frozenset(
     }
 )
 CLIENT_ONLY_PREFIX = "outbound."
+# The delivery contract is about the certificate the listener serves to Exchange Online.
+SERVED_ONLY_PREFIX = "delivery."
 # What a probe that measured nothing (a listener that could not be reached, a submission that
 # failed, a probe message that never arrived) still says: how far it got.  No other rule is run,
 # so no other alert (a certificate's, TLS's, "no client certificate") is resolved by a miss; the
@@ -69,6 +83,8 @@ def applies(rule_id: str, direction: Direction | None) -> bool:
     """Does ``rule_id`` judge observations of ``direction`` (``None``: a certificate file)?"""
     if rule_id.startswith(CLIENT_ONLY_PREFIX):
         return direction is Direction.TO_EXO
+    if rule_id.startswith(SERVED_ONLY_PREFIX):
+        return direction is Direction.FROM_EXO
     return not (direction is Direction.TO_EXO and rule_id in SERVED_ONLY)
 
 
@@ -124,4 +140,6 @@ def evaluate(
     findings: list[Finding] = []
     for r in plan:
         findings.extend(r.evaluate(obs, policy))
+    if obs.direction is Direction.FROM_EXO and policy.delivery is not None:
+        findings = delivery.under_contract(findings, policy.delivery)
     return findings

@@ -306,3 +306,111 @@ def test_import_of_deeply_nested_json_is_a_clear_error(tmp_path: Path, capsys) -
     assert main(["import", "--connectors", str(deep)]) == 3
     err = capsys.readouterr().err
     assert "internal error" not in err and "nested too deeply" in err and str(deep) in err
+
+
+# Get-OutboundConnector | ConvertTo-Json -Depth 5: the connector Exchange Online delivers to
+# the organization through (shapes as Exchange Online PowerShell V3 writes them).
+OUTBOUND = {
+    "Enabled": True, "ConnectorType": "OnPremises", "ConnectorSource": "HybridWizard",
+    "Name": "Outbound to on-premises", "Identity": "Outbound to on-premises",
+    "UseMXRecord": False, "SmartHosts": ["mail1.contoso.com", "mail2.contoso.com"],
+    "RecipientDomains": ["contoso.com"], "TlsSettings": "DomainValidation",
+    "TlsDomain": "mail.contoso.com", "SmtpDaneMode": "Opportunistic",
+    "MtaStsMode": "Opportunistic", "CloudServicesMailEnabled": True, "IsValidated": True,
+}  # fmt: skip
+OUTBOUND_CONNECTORS = [
+    OUTBOUND,
+    {**OUTBOUND, "Name": "To partner", "ConnectorType": "Partner"},
+    {**OUTBOUND, "Name": "Old route", "Enabled": False},
+    {  # Windows PowerShell 5.1: TlsSettings as Exchange's TlsAuthLevel number, objects for hosts
+        **OUTBOUND,
+        "Name": "Objects",
+        "TlsSettings": 2,
+        "TlsDomain": None,
+        "SmartHosts": [{"Domain": {"Domain": "mail3.contoso.com"}, "IsIPAddress": False}],
+    },
+    {**OUTBOUND, "Name": "Strange", "TlsSettings": "Paranoid"},
+    {**OUTBOUND, "Name": "Nowhere", "SmartHosts": [], "UseMXRecord": False},
+]
+
+
+def test_import_prints_the_delivery_connectors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    outbound = write(tmp_path / "o.json", {"value": OUTBOUND_CONNECTORS}, bom=True)
+    assert main(["import", "--outbound", str(outbound)]) == 0
+    out = capsys.readouterr().out
+    doc = tomllib.loads(out)
+    assert doc["delivery_connectors"] == [
+        {
+            "name": "Outbound to on-premises",
+            "smart_hosts": ["mail1.contoso.com", "mail2.contoso.com"],
+            "use_mx_record": False,
+            "recipient_domains": ["contoso.com"],
+            "tls_settings": "DomainValidation",
+            "tls_domain": "mail.contoso.com",
+            "dane_mode": "Opportunistic",
+            "mta_sts_mode": "Opportunistic",
+        },
+        {
+            "name": "Objects",
+            "smart_hosts": ["mail3.contoso.com"],
+            "use_mx_record": False,
+            "recipient_domains": ["contoso.com"],
+            "tls_settings": "CertificateValidation",
+            "dane_mode": "Opportunistic",
+            "mta_sts_mode": "Opportunistic",
+        },
+    ]
+    assert "not one to this organization" in out and '"Old route": disabled' in out
+    assert "TlsSettings 'Paranoid' is none of" in out
+    assert "no SmartHosts and UseMXRecord is false" in out
+
+
+def test_configuration_reads_the_outbound_export_and_judges_by_it(
+    tmp_path: Path,
+    config_file,  # type: ignore[no-untyped-def]
+    smtp_server,  # type: ignore[no-untyped-def]
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf,  # type: ignore[no-untyped-def]
+    intermediate,  # type: ignore[no-untyped-def]
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    """``[tenant] outbound_connectors_file``: the served certificate of mail1 is judged by the
+    exported connector (mail2 is a smart host no endpoint probes)."""
+    write(tmp_path / "outbound.json", OUTBOUND_CONNECTORS)
+    server = smtp_server("starttls", *write_chain(good_leaf, intermediate))
+    path = config_file(endpoint_toml("mail1", server.port))
+    text = path.read_text().replace(
+        "[tenant]\n", '[tenant]\noutbound_connectors_file = "outbound.json"\n', 1
+    )
+    path.write_text(text)
+    config = load(path)
+    assert [c.name for c in config.delivery_connectors] == ["Outbound to on-premises", "Objects"]
+    assert config.resolve_path(Path("outbound.json")) in config.tenant_files()
+    main(["scan", "--config", str(path), "--format", "json"])
+    (result,) = json.loads(capsys.readouterr().out)["results"]
+    assert result["delivery"]["connector"] == "Outbound to on-premises"
+    rules = {f["rule"]: f for f in result["findings"]}
+    assert "delivery.tls_domain_mismatch" not in rules  # the leaf names mail.contoso.com
+    assert "mail2.contoso.com" in rules["delivery.smart_host_unmonitored"]["message"]
+
+
+def test_a_hostile_outbound_export_becomes_data_never_syntax(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """TOML syntax in a name stays the name's text; a control character in it is refused, as
+    the loader would refuse it, with the character escaped."""
+    tricky = {
+        **OUTBOUND,
+        "Name": 'x" ]] [[delivery_connectors]] name = "evil',
+        "SmartHosts": ["a.b"],
+    }
+    outbound = write(tmp_path / "o.json", [tricky])
+    assert main(["import", "--outbound", str(outbound)]) == 0
+    doc = tomllib.loads(capsys.readouterr().out)
+    assert [c["name"] for c in doc["delivery_connectors"]] == [tricky["Name"]]
+    hostile = write(tmp_path / "h.json", [{**OUTBOUND, "Name": "x\n[[evil]]\x1b[2J"}])
+    assert main(["import", "--outbound", str(hostile)]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == "" and "\x1b" not in captured.err and "control character" in captured.err
+    bad = write(tmp_path / "bad.json", [{**OUTBOUND, "SmartHosts": ["not a host!"]}])
+    assert main(["import", "--outbound", str(bad)]) == 3
+    err = capsys.readouterr().err
+    assert "outbound connector" in err and "not a host name" in err

@@ -190,6 +190,9 @@ def _setup_commands(sub: Any) -> None:
         "--connectors", type=Path, metavar="FILE", help="Get-InboundConnector | ConvertTo-Json"
     )
     import_p.add_argument(
+        "--outbound", type=Path, metavar="FILE", help="Get-OutboundConnector | ConvertTo-Json"
+    )
+    import_p.add_argument(
         "--domains", type=Path, metavar="FILE", help="Get-AcceptedDomain | ConvertTo-Json"
     )
 

@@ -45,6 +45,19 @@ An outbound check counts only the message that carries its own signed token (see
 docs/outbound.md): a message without a valid token (a hand test send, a stray, a forgery, a
 replay) is an *unattributed* capture, shown but never an endpoint's result, alert or verdict.
 
+The certificate a listener serves is judged by the *delivery contract*: what Exchange Online
+checks when it delivers to that host, set by its outbound connector to the organization
+(`[[delivery_connectors]]` or `[tenant] outbound_connectors_file`, see docs/configuration.md)
+whose smart hosts name it. Under `TlsSettings` `CertificateValidation` and `DomainValidation`
+the rules apply as written (and `delivery.tls_domain_mismatch` checks `TlsDomain`); under
+`EncryptionOnly`, or with TlsSettings not set, Exchange Online delivers over TLS without
+validating the certificate, so `cert.untrusted`, `cert.expired` and `cert.not_yet_valid` on
+the served certificate are warnings whose message says delivery works today and why. With no
+outbound connector known, the served certificate is judged as under `CertificateValidation`,
+and every result says so ("delivery contract unknown"). Where Microsoft's documentation leaves
+a point open (a wildcard `TlsDomain` and the bare parent domain; a match by the subject CN
+only), the verdict is a warning, not critical.
+
 The `exchange.*` rules judge the Exchange Server Send connector from its exports (`relaycert
 exchange`), not a probe; the `tenant.*` rules compare the tenant's connectors and accepted
 domains with what the daemon saw last (they appear under the pseudo-endpoint `(tenant)` in

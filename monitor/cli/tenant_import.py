@@ -11,28 +11,33 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from monitor.config.sections import ConnectorConfig
+from monitor.config.sections import ConnectorConfig, DeliveryConnectorConfig
 from monitor.config.tenant import Imported, read
 from monitor.errors import ConfigError
 
 
 def _check(found: Imported, source: str) -> None:
     """Refuse what the configuration loader would refuse later: duplicate connector names,
-    names or patterns that are no valid connector."""
-    seen: set[str] = set()
-    for connector in found.connectors:
-        name = connector["name"]
-        where = f"{source}: connector {json.dumps(name)}"
-        if name in seen:
-            raise ConfigError(f"{where}: duplicate connector name; rename one in Exchange Online")
-        seen.add(name)
-        try:
-            ConnectorConfig.model_validate(connector)
-        except ValidationError as exc:
-            why = "; ".join(str(e["msg"]) for e in exc.errors())
-            raise ConfigError(f"{where}: {json.dumps(why)}") from None
+    names or values that make no valid connector."""
+    sections: tuple[tuple[str, list[dict[str, Any]], type[BaseModel]], ...] = (
+        ("connector", list(found.connectors), ConnectorConfig),
+        ("outbound connector", found.delivery_connectors, DeliveryConnectorConfig),
+    )
+    for what, items, model in sections:
+        seen: set[str] = set()
+        for item in items:
+            name = item["name"]
+            where = f"{source}: {what} {json.dumps(name)}"
+            if name in seen:
+                raise ConfigError(f"{where}: duplicate {what} name; rename one in Exchange Online")
+            seen.add(name)
+            try:
+                model.model_validate(item)
+            except ValidationError as exc:
+                why = "; ".join(str(e["msg"]) for e in exc.errors())
+                raise ConfigError(f"{where}: {json.dumps(why)}") from None
 
 
 def _comment(text: str) -> str:
@@ -47,10 +52,15 @@ def toml(found: Imported, source: str = "the export") -> str:
     _check(found, source)
     parts = [tomli_w.dumps({"tenant": {"accepted_domains": list(found.accepted_domains)}})]
     parts += ["[[connectors]]\n" + tomli_w.dumps(dict(c)) for c in found.connectors]
+    parts += [
+        "[[delivery_connectors]]\n" + tomli_w.dumps(dict(c)) for c in found.delivery_connectors
+    ]
     text = "\n".join(parts)
     expected: dict[str, Any] = {"tenant": {"accepted_domains": list(found.accepted_domains)}}
     if found.connectors:
         expected["connectors"] = [dict(c) for c in found.connectors]
+    if found.delivery_connectors:
+        expected["delivery_connectors"] = [dict(c) for c in found.delivery_connectors]
     if tomllib.loads(text) != expected:  # a writer's bug must not become a configuration
         raise ConfigError(f"{source}: the TOML written does not read back; please report it")
     notes = [
@@ -60,12 +70,14 @@ def toml(found: Imported, source: str = "the export") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.connectors is None and args.domains is None:
+    if args.connectors is None and args.domains is None and args.outbound is None:
         raise ConfigError(
-            "give --connectors FILE (Get-InboundConnector | ConvertTo-Json -Depth 5) and/or "
+            "give --connectors FILE (Get-InboundConnector | ConvertTo-Json -Depth 5), "
+            "--outbound FILE (Get-OutboundConnector | ConvertTo-Json -Depth 5) and/or "
             "--domains FILE (Get-AcceptedDomain | ConvertTo-Json -Depth 5)"
         )
-    found = read(Path.cwd() / "x", args.connectors, args.domains)
-    source = " and ".join(str(p) for p in (args.connectors, args.domains) if p is not None)
+    found = read(Path.cwd() / "x", args.connectors, args.domains, args.outbound)
+    files = (args.connectors, args.outbound, args.domains)
+    source = " and ".join(str(p) for p in files if p is not None)
     sys.stdout.write(toml(found, source))
     return 0

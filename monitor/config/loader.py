@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ except ImportError:  # pragma: no cover - tomli is a dependency
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from checks.base import Severity
+from checks.base import DeliveryContract, Severity
 from monitor.config.common import Model as _Model
 from monitor.config.common import escaped
 from monitor.config.integrations import CaptureConfig, ExchangeServerConfig
@@ -29,6 +30,7 @@ from monitor.config.sections import (
     ConnectorConfig,
     DaemonConfig,
     DatabaseConfig,
+    DeliveryConnectorConfig,
     DnsConfig,
     EndpointConfig,
     ExpiryConfig,
@@ -54,6 +56,7 @@ class Config(_Model):
 
     tenant: TenantConfig
     connectors: tuple[ConnectorConfig, ...] = ()
+    delivery_connectors: tuple[DeliveryConnectorConfig, ...] = ()
     endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
     trust: TrustConfig = TrustConfig()
     expiry: ExpiryConfig = ExpiryConfig()
@@ -72,7 +75,7 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> Config:
-        for section in ("connectors", "endpoints", "channels", "renewals"):
+        for section in ("connectors", "delivery_connectors", "endpoints", "channels", "renewals"):
             _unique(section, [item.name for item in getattr(self, section)])
         connectors = {c.name for c in self.connectors}
         endpoints = {e.name for e in self.endpoints}
@@ -136,7 +139,12 @@ class Config(_Model):
 
     def tenant_files(self) -> list[Path]:
         """The Exchange exports the configuration reads (the daemon watches them)."""
-        files = (self.tenant.accepted_domains_file, self.tenant.inbound_connectors_file)
+        tenant = self.tenant
+        files = (
+            tenant.accepted_domains_file,
+            tenant.inbound_connectors_file,
+            tenant.outbound_connectors_file,
+        )
         return [self.resolve_path(f) for f in files if f is not None]
 
     def endpoint(self, name: str) -> EndpointConfig | None:
@@ -150,6 +158,26 @@ class Config(_Model):
 
     def renewal_where(self, index: int) -> str:
         return f"{self.source}: renewals[{index}] ({self.renewals[index].name})"
+
+    def delivery_for(self, endpoint: EndpointConfig) -> DeliveryContract | None:
+        """The delivery contract of ``endpoint``: the first outbound connector to the
+        organization whose smart hosts name its host or one of its addresses (``None``: none
+        does, the contract is unknown).  Its other smart hosts that no endpoint probes are
+        ``unmonitored``."""
+        return self._delivery_index.get(endpoint.name)
+
+    @cached_property
+    def _delivery_index(self) -> dict[str, DeliveryContract]:
+        names = {e.name: {e.host.lower().rstrip("."), *(e.addresses or ())} for e in self.endpoints}
+        probed: set[str] = set().union(*names.values()) if names else set()
+        index: dict[str, DeliveryContract] = {}
+        for connector in self.delivery_connectors:
+            unmonitored = tuple(h for h in connector.smart_hosts if h not in probed)
+            contract = connector.to_contract(unmonitored)
+            for name, hosts in names.items():
+                if name not in index and hosts & set(connector.smart_hosts):
+                    index[name] = contract
+        return index
 
     def connector(self, name: str | None) -> ConnectorConfig | None:
         return next((c for c in self.connectors if c.name == name), None)

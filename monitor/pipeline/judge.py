@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from cryptography import x509
@@ -42,8 +43,21 @@ class Judge:
         }
         self.default_policy = Policy(now, accepted, None, expiry, roots, misses)
         self._chains: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
+        self._with_delivery: dict[tuple[str, str], Policy] = {}
         # The scanner passes its own index: a daemon job judges one endpoint of thousands.
         self._endpoints = endpoints or {e.name: e for e in config.endpoints}
+
+    def policy(self, endpoint: EndpointConfig) -> Policy:
+        """The relay connector's policy, with the endpoint's delivery contract."""
+        policy = self.policies.get(endpoint.connector or "", self.default_policy)
+        contract = self.config.delivery_for(endpoint)
+        if contract is None:
+            return policy
+        key = (endpoint.connector or "", contract.connector)
+        found = self._with_delivery.get(key)
+        if found is None:
+            found = self._with_delivery[key] = replace(policy, delivery=contract)
+        return found
 
     def chain(self, der: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
         parsed = self._chains.get(der)
@@ -61,9 +75,10 @@ class Judge:
         served: tuple[str, ...] = (),
     ) -> ScanRecord:
         chain = self.chain(result.chain_der)
-        policy = self.policies.get(endpoint.connector or "", self.default_policy)
+        policy = self.policy(endpoint)
         obs = result.observation(chain, baseline, peers, served)
         findings = tuple(evaluate(obs, policy))
+        listener = result.target.direction is Direction.FROM_EXO
         return ScanRecord(
             result,
             chain,
@@ -73,6 +88,7 @@ class Judge:
             evaluated(obs),
             baseline,
             baseline_of(obs),
+            policy.delivery if listener else None,
         )
 
     def judge_all(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from checks.base import Baseline, Finding, Severity, worst
+from checks.base import Baseline, DeliveryContract, Finding, Severity, worst
 from monitor.probe.result import ProbeResult
 
 
@@ -17,7 +17,8 @@ class ScanRecord:
 
     ``evaluated`` are the rules that ran (a rule that did not run says nothing); ``baseline`` is
     the accepted certificate it was compared with and ``candidate`` what accepting this
-    observation would make the baseline.
+    observation would make the baseline; ``delivery`` the contract a served certificate was
+    judged by.
     """
 
     result: ProbeResult
@@ -28,6 +29,9 @@ class ScanRecord:
     evaluated: frozenset[str] = frozenset()
     baseline: Baseline | None = None
     candidate: Baseline | None = None
+    # The served direction's delivery contract it was judged by (None: unknown, judged as
+    # CertificateValidation; always None for the client direction).
+    delivery: DeliveryContract | None = None
 
 
 def exit_code(records: Sequence[ScanRecord]) -> int:

@@ -1,8 +1,8 @@
 <#
-Export what relaycert needs to know about the tenant, for [tenant] inbound_connectors_file and
-accepted_domains_file. Run it on a schedule (Task Scheduler, every hour) on a host that can reach
-Exchange Online, and put the two files where relaycert reads them (a share, or copy them with
-scp); the daemon notices changed files within 30 seconds and reloads.
+Export what relaycert needs to know about the tenant, for [tenant] inbound_connectors_file,
+outbound_connectors_file and accepted_domains_file. Run it on a schedule (Task Scheduler, every
+hour) on a host that can reach Exchange Online, and put the three files where relaycert reads them
+(a share, or copy them with scp); the daemon notices changed files within 30 seconds and reloads.
 
 Authentication: certificate-based app-only access (no stored password), as Microsoft documents
 for unattended scripts: an Entra app with the Exchange.ManageAsApp permission and a directory
@@ -23,10 +23,15 @@ try {
     # Exchange Online PowerShell V3 writes enums as strings ("OnPremises"), which relaycert needs.
     Get-InboundConnector | ConvertTo-Json -Depth 5 |
         Set-Content -Encoding UTF8 -Path (Join-Path $OutDir "inbound-connectors.json.tmp")
+    Get-OutboundConnector | ConvertTo-Json -Depth 5 |
+        Set-Content -Encoding UTF8 -Path (Join-Path $OutDir "outbound-connectors.json.tmp")
+    Get-OutboundConnector | ConvertTo-Json -Depth 5 |
+        Set-Content -Encoding UTF8 -Path (Join-Path $OutDir "outbound-connectors.json.tmp")
     Get-AcceptedDomain -ResultSize Unlimited | ConvertTo-Json -Depth 5 |
         Set-Content -Encoding UTF8 -Path (Join-Path $OutDir "accepted-domains.json.tmp")
-    # Replace the files only when both exports succeeded (a reader never sees half a file).
+    # Replace the files only when every export succeeded (a reader never sees half a file).
     Move-Item -Force (Join-Path $OutDir "inbound-connectors.json.tmp") (Join-Path $OutDir "inbound-connectors.json")
+    Move-Item -Force (Join-Path $OutDir "outbound-connectors.json.tmp") (Join-Path $OutDir "outbound-connectors.json")
     Move-Item -Force (Join-Path $OutDir "accepted-domains.json.tmp") (Join-Path $OutDir "accepted-domains.json")
 } finally {
     Disconnect-ExchangeOnline -Confirm:$false
