@@ -26,7 +26,6 @@ from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.errors import ProbeError
 from monitor.pipeline import outbound
-from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord
 from monitor.probe.result import ProbeResult, ProbeTarget
 
@@ -129,7 +128,7 @@ def judge_capture(
     )
     result = ProbeResult(target, capture.at)
     outbound.arrived(result, capture)
-    return Judge(config, capture.at, scanner.anchors, scanner.endpoints).judge(result, judged_as)
+    return scanner.judge(capture.at).judge(result, judged_as)
 
 
 def stand_in(config: Config, capture: Capture) -> EndpointConfig:

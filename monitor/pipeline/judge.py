@@ -21,6 +21,8 @@ from monitor.pipeline.records import ScanRecord
 from monitor.probe.result import ProbeResult
 from monitor.probe.trust import trust_anchors
 
+PARSED_KEPT = 1024  # distinct chains kept parsed (a fleet serves a few; certinfo.MEMO is 4096)
+
 
 class Judge:
     """Parses chains (once per distinct chain) and runs the rules with a fixed ``now``."""
@@ -31,6 +33,7 @@ class Judge:
         now: datetime,
         anchors: TrustAnchors | None = None,
         endpoints: Mapping[str, EndpointConfig] | None = None,
+        chains: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] | None = None,
     ) -> None:
         self.config = config
         roots = anchors or trust_anchors(config)
@@ -42,7 +45,10 @@ class Judge:
             for connector in config.connectors
         }
         self.default_policy = Policy(now, accepted, None, expiry, roots, misses)
-        self._chains: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
+        # Parsed chains by their DER.  The daemon's scanner passes one dict for every batch, so
+        # a certificate served again is the same object: the rules' per-certificate answers
+        # (checks.certinfo) are found, not computed again and remembered again for a new object.
+        self._chains = chains if chains is not None else {}
         self._with_delivery: dict[tuple[str, str], Policy] = {}
         # The scanner passes its own index: a daemon job judges one endpoint of thousands.
         self._endpoints = endpoints or {e.name: e for e in config.endpoints}
@@ -62,6 +68,8 @@ class Judge:
     def chain(self, der: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
         parsed = self._chains.get(der)
         if parsed is None:
+            if len(self._chains) >= PARSED_KEPT:
+                self._chains.clear()
             parsed = tuple(x509.load_der_x509_certificate(d) for d in der)
             self._chains[der] = parsed
         return parsed

@@ -35,6 +35,7 @@ from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
 
 if TYPE_CHECKING:  # the database layer is imported when a store is used, not before
+    from cryptography import x509
     from sqlmodel import Session
 
     from monitor.capture.listener import CaptureListener
@@ -75,6 +76,8 @@ class Scanner:
         self.legacy: dict[tuple[str, int, str], tuple[float, tuple[str, ...]]] = {}
         self.endpoints = {e.name: e for e in config.endpoints}
         self._chains: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
+        # Parsed chains, shared by every Judge of this scanner (see Judge).
+        self.parsed: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
         # The capture listener the outbound checks wait at (set by whoever started it), or why
         # there is none; without one, an outbound check reports that instead of a verdict.
@@ -227,7 +230,9 @@ class Scanner:
                 error=str(exc),
             )
             return [
-                Judge(self.config, now, self.anchors, self.endpoints).judge_all(results, {})
+                Judge(self.config, now, self.anchors, self.endpoints, self.parsed).judge_all(
+                    results, {}
+                )
                 for results, now in jobs
             ]
         if held:
@@ -240,11 +245,17 @@ class Scanner:
         names = sorted({r.target.endpoint for results, _ in jobs for r in results})
         baselines = await self.baselines(names)
         groups = [
-            Judge(self.config, now, self.anchors, self.endpoints).judge_all(results, baselines)
+            Judge(self.config, now, self.anchors, self.endpoints, self.parsed).judge_all(
+                results, baselines
+            )
             for results, now in jobs
         ]
         await self.store_records(list(zip(groups, (now for _, now in jobs), strict=True)))
         return groups
+
+    def judge(self, now: datetime) -> Judge:
+        """A judge at ``now`` sharing this scanner's trust anchors, index and parsed chains."""
+        return Judge(self.config, now, self.anchors, self.endpoints, self.parsed)
 
     async def baselines(self, names: Sequence[str]) -> dict[tuple[str, str, str], Baseline]:
         """The stored baselines of these endpoints (none without a store)."""

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 from checks.base import Baseline
 from monitor.config.sections import EndpointConfig
-from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord, has_problems
 from monitor.pipeline.targets import targets
 from monitor.probe.result import ProbeResult
@@ -95,7 +94,7 @@ class _State:
         self.remaining: Counter[str] = Counter()
         self.held = {e.name for e in endpoints if e.outbound is not None}
         self.judged: dict[str, list[ScanRecord]] = {}
-        self.judging = Judge(scanner.config, now, scanner.anchors, scanner.endpoints)
+        self.judging = scanner.judge(now)
         self.baselines: Mapping[tuple[str, str, str], Baseline] | None = None
         self.names = [e.name for e in endpoints]
         self.pending: list[ScanRecord] = []
