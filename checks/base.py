@@ -133,6 +133,8 @@ class Observation:
     served: tuple[str, ...] = ()
     # Legacy TLS versions (TLSv1, TLSv1.1) the server accepts besides the negotiated one.
     legacy_versions: tuple[str, ...] = ()
+    # The served direction's TLSA records, when its delivery contract asks for DANE.
+    tlsa: TlsaEvidence | None = None
 
     @property
     def leaf(self) -> x509.Certificate | None:
@@ -206,6 +208,31 @@ class DeliveryContract:
         if self.tls_settings == "DomainValidation" and self.tls_domain:
             text += f", TlsDomain {self.tls_domain}"
         return text
+
+
+@dataclass(frozen=True, slots=True)
+class TlsaRecord:
+    """One TLSA record (RFC 6698): certificate usage, selector, matching type, data."""
+
+    usage: int
+    selector: int
+    mtype: int
+    data: bytes
+
+    def text(self) -> str:
+        return f"{self.usage} {self.selector} {self.mtype} {self.data.hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsaEvidence:
+    """The TLSA lookup of ``_25._tcp.<host>`` (Exchange Online delivers on port 25).
+    ``validated``: the validating resolver set the AD bit (DNSSEC-signed and verified);
+    ``error``: the lookup failed (SERVFAIL, a timeout), so nothing is known."""
+
+    name: str
+    records: tuple[TlsaRecord, ...] = ()
+    validated: bool = False
+    error: str | None = None
 
 
 UNKNOWN_DELIVERY = (

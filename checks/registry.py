@@ -8,6 +8,7 @@ from functools import cache
 from checks import (
     connector,
     crypto,
+    dane,
     delivery,
     drift,
     identity,
@@ -40,6 +41,7 @@ _BUILTIN: list[Rule] = [
     *drift.RULES,
     *outbound.RULES,
     *delivery.RULES,
+    *dane.RULES,
 ]
 BUILTIN_RULES: Mapping[str, Rule] = _index(_BUILTIN)
 
@@ -66,8 +68,9 @@ SERVED_ONLY = frozenset(
     }
 )
 CLIENT_ONLY_PREFIX = "outbound."
-# The delivery contract is about the certificate the listener serves to Exchange Online.
-SERVED_ONLY_PREFIX = "delivery."
+# The delivery contract and DANE are about the certificate the listener serves to Exchange
+# Online.
+SERVED_ONLY_PREFIX = ("delivery.", "dane.")
 # What a probe that measured nothing (a listener that could not be reached, a submission that
 # failed, a probe message that never arrived) still says: how far it got.  No other rule is run,
 # so no other alert (a certificate's, TLS's, "no client certificate") is resolved by a miss; the

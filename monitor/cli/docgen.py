@@ -58,6 +58,12 @@ and every result says so ("delivery contract unknown"). Where Microsoft's docume
 a point open (a wildcard `TlsDomain` and the bare parent domain; a match by the subject CN
 only), the verdict is a warning, not critical.
 
+DANE (`dane.*`) is part of the delivery contract: for hosts whose outbound connector's
+`SmtpDaneMode` is not `None`, the TLSA records at `_25._tcp.<host>` are looked up through a
+validating resolver and matched against the chain as served (usages 2 and 3, selectors 0 and 1,
+matching types 0, 1 and 2; DANE-EE checks neither names nor dates, RFC 7671). A failed lookup is
+`unknown`, never `ok`.
+
 The `exchange.*` rules judge the Exchange Server Send connector from its exports (`relaycert
 exchange`), not a probe; the `tenant.*` rules compare the tenant's connectors and accepted
 domains with what the daemon saw last (they appear under the pseudo-endpoint `(tenant)` in

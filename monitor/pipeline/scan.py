@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Baseline, Direction, ProbeStatus, TrustAnchors
+from checks.base import Baseline, Direction, ProbeStatus, TlsaEvidence, TrustAnchors
 from monitor.alerts.policy import Tracking
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
@@ -30,6 +30,7 @@ from monitor.pipeline.records import ScanRecord
 from monitor.pipeline.targets import targets
 from monitor.pipeline.unstored import Unstored
 from monitor.probe.bounded import HostLimits, probe_bounded
+from monitor.probe.dane import attach_tlsa
 from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
@@ -114,7 +115,42 @@ class Scanner:
         endpoints: Sequence[EndpointConfig],
         on_start: Callable[[ProbeTarget], None] | None = None,
     ) -> list[ProbeResult]:
-        """Resolve and probe every address of ``endpoints`` (no judging, no store)."""
+        """Resolve and probe every address of ``endpoints`` (no judging, no store); the hosts
+        Exchange Online delivers to with DANE get their TLSA records, looked up meanwhile."""
+        tlsa = asyncio.ensure_future(self.tlsa_for(endpoints))
+        try:
+            results = await self._probe(endpoints, on_start)
+        except BaseException:
+            tlsa.cancel()
+            raise
+        attach_tlsa(results, await tlsa)
+        return results
+
+    async def tlsa_for(self, endpoints: Sequence[EndpointConfig]) -> dict[str, TlsaEvidence]:
+        """The TLSA records of every host of ``endpoints`` whose delivery contract uses DANE
+        (one lookup per host; Exchange Online delivers on port 25, whatever port is probed)."""
+        hosts = sorted(
+            {
+                e.host.lower().rstrip(".")
+                for e in endpoints
+                if (contract := self.config.delivery_for(e)) is not None
+                and contract.dane_mode != "None"
+            }
+        )
+        if not hosts:
+            return {}
+        from monitor.probe.dane import lookup
+
+        timeout = self.config.probe.timeout.total_seconds()
+        servers = self.config.dns.servers()
+        found = await asyncio.gather(*(lookup(host, timeout, servers) for host in hosts))
+        return dict(zip(hosts, found, strict=True))
+
+    async def _probe(
+        self,
+        endpoints: Sequence[EndpointConfig],
+        on_start: Callable[[ProbeTarget], None] | None = None,
+    ) -> list[ProbeResult]:
         found, failed = await targets(self.config, endpoints)
         if self.pool is not None:  # forked for a large scan (monitor.probe.workers.wanted)
             probe = self.config.probe

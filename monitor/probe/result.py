@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography import x509
 
-from checks.base import Baseline, Direction, Observation, ProbeStatus
+from checks.base import Baseline, Direction, Observation, ProbeStatus, TlsaEvidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,8 @@ class ProbeResult:
     misses: int = 0
     # Legacy TLS versions the server also accepts (None: not checked this time).
     legacy_versions: tuple[str, ...] | None = None
+    # The TLSA records of the host (served direction, when its delivery contract uses DANE).
+    tlsa: TlsaEvidence | None = None
 
     def observation(
         self,
@@ -74,6 +76,7 @@ class ProbeResult:
             direction=self.target.direction,
             misses=self.misses,
             legacy_versions=self.legacy_versions or (),
+            tlsa=self.tlsa,
             baseline=baseline,
             peers=peers,
             served=served,

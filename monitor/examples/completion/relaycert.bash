@@ -25,7 +25,7 @@ _relaycert() {
         prune) opts="--config --dry-run --help --older-than" ;;
         demo) opts="--dir --format --help" ;;
         exchange) opts="--config --format --help" ;;
-        import) opts="--connectors --domains --help" ;;
+        import) opts="--connectors --domains --help --outbound" ;;
         init) opts="--help --output --systemd" ;;
         *) opts="" ;;
     esac
