@@ -233,6 +233,7 @@ class TlsaEvidence:
     records: tuple[TlsaRecord, ...] = ()
     validated: bool = False
     error: str | None = None
+    ttl: int | None = None  # the records' TTL, seconds
 
 
 UNKNOWN_DELIVERY = (

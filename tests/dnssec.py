@@ -54,8 +54,8 @@ class DnssecLab:
     validating resolver.  ``records`` are zone-file lines, relative to their zone: ``signed``
     for contoso.com, ``unsigned`` for fabrikam.com."""
 
-    def __init__(self, signed: list[str], unsigned: list[str] | None = None) -> None:
-        self.signed, self.unsigned = signed, unsigned or []
+    def __init__(self, signed: list[str], unsigned: list[str] | None = None, ttl: int = 60) -> None:
+        self.signed, self.unsigned, self.ttl = signed, unsigned or [], ttl
         self.root = Path(tempfile.mkdtemp(prefix="relaycert-dnssec-"))
         self.bind_port, self.port = _free_port(), _free_port()
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -66,7 +66,8 @@ class DnssecLab:
 
     def _zone(self, name: str, lines: list[str]) -> str:
         return (
-            f"$TTL 60\n@ IN SOA ns.{name}. admin.{name}. 1 60 60 600 60\n@ IN NS ns.{name}.\n"
+            f"$TTL {self.ttl}\n@ IN SOA ns.{name}. admin.{name}. 1 60 60 600 60\n"
+            f"@ IN NS ns.{name}.\n"
             "ns IN A 127.0.0.1\n" + "".join(f"{line}\n" for line in lines)
         )
 

@@ -155,6 +155,12 @@ def _store_commands(sub: Any) -> None:
         help="issue and judge, but deploy nothing and run no hooks",
     )
     renew_p.add_argument("--force", action="store_true", help="renew even when not due")
+    renew_p.add_argument(
+        "--next-key",
+        action="store_true",
+        help="stage the next private key and print its TLSA records to publish (DANE); the "
+        "next renewal orders with it",
+    )
 
     prune_p = sub.add_parser("prune", help="delete history older than a retention period")
     prune_p.add_argument("--config", "-c", type=Path, help=CONFIG_HELP)

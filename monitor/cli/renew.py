@@ -49,9 +49,24 @@ async def _renew_all(
     return outcomes
 
 
+def _next_key(config: Config, chosen: list[RenewalSettings]) -> int:
+    """``--next-key``: stage each renewal's next key and print its TLSA records."""
+    from monitor.renewal.dane_gate import stage_next_key
+
+    for settings in chosen:
+        path, records, made = stage_next_key(config, config.resolved(settings))
+        print(f"{settings.name}: next key {'made' if made else 'already staged'} at {path}")
+        print("  publish beside the current records (DNSSEC-signed), then let renewal run:")
+        for record in records:
+            print(f"  {record}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     config = load(args.config)
     chosen = _chosen(config, args)
+    if args.next_key:
+        return _next_key(config, chosen)
     logs.setup(config.daemon.log_format, config.daemon.log_level)
     store = Store.open(config.database_url())
     try:

@@ -88,9 +88,11 @@ def _evidence(name: str, response: object) -> TlsaEvidence:
         )
         return TlsaEvidence(name, error=f"the resolver answered {text}{why}")
     records: list[TlsaRecord] = []
+    ttl: int | None = None
     for rrset in response.answer:
         if rrset.rdtype != dns.rdatatype.TLSA:
             continue
+        ttl = rrset.ttl if ttl is None else min(ttl, rrset.ttl)
         for rdata in rrset:
             data = bytes(rdata.cert)
             if len(data) > MAX_DATA:
@@ -98,7 +100,7 @@ def _evidence(name: str, response: object) -> TlsaEvidence:
             records.append(TlsaRecord(rdata.usage, rdata.selector, rdata.mtype, data))
             if len(records) >= MAX_RECORDS:
                 break
-    return TlsaEvidence(name, tuple(records), validated)
+    return TlsaEvidence(name, tuple(records), validated, ttl=ttl)
 
 
 def attach_tlsa(results: Sequence[ProbeResult], found: dict[str, TlsaEvidence]) -> None:

@@ -9,6 +9,7 @@ retried later with backoff.
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import datetime
 
 from cryptography import x509
@@ -19,7 +20,7 @@ from monitor.config.loader import Config
 from monitor.errors import RenewalError
 from monitor.files import read_limited, write_secret
 from monitor.pipeline.scan import Scanner
-from monitor.renewal import decide, notify, pending
+from monitor.renewal import dane_gate, decide, notify, pending
 from monitor.renewal.acme_flow import AcmeSession, Issued, RateLimited, ari_id, new_private_key
 from monitor.renewal.attempt import DEPLOYED, Attempt
 from monitor.renewal.decide import Due
@@ -37,11 +38,33 @@ async def _order(
     attempt: Attempt, session: AcmeSession, names: list[str], replaces: str | None
 ) -> Issued:
     solver = await asyncio.to_thread(make_solver, attempt.settings.solver, attempt.where)
-    key_pem = await asyncio.to_thread(_reused_key, attempt) if attempt.settings.reuse_key else None
+    key_pem = await asyncio.to_thread(_order_key, attempt)
     try:
         return await asyncio.to_thread(session.issue, names, solver, key_pem, replaces)
     finally:
         await asyncio.to_thread(solver.cleanup)
+
+
+def _order_key(attempt: Attempt) -> bytes | None:
+    """The key to order with: a staged next key (``relaycert renew --next-key``, DANE), else
+    the kept key with ``reuse_key``, else none (the ACME client makes a new one)."""
+    staged = attempt.settings.state_dir / attempt.settings.name / dane_gate.NEXT_KEY
+    if staged.exists():
+        return read_limited(staged)
+    return _reused_key(attempt) if attempt.settings.reuse_key else None
+
+
+def _promote_next_key(attempt: Attempt) -> None:
+    """A certificate for the staged next key is deployed: with ``reuse_key`` it is the kept key
+    from now on; without, it is simply used up."""
+    folder = attempt.settings.state_dir / attempt.settings.name
+    staged = folder / dane_gate.NEXT_KEY
+    if not staged.exists():
+        return
+    if attempt.settings.reuse_key:
+        os.replace(staged, folder / "key.pem")
+    else:
+        staged.unlink()
 
 
 def _reused_key(attempt: Attempt) -> bytes:
@@ -141,6 +164,18 @@ async def _issue_and_deploy(
         await asyncio.to_thread(pending.clear, state_dir)
         detail = "; ".join(f"{f.rule}: {f.message}" for f in blocking)
         return Outcome(name, Result.GATE_REFUSED, detail, old, new), issued.order_url
+    dane = await dane_gate.check(attempt, chain, current.leaf)
+    if dane.refused:  # the certificate is good: it is kept for when its record is published
+        detail = "; ".join(f"{f.rule}: {f.message}" for f in dane.refused)
+        return Outcome(name, Result.GATE_REFUSED, detail, old, new), issued.order_url
+    if dane.ready is not None:
+        detail = (
+            "; ".join(dane.waiting)
+            + f"; the issued certificate is kept and deployed from {dane.ready:%Y-%m-%d %H:%M:%S}"
+            " UTC"
+        )
+        outcome = Outcome(name, Result.SKIPPED, detail, old, new, next_check=dane.ready)
+        return outcome, issued.order_url
     if dry_run:
         sans = ", ".join(sorted(dns_sans(chain[0])))
         detail = f"issued by the staging CA for {sans} and judged ({decision.reason}); not deployed"
@@ -148,6 +183,7 @@ async def _issue_and_deploy(
     result, detail = await _deploy(attempt, issued, chain, names)
     if result is Result.VERIFIED:
         await asyncio.to_thread(pending.clear, state_dir)
+        await asyncio.to_thread(_promote_next_key, attempt)
         detail = f"{decision.reason}; {how}; {detail}"
     else:
         detail = f"{detail} ({how}; kept for the next attempt)"

@@ -21,7 +21,7 @@ _relaycert() {
         accept) opts="--config --help" ;;
         notify-test) opts="--channel --config --help" ;;
         report) opts="--config --format --help --output --period" ;;
-        renew) opts="--config --dry-run --endpoint --force --help" ;;
+        renew) opts="--config --dry-run --endpoint --force --help --next-key" ;;
         prune) opts="--config --dry-run --help --older-than" ;;
         demo) opts="--dir --format --help" ;;
         exchange) opts="--config --format --help" ;;
