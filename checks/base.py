@@ -135,6 +135,8 @@ class Observation:
     legacy_versions: tuple[str, ...] = ()
     # The served direction's TLSA records, when its delivery contract asks for DANE.
     tlsa: TlsaEvidence | None = None
+    # The MTA-STS policies of the recipient domains this host is an MX of (MX routing).
+    mtasts: tuple[MtaStsEvidence, ...] = ()
 
     @property
     def leaf(self) -> x509.Certificate | None:
@@ -234,6 +236,20 @@ class TlsaEvidence:
     validated: bool = False
     error: str | None = None
     ttl: int | None = None  # the records' TTL, seconds
+
+
+@dataclass(frozen=True, slots=True)
+class MtaStsEvidence:
+    """The MTA-STS policy (RFC 8461) of a recipient domain whose MX host an endpoint is.
+    ``present`` False: the domain publishes no ``_mta-sts`` record; ``error``: a policy is
+    announced (or may be) but could not be read."""
+
+    domain: str
+    present: bool = True
+    mode: str | None = None  # enforce | testing | none
+    mx: tuple[str, ...] = ()
+    max_age: int | None = None
+    error: str | None = None
 
 
 UNKNOWN_DELIVERY = (

@@ -17,9 +17,18 @@ the verdict says so (:data:`checks.base.UNKNOWN_DELIVERY`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
-from checks.base import DeliveryContract, Finding, Observation, Policy, RuleInfo, Severity, rule
+from checks.base import (
+    DeliveryContract,
+    Finding,
+    MtaStsEvidence,
+    Observation,
+    Policy,
+    RuleInfo,
+    Severity,
+    rule,
+)
 from checks.certinfo import clip, common_names, dns_sans
 from checks.identity import names_text
 from checks.matching import normalize, rfc6125_match
@@ -130,10 +139,29 @@ def smart_host_unmonitored(info: RuleInfo, obs: Observation, policy: Policy) -> 
     )
 
 
-def under_contract(findings: list[Finding], contract: DeliveryContract | None) -> list[Finding]:
+def under_contract(
+    findings: list[Finding],
+    contract: DeliveryContract | None,
+    enforced: Sequence[MtaStsEvidence] = (),
+) -> list[Finding]:
     """The served direction's findings as ``contract`` makes them: under a connector that
     validates nothing, an untrusted, expired or not yet valid certificate still delivers, so
-    those are warnings that say so."""
+    those are warnings that say so.  Under an MTA-STS policy in mode enforce (``enforced``)
+    Exchange Online validates whatever the connector says: nothing is lowered, and a
+    certificate that does not cover the host name is critical."""
+    if enforced:
+        domains = ", ".join(clip(p.domain, 100) for p in enforced[:4])
+        return [
+            Finding(
+                f.rule,
+                Severity.CRITICAL,
+                f"{f.message} (critical: the MTA-STS policy of {domains} is in mode enforce, "
+                "so Exchange Online checks the name and does not deliver to this host)",
+            )
+            if f.rule == "cert.hostname_mismatch"
+            else f
+            for f in findings
+        ]
     if contract is None or contract.validates:
         return findings
     adjusted = []

@@ -12,6 +12,7 @@ from checks import (
     delivery,
     drift,
     identity,
+    mtasts,
     outbound,
     session,
     trust,
@@ -42,6 +43,7 @@ _BUILTIN: list[Rule] = [
     *outbound.RULES,
     *delivery.RULES,
     *dane.RULES,
+    *mtasts.RULES,
 ]
 BUILTIN_RULES: Mapping[str, Rule] = _index(_BUILTIN)
 
@@ -70,7 +72,7 @@ SERVED_ONLY = frozenset(
 CLIENT_ONLY_PREFIX = "outbound."
 # The delivery contract and DANE are about the certificate the listener serves to Exchange
 # Online.
-SERVED_ONLY_PREFIX = ("delivery.", "dane.")
+SERVED_ONLY_PREFIX = ("delivery.", "dane.", "mtasts.")
 # What a probe that measured nothing (a listener that could not be reached, a submission that
 # failed, a probe message that never arrived) still says: how far it got.  No other rule is run,
 # so no other alert (a certificate's, TLS's, "no client certificate") is resolved by a miss; the
@@ -143,6 +145,6 @@ def evaluate(
     findings: list[Finding] = []
     for r in plan:
         findings.extend(r.evaluate(obs, policy))
-    if obs.direction is Direction.FROM_EXO and policy.delivery is not None:
-        findings = delivery.under_contract(findings, policy.delivery)
+    if obs.direction is Direction.FROM_EXO and (policy.delivery is not None or obs.mtasts):
+        findings = delivery.under_contract(findings, policy.delivery, mtasts.enforced(obs))
     return findings

@@ -64,6 +64,13 @@ validating resolver and matched against the chain as served (usages 2 and 3, sel
 matching types 0, 1 and 2; DANE-EE checks neither names nor dates, RFC 7671). A failed lookup is
 `unknown`, never `ok`.
 
+MTA-STS (`mtasts.*`, RFC 8461) applies to hosts Exchange Online reaches by MX (an outbound
+connector with `UseMXRecord` and `RecipientDomains`): relaycert resolves the domains' MX hosts,
+and for an endpoint that is one of them fetches the domain's policy (its `_mta-sts` TXT record,
+then `https://mta-sts.<domain>/.well-known/mta-sts.txt`, no redirects, at most 64 KiB). Under
+a policy in mode `enforce` Exchange Online validates the certificate whatever the connector's
+`TlsSettings` say: nothing is lowered to a warning, and `cert.hostname_mismatch` is critical.
+
 The `exchange.*` rules judge the Exchange Server Send connector from its exports (`relaycert
 exchange`), not a probe; the `tenant.*` rules compare the tenant's connectors and accepted
 domains with what the daemon saw last (they appear under the pseudo-endpoint `(tenant)` in

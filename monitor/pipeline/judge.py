@@ -11,7 +11,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from checks.base import Baseline, Direction, Policy, TrustAnchors
+from checks.base import Baseline, DeliveryContract, Direction, Policy, TrustAnchors
 from checks.certinfo import fingerprint
 from checks.drift import baseline_of
 from checks.registry import evaluate, evaluated
@@ -34,6 +34,7 @@ class Judge:
         anchors: TrustAnchors | None = None,
         endpoints: Mapping[str, EndpointConfig] | None = None,
         chains: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] | None = None,
+        routes: Mapping[str, DeliveryContract] | None = None,
     ) -> None:
         self.config = config
         roots = anchors or trust_anchors(config)
@@ -50,13 +51,15 @@ class Judge:
         # (checks.certinfo) are found, not computed again and remembered again for a new object.
         self._chains = chains if chains is not None else {}
         self._with_delivery: dict[tuple[str, str], Policy] = {}
+        # Endpoints an outbound connector delivers to by MX (found in DNS by the scanner).
+        self._routes = routes if routes is not None else {}
         # The scanner passes its own index: a daemon job judges one endpoint of thousands.
         self._endpoints = endpoints or {e.name: e for e in config.endpoints}
 
     def policy(self, endpoint: EndpointConfig) -> Policy:
         """The relay connector's policy, with the endpoint's delivery contract."""
         policy = self.policies.get(endpoint.connector or "", self.default_policy)
-        contract = self.config.delivery_for(endpoint)
+        contract = self.config.delivery_for(endpoint) or self._routes.get(endpoint.name)
         if contract is None:
             return policy
         key = (endpoint.connector or "", contract.connector)

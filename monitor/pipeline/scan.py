@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Baseline, Direction, ProbeStatus, TlsaEvidence, TrustAnchors
+from checks.base import Baseline, Direction, ProbeStatus, TrustAnchors
 from monitor.alerts.policy import Tracking
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
@@ -25,12 +25,12 @@ from monitor.errors import StoreError
 from monitor.logs import event
 from monitor.pipeline import outbound
 from monitor.pipeline.batching import BatchWriter
+from monitor.pipeline.delivery import DeliveryLookups
 from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord
 from monitor.pipeline.targets import targets
 from monitor.pipeline.unstored import Unstored
 from monitor.probe.bounded import HostLimits, probe_bounded
-from monitor.probe.dane import attach_tlsa
 from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
@@ -79,6 +79,8 @@ class Scanner:
         self._chains: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
         # Parsed chains, shared by every Judge of this scanner (see Judge).
         self.parsed: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
+        # MX routes, MTA-STS policies and TLSA lookups of the delivery direction.
+        self.delivery = DeliveryLookups(config, self.anchors)
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
         # The capture listener the outbound checks wait at (set by whoever started it), or why
         # there is none; without one, an outbound check reports that instead of a verdict.
@@ -115,36 +117,16 @@ class Scanner:
         endpoints: Sequence[EndpointConfig],
         on_start: Callable[[ProbeTarget], None] | None = None,
     ) -> list[ProbeResult]:
-        """Resolve and probe every address of ``endpoints`` (no judging, no store); the hosts
-        Exchange Online delivers to with DANE get their TLSA records, looked up meanwhile."""
-        tlsa = asyncio.ensure_future(self.tlsa_for(endpoints))
+        """Resolve and probe every address of ``endpoints`` (no judging, no store); what the
+        delivery direction is judged by (MX routes, TLSA, MTA-STS) is looked up meanwhile."""
+        evidence = asyncio.ensure_future(self.delivery.gather(endpoints))
         try:
             results = await self._probe(endpoints, on_start)
         except BaseException:
-            tlsa.cancel()
+            evidence.cancel()
             raise
-        attach_tlsa(results, await tlsa)
+        (await evidence).attach(results)
         return results
-
-    async def tlsa_for(self, endpoints: Sequence[EndpointConfig]) -> dict[str, TlsaEvidence]:
-        """The TLSA records of every host of ``endpoints`` whose delivery contract uses DANE
-        (one lookup per host; Exchange Online delivers on port 25, whatever port is probed)."""
-        hosts = sorted(
-            {
-                e.host.lower().rstrip(".")
-                for e in endpoints
-                if (contract := self.config.delivery_for(e)) is not None
-                and contract.dane_mode != "None"
-            }
-        )
-        if not hosts:
-            return {}
-        from monitor.probe.dane import lookup
-
-        timeout = self.config.probe.timeout.total_seconds()
-        servers = self.config.dns.servers()
-        found = await asyncio.gather(*(lookup(host, timeout, servers) for host in hosts))
-        return dict(zip(hosts, found, strict=True))
 
     async def _probe(
         self,
@@ -265,12 +247,7 @@ class Scanner:
                 dropped=dropped or None,
                 error=str(exc),
             )
-            return [
-                Judge(self.config, now, self.anchors, self.endpoints, self.parsed).judge_all(
-                    results, {}
-                )
-                for results, now in jobs
-            ]
+            return [self.judge(now).judge_all(results, {}) for results, now in jobs]
         if held:
             event(log, logging.INFO, "store.unstored_written", results=_count(held))
         return groups[len(held) :]
@@ -280,18 +257,15 @@ class Scanner:
     ) -> list[list[ScanRecord]]:
         names = sorted({r.target.endpoint for results, _ in jobs for r in results})
         baselines = await self.baselines(names)
-        groups = [
-            Judge(self.config, now, self.anchors, self.endpoints, self.parsed).judge_all(
-                results, baselines
-            )
-            for results, now in jobs
-        ]
+        groups = [self.judge(now).judge_all(results, baselines) for results, now in jobs]
         await self.store_records(list(zip(groups, (now for _, now in jobs), strict=True)))
         return groups
 
     def judge(self, now: datetime) -> Judge:
         """A judge at ``now`` sharing this scanner's trust anchors, index and parsed chains."""
-        return Judge(self.config, now, self.anchors, self.endpoints, self.parsed)
+        return Judge(
+            self.config, now, self.anchors, self.endpoints, self.parsed, self.delivery.routes
+        )
 
     async def baselines(self, names: Sequence[str]) -> dict[tuple[str, str, str], Baseline]:
         """The stored baselines of these endpoints (none without a store)."""

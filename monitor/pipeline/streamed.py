@@ -26,7 +26,6 @@ from checks.base import Baseline
 from monitor.config.sections import EndpointConfig
 from monitor.pipeline.records import ScanRecord, has_problems
 from monitor.pipeline.targets import targets
-from monitor.probe.dane import attach_tlsa
 from monitor.probe.result import ProbeResult
 
 if TYPE_CHECKING:
@@ -47,13 +46,13 @@ async def streamed_scan(
     ``progress(done, total, with_problems)`` is called as endpoints are judged."""
     config, pool = scanner.config, scanner.pool
     assert pool is not None, "a streamed scan probes in workers (Scanner.streams)"
-    tlsa_lookups = asyncio.ensure_future(scanner.tlsa_for(endpoints))
+    lookups = asyncio.ensure_future(scanner.delivery.gather(endpoints))
     found, failed = await targets(config, endpoints)
     client = asyncio.ensure_future(scanner.outbound_checks(endpoints))
     state = _State(scanner, endpoints, now, progress)
     try:
-        tlsa = await tlsa_lookups
-        attach_tlsa(failed, tlsa)
+        evidence = await lookups
+        evidence.attach(failed)
         for result in failed:
             state.buckets[result.target.endpoint].append((-1, result))
         state.remaining.update(t.endpoint for t in found)
@@ -63,7 +62,7 @@ async def streamed_scan(
         async with contextlib.aclosing(stream) as chunks:
             async for chunk in chunks:
                 done = []
-                attach_tlsa([result for _, result in chunk], tlsa)
+                evidence.attach([result for _, result in chunk])
                 for position, result in chunk:
                     if result.chain_der:  # one copy of each distinct chain
                         result.chain_der = scanner.share_chain(result.chain_der)
@@ -78,7 +77,7 @@ async def streamed_scan(
         await state.judge(list(state.held))
         await state.flush()
     finally:
-        tlsa_lookups.cancel()
+        lookups.cancel()
         client.cancel()
         await state.settle()
     return [record for e in endpoints for record in state.judged.get(e.name, ())]

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from checks.base import Direction, TlsaEvidence, TlsaRecord
+from checks.base import TlsaEvidence, TlsaRecord
 from checks.certinfo import clip
-from monitor.probe.result import ProbeResult
 
 MAX_RECORDS = 32  # a host publishes a few (current and next key); more is not believed
 MAX_DATA = 16_384  # a full certificate (matching type 0) at most
@@ -101,12 +100,3 @@ def _evidence(name: str, response: object) -> TlsaEvidence:
             if len(records) >= MAX_RECORDS:
                 break
     return TlsaEvidence(name, tuple(records), validated, ttl=ttl)
-
-
-def attach_tlsa(results: Sequence[ProbeResult], found: dict[str, TlsaEvidence]) -> None:
-    """Give each listener result its host's TLSA evidence."""
-    if not found:
-        return
-    for result in results:
-        if result.target.direction is Direction.FROM_EXO:
-            result.tlsa = found.get(result.target.host.lower().rstrip("."))

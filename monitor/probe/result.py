@@ -9,7 +9,14 @@ from typing import Any
 
 from cryptography import x509
 
-from checks.base import Baseline, Direction, Observation, ProbeStatus, TlsaEvidence
+from checks.base import (
+    Baseline,
+    Direction,
+    MtaStsEvidence,
+    Observation,
+    ProbeStatus,
+    TlsaEvidence,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,8 @@ class ProbeResult:
     legacy_versions: tuple[str, ...] | None = None
     # The TLSA records of the host (served direction, when its delivery contract uses DANE).
     tlsa: TlsaEvidence | None = None
+    # The MTA-STS policies of the recipient domains this host is an MX of.
+    mtasts: tuple[MtaStsEvidence, ...] = ()
 
     def observation(
         self,
@@ -77,6 +86,7 @@ class ProbeResult:
             misses=self.misses,
             legacy_versions=self.legacy_versions or (),
             tlsa=self.tlsa,
+            mtasts=self.mtasts,
             baseline=baseline,
             peers=peers,
             served=served,
