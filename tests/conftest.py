@@ -26,6 +26,49 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
+def _loopback(address: object) -> bool:
+    import ipaddress
+
+    if not isinstance(address, tuple) or not address:
+        return True  # a Unix socket, or something this guard does not know
+    try:
+        ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
+    except ValueError:
+        return False  # a host name: a test must not resolve and reach one
+    mapped = getattr(ip, "ipv4_mapped", None)
+    ip = mapped or ip
+    return ip.is_loopback or ip.is_unspecified
+
+
+@pytest.fixture(scope="session", autouse=True)
+def only_loopback() -> Iterator[None]:
+    """Network traffic in tests goes only to 127.0.0.0/8 or ::1: a connection or datagram to
+    any other address fails the test that made it, instead of leaving the machine (a TLSA
+    lookup once reached the system resolver this way)."""
+    import socket
+
+    originals = {name: getattr(socket.socket, name) for name in ("connect", "connect_ex", "sendto")}
+
+    def guarded(name: str) -> Callable[..., Any]:
+        original = originals[name]
+
+        def method(self: socket.socket, *args: Any) -> Any:
+            address = args[-1]
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
+                raise OSError(f"a test tried to reach {address!r}: only loopback is allowed")
+            return original(self, *args)
+
+        return method
+
+    for name in originals:
+        setattr(socket.socket, name, guarded(name))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(socket.socket, name, original)
+
+
 @pytest.fixture(scope="session")
 def root_ca() -> pki.Issued:
     return pki.make_ca("Test Root CA")

@@ -20,7 +20,14 @@ def delivery_toml(
     tls_domain: str | None = None,
     smart_hosts: tuple[str, ...] = ("mail1.contoso.com",),
 ) -> str:
-    lines = ["[[delivery_connectors]]", 'name = "to-onprem"']
+    # dane_mode and mta_sts_mode None: these tests are about TlsSettings, and with no [dns]
+    # nameservers a TLSA lookup would ask the system's resolver (tests stay on loopback).
+    lines = [
+        "[[delivery_connectors]]",
+        'name = "to-onprem"',
+        'dane_mode = "None"',
+        'mta_sts_mode = "None"',
+    ]
     lines.append("smart_hosts = [" + ", ".join(f'"{h}"' for h in smart_hosts) + "]")
     if tls_settings is not None:
         lines.append(f'tls_settings = "{tls_settings}"')
@@ -131,6 +138,8 @@ def test_without_a_delivery_connector_the_verdict_says_the_contract_is_unknown(
         "known": False,
         "contract": "delivery contract unknown (no outbound connector to the organization "
         "names this host): judged as CertificateValidation",
+        "dane": None,
+        "mtasts": None,
     }
     known = served(config_file, server, capsys, delivery_toml("EncryptionOnly"))
     assert known["delivery"] == {
@@ -139,6 +148,10 @@ def test_without_a_delivery_connector_the_verdict_says_the_contract_is_unknown(
         "connector": "to-onprem",
         "tls_settings": "EncryptionOnly",
         "tls_domain": None,
+        "dane_mode": "None",
+        "mta_sts_mode": "None",
+        "dane": None,
+        "mtasts": None,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from monitor.cli.app import main
 from monitor.config.loader import load
+from monitor.demo.ports import free_port
 from tests.conftest import endpoint_toml
 
 # Get-InboundConnector | ConvertTo-Json -Depth 5 (the record in ../shared/reference, enabled)
@@ -379,9 +381,14 @@ def test_configuration_reads_the_outbound_export_and_judges_by_it(
     write(tmp_path / "outbound.json", OUTBOUND_CONNECTORS)
     server = smtp_server("starttls", *write_chain(good_leaf, intermediate))
     path = config_file(endpoint_toml("mail1", server.port))
-    text = path.read_text().replace(
-        "[tenant]\n", '[tenant]\noutbound_connectors_file = "outbound.json"\n', 1
+    closed = free_port(kind=socket.SOCK_DGRAM)  # DANE asks here, never the system resolver
+    text = (
+        path.read_text().replace(
+            "[tenant]\n", '[tenant]\noutbound_connectors_file = "outbound.json"\n', 1
+        )
+        + f'[dns]\nnameservers = ["127.0.0.1:{closed}"]\n'
     )
+
     path.write_text(text)
     config = load(path)
     assert [c.name for c in config.delivery_connectors] == ["Outbound to on-premises", "Objects"]
@@ -392,6 +399,7 @@ def test_configuration_reads_the_outbound_export_and_judges_by_it(
     rules = {f["rule"]: f for f in result["findings"]}
     assert "delivery.tls_domain_mismatch" not in rules  # the leaf names mail.contoso.com
     assert "mail2.contoso.com" in rules["delivery.smart_host_unmonitored"]["message"]
+    assert rules["dane.lookup_failed"]["severity"] == "unknown"  # the closed port: not "ok"
 
 
 def test_a_hostile_outbound_export_becomes_data_never_syntax(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

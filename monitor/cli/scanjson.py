@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from cryptography import x509
 
-from checks.base import UNKNOWN_DELIVERY, Direction, Severity, worst
+from checks.base import Severity, worst
 from checks.certinfo import clip, common_names
 from monitor.certview import cert_info
 from monitor.pipeline.records import ScanRecord
@@ -36,22 +36,6 @@ def certificate_json(cert: x509.Certificate, now: datetime) -> dict[str, Any]:
         "key": info.key,
         "signature_hash": info.signature,
         "extended_key_usages": info.ekus,
-    }
-
-
-def delivery_json(record: ScanRecord) -> dict[str, Any] | None:
-    """The contract a served certificate was judged by (``None`` for the client direction)."""
-    if record.result.target.direction is not Direction.FROM_EXO:
-        return None
-    contract = record.delivery
-    if contract is None:
-        return {"known": False, "contract": UNKNOWN_DELIVERY}
-    return {
-        "known": True,
-        "contract": contract.describe(),
-        "connector": contract.connector,
-        "tls_settings": contract.tls_settings,
-        "tls_domain": contract.tls_domain,
     }
 
 
@@ -94,7 +78,7 @@ def record_json(
         "sha256": leaf["sha256"] if leaf else None,
         "chain": chain,
         "timings_ms": result.timings,
-        "delivery": delivery_json(record),
+        "delivery": record.contract(),
         "session": result.session,
         "worst": severity.value if severity else None,
         "findings": [

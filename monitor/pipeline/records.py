@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 
-from checks.base import Baseline, DeliveryContract, Finding, Severity, worst
+from checks.base import (
+    UNKNOWN_DELIVERY,
+    Baseline,
+    DeliveryContract,
+    Direction,
+    Finding,
+    Severity,
+    TlsaEvidence,
+    worst,
+)
 from monitor.probe.result import ProbeResult
 
 
@@ -32,6 +42,46 @@ class ScanRecord:
     # The served direction's delivery contract it was judged by (None: unknown, judged as
     # CertificateValidation; always None for the client direction).
     delivery: DeliveryContract | None = None
+
+    def contract(self) -> dict[str, Any] | None:
+        """What the served certificate was judged by, for output and the store: ``contract``
+        is one line naming the connector, TlsSettings, DANE and MTA-STS (``None`` for the
+        client direction)."""
+        result = self.result
+        if result.target.direction is not Direction.FROM_EXO:
+            return None
+        dane = _dane_text(result.tlsa)
+        mtasts = "; ".join(
+            f"{p.domain} {p.mode}" if p.error is None else f"{p.domain} (unreadable)"
+            for p in result.mtasts
+        )
+        contract = self.delivery
+        line = contract.describe() if contract is not None else UNKNOWN_DELIVERY
+        line += f"; DANE: {dane}" if dane else ""
+        line += f"; MTA-STS: {mtasts}" if mtasts else ""
+        summary: dict[str, Any] = {"known": contract is not None, "contract": line}
+        if contract is not None:
+            summary |= {
+                "connector": contract.connector,
+                "tls_settings": contract.tls_settings,
+                "tls_domain": contract.tls_domain,
+                "dane_mode": contract.dane_mode,
+                "mta_sts_mode": contract.mta_sts_mode,
+            }
+        summary |= {"dane": dane, "mtasts": mtasts or None}
+        return summary
+
+
+def _dane_text(tlsa: TlsaEvidence | None) -> str | None:
+    if tlsa is None:
+        return None
+    if tlsa.error is not None:
+        return "TLSA lookup failed"
+    if not tlsa.records:
+        return "no TLSA record"
+    count = len(tlsa.records)
+    validated = "DNSSEC-validated" if tlsa.validated else "not DNSSEC-validated"
+    return f"{count} TLSA record{'s' if count > 1 else ''}, {validated}"
 
 
 def exit_code(records: Sequence[ScanRecord]) -> int:

@@ -10,6 +10,7 @@ evidence of nothing, and the rules report it as unknown, never as "ok".
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from checks.base import TlsaEvidence, TlsaRecord
@@ -36,12 +37,19 @@ def _system_nameservers() -> list[tuple[str, int]]:
 async def lookup(
     host: str, timeout: float, nameservers: Sequence[tuple[str, int]] = ()
 ) -> TlsaEvidence:
-    """The TLSA records of ``host``'s port 25, and whether the resolver validated them."""
-    import dns.asyncquery
+    """The TLSA records of ``host``'s port 25, and whether the resolver validated them.
+
+    The query runs in a thread with dnspython's blocking client: whatever event loop runs
+    relaycert (uvloop's sockets are libuv's), its DNS traffic goes through Python's sockets,
+    bounded by ``timeout`` per server."""
+    return await asyncio.to_thread(_lookup, host, timeout, tuple(nameservers))
+
+
+def _lookup(host: str, timeout: float, nameservers: tuple[tuple[str, int], ...]) -> TlsaEvidence:
     import dns.exception
     import dns.flags
     import dns.message
-    import dns.rcode
+    import dns.query
     import dns.rdatatype
 
     name = tlsa_name(host)
@@ -53,9 +61,9 @@ async def lookup(
     failures: list[str] = []
     for address, port in servers:
         try:
-            response = await dns.asyncquery.udp(query, address, timeout=timeout, port=port)
+            response = dns.query.udp(query, address, timeout=timeout, port=port)
             if response.flags & dns.flags.TC:
-                response = await dns.asyncquery.tcp(query, address, timeout=timeout, port=port)
+                response = dns.query.tcp(query, address, timeout=timeout, port=port)
         except dns.exception.Timeout:
             failures.append(f"{address}:{port}: no answer within {timeout:g}s")
             continue

@@ -28,17 +28,24 @@ PATH = "/.well-known/mta-sts.txt"
 async def _records(
     name: str, rdtype: str, timeout: float, nameservers: Sequence[tuple[str, int]]
 ) -> list[object]:
-    import dns.asyncresolver
+    """The records of ``name`` (none for NXDOMAIN or no answer).  In a thread with dnspython's
+    blocking resolver, so DNS goes through Python's sockets whatever the event loop."""
+    return await asyncio.to_thread(_records_now, name, rdtype, timeout, tuple(nameservers))
+
+
+def _records_now(
+    name: str, rdtype: str, timeout: float, nameservers: tuple[tuple[str, int], ...]
+) -> list[object]:
     import dns.nameserver
     import dns.resolver
 
     if nameservers:
-        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
     else:
-        resolver = dns.asyncresolver.Resolver()
+        resolver = dns.resolver.Resolver()
     try:
-        answer = await resolver.resolve(name, rdtype, lifetime=timeout, search=False)
+        answer = resolver.resolve(name, rdtype, lifetime=timeout, search=False)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return []
     return list(answer)

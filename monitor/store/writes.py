@@ -57,6 +57,7 @@ def signature(record: ScanRecord, prints: list[str]) -> str:
             prints,
             sorted((f.rule, f.severity.value, f.message) for f in record.findings),
             (result.session or {}).get("digest"),  # the tenant snapshot, when there is one
+            (record.contract() or {}).get("contract"),  # what a served one was judged by
         ]
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -86,8 +87,17 @@ def _row(record: ScanRecord, endpoint_id: int, prints: list[str], sign: str) -> 
         "chain": prints,
         "timings": result.timings,
         "worst": severity.value if severity else None,
-        "session": result.session,
+        "session": _session(record),
     }
+
+
+def _session(record: ScanRecord) -> dict[str, Any] | None:
+    """The stored session: an outbound check's capture, a tenant snapshot, or for a served
+    certificate the contract it was judged by (report and status show it)."""
+    contract = record.contract()
+    if contract is None:
+        return record.result.session
+    return {**(record.result.session or {}), "delivery": contract}
 
 
 def _repeats(last: LatestRow, sign: str, at: datetime, heartbeat: timedelta) -> bool:
