@@ -478,9 +478,11 @@ def main() -> int:
         (_, rss0, fd0), (_, rss1, fd1) = steady[0], steady[-1]
         change = 100 * (rss1 - rss0) / rss0
         growth.append(change)
+        quarters = [steady[min(len(steady) - 1, len(steady) * q // 4)] for q in range(1, 4)]
+        along = ", ".join(f"{t:.0f}s {rss / 1024:.1f}" for t, rss, _ in quarters)
         print(
             f"instance {instance.number}: RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MB "
-            f"({change:+.1f}%), FDs {fd0} -> {fd1}"
+            f"({change:+.1f}%; along the way {along}), FDs {fd0} -> {fd1}"
         )
     failed = []
     if lost_to_db or dropped:

@@ -37,6 +37,8 @@ class Notification:
     docs_url: str | None = None
     # which certificate: from_exchange_online (served) or to_exchange_online (client)
     direction: str | None = None
+    # the served certificate: the delivery contract it was judged by (one line)
+    contract: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

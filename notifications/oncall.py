@@ -43,6 +43,8 @@ def slack_message(note: Notification) -> dict[str, Any]:
     ]
     if note.direction:
         facts.append(f"*Direction*\n{e(direction_text(note) or note.direction)}")
+    if note.contract:
+        facts.append(f"*Judged by*\n{e(note.contract)}")
     if note.days_left is not None:
         facts.append(f"*Days left*\n{note.days_left:.1f}")
     blocks: list[dict[str, Any]] = [
@@ -96,6 +98,7 @@ def pagerduty_event(note: Notification, routing_key: str) -> dict[str, Any]:
                 "message": clip(note.message, 2000),
                 "address": note.address,
                 "direction": note.direction,
+                "contract": clip(note.contract, 500) if note.contract else None,
                 "days_left": note.days_left,
                 "sha256": note.fingerprint,
             },

@@ -31,6 +31,7 @@ Endpoint:  {{ n.endpoint }} ({{ n.host }}:{{ n.port }}
 {%- if n.address %}, {{ n.address }}{% endif %})
 Connector: {{ n.connector or "-" }}
 {% if direction %}Direction: {{ direction }}
+{% endif %}{% if n.contract %}Judged by: {{ n.contract }}
 {% endif %}Rule:      {{ n.rule }} ({{ n.severity }})
 {% if n.days_left is not none %}Days left: {{ "%.1f"|format(n.days_left) }}
 {% endif %}{% if n.fingerprint %}SHA-256:   {{ n.fingerprint }}
@@ -53,6 +54,8 @@ _HTML = """\
 <td>{{ n.connector or "-" }}</td></tr>
 {% if direction %}<tr><td style="padding:2px 12px 2px 0;color:#666">Direction</td>
 <td>{{ direction }}</td></tr>{% endif %}
+{% if n.contract %}<tr><td style="padding:2px 12px 2px 0;color:#666">Judged by</td>
+<td>{{ n.contract }}</td></tr>{% endif %}
 <tr><td style="padding:2px 12px 2px 0;color:#666">Rule</td><td><code>{{ n.rule }}</code>
  ({{ n.severity }})</td></tr>
 {% if n.days_left is not none %}<tr><td style="padding:2px 12px 2px 0;color:#666">Days left</td>
@@ -162,6 +165,7 @@ def adaptive_card(note: Notification) -> dict[str, Any]:
         ("Address", note.address or "-"),
         ("Connector", note.connector or "-"),
         ("Direction", direction_text(note) or "-"),
+        *([("Judged by", note.contract)] if note.contract else []),
         ("Rule", note.rule),
         ("Severity", note.severity),
     ]

@@ -207,3 +207,101 @@ def test_a_malformed_delivery_connector_is_a_clear_error(
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     for text in expected:
         assert text in err, err
+
+
+def test_the_report_names_the_contract_delivery_was_judged_by(
+    config_file: Callable[..., Path],
+    smtp_server: Callable[..., LoopbackSMTP],
+    write_chain,  # type: ignore[no-untyped-def]
+    relay_only: pki.Issued,
+    intermediate: pki.Issued,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The report's "Delivery from Exchange Online" says which contract it judged by, and a
+    TlsDomain mismatch breaks it with the error Exchange Online gives."""
+    server = smtp_server("starttls", *write_chain(relay_only, intermediate))
+    delivery = delivery_toml("DomainValidation", "mail.contoso.com")
+    config = config_file(endpoint_toml("mail1", server.port), extra=delivery)
+    main(["scan", "--config", str(config)])
+    capsys.readouterr()
+    main(["report", "--config", str(config), "--format", "json"])
+    (connector,) = json.loads(capsys.readouterr().out)["connectors"]
+    scenario = connector["delivery"]
+    assert scenario["works"] is False
+    assert "SubjectMismatch" in scenario["error"]
+    assert (
+        "judged by: outbound connector 'to-onprem', TlsSettings DomainValidation, TlsDomain "
+        "mail.contoso.com (mail1)" in scenario["evidence"]
+    )
+
+
+def test_an_alert_says_which_contract_it_was_judged_by(
+    config_file: Callable[..., Path],
+    smtp_server: Callable[..., LoopbackSMTP],
+    write_chain,  # type: ignore[no-untyped-def]
+    relay_only: pki.Issued,
+    intermediate: pki.Issued,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The message of a served-direction alert names the delivery contract (webhook JSON, and
+    the text every channel renders)."""
+    from notifications.base import Notification
+    from notifications.render import text_body
+    from tests.httpreceiver import http_receiver
+
+    server = smtp_server("starttls", *write_chain(relay_only, intermediate))
+    channel = (
+        '[[channels]]\nname = "hook"\ntype = "webhook"\nurl_env = "RC_TEST_DELIVERY_HOOK"\n'
+        'timeout = "3s"\n'
+    )
+    delivery = delivery_toml("DomainValidation", "mail.contoso.com")
+    with http_receiver() as receiver:
+        monkeypatch.setenv("RC_TEST_DELIVERY_HOOK", receiver.url)
+        config = config_file(endpoint_toml("mail1", server.port), extra=delivery + channel)
+        main(["run", "--config", str(config), "--once"])
+        bodies = receiver.bodies()
+    (opened,) = [b for b in bodies if b["rule"] == "delivery.tls_domain_mismatch"]
+    contract = (
+        "outbound connector 'to-onprem', TlsSettings DomainValidation, TlsDomain mail.contoso.com"
+    )
+    assert opened["contract"] == contract
+    note = Notification.from_dict({k: v for k, v in opened.items() if k != "source"})
+    assert f"Judged by: {contract}" in text_body(note)
+
+
+async def test_metrics_export_the_contract_with_bounded_labels(
+    config_file: Callable[..., Path],
+    smtp_server: Callable[..., LoopbackSMTP],
+    write_chain,  # type: ignore[no-untyped-def]
+    relay_only: pki.Issued,
+    intermediate: pki.Issued,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import asyncio
+
+    from monitor.config.loader import load
+    from monitor.service.metrics import MetricsServer
+    from monitor.store.engine import Store
+
+    server = smtp_server("starttls", *write_chain(relay_only, intermediate))
+    delivery = delivery_toml("DomainValidation", "mail.contoso.com")
+    config = config_file(endpoint_toml("mail1", server.port), extra=delivery)
+    await asyncio.to_thread(main, ["scan", "--config", str(config)])
+    capsys.readouterr()
+    store = Store.open(load(config).database_url())
+    metrics = MetricsServer(store, lambda: None, lambda: True)
+    await metrics.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", metrics.port())
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        body = (await asyncio.wait_for(reader.read(), 10)).decode()
+        writer.close()
+    finally:
+        await metrics.close()
+        store.close()
+    (line,) = [x for x in body.splitlines() if x.startswith("relaycert_delivery_contract{")]
+    assert line == (  # prometheus-client writes the labels sorted
+        'relaycert_delivery_contract{address="127.0.0.1",connector="to-onprem",dane_mode="None",'
+        'direction="from_exchange_online",endpoint="mail1",mta_sts_mode="None",'
+        'tls_settings="DomainValidation"} 1.0'
+    ), line

@@ -100,7 +100,9 @@ def test_nagios_output_is_a_valid_plugin_output(
     if state == "CRITICAL":
         assert "connector.name_not_covered" in summary and long_output
     if state == "OK":
-        assert long_output == [] or all(line.startswith("INFO") for line in long_output)
+        assert all(line.startswith(("INFO", "DELIVERY")) for line in long_output)
+    if state != "UNKNOWN":  # the served certificate says what it was judged by
+        assert f"DELIVERY {endpoint}: judged by delivery contract unknown" in long_output[-1]
 
 
 def test_usage_errors_are_unknown_and_config_defaults(

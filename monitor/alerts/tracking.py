@@ -106,6 +106,7 @@ def _notification(
         fingerprint=fingerprint(leaf) if leaf else None,
         docs_url=f"{docs_url}#{anchor(rule_id)}" if docs_url else None,
         direction=target.direction.value,
+        contract=(record.contract() or {}).get("contract"),
     )
 
 

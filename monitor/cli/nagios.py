@@ -72,4 +72,10 @@ def render(records: Sequence[ScanRecord], config: Config, now: datetime) -> tupl
     for finding, record in findings:
         severity = finding.severity.value.upper()
         lines.append(_line(f"{severity} {finding.rule} {_where(record)}: {finding.message}"))
+    judged: dict[str, str] = {}
+    for record in records:  # what each served certificate was judged by
+        contract = record.contract()
+        if contract is not None:
+            judged.setdefault(record.result.target.endpoint, contract["contract"])
+    lines += [_line(f"DELIVERY {name}: judged by {text}") for name, text in judged.items()]
     return "\n".join(lines) + "\n", code

@@ -142,6 +142,11 @@ def _print(
             Text(f"{r.last_ok:%Y-%m-%d %H:%M}" if r.last_ok else "never"),
         )
     out.print(table)
+    contracts = {r.endpoint: r.contract for r in rows if r.contract}
+    if contracts:
+        out.print(Text("Delivery from Exchange Online judged by:"))
+        for endpoint, contract in contracts.items():
+            out.print(Text(f"  {endpoint}: {contract}"))
     if failed:
         shown = f" (the newest {len(failed)} below)" if total > len(failed) else ""
         out.print(Text(f"{total} message(s) could not be delivered{shown}:", style="bold red"))

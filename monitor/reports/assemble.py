@@ -18,7 +18,7 @@ from monitor.reports.model import (
     Scenario,
 )
 from monitor.store.engine import Store
-from monitor.store.queries import RenewalStatus, renewals
+from monitor.store.queries import RenewalStatus, renewals, stored_contract
 
 VERDICTS = ("compliant", "at risk", "non-compliant")
 ATTR36 = "550 5.7.64 TenantAttribution; Relay Access Denied ATTR36"
@@ -70,6 +70,13 @@ DELIVERY_BREAKING = {
     "tls.starttls_missing": f"{DELIVERY_FAILED} (TLS required by the connector, not offered)",
     "tls.handshake_failed": f"{DELIVERY_FAILED} (TLS negotiation fails)",
     "tls.protocol_outdated": f"{DELIVERY_FAILED} (TLS 1.2 or later required)",
+    "delivery.tls_domain_mismatch": "450 4.7.320 Certificate validation failed "
+    "[Message=SubjectMismatch]",
+    "dane.tlsa_mismatch": f"{DELIVERY_FAILED} (DANE: no TLSA record matches)",
+    "dane.tlsa_unsigned": f"{DELIVERY_FAILED} (DANE Mandatory: no validated TLSA record)",
+    "dane.tlsa_missing": f"{DELIVERY_FAILED} (DANE Mandatory: no TLSA record)",
+    "mtasts.mx_not_covered": f"{DELIVERY_FAILED} (MTA-STS enforce: MX host not in the policy)",
+    "cert.hostname_mismatch": f"{DELIVERY_FAILED} (the certificate does not name the host)",
 }
 SERVED, CLIENT = Direction.FROM_EXO.value, Direction.TO_EXO.value
 DELIVERY = (
@@ -175,7 +182,14 @@ def _scenarios(
 def _delivery(addresses: list[AddressReport], docs: str) -> Scenario:
     works, evidence, error, fix, affected = _judged(addresses, "listener", DELIVERY_BREAKING, docs)
     key, title, text = DELIVERY
-    return Scenario(key, title, text, works, f"listener probes: {evidence}", error, fix, affected)
+    by_contract: dict[str, list[str]] = {}
+    for a in addresses:
+        by_contract.setdefault(a.contract or "not recorded", []).append(a.endpoint)
+    judged = "; ".join(
+        f"{contract} ({_names(sorted(set(names)))})" for contract, names in by_contract.items()
+    )
+    evidence = f"listener probes: {evidence}" + (f"; judged by: {judged}" if judged else "")
+    return Scenario(key, title, text, works, evidence, error, fix, affected)
 
 
 # A miss keeps every finding of the last measured probe but the probe's own reachability
@@ -212,6 +226,7 @@ def address_report(row: query.AddressRow, now: datetime) -> AddressReport:
         row.successes,
         row.last_seen,
         row.measured,
+        stored_contract(obs.session) if obs.direction == SERVED else None,
     )
 
 

@@ -38,6 +38,8 @@ class AddressReport:
     last_seen: datetime | None = None
     # Whether the newest probe measured anything (False: unreachable, or never arrived).
     measured: bool = True
+    # The served direction: the delivery contract its certificate was judged by (one line).
+    contract: str | None = None
 
     @property
     def label(self) -> str:

@@ -72,6 +72,12 @@ class StoreCollector(Collector):
             "Current findings by rule and severity.",
             labels=[*LABELS, "rule", "severity"],
         )
+        contract = GaugeMetricFamily(
+            "relaycert_delivery_contract",
+            "1 per served address: the delivery contract its certificate was judged by "
+            '(connector "" when none is known; tls_settings "" when not set).',
+            labels=[*LABELS, "connector", "tls_settings", "dane_mode", "mta_sts_mode"],
+        )
         with self.store.reading("collecting metrics") as session:
             endpoints = {e.id: e.name for e in queries.endpoints_by_name(session).values()}
             rows = queries.latest_observations(session)
@@ -105,7 +111,20 @@ class StoreCollector(Collector):
                 counts[key] = counts.get(key, 0) + 1
             for (rule, severity), count in counts.items():
                 findings.add_metric([*labels, rule, severity], count)
-        yield from (not_after, days, success, duration, last, findings)
+            stored = (known_row or row).session
+            delivery = stored.get("delivery") if isinstance(stored, dict) else None
+            if isinstance(delivery, dict):  # bounded labels: configured names and enum values
+                contract.add_metric(
+                    [
+                        *labels,
+                        str(delivery.get("connector") or ""),
+                        str(delivery.get("tls_settings") or ""),
+                        str(delivery.get("dane_mode") or ""),
+                        str(delivery.get("mta_sts_mode") or ""),
+                    ],
+                    1.0,
+                )
+        yield from (not_after, days, success, duration, last, findings, contract)
         depth = GaugeMetricFamily(
             "relaycert_outbox_messages", "Outbox messages by status.", labels=["status"]
         )

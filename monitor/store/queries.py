@@ -289,3 +289,10 @@ def served(store: Store, endpoint_names: Iterable[str], rules: Collection[str]) 
     worst = min(leaves.values(), key=lambda c: c.not_valid_after_utc, default=None)
     seen = [r.last_seen_at or r.started_at for r in rows]
     return Served(worst, urgent, min(seen) if seen else None)
+
+
+def stored_contract(session: object) -> str | None:
+    """The delivery contract line stored with a served observation (none before it was)."""
+    delivery = session.get("delivery") if isinstance(session, dict) else None
+    text = delivery.get("contract") if isinstance(delivery, dict) else None
+    return text if isinstance(text, str) else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from checks.base import Severity
+from checks.base import Direction, Severity
 from monitor.store import queries
 from monitor.store.engine import Store
 from monitor.store.models import FindingRow
@@ -29,6 +29,8 @@ class AddressStatus:
     # Set while the newest probe measured nothing: when the certificate (and findings) shown,
     # which are the last known ones, were measured.
     last_seen: datetime | None = None
+    # The served direction: the delivery contract the certificate was judged by (one line).
+    contract: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class FailedMessage:
     rule: str
     error: str | None
     attempts: int
+
+
+SERVED = Direction.FROM_EXO.value
 
 
 def _worst(findings: list[FindingRow]) -> FindingRow | None:
@@ -83,6 +88,7 @@ def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[Faile
                 round((ends - now).total_seconds() / 86400, 1) if ends else None,
                 ok_at.get(key),
                 (last.last_seen_at or last.started_at) if last else None,
+                queries.stored_contract((last or obs).session) if obs.direction == SERVED else None,
             )
         )
     failed = [
