@@ -120,12 +120,13 @@ def tls_domain_mismatch(info: RuleInfo, obs: Observation, policy: Policy) -> Ite
     "delivery.smart_host_unmonitored",
     Severity.WARNING,
     "The outbound connector delivers to a host no endpoint probes",
-    "Exchange Online delivers through the outbound connector to each of its smart hosts (and "
-    "spreads mail across them). A smart host no endpoint probes is a delivery path whose "
+    "Exchange Online delivers through the outbound connector to each of its smart hosts, or, "
+    "with UseMXRecord, to the MX hosts of its recipient domains (and spreads mail across "
+    "them). A host there that no endpoint probes is a delivery path whose "
     "certificate relaycert does not measure: when it breaks, part of the mail is deferred "
     "and nothing here says so.",
-    "Add an `[[endpoints]]` entry for each smart host named in the finding (port 25: Exchange "
-    "Online delivers on port 25), or remove the host from the connector's SmartHosts.",
+    "Add an `[[endpoints]]` entry for each host named in the finding (port 25: Exchange "
+    "Online delivers on port 25), or remove it from the connector's SmartHosts (or the MX).",
 )
 def smart_host_unmonitored(info: RuleInfo, obs: Observation, policy: Policy) -> Iterator[Finding]:
     contract = policy.delivery

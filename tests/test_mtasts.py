@@ -84,6 +84,7 @@ def lab() -> Iterator[dnssec.DnssecLab]:
         pytest.skip(missing)
     signed = [
         "@ IN MX 10 mail1.contoso.com.",
+        "@ IN MX 20 mail9.contoso.com.",  # an MX host no endpoint probes
         '_mta-sts IN TXT "v=STSv1; id=20261203"',
         "mta-sts IN A 127.0.0.1",
     ]
@@ -144,6 +145,8 @@ def test_mx_routed_hosts_are_judged_by_their_domains_policy(
     found = scan(config_file, listeners, lab.resolver, capsys)
     assert found["mail1"]["delivery"]["connector"] == "by-mx"  # type: ignore[index]
     assert not any(r.startswith("mtasts.") for r in rules(found["mail1"]))
+    severity, message = rules(found["mail1"])["delivery.smart_host_unmonitored"]
+    assert severity == "warning" and "mail9.contoso.com" in message
     severity, message = rules(found["mail3"])["mtasts.mx_not_covered"]
     assert severity == "warning" and "mode testing" in message and "*.other.com" in message
     policies.set("contoso.com", "enforce", "backup.contoso.com", "*.mail.contoso.com")

@@ -77,6 +77,17 @@ class DeliveryLookups:
                     for host in hosts_of.get(domain, []):
                         by_host.setdefault(host, []).append((connector.name, domain))
         named = {c.name: c for c in mx_connectors}
+        probed = {_host(e.host) for e in config.endpoints} | {
+            a for e in config.endpoints for a in (e.addresses or ())
+        }
+        unmonitored = {  # MX hosts of a connector's domains that no endpoint probes
+            name: tuple(
+                sorted(
+                    {h for h, rs in by_host.items() if h not in probed for c, _ in rs if c == name}
+                )
+            )
+            for name in named
+        }
         wanted_policies: dict[str, set[str]] = {}  # host -> domains whose policy applies
         for endpoint in endpoints:
             host = _host(endpoint.host)
@@ -84,7 +95,8 @@ class DeliveryLookups:
             if not routes:
                 continue
             if config.delivery_for(endpoint) is None:
-                self.routes[endpoint.name] = named[routes[0][0]].to_contract()
+                first = routes[0][0]
+                self.routes[endpoint.name] = named[first].to_contract(unmonitored[first])
             for connector_name, domain in routes:
                 if named[connector_name].mta_sts_mode != "None":
                     wanted_policies.setdefault(host, set()).add(domain)
