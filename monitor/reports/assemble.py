@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from checks.base import Direction, Severity, anchor
+from checks.base import UNKNOWN_DELIVERY, Direction, Severity, anchor
 from checks.matching import base_domain, registered_domain
 from monitor.certview import CertInfo, cert_info
 from monitor.config.loader import Config
@@ -184,7 +184,7 @@ def _delivery(addresses: list[AddressReport], docs: str) -> Scenario:
     key, title, text = DELIVERY
     by_contract: dict[str, list[str]] = {}
     for a in addresses:
-        by_contract.setdefault(a.contract or "not recorded", []).append(a.endpoint)
+        by_contract.setdefault(a.contract or UNKNOWN_DELIVERY, []).append(a.endpoint)
     judged = "; ".join(
         f"{contract} ({_names(sorted(set(names)))})" for contract, names in by_contract.items()
     )

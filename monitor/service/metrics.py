@@ -29,6 +29,7 @@ from monitor.store.models import OutboxRow
 
 log = logging.getLogger("relaycert.metrics")
 LABELS = ["endpoint", "address", "direction"]
+SERVED = "from_exchange_online"
 MAX_REQUEST = 8192
 # Connections open at once.  One more waiting for its request closes the one that has waited
 # longest: a flood of connections that never send a request holds at most this many file
@@ -113,7 +114,8 @@ class StoreCollector(Collector):
                 findings.add_metric([*labels, rule, severity], count)
             stored = (known_row or row).session
             delivery = stored.get("delivery") if isinstance(stored, dict) else None
-            if isinstance(delivery, dict):  # bounded labels: configured names and enum values
+            if row.direction == SERVED:  # bounded labels: configured names and enum values
+                delivery = delivery if isinstance(delivery, dict) else {}
                 contract.add_metric(
                     [
                         *labels,

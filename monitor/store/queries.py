@@ -17,7 +17,7 @@ from cryptography import x509
 from sqlalchemy import Row, Select, func, select
 from sqlmodel import Session, col
 
-from checks.base import Baseline, Severity
+from checks.base import UNKNOWN_DELIVERY, Baseline, Severity
 from monitor.store.engine import Store
 from monitor.store.models import (
     AlertRow,
@@ -291,8 +291,10 @@ def served(store: Store, endpoint_names: Iterable[str], rules: Collection[str]) 
     return Served(worst, urgent, min(seen) if seen else None)
 
 
-def stored_contract(session: object) -> str | None:
-    """The delivery contract line stored with a served observation (none before it was)."""
+def stored_contract(session: object) -> str:
+    """The delivery contract line stored with a served observation.  None is stored when
+    nothing was known (and none before relaycert recorded contracts): it was judged as
+    under CertificateValidation."""
     delivery = session.get("delivery") if isinstance(session, dict) else None
     text = delivery.get("contract") if isinstance(delivery, dict) else None
-    return text if isinstance(text, str) else None
+    return text if isinstance(text, str) else UNKNOWN_DELIVERY

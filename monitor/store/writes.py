@@ -57,7 +57,7 @@ def signature(record: ScanRecord, prints: list[str]) -> str:
             prints,
             sorted((f.rule, f.severity.value, f.message) for f in record.findings),
             (result.session or {}).get("digest"),  # the tenant snapshot, when there is one
-            (record.contract() or {}).get("contract"),  # what a served one was judged by
+            (_recorded(record) or {}).get("contract"),  # what a served one was judged by
         ]
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -91,10 +91,21 @@ def _row(record: ScanRecord, endpoint_id: int, prints: list[str], sign: str) -> 
     }
 
 
+def _recorded(record: ScanRecord) -> dict[str, Any] | None:
+    """The contract to store with a served certificate: none when nothing is known of it
+    (no outbound connector, no DANE or MTA-STS evidence), which is what a row without one
+    means (``queries.stored_contract``), so a fleet without delivery connectors stores and
+    encodes nothing more per row."""
+    contract = record.contract()
+    if contract is None or not (contract["known"] or contract["dane"] or contract["mtasts"]):
+        return None
+    return contract
+
+
 def _session(record: ScanRecord) -> dict[str, Any] | None:
     """The stored session: an outbound check's capture, a tenant snapshot, or for a served
     certificate the contract it was judged by (report and status show it)."""
-    contract = record.contract()
+    contract = _recorded(record)
     if contract is None:
         return record.result.session
     return {**(record.result.session or {}), "delivery": contract}
