@@ -59,23 +59,29 @@ def _enabled(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
+def _onprem(item: dict[str, Any], other: str) -> tuple[str, str | None]:
+    """The connector's name, and why it is not an enabled OnPremises connector (``None``: it
+    is one); ``other`` ends the reason given for another ConnectorType."""
+    name = str(item.get("Name") or item.get("Identity") or "(unnamed)")
+    kind = item.get("ConnectorType")
+    if not isinstance(kind, str):
+        return name, (
+            f"ConnectorType {kind!r} is not a name; export with Exchange Online PowerShell V3, "
+            "which writes enums as strings"
+        )
+    if kind != "OnPremises":
+        return name, f"a {kind} connector, {other}"
+    if not _enabled(item.get("Enabled")):
+        return name, "disabled"
+    return name, None
+
+
 def connectors(items: list[dict[str, Any]], into: Imported) -> None:
     for item in items:
-        name = str(item.get("Name") or item.get("Identity") or "(unnamed)")
-        kind = item.get("ConnectorType")
+        name, why = _onprem(item, "not OnPremises")
         pattern = item.get("TlsSenderCertificateName")
-        if not isinstance(kind, str):
-            into.ignored.append(
-                (
-                    name,
-                    f"ConnectorType {kind!r} is not a name; export with Exchange Online "
-                    "PowerShell V3, which writes enums as strings",
-                )
-            )
-        elif kind != "OnPremises":
-            into.ignored.append((name, f"a {kind} connector, not OnPremises"))
-        elif not _enabled(item.get("Enabled")):
-            into.ignored.append((name, "disabled"))
+        if why is not None:
+            into.ignored.append((name, why))
         elif not pattern:
             into.ignored.append((name, "no TlsSenderCertificateName (an IP-based connector)"))
         else:
@@ -113,23 +119,12 @@ def delivery_connectors(items: list[dict[str, Any]], into: Imported) -> None:
     """``Get-OutboundConnector``: the connectors Exchange Online delivers to this organization
     through (ConnectorType OnPremises), with what they check."""
     for item in items:
-        name = str(item.get("Name") or item.get("Identity") or "(unnamed)")
-        kind = item.get("ConnectorType")
+        name, why = _onprem(item, "not one to this organization")
         tls, unreadable = _tls_settings(item.get("TlsSettings"))
         smart_hosts = [h for h in map(_text, item.get("SmartHosts") or []) if h]
         use_mx = _enabled(item.get("UseMXRecord"))
-        if not isinstance(kind, str):
-            into.ignored.append(
-                (
-                    name,
-                    f"ConnectorType {kind!r} is not a name; export with Exchange Online "
-                    "PowerShell V3, which writes enums as strings",
-                )
-            )
-        elif kind != "OnPremises":
-            into.ignored.append((name, f"a {kind} connector, not one to this organization"))
-        elif not _enabled(item.get("Enabled")):
-            into.ignored.append((name, "disabled"))
+        if why is not None:
+            into.ignored.append((name, why))
         elif unreadable is not None:
             into.ignored.append((name, unreadable))
         elif not smart_hosts and not use_mx:
