@@ -16,6 +16,13 @@ from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 
+# The delivery contract's types live in checks/contract.py; re-exported with the contract.
+from checks.contract import UNKNOWN_DELIVERY as UNKNOWN_DELIVERY
+from checks.contract import DeliveryContract as DeliveryContract
+from checks.contract import MtaStsEvidence as MtaStsEvidence
+from checks.contract import TlsaEvidence as TlsaEvidence
+from checks.contract import TlsaRecord as TlsaRecord
+
 DOCS_BASE = "https://github.com/relaycert/relaycert/blob/main/docs/rules.md"
 
 
@@ -177,85 +184,6 @@ class Connector:
 
     name: str
     tls_sender_certificate_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryContract:
-    """What Exchange Online checks when it delivers to an endpoint: its outbound connector to
-    the organization (``Get-OutboundConnector``, ConnectorType OnPremises) that names the
-    endpoint's host as a smart host.
-
-    ``tls_settings``: ``EncryptionOnly`` (TLS, the certificate not validated),
-    ``CertificateValidation`` (a chain to a trusted root, valid now), ``DomainValidation``
-    (also a name matching ``tls_domain``), or ``None`` (TlsSettings not set: opportunistic TLS,
-    nothing validated).  ``unmonitored``: the connector's other smart hosts that no endpoint
-    probes (those delivery paths are not measured)."""
-
-    connector: str
-    tls_settings: str | None
-    tls_domain: str | None = None
-    dane_mode: str = "Opportunistic"
-    mta_sts_mode: str = "Opportunistic"
-    unmonitored: tuple[str, ...] = ()
-
-    @property
-    def validates(self) -> bool:
-        """Does Exchange Online validate the certificate (chain and dates) before delivering?"""
-        return self.tls_settings in ("CertificateValidation", "DomainValidation")
-
-    def describe(self) -> str:
-        """One line naming the contract, for verdicts and messages."""
-        settings = self.tls_settings or "not set (opportunistic TLS)"
-        text = f"outbound connector '{self.connector}', TlsSettings {settings}"
-        if self.tls_settings == "DomainValidation" and self.tls_domain:
-            text += f", TlsDomain {self.tls_domain}"
-        return text
-
-
-@dataclass(frozen=True, slots=True)
-class TlsaRecord:
-    """One TLSA record (RFC 6698): certificate usage, selector, matching type, data."""
-
-    usage: int
-    selector: int
-    mtype: int
-    data: bytes
-
-    def text(self) -> str:
-        return f"{self.usage} {self.selector} {self.mtype} {self.data.hex()}"
-
-
-@dataclass(frozen=True, slots=True)
-class TlsaEvidence:
-    """The TLSA lookup of ``_25._tcp.<host>`` (Exchange Online delivers on port 25).
-    ``validated``: the validating resolver set the AD bit (DNSSEC-signed and verified);
-    ``error``: the lookup failed (SERVFAIL, a timeout), so nothing is known."""
-
-    name: str
-    records: tuple[TlsaRecord, ...] = ()
-    validated: bool = False
-    error: str | None = None
-    ttl: int | None = None  # the records' TTL, seconds
-
-
-@dataclass(frozen=True, slots=True)
-class MtaStsEvidence:
-    """The MTA-STS policy (RFC 8461) of a recipient domain whose MX host an endpoint is.
-    ``present`` False: the domain publishes no ``_mta-sts`` record; ``error``: a policy is
-    announced (or may be) but could not be read."""
-
-    domain: str
-    present: bool = True
-    mode: str | None = None  # enforce | testing | none
-    mx: tuple[str, ...] = ()
-    max_age: int | None = None
-    error: str | None = None
-
-
-UNKNOWN_DELIVERY = (
-    "delivery contract unknown (no outbound connector to the organization names this host): "
-    "judged as CertificateValidation"
-)
 
 
 @dataclass(frozen=True, eq=False)
