@@ -132,6 +132,13 @@ def lifetime(cert: x509.Certificate) -> timedelta:
     return cert.not_valid_after_utc - cert.not_valid_before_utc
 
 
+def days_text(delta: timedelta) -> str:
+    """A span in days as every view shows it: whole days, rounded down ("11 days" for 11.9),
+    one decimal below two days ("1.5 days"), so a table, a finding and a plugin line agree."""
+    days = delta.total_seconds() / 86400
+    return f"{days:.1f} days" if abs(days) < 2 else f"{int(days)} days"
+
+
 def key_description(cert: x509.Certificate) -> tuple[str, int | None]:
     """``("RSA", 2048)``, ``("EC secp256r1", 256)``, ``("Ed25519", None)``..."""
     key = cert.public_key()

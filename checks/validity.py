@@ -6,12 +6,8 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from checks.base import Finding, Observation, Policy, RuleInfo, Severity, rule
+from checks.certinfo import days_text as _days
 from checks.certinfo import is_self_signed, label, lifetime
-
-
-def _days(delta: timedelta) -> str:
-    days = delta.total_seconds() / 86400
-    return f"{days:.1f} days" if abs(days) < 2 else f"{int(days)} days"
 
 
 @rule(

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from datetime import timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from checks.base import Direction
-from checks.certinfo import clip
+from checks.certinfo import clip, days_text
 from notifications.base import Notification
 
 if TYPE_CHECKING:
@@ -108,8 +109,7 @@ def direction_text(note: Notification) -> str | None:
 
 def summary(note: Notification) -> str:
     if note.kind != "resolved" and note.rule == "cert.expiring" and note.days_left is not None:
-        days = note.days_left
-        return f"certificate expires in {days:.0f} day{'s' if round(days) != 1 else ''}"
+        return f"certificate expires in {days_text(timedelta(days=note.days_left))}"
     title = note.title
     return title[:1].lower() + title[1:] if title[1:2].islower() else title
 

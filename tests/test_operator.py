@@ -289,7 +289,7 @@ def test_progress_only_on_a_terminal_then_a_summary(  # type: ignore[no-untyped-
     # --problems-only: the table leaves out the good address; the summary still counts both.
     assert main(["scan", "--config", str(config), "--no-store", "--problems-only"]) == 2
     table, _, summary = capsys.readouterr().out.rpartition("\n2 address(es) scanned")
-    assert "│ bad" in table and "│ good" not in table
+    assert "\nbad  served" in table and "\ngood  served" not in table
     assert summary.startswith("; worst: critical")
 
     # A terminal (a pty): the progress line appears on stderr.

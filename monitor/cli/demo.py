@@ -7,9 +7,11 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 
+from checks.base import Severity
 from monitor.cli.output import console
 from monitor.cli.report import write_report
 from monitor.cli.run import run_once
@@ -17,6 +19,11 @@ from monitor.cli.scan import scan_and_print
 from monitor.config.loader import load
 from monitor.demo.fleet import running_fleet
 from monitor.demo.renewal import demo_renewal
+
+
+def _alert_order(note: dict[str, Any]) -> tuple[int, str, str, str]:
+    rank = {s.value: s.rank for s in Severity}.get(str(note.get("severity")), 0)
+    return (-rank, str(note.get("endpoint")), str(note.get("rule")), str(note.get("kind")))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
             run_once(config_path, config)
             captured = directory / "alerts.jsonl"
             lines = captured.read_text().splitlines() if captured.exists() else []
-            for line in lines:
-                out.print(Text("  " + json.loads(line)["subject"]))
+            # Delivered concurrently, so they arrive in any order: shown worst first, by name.
+            for note in sorted((json.loads(line) for line in lines), key=_alert_order):
+                out.print(Text("  " + note["subject"]), soft_wrap=not out.is_terminal)
             out.print(f"\nDemo configuration: {config_path}")
             out.print(f"Store: {config.database_url()}")
             out.print(f"Alerts: {captured} ({len(lines)} messages)")

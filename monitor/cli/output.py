@@ -11,16 +11,12 @@ from datetime import datetime
 
 from cryptography import x509
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from checks.base import Direction, Severity, worst
-from checks.certinfo import (
-    clip,
-    common_names,
-    dns_sans,
-    subject_text,
-)
+from checks.base import Direction, Finding, Severity, worst
+from checks.certinfo import clip, common_names, days_text, dns_sans, subject_text
 from monitor.certview import cert_info
 from monitor.pipeline.records import ScanRecord
 
@@ -39,54 +35,106 @@ STYLES = {
 }
 
 
-def _certificate_cell(record: ScanRecord, now: datetime) -> Text:
+# From this width the table has room for the certificate and the findings; below it each
+# endpoint is a block of lines (a column is never squeezed to nothing).
+TABLE_WIDTH = 160
+MESSAGE_LIMIT = 2000  # a finding's message is shown whole up to this (it carries the advice)
+
+
+def _certificate_text(record: ScanRecord, now: datetime) -> tuple[str, str]:
+    """The leaf's first name and "N days left, M in chain", or the error when none."""
     if not record.chain:
-        return Text(clip(record.result.error or "-", 120), style="dim")
+        error = record.result.error
+        return ("none" + (f" ({clip(error, 300)})" if error else "")), ""
     leaf = record.chain[0]
     names = common_names(leaf) or dns_sans(leaf)
-    days = (leaf.not_valid_after_utc - now).total_seconds() / 86400
-    text = Text(clip(names[0] if names else subject_text(leaf), 60))
-    left = f"{days:.0f} days left" if days >= 0 else f"expired {-days:.0f} days ago"
-    text.append(f"\n{left}, {len(record.chain)} in chain", style="dim")
-    return text
+    left = leaf.not_valid_after_utc - now
+    when = (
+        f"{days_text(left)} left"
+        if left.total_seconds() >= 0
+        else f"expired {days_text(-left)} ago"
+    )
+    return clip(
+        names[0] if names else subject_text(leaf), 200
+    ), f"{when}, {len(record.chain)} in chain"
+
+
+def _certificate_cell(record: ScanRecord, now: datetime) -> Text:
+    name, detail = _certificate_text(record, now)
+    if not detail:
+        return Text(name, style="dim")
+    return Text(name).append(f"\n{detail}", style="dim")
+
+
+def _ordered(findings: Sequence[Finding]) -> list[Finding]:
+    """Worst first, then by rule id: the same order on every run."""
+    return sorted(findings, key=lambda f: (-f.severity.rank, f.rule, f.message))
 
 
 def _findings_cell(record: ScanRecord) -> Text:
     text = Text()
-    for finding in sorted(record.findings, key=lambda f: -f.severity.rank):
+    for finding in _ordered(record.findings):
         if text:
             text.append("\n")
         text.append(f"{finding.severity.value.upper():8} ", style=STYLES[finding.severity])
         text.append(finding.rule, style="bold")
-        text.append(f" {clip(finding.message, 300)}")
+        text.append(f" {clip(finding.message, MESSAGE_LIMIT)}")
     return text or Text("ok", style="green")
+
+
+def _rank(record: ScanRecord) -> int:
+    top = worst(f.severity for f in record.findings)
+    return top.rank if top else -1
+
+
+def _heading(record: ScanRecord) -> str:
+    target = record.result.target
+    return "  ".join(
+        (
+            target.endpoint,
+            DIRECTION_SHORT[target.direction],
+            f"{target.host}:{target.port}",
+            target.address or "-",
+            record.result.tls_version or record.result.status.value,
+        )
+    )
 
 
 def print_table(
     records: Sequence[ScanRecord], now: datetime, console: Console, problems_only: bool = False
 ) -> None:
-    """Worst first; with ``problems_only`` only addresses with a warning or worse."""
+    """Worst first; with ``problems_only`` only addresses with a warning or worse.
 
-    def rank(record: ScanRecord) -> int:
-        top = worst(f.severity for f in record.findings)
-        return top.rank if top else -1
-
-    records = sorted(records, key=lambda r: -rank(r))
-    if problems_only:
-        records = [r for r in records if rank(r) >= Severity.WARNING.rank]
-    table = Table(
-        title=f"relaycert scan, {now:%Y-%m-%d %H:%M} UTC",
-        caption=DIRECTION_LEGEND,
-        show_lines=True,
-        expand=True,
+    Laid out for the width there is: a table from :data:`TABLE_WIDTH` columns, one block of
+    lines per endpoint below it (each finding wrapped under its rule id), and plain lines for a
+    pipe or a file, one finding per line, so ``grep`` finds a rule with its whole message.
+    """
+    records = sorted(
+        records,
+        key=lambda r: (
+            -_rank(r),
+            r.result.target.endpoint,
+            r.result.target.direction.value,
+            r.result.target.address or "",
+            r.result.target.port,
+        ),
     )
+    if problems_only:
+        records = [r for r in records if _rank(r) >= Severity.WARNING.rank]
+    title = f"relaycert scan, {now:%Y-%m-%d %H:%M} UTC"
+    if not console.is_terminal or console.width < TABLE_WIDTH:
+        _print_blocks(records, now, console, title, wrap=console.is_terminal)
+        return
+    table = Table(title=title, caption=DIRECTION_LEGEND, show_lines=True, expand=True)
     table.add_column("Endpoint", no_wrap=True)
     table.add_column("Direction", no_wrap=True)
     table.add_column("Address", no_wrap=True)
     table.add_column("TLS", no_wrap=True)
-    table.add_column("Certificate", ratio=1)
-    table.add_column("Findings", ratio=3)
-    for record in records:
+    cells = [_certificate_cell(record, now) for record in records]
+    widest = max((len(line) for cell in cells for line in cell.plain.splitlines()), default=0)
+    table.add_column("Certificate", width=min(max(widest, 12), 48), overflow="fold")
+    table.add_column("Findings", ratio=1, overflow="fold")
+    for record, cell in zip(records, cells, strict=True):
         target = record.result.target
         severity = worst(f.severity for f in record.findings)
         table.add_row(
@@ -97,15 +145,55 @@ def print_table(
             Text(DIRECTION_SHORT[target.direction]),
             Text(target.address or "-"),
             Text(record.result.tls_version or record.result.status.value),
-            _certificate_cell(record, now),
+            cell,
             _findings_cell(record),
         )
     console.print(table)
 
 
+def _print_blocks(
+    records: Sequence[ScanRecord], now: datetime, out: Console, title: str, wrap: bool
+) -> None:
+    """One block per endpoint: a heading line, the certificate, each finding.  With ``wrap``
+    (a terminal) a finding's message is wrapped under its rule id; without (a pipe, a file,
+    cron mail) every finding is one line."""
+
+    def line(text: Text, indent: int) -> None:
+        if wrap:
+            out.print(Padding(text, (0, 0, 0, indent)))
+        else:
+            out.print(Text(" " * indent).append(text), soft_wrap=True)
+
+    out.print(Text(title, style="bold"), soft_wrap=True)
+    for record in records:
+        severity = worst(f.severity for f in record.findings)
+        out.print()
+        line(
+            Text(_heading(record), style=STYLES.get(severity, "green") if severity else "green"), 0
+        )
+        name, detail = _certificate_text(record, now)
+        line(Text("certificate: ").append(name + (f" ({detail})" if detail else "")), 2)
+        if not record.findings:
+            line(Text("ok", style="green"), 2)
+        for finding in _ordered(record.findings):
+            head = Text(f"{finding.severity.value.upper()} ", style=STYLES[finding.severity])
+            head.append(finding.rule, style="bold")
+            message = clip(finding.message, MESSAGE_LIMIT)
+            if wrap:
+                line(head, 2)
+                line(Text(message), 4)
+            else:
+                line(head.append(f": {message}"), 2)
+    out.print()
+    out.print(Text(DIRECTION_LEGEND, style="dim"), soft_wrap=not wrap)
+
+
 def console() -> Console:
-    """The terminal's own width (rich folds the table to fit; pipes get 80 or $COLUMNS)."""
-    return Console(highlight=False)
+    """The terminal's own width (pipes get 80 or $COLUMNS; :func:`print_table` lays out for it)."""
+    out = Console(highlight=False)
+    # A pipe, a file or cron mail: lines are not folded at 80 columns (grep sees whole lines).
+    out.soft_wrap = not out.is_terminal
+    return out
 
 
 def print_file(

@@ -90,7 +90,7 @@ def scan_and_print(
 
         out = console()
         print_table(records, now, out, problems_only=problems_only)
-        out.print(summary(records, code), soft_wrap=True)
+        out.print(summary(records, code))
     return code
 
 
