@@ -96,7 +96,7 @@ def test_nagios_output_is_a_valid_plugin_output(
         assert perf == [] and "probe.unreachable" in summary
     else:
         assert len(perf) == 1 and perf[0].startswith(f"'days_left_{endpoint}_127.0.0.1'=")
-        assert perf[0].endswith(";30:;7:;;")
+        assert perf[0].endswith(";30.00:;7.00:;;")  # 90-day certificates: the [expiry] days
     if state == "CRITICAL":
         assert "connector.name_not_covered" in summary and long_output
     if state == "OK":

@@ -277,11 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def check_main(argv: Sequence[str] | None = None) -> int:
-    """``check_relaycert``: ``relaycert scan --format nagios`` under a plugin's name."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--format" not in args:
-        args += ["--format", "nagios"]
-    return main(["scan", *args])
+    """``check_relaycert``: the monitoring plugin, options of its own (:mod:`.plugin`)."""
+    from monitor.cli import plugin
+
+    try:
+        return plugin.main(argv)
+    except BrokenPipeError:
+        return silence_stdout()
 
 
 def console_entry() -> NoReturn:

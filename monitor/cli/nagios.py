@@ -1,81 +1,138 @@
 """Monitoring-plugin output (Nagios, Icinga 2, Checkmk classic checks, Naemon):
 
-    RELAYCERT CRITICAL - scanner 127.0.0.1 (served): ... | 'days_left_scanner_127.0.0.1'=1;30:;7:;;
+    RELAYCERT CRITICAL - scanner 127.0.0.1 (served): ... | 'days_left_scanner_127.0.0.1'=1;10:;3:;;
     CRITICAL connector.name_not_covered scanner 127.0.0.1 (served): ...
 
 One status line (service output and performance data), then the long output, one finding per
 line, worst first.  Performance labels are quoted and made of safe characters only; values are
-days without a unit (the plugin guidelines know no "days" unit); thresholds are the
-``[expiry]`` warning and critical days as "alert below" ranges (``30:``).  The exit code is
-the plugin convention (0, 1, 2, 3).
+days without a unit (the plugin guidelines know no "days" unit).  The thresholds are the ones
+``cert.expiring`` applies to that certificate: ``[expiry]`` days (or ``-w``/``-c``) capped by
+the fraction of its lifetime, as "alert below" ranges (``10.00:``), so the performance data,
+the finding and the state agree on one certificate.  The exit code is the plugin convention
+(0, 1, 2, 3).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from checks.base import Direction, Severity
+from checks.base import Direction, ExpiryThresholds, Finding, Severity, worst
 from checks.certinfo import clip
-from monitor.config.loader import Config
-from monitor.pipeline.records import ScanRecord, exit_code
+from monitor.pipeline.records import ScanRecord
 
 STATES = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
-def _label(record: ScanRecord) -> str:
-    target = record.result.target
-    text = f"days_left_{target.endpoint}_{target.address or 'unresolved'}"
-    if target.direction is Direction.TO_EXO:
+@dataclass(frozen=True)
+class Checked:
+    """One address in one direction, probed now or read from the store."""
+
+    endpoint: str
+    address: str
+    direction: Direction
+    findings: tuple[Finding, ...]
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    contract: str | None = None
+    # read from the store: when it was measured (None: probed by this run)
+    measured_at: datetime | None = None
+
+
+def from_records(records: Sequence[ScanRecord]) -> list[Checked]:
+    checked = []
+    for record in records:
+        target, leaf = record.result.target, record.chain[0] if record.chain else None
+        contract = record.contract()
+        checked.append(
+            Checked(
+                target.endpoint,
+                target.address or "unresolved",
+                target.direction,
+                tuple(record.findings),
+                leaf.not_valid_before_utc if leaf else None,
+                leaf.not_valid_after_utc if leaf else None,
+                contract["contract"] if contract else None,
+            )
+        )
+    return checked
+
+
+def state(checked: Sequence[Checked]) -> int:
+    severity = worst(f.severity for c in checked for f in c.findings)
+    return severity.exit_code if severity else 0
+
+
+def _label(item: Checked) -> str:
+    text = f"days_left_{item.endpoint}_{item.address}"
+    if item.direction is Direction.TO_EXO:
         text += "_client"
     return "'" + _UNSAFE.sub("_", text)[:100] + "'"
 
 
-def _where(record: ScanRecord) -> str:
-    target = record.result.target
-    side = "client" if target.direction is Direction.TO_EXO else "served"
-    return f"{target.endpoint} {target.address or 'unresolved'} ({side})"
+def _where(item: Checked) -> str:
+    side = "client" if item.direction is Direction.TO_EXO else "served"
+    return f"{item.endpoint} {item.address} ({side})"
 
 
-def _line(text: str) -> str:
+def line(text: str) -> str:
     """One line of plugin output: no pipe (it starts performance data), no control characters."""
     return clip(text.replace("|", "/").replace("\n", " "), 300)
 
 
-def render(records: Sequence[ScanRecord], config: Config, now: datetime) -> tuple[str, int]:
-    code = exit_code(records)
+def unknown(message: str) -> str:
+    """The status line of a check that could not be carried out."""
+    return f"RELAYCERT UNKNOWN - {line(message)}\n"
+
+
+def perfdata(item: Checked, expiry: ExpiryThresholds, now: datetime) -> str | None:
+    """Days left, with the warning and critical days ``cert.expiring`` uses for it."""
+    if item.not_after is None:
+        return None
+    days = (item.not_after - now).total_seconds() / 86400
+    warn = crit = None
+    if item.not_before is not None:
+        span = item.not_after - item.not_before
+        warn = expiry.warning_at(span).total_seconds() / 86400
+        crit = expiry.critical_at(span).total_seconds() / 86400
+    # "10.00:" is the plugin range "alert below 10".
+    ranges = ";".join(f"{v:.2f}:" if v is not None else "" for v in (warn, crit))
+    return f"{_label(item)}={days:.2f};{ranges};;"
+
+
+def render(checked: Sequence[Checked], expiry: ExpiryThresholds, now: datetime) -> tuple[str, int]:
+    code = state(checked)
     findings = sorted(
-        ((f, r) for r in records for f in r.findings),
-        key=lambda item: -item[0].severity.rank,
+        ((f, c) for c in checked for f in c.findings),
+        key=lambda item: (-item[0].severity.rank, item[1].endpoint, item[0].rule),
     )
-    serious = [(f, r) for f, r in findings if f.severity is not Severity.INFO]
+    serious = [(f, c) for f, c in findings if f.severity is not Severity.INFO]
     counts = {s: sum(1 for f, _ in findings if f.severity is s) for s in Severity}
     if serious:
-        first, record = serious[0]
+        first, item = serious[0]
         tally = ", ".join(
             f"{counts[s]} {s.value}" for s in reversed(list(Severity)) if counts[s] and s.rank
         )
-        summary = f"{_where(record)}: {first.rule}: {first.message}; {tally}"
+        summary = f"{_where(item)}: {first.rule}: {first.message}; {tally}"
+    elif checked:
+        summary = f"{len(checked)} address(es) checked, no problem"
     else:
-        summary = f"{len(records)} address(es) checked, no problem"
-    warn, crit = config.expiry.warning_days, config.expiry.critical_days
-    perf = []
-    for record in records:
-        if record.chain:
-            days = (record.chain[0].not_valid_after_utc - now).total_seconds() / 86400
-            # "30:" is the plugin range "alert below 30".
-            perf.append(f"{_label(record)}={days:.2f};{warn:g}:;{crit:g}:;;")
-    status = f"RELAYCERT {STATES[code]} - {_line(summary)}"
+        code, summary = 3, "no address to check (no endpoint matched, or nothing stored yet)"
+    perf = [p for p in (perfdata(c, expiry, now) for c in checked) if p]
+    status = f"RELAYCERT {STATES[code]} - {line(summary)}"
     lines = [status + (f" | {' '.join(perf)}" if perf else "")]
-    for finding, record in findings:
+    for finding, item in findings:
         severity = finding.severity.value.upper()
-        lines.append(_line(f"{severity} {finding.rule} {_where(record)}: {finding.message}"))
+        lines.append(line(f"{severity} {finding.rule} {_where(item)}: {finding.message}"))
+    for item in checked:
+        if item.measured_at is not None:
+            lines.append(line(f"MEASURED {_where(item)}: {item.measured_at:%Y-%m-%d %H:%M:%S} UTC"))
     judged: dict[str, str] = {}
-    for record in records:  # what each served certificate was judged by
-        contract = record.contract()
-        if contract is not None:
-            judged.setdefault(record.result.target.endpoint, contract["contract"])
-    lines += [_line(f"DELIVERY {name}: judged by {text}") for name, text in judged.items()]
+    for item in checked:  # what each served certificate was judged by
+        if item.contract is not None:
+            judged.setdefault(item.endpoint, item.contract)
+    lines += [line(f"DELIVERY {name}: judged by {text}") for name, text in judged.items()]
     return "\n".join(lines) + "\n", code

@@ -34,50 +34,21 @@ def scan_and_print(
     legacy_tls: bool = False,
     problems_only: bool = False,
 ) -> int:
-    unknown = [n for n in names or () if n not in {e.name for e in config.endpoints}]
-    if unknown:
-        known = ", ".join(e.name for e in config.endpoints)
-        raise ConfigError(
-            f"{config.source}: no endpoint named {', '.join(unknown)} (known: {known})"
-        )
+    check_names(config, names)
     now = datetime.now(UTC)
-    # Modules and configuration live as long as the process: out of the collector's way, so
-    # its passes over a large scan's results do not also walk them every time.  A scan makes
-    # thousands of objects per probe that live until the end (results, chains, findings): at
-    # the default threshold (700) the collector ran every few probes, 0.12 ms per probe in all.
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD)
-    # Probe workers are forked first, while this process has no event loop and no thread.
-    selected = len(names) if names else len(config.endpoints)
-    workers = wanted(selected, config.probe.workers)
-    pool = ProbePool(workers) if workers else None
-    # The database layer costs ~0.5 s to import and open: only when storing, and in a thread
-    # while the probes run (a failure to open still stops the scan at once).
-    opener = ThreadPoolExecutor(1, thread_name_prefix="relaycert-store") if keep else None
-    opening = opener.submit(_open_store, config.database_url()) if opener else None
     texts = None
     if fmt == "json":  # results encoded as they are judged, while the other probes run
         from monitor.cli.scanjson import ResultTexts
 
         texts = ResultTexts(now)
-    try:
-        with shown_progress(fmt == "table") as progress:
-            judged = texts.add if texts is not None else None
-            records = aio.run(
-                scan(config, None, names, now, legacy_tls, progress, opening, pool, judged)
-            )
-    finally:
-        if pool is not None:
-            pool.close()
-        if opener is not None and opening is not None:
-            opener.shutdown(wait=True)
-            if opening.exception() is None:
-                opening.result().close()
+    with shown_progress(fmt == "table") as progress:
+        judged = texts.add if texts is not None else None
+        records = collect(config, names, now, keep, legacy_tls, progress, judged)
     code = exit_code(records)
     if fmt == "nagios":
         from monitor.cli import nagios
 
-        text, code = nagios.render(records, config, now)
+        text, code = nagios.render(nagios.from_records(records), config.expiry.to_check(), now)
         sys.stdout.write(text)
         return code
     if fmt == "json":
@@ -92,6 +63,51 @@ def scan_and_print(
         print_table(records, now, out, problems_only=problems_only)
         out.print(summary(records, code))
     return code
+
+
+def check_names(config: Config, names: Sequence[str] | None) -> None:
+    unknown = [n for n in names or () if n not in {e.name for e in config.endpoints}]
+    if unknown:
+        known = ", ".join(e.name for e in config.endpoints)
+        raise ConfigError(
+            f"{config.source}: no endpoint named {', '.join(unknown)} (known: {known})"
+        )
+
+
+def collect(
+    config: Config,
+    names: Sequence[str] | None,
+    now: datetime,
+    keep: bool,
+    legacy_tls: bool = False,
+    progress: Callable[[int, int, int], None] | None = None,
+    judged: Callable[[Sequence[ScanRecord]], None] | None = None,
+) -> list[ScanRecord]:
+    """Probe and judge the named endpoints (all when none are named) once; with ``keep``,
+    store what was measured."""
+    # Modules and configuration live as long as the process: out of the collector's way, so
+    # its passes over a large scan's results do not also walk them every time.  A scan makes
+    # thousands of objects per probe that live until the end (results, chains, findings): at
+    # the default threshold (700) the collector ran every few probes, 0.12 ms per probe in all.
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD)
+    # Probe workers are forked first, while this process has no event loop and no thread.
+    selected = len(names) if names else len(config.endpoints)
+    workers = wanted(selected, config.probe.workers)
+    pool = ProbePool(workers) if workers else None
+    # The database layer costs ~0.5 s to import and open: only when storing, and in a thread
+    # while the probes run (a failure to open still stops the scan at once).
+    opener = ThreadPoolExecutor(1, thread_name_prefix="relaycert-store") if keep else None
+    opening = opener.submit(_open_store, config.database_url()) if opener else None
+    try:
+        return aio.run(scan(config, None, names, now, legacy_tls, progress, opening, pool, judged))
+    finally:
+        if pool is not None:
+            pool.close()
+        if opener is not None and opening is not None:
+            opener.shutdown(wait=True)
+            if opening.exception() is None:
+                opening.result().close()
 
 
 def _open_store(url: str) -> Store:

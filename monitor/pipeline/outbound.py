@@ -42,7 +42,12 @@ async def check_endpoint(
         why = unavailable or "no capture listener is running (configure [capture])"
         target = outbound_target(config, endpoint, "")
         return ProbeResult(
-            target, datetime.now(UTC), ProbeStatus.UNREACHABLE, failed_step="capture", error=why
+            target,
+            datetime.now(UTC),
+            ProbeStatus.UNREACHABLE,
+            failed_step="capture",
+            error=why,
+            local=True,
         )
     sub = await prepare(config, endpoint)
     if isinstance(sub, NotSubmitted):

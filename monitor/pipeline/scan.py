@@ -280,6 +280,9 @@ class Scanner:
         """Store judged records in one transaction, each group tracked (baselines, alerts) at
         its own instant; nothing without a store."""
         store = await self.ready_store()
+        # What this process could not measure for its own reasons is no evidence about an
+        # endpoint (ProbeResult.local): never stored, never alerted on.
+        groups = [([r for r in group if not r.result.local], now) for group, now in groups]
         if store is None or not any(records for records, _ in groups):
             return
         from monitor.alerts.tracking import track

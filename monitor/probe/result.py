@@ -63,6 +63,10 @@ class ProbeResult:
     tlsa: TlsaEvidence | None = None
     # The MTA-STS policies of the recipient domains this host is an MX of.
     mtasts: tuple[MtaStsEvidence, ...] = ()
+    # Set when this process could not measure at all for a reason of its own (the capture
+    # port is another process's, no [capture] section): shown, never stored or alerted on, so
+    # a one-shot command cannot put its own set-up failure into the daemon's store.
+    local: bool = False
 
     def observation(
         self,

@@ -1,0 +1,312 @@
+"""``check_relaycert``: relaycert as a monitoring plugin (Nagios, Icinga 2, Naemon, Checkmk
+classic checks), with the options the plugin guidelines name.
+
+    check_relaycert [--config FILE] [-e NAME]... [-t SECONDS] [-w DAYS] [-c DAYS]
+                    [--from-store [--max-age DURATION]] [--no-store] [-V]
+
+Two modes:
+
+* **live** (the default): probe the endpoints now, like ``relaycert scan --format nagios``.  The
+  whole check, the capture wait of an outbound check included, ends within ``-t`` (default
+  50 s, under the 60 s after which Nagios and Icinga kill a check): the probe timeout and the
+  capture wait are cut to fit, and at the limit the check prints an UNKNOWN line and exits.
+* **--from-store**: answer from what the daemon stored, UNKNOWN for an address whose newest
+  result is older than ``--max-age`` (default 15m).  This is how a plugin runs beside the
+  daemon on one host: the daemon owns the capture port, so a live check of the client
+  direction cannot listen.  A live check that finds the port taken answers that direction
+  from the store the same way (fresh within ``--max-age``, else UNKNOWN) and stores nothing of
+  its own failure.
+
+Every outcome is one status line on stdout (``RELAYCERT UNKNOWN - ...`` for errors: bad
+options, configuration, store), long output and performance data as in :mod:`.nagios`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from checks.base import Direction, Finding, Severity
+from monitor import __version__
+from monitor.cli import nagios
+from monitor.config.loader import Config, load
+from monitor.config.sections import ExpiryConfig
+from monitor.config.units import parse_duration
+from monitor.errors import ConfigError, RelaycertError
+
+DEFAULT_TIMEOUT = 50.0
+DEFAULT_MAX_AGE = "15m"
+STALE = "plugin.stale"
+NOT_STORED = "plugin.not_stored"
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is an UNKNOWN status line on stdout (what Icinga shows) and exit 3."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stdout.write(nagios.unknown(f"{message} (check_relaycert --help)"))
+        sys.exit(3)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="check_relaycert",
+        description="Monitoring plugin: checks the relay certificates of the configured "
+        "on-prem mail servers against the Microsoft 365 tenant and prints one status line, "
+        "the findings and performance data (days left per address). Exit 0 OK, 1 WARNING, "
+        "2 CRITICAL, 3 UNKNOWN.",
+        epilog="Beside a running `relaycert run` on the same host use --from-store: the "
+        "daemon owns the capture port, and its results are at most one interval old.",
+    )
+    p.add_argument("-V", "--version", action="version", version=f"check_relaycert {__version__}")
+    p.add_argument(
+        "--config",
+        "-C",
+        type=Path,
+        help="configuration file (default: $RELAYCERT_CONFIG, else /etc/relaycert/relaycert.toml)",
+    )
+    p.add_argument(
+        "-e", "--endpoint", action="append", metavar="NAME", help="only this endpoint (repeatable)"
+    )
+    p.add_argument(
+        "-t",
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"the whole check ends within this, UNKNOWN if cut (default {DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "-w",
+        "--warning",
+        type=float,
+        metavar="DAYS",
+        help="warn when a certificate has fewer days left (default [expiry] warning_days); "
+        "like cert.expiring, capped at [expiry] warning_fraction of its lifetime",
+    )
+    p.add_argument(
+        "-c",
+        "--critical",
+        type=float,
+        metavar="DAYS",
+        help="critical below this many days left (default [expiry] critical_days), capped "
+        "at [expiry] critical_fraction of its lifetime",
+    )
+    p.add_argument(
+        "--from-store",
+        action="store_true",
+        help="answer from the daemon's stored results instead of probing",
+    )
+    p.add_argument(
+        "--max-age",
+        default=DEFAULT_MAX_AGE,
+        metavar="DURATION",
+        help=f"stored results older than this are UNKNOWN (default {DEFAULT_MAX_AGE})",
+    )
+    p.add_argument(
+        "--no-store", action="store_true", help="live mode: do not write the results to the store"
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if not 1 <= args.timeout <= 3600:
+            raise ConfigError("-t/--timeout: give 1 to 3600 seconds")
+        max_age = _max_age(args.max_age)
+        _deadline(args.timeout)
+        from monitor.cli.app import default_config
+
+        config = _thresholds(load(args.config or default_config()), args.warning, args.critical)
+        from monitor.cli.scan import check_names
+
+        check_names(config, args.endpoint)
+        now = datetime.now(UTC)
+        if args.from_store:
+            checked = stored(config, args.endpoint, now, max_age)
+        else:
+            checked = live(config, args.endpoint, now, args.timeout, not args.no_store, max_age)
+        text, code = nagios.render(checked, config.expiry.to_check(), now)
+    except RelaycertError as exc:
+        text, code = nagios.unknown(str(exc)), 3
+    except Exception as exc:  # a plugin answers with a status line, always
+        if os.environ.get("RELAYCERT_DEBUG"):
+            raise
+        text, code = nagios.unknown(f"internal error: {type(exc).__name__}: {exc}"), 3
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    sys.stdout.write(text)
+    return code
+
+
+def _max_age(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"--max-age: {exc}") from None
+
+
+def _deadline(seconds: float) -> None:
+    """At ``seconds``, whatever is still running: an UNKNOWN line and exit 3.  The probe
+    timeout and the capture wait are cut to end before it (:func:`_fit`); this is the bound
+    for the rest (a store that does not answer, a slow DNS server)."""
+
+    def expired(signum: int, frame: FrameType | None) -> None:
+        os.write(1, nagios.unknown(f"no result within {seconds:g}s (-t/--timeout)").encode())
+        os._exit(3)
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def _thresholds(config: Config, warning: float | None, critical: float | None) -> Config:
+    if warning is None and critical is None:
+        return config
+    values = config.expiry.model_dump()
+    values |= {k: v for k, v in (("warning_days", warning), ("critical_days", critical)) if v}
+    try:
+        expiry = ExpiryConfig.model_validate(values)
+    except ValueError as exc:
+        raise ConfigError(f"-w/-c: {_first_error(exc)}") from None
+    return config.model_copy(update={"expiry": expiry})
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        found = errors()
+        if found:
+            return str(found[0].get("msg", exc))
+    return str(exc)
+
+
+def _fit(config: Config, budget: float) -> Config:
+    """The probe timeout and the capture wait cut so that a live check ends within
+    ``budget`` seconds: probes get at most a fifth of it, the capture wait what is left after
+    two probe timeouts (the submission and its retry) and a margin."""
+    probe = min(config.probe.timeout, timedelta(seconds=budget / 5))
+    update: dict[str, object] = {"probe": config.probe.model_copy(update={"timeout": probe})}
+    if config.capture is not None:
+        left = timedelta(seconds=budget * 0.9) - 2 * probe
+        wait = max(min(config.capture.wait, left), timedelta(seconds=1))
+        update["capture"] = config.capture.model_copy(update={"wait": wait})
+    return config.model_copy(update=update)
+
+
+def live(
+    config: Config,
+    names: Sequence[str] | None,
+    now: datetime,
+    budget: float,
+    keep: bool,
+    max_age: timedelta,
+) -> list[nagios.Checked]:
+    from monitor.cli.scan import collect
+
+    records = collect(_fit(config, budget), names, now, keep)
+    checked = nagios.from_records([r for r in records if not r.result.local])
+    local = [r for r in records if r.result.local]
+    if not local:
+        return checked
+    # The client direction could not be measured here (the daemon owns the capture port):
+    # answered from the daemon's stored results, or UNKNOWN saying why.
+    wanted = {r.result.target.endpoint for r in local}
+    try:
+        from_store = stored(config, sorted(wanted), now, max_age, Direction.TO_EXO)
+    except RelaycertError:
+        from_store = []
+    answered = {c.endpoint for c in from_store}
+    for record in local:
+        if record.result.target.endpoint in answered:
+            continue
+        target = record.result.target
+        why = (
+            f"not measured: {record.result.error}; nothing fresh stored by the daemon either "
+            "(check_relaycert --from-store reads its results)"
+        )
+        checked.append(
+            nagios.Checked(
+                target.endpoint,
+                target.address or "unresolved",
+                target.direction,
+                (Finding(NOT_STORED, Severity.UNKNOWN, why),),
+            )
+        )
+    return checked + from_store
+
+
+def stored(
+    config: Config,
+    names: Sequence[str] | None,
+    now: datetime,
+    max_age: timedelta,
+    direction: Direction | None = None,
+) -> list[nagios.Checked]:
+    """The stored results of the named endpoints (all when none are named), each newest
+    result older than ``max_age`` with an UNKNOWN finding of its own."""
+    from monitor.store.checkview import stored_addresses
+    from monitor.store.engine import Store
+
+    store = Store.open(config.database_url())
+    try:
+        rows = stored_addresses(store, set(names) if names else None)
+    finally:
+        store.close()
+    configured = {e.name for e in config.endpoints}
+    checked = []
+    if direction is None:
+        seen = {row.endpoint for row in rows}
+        for name in sorted(set(names or configured) - seen):
+            endpoint = next(e for e in config.endpoints if e.name == name)
+            checked.append(
+                nagios.Checked(
+                    name,
+                    "-",
+                    Direction.TO_EXO if endpoint.outbound is not None else Direction.FROM_EXO,
+                    (Finding(STALE, Severity.UNKNOWN, "nothing stored for this endpoint yet"),),
+                )
+            )
+    for row in rows:
+        if row.endpoint not in configured:
+            continue
+        side = Direction(row.direction)
+        if direction is not None and side is not direction:
+            continue
+        findings = [Finding(rule, Severity(sev), message) for rule, sev, message in row.findings]
+        if now - row.measured_at > max_age:
+            findings.append(
+                Finding(
+                    STALE,
+                    Severity.UNKNOWN,
+                    f"the newest stored result is from {row.measured_at:%Y-%m-%d %H:%M} UTC, "
+                    f"older than --max-age {_span(max_age)}; is `relaycert run` running?",
+                )
+            )
+        checked.append(
+            nagios.Checked(
+                row.endpoint,
+                row.address or "unresolved",
+                side,
+                tuple(findings),
+                row.not_before,
+                row.not_after,
+                row.contract,
+                row.measured_at,
+            )
+        )
+    return checked
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
