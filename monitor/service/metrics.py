@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import platform
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 from sqlmodel import col
 
+from checks.base import ProbeStatus
+from monitor import __version__
 from monitor.errors import RelaycertError
 from monitor.logs import event
 from monitor.store import captures, queries
@@ -30,6 +33,8 @@ from monitor.store.models import OutboxRow
 log = logging.getLogger("relaycert.metrics")
 LABELS = ["endpoint", "address", "direction"]
 SERVED = "from_exchange_online"
+# The status of the pseudo-endpoint "(tenant)": findings from the configuration, no probe.
+NOT_PROBED = ProbeStatus.FILE.value
 MAX_REQUEST = 8192
 # Connections open at once.  One more waiting for its request closes the one that has waited
 # longest: a flood of connections that never send a request holds at most this many file
@@ -47,13 +52,17 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = datetime.now(UTC)
-        not_after = GaugeMetricFamily(
-            "relaycert_cert_not_after_seconds",
-            "Leaf certificate notAfter (Unix time).",
-            labels=LABELS,
+        build = GaugeMetricFamily(
+            "relaycert_build_info",
+            "Always 1; the relaycert and Python versions as labels.",
+            labels=["version", "python"],
         )
-        days = GaugeMetricFamily(
-            "relaycert_cert_days_left", "Days until the leaf expires.", labels=LABELS
+        build.add_metric([__version__, platform.python_version()], 1.0)
+        yield build
+        not_after = GaugeMetricFamily(
+            "relaycert_cert_not_after_timestamp_seconds",
+            "Leaf certificate notAfter (Unix time); the time left is this minus time().",
+            labels=LABELS,
         )
         success = GaugeMetricFamily(
             "relaycert_probe_success",
@@ -101,10 +110,10 @@ class StoreCollector(Collector):
             ends = expiry.get((known_row or row).leaf_sha256 or "")
             if ends is not None:
                 not_after.add_metric(labels, ends.timestamp())
-                days.add_metric(labels, round((ends - now).total_seconds() / 86400, 3))
-            success.add_metric(labels, 1.0 if row.status == "ok" else 0.0)
-            duration.add_metric(labels, row.duration_ms / 1000)
-            last.add_metric(labels, (row.last_seen_at or row.started_at).timestamp())
+            if row.status != NOT_PROBED:  # the tenant's drift check is no probe
+                success.add_metric(labels, 1.0 if row.status == "ok" else 0.0)
+                duration.add_metric(labels, row.duration_ms / 1000)
+                last.add_metric(labels, (row.last_seen_at or row.started_at).timestamp())
             counts: dict[tuple[str, str], int] = {}
             before = found.get(known_row.id or 0, []) if known_row else []
             for finding in found.get(row.id or 0, []) + before:
@@ -126,7 +135,7 @@ class StoreCollector(Collector):
                     ],
                     1.0,
                 )
-        yield from (not_after, days, success, duration, last, findings, contract)
+        yield from (not_after, success, duration, last, findings, contract)
         depth = GaugeMetricFamily(
             "relaycert_outbox_messages", "Outbox messages by status.", labels=["status"]
         )
