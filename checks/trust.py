@@ -24,7 +24,16 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from checks.base import Finding, Observation, Policy, RuleInfo, Severity, TrustAnchors, rule
+from checks.base import (
+    Finding,
+    Observation,
+    Policy,
+    ProbeStatus,
+    RuleInfo,
+    Severity,
+    TrustAnchors,
+    rule,
+)
 from checks.certinfo import clip, is_self_signed
 
 _ENCOUNTERED = re.compile(r"\s*\(encountered processing <Certificate\(.*\)>\)", re.S)
@@ -132,6 +141,9 @@ def verification_time(chain: tuple[x509.Certificate, ...], now: datetime) -> dat
     return end - second if now > end else start + second
 
 
+SENT = "the server sent"
+
+
 def _explain(
     chain: tuple[x509.Certificate, ...], roots: tuple[x509.Certificate, ...], detail: str
 ) -> str:
@@ -156,7 +168,7 @@ def _explain(
         return f"the chain reaches the trusted root '{issuer}' but does not verify ({clip(detail)})"
     presented = len(chain)
     return (
-        f"the issuer '{issuer}' was not presented and is not a trusted root: the server sent "
+        f"the issuer '{issuer}' was not presented and is not a trusted root: {SENT} "
         f"{presented} certificate{'s' if presented != 1 else ''}; a missing intermediate (send "
         "the full chain) or an unknown CA"
     )
@@ -178,6 +190,8 @@ def untrusted(info: RuleInfo, obs: Observation, policy: Policy) -> Iterator[Find
         return
     problem = chain_problem(obs.chain, policy.trust, verification_time(obs.chain, policy.now))
     if problem is not None:
+        if obs.status is ProbeStatus.FILE:  # `relaycert inspect`: nothing was sent
+            problem = problem.replace(SENT, "the file holds", 1)
         yield info.finding(f"{obs.where}: {problem}")
 
 

@@ -162,7 +162,10 @@ def test_inspect_formats(
 
     # The DER file holds only the leaf: Exchange Online would not find the intermediate.
     assert main(["inspect", str(der), "--config", str(config), "--format", "json"]) == 2
-    assert json.loads(capsys.readouterr().out)["findings"][0]["rule"] == "cert.untrusted"
+    (untrusted,) = json.loads(capsys.readouterr().out)["findings"]
+    assert untrusted["rule"] == "cert.untrusted"
+    # a file, not a server: "the file holds 1 certificate" (before: "the server sent")
+    assert "the file holds 1 certificate;" in untrusted["message"], untrusted
 
     assert (
         main(

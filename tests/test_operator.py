@@ -434,3 +434,55 @@ def test_metrics_endpoint_holds_a_connection_flood_under_a_1024_fd_limit(tmp_pat
         server.wait()
         if server.stdout is not None:
             server.stdout.close()
+
+
+def test_status_says_whether_a_daemon_runs_and_what_the_probe_measured(  # type: ignore[no-untyped-def]
+    write_chain, intermediate, config_file, smtp_server, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bad = smtp_server(
+        "starttls", *write_chain(pki.make_leaf(intermediate, ["x.fabrikam.net"]), intermediate)
+    )
+    config = config_file(
+        endpoint_toml("bad", bad.port) + '[daemon]\ninterval = "1h"\njitter = "0s"\n'
+    )
+    env = {**os.environ, "COLUMNS": "200"}
+
+    def status() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "monitor", "status", "--config", str(config)],
+            cwd=Path(__file__).parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+        return done.stdout
+
+    assert main(["scan", "--config", str(config)]) == 2
+    shown = status()
+    # Before: "(within the expected interval)" as if a daemon probed, and "Result ok" beside
+    # "Worst finding critical".
+    assert "no daemon is running against this store now" in shown, shown
+    assert "Probe" in shown and "measured" in shown and "Result" not in shown
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+        cwd=Path(__file__).parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "a daemon is running" not in (shown := status()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "a daemon is running; on time" in shown, shown
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+    assert "no daemon is running" in status()

@@ -147,6 +147,9 @@ def test_expired_certificate_in_csv_and_html(  # type: ignore[no-untyped-def]
     html = report(config, "html", capsys)
     assert re.search(r"expired 3(\.\d)? days ago", html) and "-0.0" not in html
     assert "docs/rules.md#" not in html or "https://" in html
+    # the fix is linked by rule id (before: the anchor slug, "certexpired")
+    fixes = re.findall(r'<a href="[^"]*#([a-z]+)"><code>([a-z._]+)</code></a>', html)
+    assert ("certexpired", "cert.expired") in fixes, fixes
     browser = chromium()
     if browser is None:
         if os.environ.get("CI") == "true":

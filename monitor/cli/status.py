@@ -8,6 +8,7 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -28,7 +29,7 @@ COLUMNS = (
     "Direction",
     "Address",
     "Last probe",
-    "Result",
+    "Probe",
     "Worst finding",
     "Open alert",
     "Days left",
@@ -46,9 +47,11 @@ def run(args: argparse.Namespace) -> int:
         attempts = renewals(store)
         unattributed = captures.recent(store)
         cluster = instances.view(config, store, now)
+        running = cluster_running(store, cluster)
     finally:
         store.close()
     beat = heartbeat(config, rows, now)
+    beat["daemon_running"] = running
     code = exit_code(rows, beat)
     if cluster["unwatched_sites"]:
         code = max(code, 2)  # endpoints nobody probes
@@ -71,6 +74,16 @@ def run(args: argparse.Namespace) -> int:
         _print_captures(unattributed)
         instances.show(cluster, now)
     return code
+
+
+def cluster_running(store: Store, cluster: dict[str, Any]) -> bool:
+    """Whether a daemon probes into this store now: a live instance (PostgreSQL), or the
+    daemon's lock held (SQLite)."""
+    from monitor.store.cluster import daemon_holds_lock
+
+    if store.dialect == "postgresql":
+        return any(i["state"] == "live" for i in cluster["instances"])
+    return daemon_holds_lock(store)
 
 
 def _iso(value: object) -> str:
@@ -107,8 +120,16 @@ def _print_heartbeat(beat: dict[str, object]) -> None:
                 style="bold magenta",
             )
         )
+    elif beat.get("daemon_running"):
+        console().print(Text(f"Newest probe: {when} (a daemon is running; on time)"))
     else:
-        console().print(Text(f"Newest probe: {when} (within the expected interval)"))
+        console().print(
+            Text(
+                f"Newest probe: {when}, from a one-shot scan or an earlier daemon: no daemon "
+                "is running against this store now (start `relaycert run`)",
+                style="magenta",
+            )
+        )
 
 
 def _print(
@@ -129,7 +150,7 @@ def _print(
             Text(r.address or "-"),
             Text(f"{r.last_probe:%Y-%m-%d %H:%M}"),
             Text(
-                r.status
+                ("measured" if r.status == "ok" else r.status)
                 + (
                     f" (last seen {r.last_seen:%Y-%m-%d %H:%M}, not measured since)"
                     if r.last_seen

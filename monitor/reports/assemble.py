@@ -146,7 +146,7 @@ def _judged(
         if len(parts) > SHOWN:
             evidence += f" and {len(parts) - SHOWN} more"
         fixes = sorted({r for r, _ in failing.values()})
-        fix = "How to fix: " + ", ".join(f"{docs}#{anchor(r)}" for r in fixes)
+        fix = "How to fix: " + ", ".join(f"{r} ({docs}#{anchor(r)})" for r in fixes)
         return False, evidence + tail, breaking[rule], fix, list(failing)
     if unmeasured:
         fix = (

@@ -120,9 +120,35 @@ def _flock(path: str) -> Iterator[bool]:
             return
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        yield True
+        try:
+            yield True
+        finally:
+            os.ftruncate(fd, 0)  # no pid left behind: nobody holds it now
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def daemon_holds_lock(store: Store) -> bool:
+    """SQLite: whether a ``relaycert run`` holds this database's daemon lock now (it does for
+    its whole life, :func:`single_daemon`, and writes its pid into the lock file).  Read
+    without locking, so a status call can never stop a daemon from starting.  PostgreSQL:
+    see the instance table."""
+    path = _lock_path(store, "daemon")
+    if store.dialect == "postgresql" or path is None:
+        return False
+    try:
+        pid = int(Path(path).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 @contextlib.contextmanager
