@@ -15,7 +15,7 @@ the finding and the state agree on one certificate.  The exit code is the plugin
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -103,7 +103,10 @@ def perfdata(item: Checked, expiry: ExpiryThresholds, now: datetime) -> str | No
     return f"{_label(item)}={days:.2f};{ranges};;"
 
 
-def render(checked: Sequence[Checked], expiry: ExpiryThresholds, now: datetime) -> tuple[str, int]:
+def render(
+    checked: Sequence[Checked], expiry: Callable[[str], ExpiryThresholds], now: datetime
+) -> tuple[str, int]:
+    """The plugin output; ``expiry`` gives each endpoint's ``cert.expiring`` thresholds."""
     code = state(checked)
     findings = sorted(
         ((f, c) for c in checked for f in c.findings),
@@ -121,7 +124,7 @@ def render(checked: Sequence[Checked], expiry: ExpiryThresholds, now: datetime) 
         summary = f"{len(checked)} address(es) checked, no problem"
     else:
         code, summary = 3, "no address to check (no endpoint matched, or nothing stored yet)"
-    perf = [p for p in (perfdata(c, expiry, now) for c in checked) if p]
+    perf = [p for p in (perfdata(c, expiry(c.endpoint), now) for c in checked) if p]
     status = f"RELAYCERT {STATES[code]} - {line(summary)}"
     lines = [status + (f" | {' '.join(perf)}" if perf else "")]
     for finding, item in findings:

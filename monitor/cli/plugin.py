@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             checked = stored(config, args.endpoint, now, max_age)
         else:
             checked = live(config, args.endpoint, now, args.timeout, not args.no_store, max_age)
-        text, code = nagios.render(checked, config.expiry.to_check(), now)
+        text, code = nagios.render(checked, config.expiry_for, now)
     except RelaycertError as exc:
         text, code = nagios.unknown(str(exc)), 3
     except Exception as exc:  # a plugin answers with a status line, always
@@ -175,7 +175,9 @@ def _thresholds(config: Config, warning: float | None, critical: float | None) -
         expiry = ExpiryConfig.model_validate(values)
     except ValueError as exc:
         raise ConfigError(f"-w/-c: {_first_error(exc)}") from None
-    return config.model_copy(update={"expiry": expiry})
+    changed = config.model_copy(update={"expiry": expiry})
+    changed.__dict__.pop("_expiry_index", None)  # derived from [expiry]: derive it again
+    return changed
 
 
 def _first_error(exc: ValueError) -> str:

@@ -48,7 +48,7 @@ def scan_and_print(
     if fmt == "nagios":
         from monitor.cli import nagios
 
-        text, code = nagios.render(nagios.from_records(records), config.expiry.to_check(), now)
+        text, code = nagios.render(nagios.from_records(records), config.expiry_for, now)
         sys.stdout.write(text)
         return code
     if fmt == "json":

@@ -8,6 +8,7 @@ keys name where to read them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import timedelta
 from functools import cached_property
@@ -21,7 +22,7 @@ except ImportError:  # pragma: no cover - tomli is a dependency
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from checks.base import DeliveryContract, Severity
+from checks.base import DeliveryContract, ExpiryThresholds, Severity
 from monitor.config.common import Model as _Model
 from monitor.config.common import escaped
 from monitor.config.integrations import CaptureConfig, ExchangeServerConfig
@@ -158,6 +159,20 @@ class Config(_Model):
 
     def renewal_where(self, index: int) -> str:
         return f"{self.source}: renewals[{index}] ({self.renewals[index].name})"
+
+    def expiry_for(self, endpoint: str) -> ExpiryThresholds:
+        """``cert.expiring``'s thresholds for ``endpoint``: ``[expiry]``, with the warning held
+        back until renewal is late when a ``[[renewals]]`` entry renews its certificate."""
+        return self._expiry_index.get(endpoint) or self.expiry.to_check()
+
+    @cached_property
+    def _expiry_index(self) -> dict[str, ExpiryThresholds]:
+        base = self.expiry.to_check()
+        return {
+            name: dataclasses.replace(base, renew_fraction=renewal.renew_fraction)
+            for renewal in self.renewals
+            for name in renewal.endpoints
+        }
 
     def delivery_for(self, endpoint: EndpointConfig) -> DeliveryContract | None:
         """The delivery contract of ``endpoint``: the first outbound connector to the

@@ -57,12 +57,20 @@ class Judge:
         self._endpoints = endpoints or {e.name: e for e in config.endpoints}
 
     def policy(self, endpoint: EndpointConfig) -> Policy:
-        """The relay connector's policy, with the endpoint's delivery contract."""
+        """The relay connector's policy, with the endpoint's delivery contract (and, for a
+        certificate relaycert renews, the expiry warning held back until renewal is late)."""
         policy = self.policies.get(endpoint.connector or "", self.default_policy)
+        expiry = self.config.expiry_for(endpoint.name)
+        if expiry is not policy.expiry and expiry != policy.expiry:
+            key = (endpoint.connector or "", f"expiry:{expiry.renew_fraction}")
+            managed = self._with_delivery.get(key)
+            if managed is None:
+                managed = self._with_delivery[key] = replace(policy, expiry=expiry)
+            policy = managed
         contract = self.config.delivery_for(endpoint) or self._routes.get(endpoint.name)
         if contract is None:
             return policy
-        key = (endpoint.connector or "", contract.connector)
+        key = (endpoint.connector or "", f"{contract.connector}:{policy.expiry.renew_fraction}")
         found = self._with_delivery.get(key)
         if found is None:
             found = self._with_delivery[key] = replace(policy, delivery=contract)

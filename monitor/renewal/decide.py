@@ -69,6 +69,17 @@ def due(session: AcmeSession, current: Served, settings: RenewalSettings, now: d
     return Due(share if now >= renew_at else None, renew_at, next_check, False, note)
 
 
+def due_by_lifetime(current: Served, settings: RenewalSettings, now: datetime) -> datetime | None:
+    """When the served certificate is due by what is known without the CA (a rule renewal
+    fixes, nothing served, or the share of its lifetime): ``None`` when it is due now."""
+    if current.urgent or current.leaf is None:
+        return None
+    leaf = current.leaf
+    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    renew_at = leaf.not_valid_after_utc - lifetime * settings.renew_fraction
+    return renew_at if now < renew_at else None
+
+
 def precheck(names: list[str], policies: list[Policy]) -> str | None:
     """What is knowable before ordering: would a certificate for ``names`` satisfy every
     connector the renewal's endpoints relay through, and is the connector domain accepted?"""

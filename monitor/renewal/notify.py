@@ -9,11 +9,17 @@ from sqlmodel import Session
 
 from checks.base import Severity
 from monitor.config.loader import Config
-from monitor.renewal.outcome import Outcome
+from monitor.renewal.outcome import Outcome, Result
 from monitor.renewal.settings import RenewalSettings
 from monitor.store.engine import Store
 from monitor.store.messages import enqueue
 from notifications.base import Notification
+
+TITLES = {
+    ("opened", Result.UNCHECKED): "CA unreachable for renewal checks (nothing due yet)",
+    ("resolved", Result.SKIPPED): "Renewal checks work again (nothing due)",
+    ("resolved", Result.UNCHECKED): "Renewal checks work again (nothing due)",
+}
 
 
 def alert(
@@ -23,28 +29,33 @@ def alert(
     settings: RenewalSettings,
     outcome: Outcome,
     kind: str = "opened",
+    extra: str = "",
+    severity: Severity = Severity.CRITICAL,
 ) -> None:
-    """Enqueue a critical message about a failed renewal (``kind="resolved"``: the recovery
-    after earlier failures) for every routed channel."""
+    """Enqueue a message about a failed renewal (critical; ``unknown`` for a CA unreachable
+    too long while nothing is due; ``kind="resolved"``: the recovery after either) for every
+    channel that routes it.  ``extra`` follows the detail (days left, the next attempt)."""
     now = datetime.now(UTC)
     first = config.endpoint(settings.endpoints[0])
     connector = first.connector if first else None
 
     def work(session: Session) -> None:
         for channel in config.channels:
-            if not channel.routes("critical", connector):
+            if not channel.routes(severity.value, connector):
                 continue
             note = Notification(
                 kind=kind,
-                severity=Severity.CRITICAL.value,
+                severity=severity.value,
                 rule=f"renewal.{outcome.outcome.value}",
-                title="Certificate renewal failed" if kind == "opened" else "Certificate renewed",
+                title=TITLES.get((kind, outcome.outcome), "Certificate renewed")
+                if kind != "opened"
+                else TITLES.get((kind, outcome.outcome), "Certificate renewal failed"),
                 endpoint=", ".join(settings.endpoints),
                 host=first.host if first else "-",
                 port=first.port if first else 0,
                 address="",
                 connector=connector,
-                message=f"renewal '{settings.name}': {outcome.detail}",
+                message=f"renewal '{settings.name}': {outcome.detail}{extra}",
                 at=now.isoformat(),
                 key=f"relaycert:renewal:{row_id}:{channel.name}",
                 fingerprint=outcome.new_sha256,

@@ -15,6 +15,9 @@ class Result(StrEnum):
     HOOK_FAILED = "hook_failed"
     NOT_SERVED = "not_served"  # deployed, but an address still serves the old one
     FAILED = "failed"  # ACME or solver error
+    # The CA could not be asked while nothing was due: quiet (logged, recorded), an unknown
+    # alert only after CA_QUIET_FOR of it, resolved when the CA answers again.
+    UNCHECKED = "unchecked"
 
     @property
     def failed(self) -> bool:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from checks.certinfo import all_names, dns_sans, fingerprint
+from checks.base import Severity
+from checks.certinfo import all_names, days_text, dns_sans, fingerprint
 from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.errors import RenewalError
@@ -25,12 +26,12 @@ from monitor.renewal.acme_flow import AcmeSession, Issued, RateLimited, ari_id, 
 from monitor.renewal.attempt import DEPLOYED, Attempt
 from monitor.renewal.decide import Due
 from monitor.renewal.deploy import gate, run_hooks, write_files
-from monitor.renewal.outcome import Outcome, Result
+from monitor.renewal.outcome import FAILED_RESULTS, Outcome, Result
 from monitor.renewal.settings import RenewalSettings, staging_of
 from monitor.renewal.solvers import make_solver
 from monitor.renewal.verify import verify_outbound, verify_send_connector, verify_served
 from monitor.secrets import read_secret
-from monitor.store import baselines, cluster, queries, renewals
+from monitor.store import cluster, queries, renewals
 from monitor.store.engine import Store
 
 
@@ -95,12 +96,9 @@ async def _deploy(
         )
     except RenewalError as exc:
         return Result.HOOK_FAILED, str(exc)
-    stale = await verify_served(attempt, fingerprint(chain[0]))
+    stale = await verify_served(attempt, chain)
     if stale:
         return Result.NOT_SERVED, "still served the old certificate: " + ", ".join(stale)
-    await asyncio.to_thread(
-        baselines.accept_renewed, attempt.store, settings.endpoints, chain, attempt.clock()
-    )
     relaying = await verify_outbound(attempt, fingerprint(chain[0]))
     sending = await asyncio.to_thread(verify_send_connector, attempt)
     return Result.VERIFIED, "deployed and served by every address" + relaying + sending
@@ -125,15 +123,23 @@ async def _issue_and_deploy(
                 f"directory, and none is known for {settings.directory}; set staging_directory"
             )
         directory, state_dir = staging, state_dir / "staging"
-    session = await asyncio.to_thread(
-        AcmeSession, settings.model_copy(update={"directory": directory}), state_dir, eab
-    )
     now = attempt.clock()
-    decision = (
-        Due("forced")
-        if force
-        else await asyncio.to_thread(decide.due, session, current, settings, now)
-    )
+    try:
+        session = await asyncio.to_thread(
+            AcmeSession, settings.model_copy(update={"directory": directory}), state_dir, eab
+        )
+        decision = (
+            Due("forced")
+            if force
+            else await asyncio.to_thread(decide.due, session, current, settings, now)
+        )
+    except RenewalError as exc:
+        # Nothing is due by what is known without the CA: a CA outage is no emergency yet.
+        not_due = None if force else decide.due_by_lifetime(current, settings, now)
+        if not_due is None:
+            raise
+        detail = f"the CA could not be asked ({exc}); not due before {not_due:%Y-%m-%d %H:%M} UTC"
+        return Outcome(name, Result.UNCHECKED, detail, old), None
     if decision.reason is None:
         when = f"; due from {decision.due_at:%Y-%m-%d %H:%M} UTC" if decision.due_at else ""
         note = f" ({decision.note})" if decision.note else ""
@@ -268,16 +274,49 @@ async def _renew(
         outcome = Outcome(settings.name, Result.FAILED, str(exc), old, next_check=exc.retry_after)
     except RenewalError as exc:
         outcome = Outcome(settings.name, Result.FAILED, str(exc), old)
-    if outcome.outcome is Result.SKIPPED:
+    streak = _failing_streak(history)
+    alerted = any(h.outcome in FAILED_VALUES for h in streak) or _quiet_too_long(streak, started)
+    if outcome.outcome is Result.SKIPPED and not alerted:
         return outcome
-    await _record(attempt, started, outcome, order_url, recovered=not_before is not None)
+    # A skip after alerted failures is the CA answering again with nothing due: recorded, and
+    # the alert resolved (before: the page stayed open until the certificate was due).
+    await _record(attempt, started, outcome, order_url, alerted, streak, current.leaf)
     return outcome
 
 
+FAILED_VALUES = frozenset(r.value for r in FAILED_RESULTS)
+# How long the CA may be unreachable while nothing is due before an (unknown) alert.
+CA_QUIET_FOR = timedelta(hours=24)
+
+
+def _failing_streak(history: list[queries.RenewalStatus]) -> list[queries.RenewalStatus]:
+    """The newest attempts that did not succeed, newest first."""
+    streak = []
+    for attempt in history:
+        if attempt.outcome not in FAILED_VALUES and attempt.outcome != Result.UNCHECKED.value:
+            break
+        streak.append(attempt)
+    return streak
+
+
+def _quiet_too_long(streak: list[queries.RenewalStatus], until: datetime) -> bool:
+    """Whether the CA has been unreachable (nothing due) for :data:`CA_QUIET_FOR` by
+    ``until``, counting from the oldest attempt of the streak."""
+    return bool(streak) and until - streak[-1].started_at >= CA_QUIET_FOR
+
+
 async def _record(
-    attempt: Attempt, started: datetime, outcome: Outcome, order_url: str | None, recovered: bool
+    attempt: Attempt,
+    started: datetime,
+    outcome: Outcome,
+    order_url: str | None,
+    recovered: bool,
+    streak: list[queries.RenewalStatus],
+    leaf: x509.Certificate | None,
 ) -> None:
-    """Store the attempt; alert on failure, and send a recovery message after failures."""
+    """Store the attempt; alert on failure (with the days left and the next attempt), on a CA
+    unreachable for :data:`CA_QUIET_FOR` while nothing is due (unknown), and send a recovery
+    message after either."""
     row_id = await asyncio.to_thread(
         renewals.record_attempt,
         attempt.store,
@@ -291,7 +330,42 @@ async def _record(
         attempt.clock(),
     )
     config, store, settings = attempt.config, attempt.store, attempt.settings
+    left = _time_left(leaf, started)
     if outcome.outcome.failed:
-        await asyncio.to_thread(notify.alert, config, store, row_id, settings, outcome)
-    elif outcome.outcome is Result.VERIFIED and recovered:
+        this = queries.RenewalStatus(
+            settings.name, started, attempt.clock(), outcome.outcome.value, None, None, None
+        )
+        retry = decide.backoff([this, *streak])
+        when = f"; next attempt after {retry:%Y-%m-%d %H:%M} UTC" if retry else ""
+        await asyncio.to_thread(
+            notify.alert, config, store, row_id, settings, outcome, "opened", left + when
+        )
+    elif outcome.outcome is Result.UNCHECKED:
+        crossed = _quiet_too_long([_as_status(settings.name, started), *streak], started)
+        if crossed and not _quiet_too_long(streak, streak[0].started_at if streak else started):
+            await asyncio.to_thread(
+                notify.alert,
+                config,
+                store,
+                row_id,
+                settings,
+                outcome,
+                "opened",
+                left,
+                Severity.UNKNOWN,
+            )
+    elif recovered:
         await asyncio.to_thread(notify.alert, config, store, row_id, settings, outcome, "resolved")
+
+
+def _as_status(name: str, started: datetime) -> queries.RenewalStatus:
+    return queries.RenewalStatus(name, started, started, Result.UNCHECKED.value, None, None, None)
+
+
+def _time_left(leaf: x509.Certificate | None, now: datetime) -> str:
+    if leaf is None:
+        return ""
+    left = leaf.not_valid_after_utc - now
+    if left.total_seconds() <= 0:
+        return f"; the served certificate expired {days_text(-left)} ago"
+    return f"; {days_text(left)} left before the served certificate expires"

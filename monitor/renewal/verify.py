@@ -15,9 +15,15 @@ from monitor.pipeline.exchange import judge_exports
 from monitor.renewal.attempt import Attempt
 
 
-async def verify_served(attempt: Attempt, sha256: str) -> list[str]:
-    """Re-probe every address until all serve ``sha256``; the addresses that still do not."""
+async def verify_served(attempt: Attempt, chain: tuple[x509.Certificate, ...]) -> list[str]:
+    """Re-probe every address until all serve ``chain``'s leaf; the addresses that still do
+    not.  Once every address serves it, the renewed chain is their baseline *before* these
+    probes are judged: a renewal relaycert deployed and verified is labelled a renewal, not
+    drift, even when the CA issued it from another intermediate (Let's Encrypt rotates them)."""
+    from monitor.store import baselines
+
     config, settings = attempt.config, attempt.settings
+    sha256 = fingerprint(chain[0])
     endpoints = [e for e in config.endpoints if e.name in settings.endpoints]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.verify_timeout.total_seconds()
@@ -28,6 +34,10 @@ async def verify_served(attempt: Attempt, sha256: str) -> list[str]:
             leaf = x509.load_der_x509_certificate(result.chain_der[0]) if result.chain_der else None
             if leaf is None or fingerprint(leaf) != sha256:
                 stale.append(f"{result.target.endpoint} {result.target.address or '?'}")
+        if not stale:
+            await asyncio.to_thread(
+                baselines.accept_renewed, attempt.store, settings.endpoints, chain, attempt.clock()
+            )
         if not stale or loop.time() > deadline:
             # The verification probes are observations like any other: stored, so status and
             # the next renewal decision see what is served now, not what was before.

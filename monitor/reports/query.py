@@ -183,15 +183,22 @@ def _certificate_changes(
         ((r.endpoint_id, r.address, r.direction), r.started_at, r.previous, r.leaf) for r in rows
     ]
     certs = queries.certificates(session, {sha for *_, a, b in changes for sha in (a, b)})
+    renewed = queries.renewed_by_relaycert(session, {new for *_, new in changes})
     for key, started, old, new in changes:
-        kind, text = change_label(certs.get(old), certs.get(new))
+        kind, text = change_label(certs.get(old), certs.get(new), new in renewed)
         events[key].append(Event(started, kind, f"{text}: {old[:16]}... replaced by {new[:16]}..."))
 
 
-def change_label(old: x509.Certificate | None, new: x509.Certificate | None) -> tuple[str, str]:
-    """What a certificate change was: a renewal (same names and issuer), or what differs."""
+def change_label(
+    old: x509.Certificate | None, new: x509.Certificate | None, by_relaycert: bool = False
+) -> tuple[str, str]:
+    """What a certificate change was: a renewal (same names and issuer, or one relaycert
+    deployed and verified itself, whatever intermediate the CA chose), or what differs."""
     if old is None or new is None:
         return "certificate_changed", "certificate changed (unknown certificate)"
+    if by_relaycert:
+        issuer = "" if old.issuer == new.issuer else f"; new issuer {new.issuer.rfc4514_string()}"
+        return "renewal", f"renewed by relaycert (deployed and verified{issuer})"
     if sorted(all_names(old)) != sorted(all_names(new)):
         return "names_changed", (
             f"names changed ({', '.join(all_names(old)) or 'none'} to "

@@ -26,6 +26,7 @@ from checks.base import ProbeStatus
 from monitor import __version__
 from monitor.errors import RelaycertError
 from monitor.logs import event
+from monitor.renewal.outcome import FAILED_RESULTS
 from monitor.store import captures, queries
 from monitor.store.engine import Store
 from monitor.store.models import OutboxRow
@@ -40,6 +41,7 @@ MAX_REQUEST = 8192
 # longest: a flood of connections that never send a request holds at most this many file
 # descriptors, and a scraper, which sends its request at once, is still answered.
 MAX_CONNECTIONS = 64
+FAILED = frozenset(r.value for r in FAILED_RESULTS)  # a quiet check (unchecked) is no failure
 REQUEST_TIMEOUT = 10.0  # seconds for a whole request head
 
 
@@ -157,14 +159,15 @@ class StoreCollector(Collector):
             )
         renewal = GaugeMetricFamily(
             "relaycert_renewal_last_success",
-            "1 when the renewal's last recorded attempt succeeded.",
+            "0 when the renewal's last recorded attempt failed (a check that could not reach "
+            "the CA while nothing was due is no failure).",
             labels=["renewal"],
         )
         seen: set[str] = set()
         for attempt in queries.renewals(self.store, limit=200):
             if attempt.name not in seen:
                 seen.add(attempt.name)
-                ok = attempt.outcome in ("verified", "dry_run")
+                ok = attempt.outcome not in FAILED
                 renewal.add_metric([attempt.name], 1.0 if ok else 0.0)
         yield renewal
 
