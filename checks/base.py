@@ -20,6 +20,7 @@ from cryptography import x509
 from checks.contract import UNKNOWN_DELIVERY as UNKNOWN_DELIVERY
 from checks.contract import DeliveryContract as DeliveryContract
 from checks.contract import MtaStsEvidence as MtaStsEvidence
+from checks.contract import RevocationEvidence as RevocationEvidence
 from checks.contract import TlsaEvidence as TlsaEvidence
 from checks.contract import TlsaRecord as TlsaRecord
 
@@ -144,6 +145,8 @@ class Observation:
     tlsa: TlsaEvidence | None = None
     # The MTA-STS policies of the recipient domains this host is an MX of (MX routing).
     mtasts: tuple[MtaStsEvidence, ...] = ()
+    # What the leaf's CRL says (None: not checked: [revocation] off, or no CRL to check).
+    revocation: RevocationEvidence | None = None
 
     @property
     def leaf(self) -> x509.Certificate | None:
@@ -220,6 +223,8 @@ class Policy:
     # What Exchange Online checks when it delivers to the endpoint (served direction); None:
     # unknown, judged as CertificateValidation.
     delivery: DeliveryContract | None = None
+    # cert.revocation_unknown is a warning once the CRL has been unknown this long.
+    revocation_grace: timedelta = timedelta(days=1)
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:

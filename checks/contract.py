@@ -5,6 +5,7 @@ HTTPS evidence (TLSA records, MTA-STS policies) gathered for a host.  Plain data
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +85,20 @@ UNKNOWN_DELIVERY = (
     "delivery contract unknown (no outbound connector to the organization names this host): "
     "judged as CertificateValidation"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationEvidence:
+    """What the leaf's CRL says about it (``cert.revoked``, ``cert.revocation_unknown``).
+
+    ``status``: ``good`` (listed in no CRL that was fetched and verified), ``revoked``, or
+    ``unknown`` (no CRL could be fetched or verified; ``error`` says why, ``unknown_since``
+    since when, for the grace before it warns).  ``url`` is the distribution point used."""
+
+    status: str
+    url: str | None = None
+    reason: str | None = None  # the CRL entry's reason code (keyCompromise, superseded, ...)
+    revoked_at: datetime | None = None
+    error: str | None = None
+    unknown_since: datetime | None = None
+    next_update: datetime | None = None

@@ -14,6 +14,7 @@ from checks import (
     identity,
     mtasts,
     outbound,
+    revocation,
     session,
     trust,
     validity,
@@ -43,6 +44,7 @@ _BUILTIN: list[Rule] = [
     *outbound.RULES,
     *delivery.RULES,
     *dane.RULES,
+    *revocation.RULES,
     *mtasts.RULES,
 ]
 BUILTIN_RULES: Mapping[str, Rule] = _index(_BUILTIN)

@@ -101,7 +101,10 @@ def run(
         f"-DInitRunDir={directory / 'run'}",
     ]
     log = (directory / "icinga2.out").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    # its own session: Icinga signals its whole process group when it stops
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     state = directory / "lib" / "icinga2.state"
     try:
         deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from monitor.config.common import DOMAIN_PATTERN, HOST, Model, listen_address
-from monitor.config.units import Duration
+from monitor.config.units import Duration, DurationOrZero
 
 
 class GraphConfig(Model):
@@ -136,3 +136,21 @@ class CaptureConfig(Model):
 
     def addresses(self) -> tuple[tuple[str, int], ...]:
         return tuple(listen_address(item) for item in self.listen)
+
+
+class RevocationConfig(Model):
+    """``[revocation]``: the CRL check of every leaf (both directions, and a freshly issued
+    certificate in the renewal gate)."""
+
+    enabled: bool = True
+    timeout: Duration = timedelta(seconds=10)  # one whole CRL download
+    max_size: int = Field(default=10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)  # bytes
+    proxy: str | None = None  # http://proxy:3128 for CRL downloads (no environment proxies)
+    grace: DurationOrZero = timedelta(days=1)  # unknown this long: warning, not information
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("give the proxy as http://host:port")
+        return value

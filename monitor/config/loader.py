@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from checks.base import DeliveryContract, ExpiryThresholds, Severity
 from monitor.config.common import Model as _Model
 from monitor.config.common import escaped
-from monitor.config.integrations import CaptureConfig, ExchangeServerConfig
+from monitor.config.integrations import CaptureConfig, ExchangeServerConfig, RevocationConfig
 from monitor.config.sections import (
     AlertsConfig,
     ConnectorConfig,
@@ -69,6 +69,7 @@ class Config(_Model):
     alerts: AlertsConfig = AlertsConfig()
     reports: ReportsConfig = ReportsConfig()
     capture: CaptureConfig | None = None
+    revocation: RevocationConfig = RevocationConfig()
     exchange_server: ExchangeServerConfig | None = None
     renewals: tuple[RenewalSettings, ...] = ()
     channels: tuple[AnyChannelSettings, ...] = ()

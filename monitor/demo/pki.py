@@ -102,9 +102,11 @@ def make_leaf(
     client_auth: bool = True,
     eku: bool = True,
     hash_algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None = None,
+    crl_url: str | None = None,
 ) -> Issued:
     """A server certificate for ``names`` (DNS or IP SANs).  ``cn=""`` means the first name,
-    ``cn=None`` no CN; ``issuer=None`` makes it self-signed."""
+    ``cn=None`` no CN; ``issuer=None`` makes it self-signed; ``crl_url``: its CRL
+    distribution point."""
     now = datetime.now(UTC)
     not_before = not_before or now - timedelta(hours=1)
     not_after = not_after or not_before + timedelta(days=days)
@@ -138,8 +140,37 @@ def make_leaf(
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), False
         )
+    if crl_url is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     signer = issuer.key if issuer else key
     return Issued(builder.sign(signer, hash_algorithm or hashes.SHA256()), key)
+
+
+def make_crl(
+    issuer: Issued,
+    revoked: list[tuple[x509.Certificate, x509.ReasonFlags | None]] = (),  # type: ignore[assignment]
+    *,
+    next_update: timedelta = timedelta(hours=1),
+    signer: PrivateKey | None = None,
+) -> bytes:
+    """A DER CRL of ``issuer`` listing ``revoked`` (certificate, reason), valid for
+    ``next_update``; ``signer`` signs it with another key (a forged CRL)."""
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(min(now, now + next_update) - timedelta(minutes=1))
+        .next_update(now + next_update)
+    )
+    for cert, reason in revoked:
+        entry = x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+        entry = entry.revocation_date(now - timedelta(seconds=5))
+        if reason is not None:
+            entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    crl = builder.sign(signer or issuer.key, hashes.SHA256())
+    return crl.public_bytes(serialization.Encoding.DER)
 
 
 def write_chain(directory: Path, name: str, leaf: Issued, *chain: Issued) -> tuple[Path, Path]:

@@ -41,11 +41,16 @@ class Judge:
         accepted = config.tenant.accepted_domains
         expiry = config.expiry.to_check()
         misses = config.capture.misses_critical if config.capture else 3
+        grace = config.revocation.grace
         self.policies = {
-            connector.name: Policy(now, accepted, connector.to_check(), expiry, roots, misses)
+            connector.name: Policy(
+                now, accepted, connector.to_check(), expiry, roots, misses, revocation_grace=grace
+            )
             for connector in config.connectors
         }
-        self.default_policy = Policy(now, accepted, None, expiry, roots, misses)
+        self.default_policy = Policy(
+            now, accepted, None, expiry, roots, misses, revocation_grace=grace
+        )
         # Parsed chains by their DER.  The daemon's scanner passes one dict for every batch, so
         # a certificate served again is the same object: the rules' per-certificate answers
         # (checks.certinfo) are found, not computed again and remembered again for a new object.

@@ -31,6 +31,7 @@ from monitor.pipeline.records import ScanRecord
 from monitor.pipeline.targets import targets
 from monitor.pipeline.unstored import Unstored
 from monitor.probe.bounded import HostLimits, probe_bounded
+from monitor.probe.crl import CrlCache, CrlSettings
 from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
@@ -81,6 +82,8 @@ class Scanner:
         self.parsed: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]] = {}
         # MX routes, MTA-STS policies and TLSA lookups of the delivery direction.
         self.delivery = DeliveryLookups(config, self.anchors)
+        # Every leaf's CRL, kept until its nextUpdate and shared by every endpoint.
+        self.crls = CrlCache(crl_settings(config))
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
         # The capture listener the outbound checks wait at (set by whoever started it), or why
         # there is none; without one, an outbound check reports that instead of a verdict.
@@ -252,9 +255,23 @@ class Scanner:
             event(log, logging.INFO, "store.unstored_written", results=_count(held))
         return groups[len(held) :]
 
+    async def revocations(self, results: Sequence[ProbeResult]) -> None:
+        """Each result's CRL verdict (``result.revocation``), fetched concurrently: one fetch
+        per distribution point and issuer, the rest from the cache."""
+        if not self.config.revocation.enabled:
+            return
+        judge = self.judge(datetime.now(UTC))
+
+        async def one(result: ProbeResult) -> None:
+            if result.chain_der and result.revocation is None:
+                result.revocation = await self.crls.check(judge.chain(result.chain_der))
+
+        await asyncio.gather(*(one(r) for r in results))
+
     async def _judge_and_store(
         self, jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]
     ) -> list[list[ScanRecord]]:
+        await self.revocations([r for results, _ in jobs for r in results])
         names = sorted({r.target.endpoint for results, _ in jobs for r in results})
         baselines = await self.baselines(names)
         groups = [self.judge(now).judge_all(results, baselines) for results, now in jobs]
@@ -298,6 +315,16 @@ class Scanner:
 
         async with self.write_lock:
             await asyncio.to_thread(writes.record, store, records, hook)
+
+
+def crl_settings(config: Config) -> CrlSettings:
+    revocation = config.revocation
+    return CrlSettings(
+        revocation.enabled,
+        revocation.timeout.total_seconds(),
+        revocation.max_size,
+        revocation.proxy,
+    )
 
 
 def _count(jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]) -> int:

@@ -119,6 +119,7 @@ class _State:
         for name in names:  # one judge_all for them all: an endpoint's results are adjacent
             self.held.discard(name)
             batch.extend(r for _, r in sorted(self.buckets.pop(name), key=lambda p: p[0]))
+        await self.scanner.revocations(batch)
         records = self.judging.judge_all(batch, self.baselines)
         for record in records:
             self.judged.setdefault(record.result.target.endpoint, []).append(record)

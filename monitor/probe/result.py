@@ -15,6 +15,7 @@ from checks.base import (
     MtaStsEvidence,
     Observation,
     ProbeStatus,
+    RevocationEvidence,
     TlsaEvidence,
 )
 
@@ -67,6 +68,8 @@ class ProbeResult:
     # port is another process's, no [capture] section): shown, never stored or alerted on, so
     # a one-shot command cannot put its own set-up failure into the daemon's store.
     local: bool = False
+    # What the leaf's CRL says (set by the scanner before judging; None: not checked).
+    revocation: RevocationEvidence | None = None
 
     def observation(
         self,
@@ -91,6 +94,7 @@ class ProbeResult:
             legacy_versions=self.legacy_versions or (),
             tlsa=self.tlsa,
             mtasts=self.mtasts,
+            revocation=self.revocation,
             baseline=baseline,
             peers=peers,
             served=served,

@@ -1,0 +1,83 @@
+"""A CA's CRL on a loopback HTTP server, for the revocation tests: it serves whatever CRL the
+test publishes, or misbehaves on request (a huge body, garbage, a slow answer, a redirect
+loop, a server error).  It counts the requests, so a test can tell a cached CRL from a
+fetch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class CrlServer:
+    def __init__(self) -> None:
+        self.crl = b""
+        self.mode = "ok"  # ok | huge | garbage | slow | redirect | error
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.httpd is not None
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/intermediate.crl"
+
+    def publish(self, crl: bytes) -> None:
+        with self.lock:
+            self.crl = crl
+
+
+@contextmanager
+def crl_server() -> Iterator[CrlServer]:
+    state = CrlServer()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with state.lock:
+                state.requests += 1
+                mode, body = state.mode, state.crl
+            if mode == "redirect":
+                self.send_response(302)
+                self.send_header("Location", self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if mode == "error":
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if mode == "slow":
+                time.sleep(30)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/pkix-crl")
+            if mode == "huge":  # no Content-Length: the size shows only while reading
+                self.end_headers()
+                try:
+                    for _ in range(4096):
+                        self.wfile.write(b"\x00" * 16384)  # 64 MiB if nobody stops reading
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                return
+            if mode == "garbage":
+                body = b"this is not a certificate revocation list"
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    state.httpd = httpd
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
