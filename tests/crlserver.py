@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,6 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class CrlServer:
     def __init__(self) -> None:
         self.crl = b""
+        # When set, each request gets a CRL made then (a short nextUpdate, like a CA that
+        # publishes often).
+        self.factory: Callable[[], bytes] | None = None
         self.mode = "ok"  # ok | huge | garbage | slow | redirect | error
         self.requests = 0
         self.lock = threading.Lock()
@@ -38,7 +41,9 @@ def crl_server() -> Iterator[CrlServer]:
         def do_GET(self) -> None:
             with state.lock:
                 state.requests += 1
-                mode, body = state.mode, state.crl
+                mode, body, factory = state.mode, state.crl, state.factory
+            if factory is not None:
+                body = factory()
             if mode == "redirect":
                 self.send_response(302)
                 self.send_header("Location", self.path)

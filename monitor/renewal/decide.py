@@ -18,7 +18,12 @@ from monitor.renewal.outcome import FAILED_RESULTS
 from monitor.renewal.settings import RenewalSettings
 from monitor.store.queries import RenewalStatus, Served
 
-URGENT_RULES = frozenset({"cert.expired", "cert.untrusted", "connector.name_not_covered"})
+URGENT_RULES = frozenset(
+    {"cert.expired", "cert.untrusted", "connector.name_not_covered", "cert.revoked"}
+)
+# The CA's window this much earlier than the lifetime-based plan: the CA asks (a revocation
+# event, RFC 9773), and the renewal says so.
+EARLY = timedelta(days=1)
 
 
 def backoff(history: list[RenewalStatus]) -> datetime | None:
@@ -59,12 +64,16 @@ def due(session: AcmeSession, current: Served, settings: RenewalSettings, now: d
         when, next_check = session.renewal_time(leaf.public_bytes(Encoding.PEM))
     except RenewalError as exc:  # e.g. 404: a certificate this CA did not issue (RFC 9773)
         when, next_check, note = None, None, f"{exc}; using the lifetime instead"
-    else:
-        if when is not None:
-            reason = f"inside the CA's renewal window (ARI, from {when:%Y-%m-%d %H:%M} UTC)"
-            return Due(reason if now >= when else None, when, next_check, True)
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
     renew_at = leaf.not_valid_after_utc - lifetime * settings.renew_fraction
+    if note is None and when is not None:
+        reason = f"inside the CA's renewal window (ARI, from {when:%Y-%m-%d %H:%M} UTC)"
+        if when < renew_at - EARLY:
+            reason = (
+                f"renewed early: the CA asked (its renewal window opens {when:%Y-%m-%d %H:%M} "
+                f"UTC, the plan was {renew_at:%Y-%m-%d %H:%M} UTC)"
+            )
+        return Due(reason if now >= when else None, when, next_check, True)
     share = f"less than {settings.renew_fraction:.0%} of the lifetime left"
     return Due(share if now >= renew_at else None, renew_at, next_check, False, note)
 

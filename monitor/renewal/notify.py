@@ -15,7 +15,7 @@ from monitor.store.engine import Store
 from monitor.store.messages import enqueue
 from notifications.base import Notification
 
-TITLES = {
+TITLES: dict[tuple[str, Result], str] = {
     ("opened", Result.UNCHECKED): "CA unreachable for renewal checks (nothing due yet)",
     ("resolved", Result.SKIPPED): "Renewal checks work again (nothing due)",
     ("resolved", Result.UNCHECKED): "Renewal checks work again (nothing due)",

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from checks.base import Severity
+from checks.base import Finding, Severity
 from checks.certinfo import all_names, days_text, dns_sans, fingerprint
 from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
@@ -96,12 +96,14 @@ async def _deploy(
         )
     except RenewalError as exc:
         return Result.HOOK_FAILED, str(exc)
+    deployed_at = attempt.clock()
     stale = await verify_served(attempt, chain)
     if stale:
         return Result.NOT_SERVED, "still served the old certificate: " + ", ".join(stale)
+    steps = f"deployed {deployed_at:%H:%M:%S}, verified served {attempt.clock():%H:%M:%S} UTC"
     relaying = await verify_outbound(attempt, fingerprint(chain[0]))
     sending = await asyncio.to_thread(verify_send_connector, attempt)
-    return Result.VERIFIED, "deployed and served by every address" + relaying + sending
+    return Result.VERIFIED, f"deployed and served by every address ({steps})" + relaying + sending
 
 
 async def _issue_and_deploy(
@@ -155,7 +157,8 @@ async def _issue_and_deploy(
         issued, how = kept, "reused the certificate a failed attempt kept (no new order)"
     else:
         replaces = ari_id(current.leaf) if decision.ari_known and current.leaf else None
-        issued, how = await _order(attempt, session, names, replaces), "ordered"
+        issued = await _order(attempt, session, names, replaces)
+        how = f"ordered (issued {attempt.clock():%H:%M:%S} UTC)"
         if not dry_run:
             await asyncio.to_thread(pending.save, state_dir, issued)
     chain = tuple(x509.load_pem_x509_certificates(issued.fullchain_pem.encode()))
@@ -166,6 +169,15 @@ async def _issue_and_deploy(
     blocking = gate(chain, policies, settings.min_lifetime, judged_at)
     if dry_run:  # a staging CA's root is not trusted, by design
         blocking = [f for f in blocking if f.rule != "cert.untrusted"]
+    revocation = await attempt.scanner.crls.check(chain, judged_at)
+    if revocation is not None and revocation.status == "revoked":
+        blocking.append(
+            Finding(
+                "cert.revoked",
+                Severity.CRITICAL,
+                f"the new certificate is already revoked (CRL {revocation.url})",
+            )
+        )
     if blocking:
         await asyncio.to_thread(pending.clear, state_dir)
         detail = "; ".join(f"{f.rule}: {f.message}" for f in blocking)
@@ -354,8 +366,14 @@ async def _record(
                 left,
                 Severity.UNKNOWN,
             )
-    elif recovered:
+    elif recovered or (outcome.outcome is Result.VERIFIED and _replaced(outcome.detail)):
+        # After failures, or a replacement the CA asked for (revoked, ARI): the story's end.
         await asyncio.to_thread(notify.alert, config, store, row_id, settings, outcome, "resolved")
+
+
+def _replaced(detail: str) -> bool:
+    """Whether a renewal replaced a certificate its CA revoked or asked to replace early."""
+    return "cert.revoked" in detail or "the CA asked" in detail
 
 
 def _as_status(name: str, started: datetime) -> queries.RenewalStatus:

@@ -40,6 +40,9 @@ from monitor.store.engine import Store
 log = logging.getLogger("relaycert.daemon")
 
 
+ARI_MIN_POLL = timedelta(minutes=1)  # however short the CA's Retry-After
+
+
 class Jobs:
     """The work of the daemon, and its schedule.  ``gen`` is replaced on reload."""
 
@@ -59,6 +62,7 @@ class Jobs:
         self.lags: deque[float] = deque(maxlen=100_000)  # seconds between due and probe start
         self._due: dict[str, datetime] = {}
         self.probes = 0
+        self.urgent: set[str] = set()  # renewals to run now, past their claim (revocation)
         # Called with an error that must stop the daemon (the store's file is gone).
         self.on_fatal: Callable[[RelaycertError], None] | None = None
 
@@ -79,6 +83,8 @@ class Jobs:
 
         records = await self.gen.scanner.scan([endpoint], on_start=started)
         self.probes += len(records)
+        if any(f.rule == "cert.revoked" for r in records for f in r.findings):
+            self._renew_now(name)
         for record in records:
             event(
                 log,
@@ -93,6 +99,21 @@ class Jobs:
             )
         self.wake_outbox.set()
         return records
+
+    def _renew_now(self, endpoint: str) -> None:
+        """A revoked certificate relaycert manages: its renewal runs now, not at its next
+        check (the renewal sees cert.revoked and is due at once)."""
+        now = datetime.now(UTC)
+        for renewal in self.gen.config.renewals:
+            job = self.scheduler.get_job(f"renewal:{renewal.name}")
+            if endpoint not in renewal.endpoints or job is None or job.next_run_time is None:
+                continue
+            if job.next_run_time > now + timedelta(seconds=5):
+                self.urgent.add(renewal.name)  # this run is not the schedule's: no claim
+                job.modify(next_run_time=now)
+                event(
+                    log, logging.WARNING, "renewal.revoked", renewal=renewal.name, endpoint=endpoint
+                )
 
     async def deliver(self) -> dict[str, int]:
         return await self.outbox.deliver()
@@ -160,13 +181,19 @@ class Jobs:
         if settings is None:
             return
         every = settings.check_interval
-        if not await self._claimed(f"renewal:{name}", every, timedelta(0)):
+        urgent = name in self.urgent
+        self.urgent.discard(name)
+        # A revoked certificate's renewal runs on whichever instance saw it; the renewal's own
+        # lock (cluster.exclusive) still lets only one of them order.
+        if not urgent and not await self._claimed(f"renewal:{name}", every, timedelta(0)):
             return  # another instance checks it this time
         outcome = await renew(self.gen.config, self.store, settings, scanner=self.gen.scanner)
         job = self.scheduler.get_job(f"renewal:{name}")
         later = outcome.next_check
         if later is not None and job is not None and job.next_run_time is not None:
-            job.modify(next_run_time=max(later, job.next_run_time))  # the CA's Retry-After (ARI)
+            # The CA's Retry-After (ARI): ask again then, earlier or later than check_interval,
+            # so a window that moves into the past (the CA revoking) is seen at its cadence.
+            job.modify(next_run_time=max(later, datetime.now(UTC) + ARI_MIN_POLL))
         event(
             log,
             logging.ERROR if outcome.outcome.failed else logging.INFO,
