@@ -22,6 +22,7 @@ from monitor.demo.pebble import Pebble, free_port
 from monitor.demo.servers import LoopbackSMTP
 from monitor.renewal.runner import renew
 from monitor.store.engine import Store
+from tests.reloading import ReloadingServer
 from tests.test_renewal import renewal_config
 
 pytestmark = pytest.mark.integration
@@ -180,30 +181,12 @@ async def test_a_verified_renewal_through_another_intermediate_is_no_drift(
     """The served certificate comes from the test CA's intermediate; pebble issues the renewal
     from its own (as Let's Encrypt picks among several).  A server that serves whatever is
     deployed (reloaded when the files change) makes the renewal verify."""
-    import threading
-
     from monitor.service.daemon import Daemon
 
     now = datetime.now(UTC)
     old = pki.make_leaf(intermediate, ["mail1.contoso.test"], not_before=now - timedelta(days=80))
-    port = free_port()
-    server = LoopbackSMTP("starttls", *write_chain(old, intermediate), port=port).start()
-    deployed = tmp_path / "deployed"
-    stop = threading.Event()
-
-    def reload_when_deployed() -> None:
-        nonlocal server
-        seen = None
-        while not stop.wait(0.1):
-            chain = deployed / "fullchain.pem"
-            if not chain.exists() or chain.stat().st_mtime == seen:
-                continue
-            seen = chain.stat().st_mtime
-            server.stop()
-            server = LoopbackSMTP("starttls", deployed / "privkey.pem", chain, port=port).start()
-
-    watcher = threading.Thread(target=reload_when_deployed, daemon=True)
-    watcher.start()
+    server = ReloadingServer(*write_chain(old, intermediate), tmp_path / "deployed")
+    port = server.port
     config_path = renewal_config(tmp_path, pebble, root_ca, port, ["mail1.contoso.test"])
     config_path.write_text(config_path.read_text() + channel(tmp_path))
     config = load(config_path)
@@ -215,8 +198,6 @@ async def test_a_verified_renewal_through_another_intermediate_is_no_drift(
         await daemon.deliver()
     finally:
         store.close()
-        stop.set()
-        watcher.join(timeout=5)
         server.stop()
     assert outcomes(config_path) == ["verified"]
     sent = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
+import ssl
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,10 +22,10 @@ from cryptography import x509
 
 from monitor.config.loader import load
 from monitor.demo import pki
-from monitor.demo.pebble import Pebble, free_port
-from monitor.demo.servers import LoopbackSMTP
+from monitor.demo.pebble import Pebble
 from monitor.store.engine import Store
 from tests.crlserver import crl_server
+from tests.reloading import ReloadingServer
 from tests.test_renewal import renewal_config
 
 pytestmark = pytest.mark.integration
@@ -49,24 +49,8 @@ async def test_revoked_to_replaced_within_one_interval_and_the_renewal(
             next_update=timedelta(seconds=2),
         )
         old = pki.make_leaf(intermediate, ["mail1.contoso.test"], crl_url=crls.url)
-        port = free_port()
-        server = LoopbackSMTP("starttls", *write_chain(old, intermediate), port=port).start()
-        deployed, stop = tmp_path / "deployed", threading.Event()
-
-        def reload_when_deployed() -> None:  # the server's reload hook, as it were
-            nonlocal server
-            seen = None
-            while not stop.wait(0.05):
-                chain = deployed / "fullchain.pem"
-                if chain.exists() and chain.stat().st_mtime != seen:
-                    seen = chain.stat().st_mtime
-                    server.stop()
-                    server = LoopbackSMTP(
-                        "starttls", deployed / "privkey.pem", chain, port=port
-                    ).start()
-
-        watcher = threading.Thread(target=reload_when_deployed, daemon=True)
-        watcher.start()
+        server = ReloadingServer(*write_chain(old, intermediate), tmp_path / "deployed")
+        port = server.port
         # (the drill's root is the one the configuration trusts beside pebble's)
         config_path = renewal_config(tmp_path, pebble, root, port, ["mail1.contoso.test"])
         text = config_path.read_text()
@@ -95,8 +79,6 @@ async def test_revoked_to_replaced_within_one_interval_and_the_renewal(
             daemon.stopping.set()
             await asyncio.gather(task, return_exceptions=True)
             store.close()
-            stop.set()
-            watcher.join(timeout=5)
             server.stop()
     (verified,) = [r for r in rows(config_path) if r[0] == "verified"]
     renewal_time = verified[2]
@@ -168,3 +150,106 @@ def resolved(tmp_path: Path, rule: str) -> bool:
         json.loads(x)["rule"] == rule and json.loads(x)["kind"] == "resolved"
         for x in path.read_text().splitlines()
     )
+
+
+async def test_an_ari_window_moved_into_the_past_renews_at_once(
+    pebble: Pebble,
+    tmp_path: Path,
+    root_ca: pki.Issued,
+    intermediate: pki.Issued,
+    write_chain,  # type: ignore[no-untyped-def]
+) -> None:
+    """Debian's pebble has no ARI: a loopback directory in front of it adds ``renewalInfo``
+    (everything else goes to pebble).  The window first opens in 50 days (routine); then the
+    CA moves it into the past (a revocation event) and the daemon's next renewal check renews
+    at once, saying the CA asked."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from monitor.service.daemon import Daemon
+
+    def stamp(moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    window = {"start": datetime.now(UTC) + timedelta(days=50)}
+    asked: list[str] = []
+
+    class Directory(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            base = f"http://127.0.0.1:{proxy.server_address[1]}"
+            if self.path == "/dir":
+                trust = ssl.create_default_context(cafile=str(pebble.ca_file))
+                body = httpx.get(pebble.directory, verify=trust).json()
+                body["renewalInfo"] = f"{base}/renewalInfo"
+                self._send(body)
+            elif self.path.startswith("/renewalInfo/"):
+                asked.append(self.path)
+                opens = window["start"]
+                self._send(
+                    {
+                        "suggestedWindow": {
+                            "start": stamp(opens),
+                            "end": stamp(opens + timedelta(hours=1)),
+                        }
+                    },
+                    {"Retry-After": "60"},
+                )
+            else:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        def _send(self, body: dict[str, object], headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Directory)
+    threading_start(proxy)
+    fresh = pki.make_leaf(intermediate, ["mail1.contoso.test"])  # 60 days before its plan
+    server = ReloadingServer(*write_chain(fresh, intermediate), tmp_path / "deployed")
+    directory = f"http://127.0.0.1:{proxy.server_address[1]}/dir"
+    config_path = renewal_config(
+        tmp_path, pebble, root_ca, server.port, ["mail1.contoso.test"], directory=directory
+    )
+    alerts = tmp_path / "a.jsonl"
+    config_path.write_text(
+        config_path.read_text()
+        + f'\n[[channels]]\nname = "capture"\ntype = "file"\npath = "{alerts}"\n'
+    )
+    config = load(config_path)
+    store = Store.open(config.database_url())
+    try:
+        daemon = Daemon(config_path, store, config)
+        await daemon.run_once()
+        await daemon.jobs.renewal_job("relay-cert")  # routine: the window is 50 days away
+        assert outcomes(config_path) == [] and asked
+        window["start"] = datetime.now(UTC) - timedelta(hours=1)  # the CA asks: renew now
+        await daemon.jobs.renewal_job("relay-cert")
+        await daemon.deliver()
+    finally:
+        store.close()
+        server.stop()
+        proxy.shutdown()
+        proxy.server_close()
+    assert outcomes(config_path) == ["verified"]
+    (detail,) = [r[0] for r in db(config_path).execute("select detail from renewal")]
+    assert detail.startswith("renewed early: the CA asked"), detail
+    sent = [json.loads(x) for x in alerts.read_text().splitlines()]
+    (told,) = [a for a in sent if a["rule"] == "renewal.verified"]
+    assert told["kind"] == "resolved" and "the CA asked" in told["message"]
+
+
+def threading_start(server: object) -> None:
+    import threading
+
+    threading.Thread(target=server.serve_forever, daemon=True).start()  # type: ignore[attr-defined]
