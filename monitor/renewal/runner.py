@@ -10,28 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import datetime, timedelta
 
 from cryptography import x509
 
 from checks.base import Finding, Severity
-from checks.certinfo import all_names, days_text, dns_sans, fingerprint
+from checks.certinfo import all_names, dns_sans, fingerprint
 from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.errors import RenewalError
 from monitor.files import read_limited, write_secret
 from monitor.pipeline.scan import Scanner
-from monitor.renewal import dane_gate, decide, notify, pending
+from monitor.renewal import dane_gate, decide, history, pending
 from monitor.renewal.acme_flow import AcmeSession, Issued, RateLimited, ari_id, new_private_key
 from monitor.renewal.attempt import DEPLOYED, Attempt
 from monitor.renewal.decide import Due
 from monitor.renewal.deploy import gate, run_hooks, write_files
-from monitor.renewal.outcome import FAILED_RESULTS, Outcome, Result
+from monitor.renewal.outcome import Outcome, Result
 from monitor.renewal.settings import RenewalSettings, staging_of
 from monitor.renewal.solvers import make_solver
 from monitor.renewal.verify import verify_outbound, verify_send_connector, verify_served
 from monitor.secrets import read_secret
-from monitor.store import cluster, queries, renewals
+from monitor.store import cluster, queries
 from monitor.store.engine import Store
 
 
@@ -257,9 +256,9 @@ async def _renew(
     current = await asyncio.to_thread(
         queries.served, store, settings.endpoints, decide.URGENT_RULES
     )
-    history = await asyncio.to_thread(queries.renewals, store, None, 8, settings.name)
+    attempts = await asyncio.to_thread(queries.renewals, store, None, 8, settings.name)
     deployed_at = next(
-        (h.finished_at for h in history if h.outcome in DEPLOYED and h.finished_at), None
+        (h.finished_at for h in attempts if h.outcome in DEPLOYED and h.finished_at), None
     )
     if deployed_at is not None and (current.seen_at is None or current.seen_at < deployed_at):
         # What is stored predates the last deployment: look again before deciding.
@@ -268,7 +267,7 @@ async def _renew(
         current = await asyncio.to_thread(
             queries.served, store, settings.endpoints, decide.URGENT_RULES
         )
-    not_before = decide.backoff(history)  # after failures: the earliest next attempt
+    not_before = decide.backoff(attempts)  # after failures: the earliest next attempt
     old = fingerprint(current.leaf) if current.leaf else None
     names = list(settings.names) or (all_names(current.leaf) if current.leaf else [])
     if not names:
@@ -286,104 +285,11 @@ async def _renew(
         outcome = Outcome(settings.name, Result.FAILED, str(exc), old, next_check=exc.retry_after)
     except RenewalError as exc:
         outcome = Outcome(settings.name, Result.FAILED, str(exc), old)
-    streak = _failing_streak(history)
-    alerted = any(h.outcome in FAILED_VALUES for h in streak) or _quiet_too_long(streak, started)
+    streak = history.failing_streak(attempts)
+    alerted = history.alerted(streak, started)
     if outcome.outcome is Result.SKIPPED and not alerted:
         return outcome
     # A skip after alerted failures is the CA answering again with nothing due: recorded, and
     # the alert resolved (before: the page stayed open until the certificate was due).
-    await _record(attempt, started, outcome, order_url, alerted, streak, current.leaf)
+    await history.record(attempt, started, outcome, order_url, alerted, streak, current.leaf)
     return outcome
-
-
-FAILED_VALUES = frozenset(r.value for r in FAILED_RESULTS)
-# How long the CA may be unreachable while nothing is due before an (unknown) alert.
-CA_QUIET_FOR = timedelta(hours=24)
-
-
-def _failing_streak(history: list[queries.RenewalStatus]) -> list[queries.RenewalStatus]:
-    """The newest attempts that did not succeed, newest first."""
-    streak = []
-    for attempt in history:
-        if attempt.outcome not in FAILED_VALUES and attempt.outcome != Result.UNCHECKED.value:
-            break
-        streak.append(attempt)
-    return streak
-
-
-def _quiet_too_long(streak: list[queries.RenewalStatus], until: datetime) -> bool:
-    """Whether the CA has been unreachable (nothing due) for :data:`CA_QUIET_FOR` by
-    ``until``, counting from the oldest attempt of the streak."""
-    return bool(streak) and until - streak[-1].started_at >= CA_QUIET_FOR
-
-
-async def _record(
-    attempt: Attempt,
-    started: datetime,
-    outcome: Outcome,
-    order_url: str | None,
-    recovered: bool,
-    streak: list[queries.RenewalStatus],
-    leaf: x509.Certificate | None,
-) -> None:
-    """Store the attempt; alert on failure (with the days left and the next attempt), on a CA
-    unreachable for :data:`CA_QUIET_FOR` while nothing is due (unknown), and send a recovery
-    message after either."""
-    row_id = await asyncio.to_thread(
-        renewals.record_attempt,
-        attempt.store,
-        attempt.settings.name,
-        started,
-        outcome.outcome.value,
-        outcome.detail,
-        outcome.old_sha256,
-        outcome.new_sha256,
-        order_url,
-        attempt.clock(),
-    )
-    config, store, settings = attempt.config, attempt.store, attempt.settings
-    left = _time_left(leaf, started)
-    if outcome.outcome.failed:
-        this = queries.RenewalStatus(
-            settings.name, started, attempt.clock(), outcome.outcome.value, None, None, None
-        )
-        retry = decide.backoff([this, *streak])
-        when = f"; next attempt after {retry:%Y-%m-%d %H:%M} UTC" if retry else ""
-        await asyncio.to_thread(
-            notify.alert, config, store, row_id, settings, outcome, "opened", left + when
-        )
-    elif outcome.outcome is Result.UNCHECKED:
-        crossed = _quiet_too_long([_as_status(settings.name, started), *streak], started)
-        if crossed and not _quiet_too_long(streak, streak[0].started_at if streak else started):
-            await asyncio.to_thread(
-                notify.alert,
-                config,
-                store,
-                row_id,
-                settings,
-                outcome,
-                "opened",
-                left,
-                Severity.UNKNOWN,
-            )
-    elif recovered or (outcome.outcome is Result.VERIFIED and _replaced(outcome.detail)):
-        # After failures, or a replacement the CA asked for (revoked, ARI): the story's end.
-        await asyncio.to_thread(notify.alert, config, store, row_id, settings, outcome, "resolved")
-
-
-def _replaced(detail: str) -> bool:
-    """Whether a renewal replaced a certificate its CA revoked or asked to replace early."""
-    return "cert.revoked" in detail or "the CA asked" in detail
-
-
-def _as_status(name: str, started: datetime) -> queries.RenewalStatus:
-    return queries.RenewalStatus(name, started, started, Result.UNCHECKED.value, None, None, None)
-
-
-def _time_left(leaf: x509.Certificate | None, now: datetime) -> str:
-    if leaf is None:
-        return ""
-    left = leaf.not_valid_after_utc - now
-    if left.total_seconds() <= 0:
-        return f"; the served certificate expired {days_text(-left)} ago"
-    return f"; {days_text(left)} left before the served certificate expires"
