@@ -209,3 +209,79 @@ async def test_a_verified_renewal_through_another_intermediate_is_no_drift(
     assert main(["report", "--config", str(config_path), "--format", "json"]) == 0
     report = capsys.readouterr().out
     assert "renewed by relaycert (deployed and verified; new issuer " in report, report[:3000]
+
+
+def test_a_stalled_order_is_resumed_not_placed_again(
+    pebble: Pebble, tmp_path: Path, root_ca: pki.Issued, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CA validates slowly (the challenge's web server answers after 4 s) and the attempt
+    gives up after 2: the order stays pending at the CA.  The retry resumes that order (its
+    URL is the same; before, a second order counted against the CA's limits)."""
+    import threading
+    import time as clock
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    webroot = tmp_path / "www"
+    webroot.mkdir()
+    slow = {"first": True}
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            try:  # read now (the attempt cleans up when it gives up), answer later
+                body = (webroot / self.path.lstrip("/")).read_bytes()
+            except OSError:
+                body = b""
+            if slow["first"]:
+                slow["first"] = False
+                clock.sleep(4)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    web = ThreadingHTTPServer(("127.0.0.1", pebble.http_port), Slow)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        config = renewal_config(tmp_path, pebble, root_ca, free_port(), ["mail1.contoso.test"])
+        config.write_text(
+            config.read_text()
+            .replace(f'listen = "127.0.0.1:{pebble.http_port}"', f'webroot = "{webroot}"')
+            .replace('timeout = "60s"', 'timeout = "2s"')
+        )
+        assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 2
+        assert "did not complete within the renewal timeout" in capsys.readouterr().out
+        kept = tmp_path / "relaycert-state" / "relay-cert" / "staging" / "order.json"
+        found = list(tmp_path.rglob("order.json"))
+        assert len(found) == 1, found
+        first_order = json.loads(found[0].read_text())["url"]
+        clock.sleep(3)  # the CA finishes validating meanwhile
+        assert main(["renew", "--config", str(config), "--force", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "dry_run" in out, out
+        db = sqlite3.connect(config.parent / "relaycert.db")
+        urls = [row[0] for row in db.execute("select order_url from renewal order by id")]
+        assert urls[-1] == first_order, (urls, first_order)
+        assert not found[0].exists() and not kept.exists()  # done: forgotten
+    finally:
+        web.shutdown()
+        web.server_close()
+
+
+def test_a_profile_the_ca_does_not_offer_is_refused(
+    pebble: Pebble, tmp_path: Path, root_ca: pki.Issued, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = renewal_config(tmp_path, pebble, root_ca, free_port(), ["mail1.contoso.test"])
+    config.write_text(
+        config.read_text().replace(
+            'verify_timeout = "20s"', 'verify_timeout = "20s"\nprofile = "tlsserver-typo"'
+        )
+    )
+    code = main(["renew", "--config", str(config), "--force", "--dry-run"])
+    out = capsys.readouterr().out
+    # Debian's pebble 2.4 lists no profiles: ordered without, and said so (before: silently).
+    assert (
+        code == 0 and "the CA lists no profiles: ordered without profile 'tlsserver-typo'" in out
+    ), out

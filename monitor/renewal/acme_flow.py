@@ -17,12 +17,12 @@ from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from josepy.json_util import field as json_field
 from josepy.jwa import RS256
 from josepy.jwk import JWKRSA
 
 from monitor.errors import RenewalError
 from monitor.files import write_secret
+from monitor.renewal import orders
 from monitor.renewal.settings import RenewalSettings
 from monitor.renewal.solvers import Solver
 
@@ -67,13 +67,6 @@ def _retry_after(value: str) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-class _NewOrder(messages.NewOrder):
-    """newOrder with RFC 9773's ``replaces`` (the ARI certificate identifier of the certificate
-    this order renews), which ``acme`` 5 does not know yet."""
-
-    replaces: str = json_field("replaces", omitempty=True)
-
-
 def ari_id(cert: x509.Certificate) -> str:
     """The ARI certificate identifier: base64url(authority key id) "." base64url(serial)."""
     return str(client._renewal_info_path_component(cert))
@@ -103,6 +96,7 @@ class AcmeSession:
 
     def __init__(self, settings: RenewalSettings, state_dir: Path, eab_hmac: str | None) -> None:
         self.settings, self.state_dir = settings, state_dir
+        self.notes: list[str] = []  # what the outcome should say (a resumed order, a profile)
         key = self._key = self._account_key()
         verify: Any = str(settings.ca_file) if settings.ca_file else True
         self.directory_url = settings.directory
@@ -192,33 +186,6 @@ class AcmeSession:
         local = next_check.astimezone() if next_check.tzinfo is None else next_check
         return when, local.astimezone(dt.UTC)
 
-    def _new_order(self, csr_pem: bytes, profile: str | None, replaces: str | None) -> Any:
-        """``ClientV2.new_order`` with ``replaces`` (RFC 9773 section 5)."""
-        if not replaces:
-            return (
-                self.client.new_order(csr_pem, profile=profile)
-                if profile
-                else self.client.new_order(csr_pem)
-            )
-        csr = x509.load_pem_x509_csr(csr_pem)
-        dns_names, _ = crypto_util.get_identifiers_from_x509(csr.subject, csr.extensions)
-        identifiers = [
-            messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns_names
-        ]
-        order = _NewOrder(identifiers=identifiers, profile=profile or "", replaces=replaces)
-        response = self.client._post(self.client.directory["newOrder"], order)
-        body = messages.Order.from_json(response.json())
-        authorizations = [
-            self.client._authzr_from_response(self.client._post_as_get(url), uri=url)
-            for url in body.authorizations
-        ]
-        return messages.OrderResource(
-            body=body,
-            uri=response.headers.get("Location"),
-            authorizations=authorizations,
-            csr_pem=csr_pem,
-        )
-
     def issue(
         self,
         names: list[str],
@@ -237,14 +204,18 @@ class AcmeSession:
     def _issue(
         self, names: list[str], solver: Solver, key_pem: bytes | None, replaces: str | None
     ) -> Issued:
-        key_pem = key_pem or new_private_key(self.settings.key_type)
-        csr = crypto_util.make_csr(key_pem, names)
-        profiles = getattr(self.client.directory.meta, "profiles", None) or {}
-        profile = self.settings.profile if self.settings.profile in profiles else None
+        profile = orders.profile(self)
         try:
-            order = self._new_order(csr, profile, replaces)
+            resumed = orders.resume(self, names)
+            if resumed is not None:  # a stalled attempt's order: no new one (CA limits)
+                order, key_pem = resumed
+            else:
+                key_pem = key_pem or new_private_key(self.settings.key_type)
+                csr = crypto_util.make_csr(key_pem, names)
+                order = orders.place(self, csr, profile, replaces)
+                orders.keep(self, order, key_pem, names)
             for authz in order.authorizations:
-                if authz.body.status == messages.STATUS_VALID:
+                if authz.body.status != messages.STATUS_PENDING:
                     continue
                 domain = authz.body.identifier.value
                 wanted = challenges.HTTP01 if solver.challenge == "http-01" else challenges.DNS01
@@ -259,12 +230,17 @@ class AcmeSession:
                 response, validation = challenge.response_and_validation(self.net.key)
                 path = challenge.chall.path if solver.challenge == "http-01" else ""
                 solver.present(domain, path, validation)
-                self.client.answer_challenge(challenge, response)
+                if challenge.status in (None, messages.STATUS_PENDING):
+                    self.client.answer_challenge(challenge, response)
             deadline = dt.datetime.now() + self.settings.timeout  # noqa: DTZ005 - acme wants naive
-            order = self.client.poll_and_finalize(order, deadline)
+            if order.body.status in (messages.STATUS_VALID, messages.STATUS_PROCESSING):
+                order = self.client.poll_finalization(order, deadline)
+            else:
+                order = self.client.poll_and_finalize(order, deadline)
         except RenewalError:
             raise
         except errors.ValidationError as exc:
+            orders.forget(self)  # invalid: a retry orders anew
             details = "; ".join(
                 f"{a.body.identifier.value}: "
                 + ", ".join(str(c.error.detail) for c in a.body.challenges if c.error)
@@ -289,6 +265,7 @@ class AcmeSession:
             raise RenewalError(f"ACME error: {exc.typ}: {exc.detail}") from exc
         except Exception as exc:  # requests errors: the CA went away mid-order
             raise RenewalError(f"ACME exchange failed: {type(exc).__name__}") from exc
+        orders.forget(self)
         return Issued(order.fullchain_pem, key_pem, order.uri)
 
 

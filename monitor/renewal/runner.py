@@ -158,6 +158,8 @@ async def _issue_and_deploy(
         replaces = ari_id(current.leaf) if decision.ari_known and current.leaf else None
         issued = await _order(attempt, session, names, replaces)
         how = f"ordered (issued {attempt.clock():%H:%M:%S} UTC)"
+        if session.notes:
+            how += "; " + "; ".join(session.notes)
         if not dry_run:
             await asyncio.to_thread(pending.save, state_dir, issued)
     chain = tuple(x509.load_pem_x509_certificates(issued.fullchain_pem.encode()))
@@ -196,6 +198,7 @@ async def _issue_and_deploy(
     if dry_run:
         sans = ", ".join(sorted(dns_sans(chain[0])))
         detail = f"issued by the staging CA for {sans} and judged ({decision.reason}); not deployed"
+        detail += "".join(f"; {note}" for note in session.notes)
         return Outcome(name, Result.DRY_RUN, detail, old, new), issued.order_url
     result, detail = await _deploy(attempt, issued, chain, names)
     if result is Result.VERIFIED:
