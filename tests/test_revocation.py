@@ -25,6 +25,7 @@ from monitor.demo.servers import LoopbackSMTP
 from monitor.probe.crl import CrlCache, CrlSettings
 from tests.conftest import endpoint_toml
 from tests.crlserver import CrlServer, crl_server
+from tests.test_outbound import relays  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -166,3 +167,40 @@ def test_scan_reports_a_revoked_served_certificate(
     requests = server.requests
     assert main(["scan", "--config", str(config), "--format", "json", "--no-store"]) == 0
     assert server.requests == requests
+
+
+def test_a_revoked_client_certificate_is_found_in_the_relay_direction(
+    ca: tuple[CrlServer, pki.Issued, pki.Issued],
+    tmp_path: Path,
+    config_file,  # type: ignore[no-untyped-def]
+    smtp_server: Callable[..., LoopbackSMTP],
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,
+    relays,  # type: ignore[no-untyped-def]  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The on-prem relay presents a client certificate its CA has revoked: the verdict is in
+    the to_exchange_online direction (550 5.7.64 when Exchange Online checks it)."""
+    from monitor.demo.relay import ClientTLS
+    from monitor.demo.servers import free_port
+    from tests.test_outbound import capture_toml, outbound_toml
+
+    server, root, crl_intermediate = ca
+    client = leaf_of(server, crl_intermediate)
+    server.publish(pki.make_crl(crl_intermediate, [(client.cert, x509.ReasonFlags.key_compromise)]))
+    served = smtp_server("starttls", *write_chain(good_leaf, intermediate))
+    key, chain = write_chain(client, crl_intermediate)
+    port = free_port()
+    relay = relays(("127.0.0.1", port), ClientTLS(True, key, chain))
+    (tmp_path / "crl-root.pem").write_bytes(root.cert_pem())
+    config = config_file(
+        endpoint_toml("mail1", served.port) + outbound_toml(relay.port), extra=capture_toml(port)
+    )
+    config.write_text(config.read_text().replace('"root.pem"]', '"root.pem", "crl-root.pem"]'))
+    assert main(["scan", "--config", str(config), "--format", "json", "--no-store"]) == 2
+    results = json.loads(capsys.readouterr().out)["results"]
+    by_direction = {r["direction"]: r for r in results}
+    client_rules = {f["rule"] for f in by_direction["to_exchange_online"]["findings"]}
+    served_rules = {f["rule"] for f in by_direction["from_exchange_online"]["findings"]}
+    assert "cert.revoked" in client_rules and "cert.revoked" not in served_rules
