@@ -73,3 +73,20 @@ def http_receiver(statuses: list[int] | None = None, delay: float = 0.0) -> Iter
     finally:
         server.shutdown()
         server.server_close()
+
+
+def send_json(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: object,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer ``handler``'s request with ``body`` as JSON (the ACME and ARI stand-ins)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -19,6 +19,7 @@ from checks.certinfo import dns_sans, fingerprint
 from monitor.cli.app import main
 from monitor.demo import pki
 from monitor.demo.pebble import PEBBLE, Pebble, free_port
+from tests.httpreceiver import send_json
 from tests.postfix import Postfix, ensure_installed
 
 pytestmark = pytest.mark.integration
@@ -329,14 +330,7 @@ def test_ari_window_and_fallback(tmp_path, intermediate) -> None:  # type: ignor
                 self._send(404, {})
 
         def _send(self, status: int, body: dict, headers: dict | None = None) -> None:  # type: ignore[type-arg]
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, body, headers)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -25,6 +25,7 @@ from monitor.demo import pki
 from monitor.demo.pebble import Pebble
 from monitor.store.engine import Store
 from tests.crlserver import crl_server
+from tests.httpreceiver import send_json
 from tests.reloading import ReloadingServer
 from tests.test_renewal import renewal_config
 
@@ -201,14 +202,7 @@ async def test_an_ari_window_moved_into_the_past_renews_at_once(
                 self.end_headers()
 
         def _send(self, body: dict[str, object], headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, 200, body, headers)
 
         def log_message(self, *args: object) -> None:
             pass

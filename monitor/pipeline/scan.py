@@ -31,7 +31,7 @@ from monitor.pipeline.records import ScanRecord
 from monitor.pipeline.targets import targets
 from monitor.pipeline.unstored import Unstored
 from monitor.probe.bounded import HostLimits, probe_bounded
-from monitor.probe.crl import CrlCache, CrlSettings
+from monitor.probe.crl import CrlCache, CrlSettings, distribution_points
 from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
@@ -261,12 +261,18 @@ class Scanner:
         if not self.config.revocation.enabled:
             return
         judge = self.judge(datetime.now(UTC))
-
-        async def one(result: ProbeResult) -> None:
+        checked = []
+        for result in results:  # only chains whose leaf names a CRL: no task for the rest
             if result.chain_der and result.revocation is None:
-                result.revocation = await self.crls.check(judge.chain(result.chain_der))
+                chain = judge.chain(result.chain_der)
+                if distribution_points(chain[0]):
+                    checked.append((result, chain))
 
-        await asyncio.gather(*(one(r) for r in results))
+        async def one(result: ProbeResult, chain: tuple[x509.Certificate, ...]) -> None:
+            result.revocation = await self.crls.check(chain)
+
+        if checked:
+            await asyncio.gather(*(one(r, c) for r, c in checked))
 
     async def _judge_and_store(
         self, jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]
