@@ -17,18 +17,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from monitor import __version__
+from monitor.cli.defaults import CONFIG_HELP, default_config
 from monitor.cli.exiting import quick_exit, reader_gone, silence_stdout
 from monitor.errors import RelaycertError
 
 EXIT_UNKNOWN = 3
-DEFAULT_CONFIG = Path("/etc/relaycert/relaycert.toml")
-CONFIG_HELP = "configuration file (default: $RELAYCERT_CONFIG, else /etc/relaycert/relaycert.toml)"
 # Commands whose --config is optional in meaning (inspect works without a configuration).
 OPTIONAL_CONFIG = frozenset({"inspect", "demo", "init", "import"})
-
-
-def default_config() -> Path:
-    return Path(os.environ.get("RELAYCERT_CONFIG") or DEFAULT_CONFIG)
 
 
 # command -> the module whose ``run(args) -> int`` carries it out

@@ -28,10 +28,10 @@ from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.delivery import DeliveryLookups
 from monitor.pipeline.judge import Judge
 from monitor.pipeline.records import ScanRecord
+from monitor.pipeline.revocation import attach, crl_cache
 from monitor.pipeline.targets import targets
 from monitor.pipeline.unstored import Unstored
 from monitor.probe.bounded import HostLimits, probe_bounded
-from monitor.probe.crl import CrlCache, CrlSettings, distribution_points
 from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
@@ -83,7 +83,7 @@ class Scanner:
         # MX routes, MTA-STS policies and TLSA lookups of the delivery direction.
         self.delivery = DeliveryLookups(config, self.anchors)
         # Every leaf's CRL, kept until its nextUpdate and shared by every endpoint.
-        self.crls = CrlCache(crl_settings(config))
+        self.crls = crl_cache(config)
         self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
         # The capture listener the outbound checks wait at (set by whoever started it), or why
         # there is none; without one, an outbound check reports that instead of a verdict.
@@ -256,23 +256,9 @@ class Scanner:
         return groups[len(held) :]
 
     async def revocations(self, results: Sequence[ProbeResult]) -> None:
-        """Each result's CRL verdict (``result.revocation``), fetched concurrently: one fetch
-        per distribution point and issuer, the rest from the cache."""
-        if not self.config.revocation.enabled:
-            return
-        judge = self.judge(datetime.now(UTC))
-        checked = []
-        for result in results:  # only chains whose leaf names a CRL: no task for the rest
-            if result.chain_der and result.revocation is None:
-                chain = judge.chain(result.chain_der)
-                if distribution_points(chain[0]):
-                    checked.append((result, chain))
-
-        async def one(result: ProbeResult, chain: tuple[x509.Certificate, ...]) -> None:
-            result.revocation = await self.crls.check(chain)
-
-        if checked:
-            await asyncio.gather(*(one(r, c) for r, c in checked))
+        """Each result's CRL verdict (``result.revocation``), before it is judged."""
+        if self.config.revocation.enabled:
+            await attach(self.crls, self.judge(datetime.now(UTC)).chain, results)
 
     async def _judge_and_store(
         self, jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]
@@ -321,16 +307,6 @@ class Scanner:
 
         async with self.write_lock:
             await asyncio.to_thread(writes.record, store, records, hook)
-
-
-def crl_settings(config: Config) -> CrlSettings:
-    revocation = config.revocation
-    return CrlSettings(
-        revocation.enabled,
-        revocation.timeout.total_seconds(),
-        revocation.max_size,
-        revocation.proxy,
-    )
 
 
 def _count(jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]) -> int:

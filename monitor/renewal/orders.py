@@ -6,7 +6,7 @@ new one: orders count against a public CA's limits."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from acme import crypto_util, messages
 from cryptography import x509
@@ -16,7 +16,23 @@ from monitor.errors import RenewalError
 from monitor.files import write_secret
 
 if TYPE_CHECKING:
-    from monitor.renewal.acme_flow import AcmeSession
+    from pathlib import Path
+
+    from acme import client
+
+    from monitor.renewal.settings import RenewalSettings
+
+
+class AcmeSession(Protocol):
+    """What ordering needs of :class:`monitor.renewal.acme_flow.AcmeSession` (named here so
+    this module does not import the one that imports it)."""
+
+    settings: RenewalSettings
+    state_dir: Path
+    directory_url: str
+    notes: list[str]
+    client: client.ClientV2
+
 
 ORDER, ORDER_KEY = "order.json", "order-key.pem"
 

@@ -17,7 +17,7 @@ from sqlmodel import Session, col
 from checks.base import Direction
 from checks.certinfo import all_names
 from monitor.reports.model import Event
-from monitor.store import queries
+from monitor.store import queries, renewals
 from monitor.store.engine import Store
 from monitor.store.models import AlertRow, EndpointRow, FindingRow, ObservationRow, ProbeDayRow
 from monitor.store.outbound import MEASURED_OUTBOUND
@@ -183,7 +183,7 @@ def _certificate_changes(
         ((r.endpoint_id, r.address, r.direction), r.started_at, r.previous, r.leaf) for r in rows
     ]
     certs = queries.certificates(session, {sha for *_, a, b in changes for sha in (a, b)})
-    renewed = queries.renewed_by_relaycert(session, {new for *_, new in changes})
+    renewed = renewals.renewed_by_relaycert(session, {new for *_, new in changes})
     for key, started, old, new in changes:
         kind, text = change_label(certs.get(old), certs.get(new), new in renewed)
         events[key].append(Event(started, kind, f"{text}: {old[:16]}... replaced by {new[:16]}..."))

@@ -291,14 +291,6 @@ def served(store: Store, endpoint_names: Iterable[str], rules: Collection[str]) 
     return Served(worst, urgent, min(seen) if seen else None)
 
 
-def renewed_by_relaycert(session: Session, shas: Iterable[str]) -> set[str]:
-    """Of these leaf fingerprints, the ones a renewal relaycert ran deployed and verified."""
-    query = select(col(RenewalRow.new_sha256)).where(
-        col(RenewalRow.outcome) == "verified", col(RenewalRow.new_sha256).in_(list(shas))
-    )
-    return {sha for sha in session.scalars(query) if sha}
-
-
 def stored_contract(session: object) -> str:
     """The delivery contract line stored with a served observation.  None is stored when
     nothing was known (and none before relaycert recorded contracts): it was judged as

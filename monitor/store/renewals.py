@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from monitor.store.engine import Store
 from monitor.store.models import RenewalRow
@@ -39,3 +41,11 @@ def record_attempt(
         return row.id or 0
 
     return store.retrying(f"recording renewal '{name}'", work)
+
+
+def renewed_by_relaycert(session: Session, shas: Iterable[str]) -> set[str]:
+    """Of these leaf fingerprints, the ones a renewal relaycert ran deployed and verified."""
+    query = select(col(RenewalRow.new_sha256)).where(
+        col(RenewalRow.outcome) == "verified", col(RenewalRow.new_sha256).in_(list(shas))
+    )
+    return {sha for sha in session.scalars(query) if sha}

@@ -1,0 +1,128 @@
+"""Where ``check_relaycert``'s answers come from: probing now (:func:`live`), or what the
+daemon stored (:func:`stored`), each stored result older than ``--max-age`` UNKNOWN."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from checks.base import Direction, Finding, Severity
+from monitor.cli import nagios
+from monitor.config.loader import Config
+from monitor.errors import RelaycertError
+
+STALE = "plugin.stale"
+NOT_STORED = "plugin.not_stored"
+
+
+def live(
+    config: Config,
+    names: Sequence[str] | None,
+    now: datetime,
+    keep: bool,
+    max_age: timedelta,
+) -> list[nagios.Checked]:
+    """Probe now (``config`` already cut to the check's time limit); the client direction from
+    the store when this process could not listen (the daemon owns the capture port)."""
+    from monitor.cli.scan import collect
+
+    records = collect(config, names, now, keep)
+    checked = nagios.from_records([r for r in records if not r.result.local])
+    local = [r for r in records if r.result.local]
+    if not local:
+        return checked
+    # The client direction could not be measured here (the daemon owns the capture port):
+    # answered from the daemon's stored results, or UNKNOWN saying why.
+    wanted = {r.result.target.endpoint for r in local}
+    try:
+        from_store = stored(config, sorted(wanted), now, max_age, Direction.TO_EXO)
+    except RelaycertError:
+        from_store = []
+    answered = {c.endpoint for c in from_store}
+    for record in local:
+        if record.result.target.endpoint in answered:
+            continue
+        target = record.result.target
+        why = (
+            f"not measured: {record.result.error}; nothing fresh stored by the daemon either "
+            "(check_relaycert --from-store reads its results)"
+        )
+        checked.append(
+            nagios.Checked(
+                target.endpoint,
+                target.address or "unresolved",
+                target.direction,
+                (Finding(NOT_STORED, Severity.UNKNOWN, why),),
+            )
+        )
+    return checked + from_store
+
+
+def stored(
+    config: Config,
+    names: Sequence[str] | None,
+    now: datetime,
+    max_age: timedelta,
+    direction: Direction | None = None,
+) -> list[nagios.Checked]:
+    """The stored results of the named endpoints (all when none are named), each newest
+    result older than ``max_age`` with an UNKNOWN finding of its own."""
+    from monitor.store.checkview import stored_addresses
+    from monitor.store.engine import Store
+
+    store = Store.open(config.database_url())
+    try:
+        rows = stored_addresses(store, set(names) if names else None)
+    finally:
+        store.close()
+    configured = {e.name for e in config.endpoints}
+    checked = []
+    if direction is None:
+        seen = {row.endpoint for row in rows}
+        for name in sorted(set(names or configured) - seen):
+            endpoint = next(e for e in config.endpoints if e.name == name)
+            checked.append(
+                nagios.Checked(
+                    name,
+                    "-",
+                    Direction.TO_EXO if endpoint.outbound is not None else Direction.FROM_EXO,
+                    (Finding(STALE, Severity.UNKNOWN, "nothing stored for this endpoint yet"),),
+                )
+            )
+    for row in rows:
+        if row.endpoint not in configured:
+            continue
+        side = Direction(row.direction)
+        if direction is not None and side is not direction:
+            continue
+        findings = [Finding(rule, Severity(sev), message) for rule, sev, message in row.findings]
+        if now - row.measured_at > max_age:
+            findings.append(
+                Finding(
+                    STALE,
+                    Severity.UNKNOWN,
+                    f"the newest stored result is from {row.measured_at:%Y-%m-%d %H:%M} UTC, "
+                    f"older than --max-age {_span(max_age)}; is `relaycert run` running?",
+                )
+            )
+        checked.append(
+            nagios.Checked(
+                row.endpoint,
+                row.address or "unresolved",
+                side,
+                tuple(findings),
+                row.not_before,
+                row.not_after,
+                row.contract,
+                row.measured_at,
+            )
+        )
+    return checked
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,40 @@
+"""The revocation evidence of a scan's results: each leaf's CRL verdict set on its result
+before the rules judge it (``cert.revoked``, ``cert.revocation_unknown``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from cryptography import x509
+
+from monitor.config.loader import Config
+from monitor.probe.crl import CrlCache, CrlSettings, distribution_points
+from monitor.probe.result import ProbeResult
+
+
+def crl_cache(config: Config) -> CrlCache:
+    """One cache for a scanner's life: every endpoint with one issuer shares its CRL."""
+    crl = config.revocation
+    return CrlCache(CrlSettings(crl.enabled, crl.timeout.total_seconds(), crl.max_size, crl.proxy))
+
+
+async def attach(
+    crls: CrlCache,
+    parse: Callable[[tuple[bytes, ...]], tuple[x509.Certificate, ...]],
+    results: Sequence[ProbeResult],
+) -> None:
+    """Set ``result.revocation`` for each result whose leaf names a CRL, concurrently: one
+    fetch per distribution point and issuer, the rest from the cache; no task for the rest."""
+    checked = []
+    for result in results:
+        if result.chain_der and result.revocation is None:
+            chain = parse(result.chain_der)
+            if distribution_points(chain[0]):
+                checked.append((result, chain))
+
+    async def one(result: ProbeResult, chain: tuple[x509.Certificate, ...]) -> None:
+        result.revocation = await crls.check(chain)
+
+    if checked:
+        await asyncio.gather(*(one(r, c) for r, c in checked))
