@@ -106,8 +106,14 @@ def evaluated(obs: Observation, rules: Mapping[str, Rule] = BUILTIN_RULES) -> fr
     a failed probe or a probe message that never arrived must not resolve any alert but its
     own (the certificate's, TLS's, the client certificate's stay as they are)."""
     if rules is BUILTIN_RULES:  # the same few sets for every observation of a scan
-        return _builtin_plan(obs.direction, *_measured(obs))[0]
-    return _selected(rules, obs.direction, *_measured(obs))
+        ids = _builtin_plan(obs.direction, *_measured(obs))[0]
+    else:
+        ids = _selected(rules, obs.direction, *_measured(obs))
+    if obs.revocation is not None and obs.revocation.status == "unknown":
+        # A CRL that could not be read says nothing about revocation: an open cert.revoked
+        # stays open (before: one failed refetch resolved it, the next fetch paged again).
+        ids = ids - {"cert.revoked"}
+    return ids
 
 
 def _selected(

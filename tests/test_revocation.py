@@ -204,3 +204,55 @@ def test_a_revoked_client_certificate_is_found_in_the_relay_direction(
     client_rules = {f["rule"] for f in by_direction["to_exchange_online"]["findings"]}
     served_rules = {f["rule"] for f in by_direction["from_exchange_online"]["findings"]}
     assert "cert.revoked" in client_rules and "cert.revoked" not in served_rules
+
+
+def test_a_crl_for_another_shard_or_an_older_one_is_not_trusted(
+    ca: tuple[CrlServer, pki.Issued, pki.Issued],
+) -> None:
+    """A validly signed CRL of the same issuer that is not this leaf's (another shard), or
+    older than one already seen (a replay on the plain-HTTP path), would read "good" for a
+    revoked leaf: both are unknown."""
+    server, _, intermediate = ca
+    leaf = leaf_of(server, intermediate)
+    chain = (leaf.cert, intermediate.cert)
+    server.publish(pki.make_crl(intermediate, scope="http://127.0.0.1:9/other-shard.crl"))
+    found = check(CrlCache(CrlSettings()), chain)
+    assert found is not None and found.status == "unknown"
+    assert "another distribution point" in (found.error or "")
+    cache = CrlCache(CrlSettings())
+    revoked = [(leaf.cert, x509.ReasonFlags.key_compromise)]
+    server.publish(pki.make_crl(intermediate, revoked, number=7, scope=server.url))
+    assert check(cache, chain).status == "revoked"  # type: ignore[union-attr]
+    server.publish(pki.make_crl(intermediate, [], number=6, next_update=timedelta(hours=3)))
+    later = datetime.now(UTC) + timedelta(hours=1, minutes=1)  # the first one has expired
+    replayed = check(cache, chain, later)
+    assert replayed is not None and replayed.status == "unknown"
+    assert "older CRL (number 6) after number 7" in (replayed.error or "")
+
+
+def test_a_failed_refetch_keeps_the_valid_crl_and_never_resolves_a_revocation(
+    ca: tuple[CrlServer, pki.Issued, pki.Issued],
+) -> None:
+    from checks.registry import evaluated
+
+    server, _, intermediate = ca
+    leaf = leaf_of(server, intermediate)
+    chain = (leaf.cert, intermediate.cert)
+    revoked = [(leaf.cert, x509.ReasonFlags.key_compromise)]
+    server.publish(pki.make_crl(intermediate, revoked, next_update=timedelta(hours=6)))
+    cache = CrlCache(CrlSettings(refresh=60.0))  # [revocation] refresh = "1m"
+    assert check(cache, chain).status == "revoked"  # type: ignore[union-attr]
+    server.mode = "error"
+    soon = datetime.now(UTC) + timedelta(minutes=2)
+    # The refetch fails, but the CRL is valid for hours yet: still revoked, not unknown.
+    assert check(cache, chain, soon).status == "revoked"  # type: ignore[union-attr]
+    assert server.requests == 2
+    # Once nothing valid is left the status is unknown, and cert.revoked is not evaluated
+    # then: its open alert stays open (before: it resolved, and paged again on the next fetch).
+    after = datetime.now(UTC) + timedelta(hours=7)
+    unknown = check(cache, chain, after)
+    assert unknown is not None and unknown.status == "unknown"
+    obs = Observation(ProbeStatus.OK, chain, host="h", revocation=unknown)
+    assert "cert.revoked" not in evaluated(obs) and "cert.revocation_unknown" in evaluated(obs)
+    good = Observation(ProbeStatus.OK, chain, host="h", revocation=RevocationEvidence("good"))
+    assert "cert.revoked" in evaluated(good)

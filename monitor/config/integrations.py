@@ -147,6 +147,8 @@ class RevocationConfig(Model):
     max_size: int = Field(default=10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)  # bytes
     proxy: str | None = None  # http://proxy:3128 for CRL downloads (no environment proxies)
     grace: DurationOrZero = timedelta(days=1)  # unknown this long: warning, not information
+    # Ask again after this even when the CRL's nextUpdate is later (none: at nextUpdate).
+    refresh: Duration | None = None
 
     @field_validator("proxy")
     @classmethod

@@ -153,9 +153,12 @@ def make_crl(
     *,
     next_update: timedelta = timedelta(hours=1),
     signer: PrivateKey | None = None,
+    number: int | None = None,
+    scope: str | None = None,
 ) -> bytes:
     """A DER CRL of ``issuer`` listing ``revoked`` (certificate, reason), valid for
-    ``next_update``; ``signer`` signs it with another key (a forged CRL)."""
+    ``next_update``; ``signer`` signs it with another key (a forged CRL); ``number`` is its
+    CRL number, ``scope`` the distribution point its IssuingDistributionPoint names."""
     now = datetime.now(UTC)
     builder = (
         x509.CertificateRevocationListBuilder()
@@ -163,6 +166,13 @@ def make_crl(
         .last_update(min(now, now + next_update) - timedelta(minutes=1))
         .next_update(now + next_update)
     )
+    if number is not None:
+        builder = builder.add_extension(x509.CRLNumber(number), critical=False)
+    if scope is not None:
+        point = x509.IssuingDistributionPoint(
+            [x509.UniformResourceIdentifier(scope)], None, False, False, None, False, False
+        )
+        builder = builder.add_extension(point, critical=True)
     for cert, reason in revoked:
         entry = x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
         entry = entry.revocation_date(now - timedelta(seconds=5))

@@ -16,7 +16,9 @@ from monitor.probe.result import ProbeResult
 def crl_cache(config: Config) -> CrlCache:
     """One cache for a scanner's life: every endpoint with one issuer shares its CRL."""
     crl = config.revocation
-    return CrlCache(CrlSettings(crl.enabled, crl.timeout.total_seconds(), crl.max_size, crl.proxy))
+    refresh = crl.refresh.total_seconds() if crl.refresh else None
+    timeout = crl.timeout.total_seconds()
+    return CrlCache(CrlSettings(crl.enabled, timeout, crl.max_size, crl.proxy, refresh))
 
 
 async def attach(
