@@ -78,8 +78,8 @@ def test_a_ca_outage_while_nothing_is_due_is_quiet_and_resolves(
     assert attempt(timedelta(hours=6)) == "unchecked"
     assert outbox(config_path) == []  # quiet: logged and recorded, nobody paged
     # A day of it: one unknown message saying so, with the time left.
-    assert attempt(timedelta(hours=25)) == "unchecked"
-    assert attempt(timedelta(hours=31)) == "unchecked"
+    assert attempt(timedelta(hours=25)) == "ca_unreachable"
+    assert attempt(timedelta(hours=31)) == "unchecked"  # told once
     (opened,) = outbox(config_path)
     assert opened["severity"] == "unknown" and opened["kind"] == "opened"
     assert "could not be asked" in str(opened["message"])
@@ -89,10 +89,24 @@ def test_a_ca_outage_while_nothing_is_due_is_quiet_and_resolves(
     assert attempt(timedelta(hours=32)) == "skipped"
     resolved = outbox(config_path)[-1]
     assert resolved["kind"] == "resolved" and resolved["title"].startswith("Renewal checks work")
-    assert outcomes(config_path) == ["unchecked"] * 4 + ["skipped"]
+    assert outcomes(config_path) == [
+        "unchecked",
+        "unchecked",
+        "ca_unreachable",  # the attempt that told
+        "unchecked",
+        "skipped",  # the CA answered: the streak ends
+    ]
     # Calm again: the next check records nothing and sends nothing.
     assert attempt(timedelta(hours=38)) == "skipped"
     assert len(outbox(config_path)) == 2 and len(outcomes(config_path)) == 5
+    # One blip, then the CA answers a day later: no message at all (before: a stray
+    # RESOLVED for an alert that never opened, once the blip was a day old).
+    config_path.write_text(config_path.read_text().replace(pebble.directory, down))
+    assert attempt(timedelta(hours=40)) == "unchecked"
+    config_path.write_text(config_path.read_text().replace(down, pebble.directory))
+    assert attempt(timedelta(hours=64)) == "skipped"
+    assert len(outbox(config_path)) == 2
+    assert outcomes(config_path)[-2:] == ["unchecked", "skipped"]
     # /metrics and status treat a quiet check as no failed renewal.
     from monitor.service.metrics import StoreCollector
 

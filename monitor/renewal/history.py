@@ -6,6 +6,7 @@ failures, or a replacement the CA asked for)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -14,7 +15,7 @@ from checks.base import Severity
 from checks.certinfo import days_text
 from monitor.renewal import decide, notify
 from monitor.renewal.attempt import Attempt
-from monitor.renewal.outcome import FAILED_RESULTS, Outcome, Result
+from monitor.renewal.outcome import FAILED_RESULTS, NOT_DUE, Outcome, Result
 from monitor.store import queries, renewals
 
 FAILED_VALUES = frozenset(r.value for r in FAILED_RESULTS)
@@ -22,26 +23,53 @@ FAILED_VALUES = frozenset(r.value for r in FAILED_RESULTS)
 CA_QUIET_FOR = timedelta(hours=24)
 
 
+QUIET = frozenset({Result.UNCHECKED.value, Result.CA_UNREACHABLE.value})
+# Outcomes that end a streak: what was told of it is resolved.
+ENDS = frozenset({Result.SKIPPED, Result.VERIFIED, Result.DRY_RUN})
+
+
 def failing_streak(history: list[queries.RenewalStatus]) -> list[queries.RenewalStatus]:
-    """The newest attempts that did not succeed, newest first."""
+    """The newest recorded attempts that did not succeed (failed, or the CA unreachable),
+    newest first.  Any other recorded attempt ends it; so does a check that found the CA
+    answering again (:func:`ends_streak` records one)."""
     streak = []
     for attempt in history:
-        if attempt.outcome not in FAILED_VALUES and attempt.outcome != Result.UNCHECKED.value:
+        if attempt.outcome not in FAILED_VALUES and attempt.outcome not in QUIET:
             break
         streak.append(attempt)
     return streak
 
 
-def alerted(streak: list[queries.RenewalStatus], now: datetime) -> bool:
-    """Whether the failing streak has been told to anyone (a failure, or the CA unreachable
-    for :data:`CA_QUIET_FOR`): then its end is told too."""
-    return any(h.outcome in FAILED_VALUES for h in streak) or quiet_too_long(streak, now)
+def alerted(streak: list[queries.RenewalStatus]) -> bool:
+    """Whether anyone was told of the streak (a failure, or the unknown message of a CA
+    unreachable too long): then its end is told too."""
+    return any(
+        h.outcome in FAILED_VALUES or h.outcome == Result.CA_UNREACHABLE.value for h in streak
+    )
 
 
-def quiet_too_long(streak: list[queries.RenewalStatus], until: datetime) -> bool:
-    """Whether the CA has been unreachable (nothing due) for :data:`CA_QUIET_FOR` by
-    ``until``, counting from the oldest attempt of the streak."""
-    return bool(streak) and until - streak[-1].started_at >= CA_QUIET_FOR
+def ends_streak(streak: list[queries.RenewalStatus], outcome: Outcome) -> bool:
+    """Whether ``outcome`` (not recorded otherwise) must be recorded: a check that asked the
+    CA and found nothing due, after a streak; it ends the streak.  (A skip for other reasons,
+    a DANE wait or a backoff, ends nothing.)"""
+    return bool(streak) and outcome.outcome is Result.SKIPPED and outcome.detail.startswith(NOT_DUE)
+
+
+def escalated(streak: list[queries.RenewalStatus], outcome: Outcome, now: datetime) -> Outcome:
+    """An unchecked attempt that finds the CA unreachable for :data:`CA_QUIET_FOR`, counted
+    from the first quiet attempt of the streak, and not told yet: the unknown message's."""
+    if outcome.outcome is not Result.UNCHECKED:
+        return outcome
+    quiet = []
+    for attempt in streak:
+        if attempt.outcome not in QUIET:
+            break
+        quiet.append(attempt)
+    if not quiet or any(a.outcome == Result.CA_UNREACHABLE.value for a in quiet):
+        return outcome
+    if now - quiet[-1].started_at < CA_QUIET_FOR:
+        return outcome
+    return replace(outcome, outcome=Result.CA_UNREACHABLE)
 
 
 async def record(
@@ -79,21 +107,13 @@ async def record(
         await asyncio.to_thread(
             notify.alert, config, store, row_id, settings, outcome, "opened", left + when
         )
-    elif outcome.outcome is Result.UNCHECKED:
-        crossed = quiet_too_long([_as_status(settings.name, started), *streak], started)
-        if crossed and not quiet_too_long(streak, streak[0].started_at if streak else started):
-            await asyncio.to_thread(
-                notify.alert,
-                config,
-                store,
-                row_id,
-                settings,
-                outcome,
-                "opened",
-                left,
-                Severity.UNKNOWN,
-            )
-    elif recovered or (outcome.outcome is Result.VERIFIED and _replaced(outcome.detail)):
+    elif outcome.outcome is Result.CA_UNREACHABLE:
+        await asyncio.to_thread(
+            notify.alert, config, store, row_id, settings, outcome, "opened", left, Severity.UNKNOWN
+        )
+    elif outcome.outcome in ENDS and (
+        recovered or (outcome.outcome is Result.VERIFIED and _replaced(outcome.detail))
+    ):
         # After failures, or a replacement the CA asked for (revoked, ARI): the story's end.
         await asyncio.to_thread(notify.alert, config, store, row_id, settings, outcome, "resolved")
 
@@ -101,10 +121,6 @@ async def record(
 def _replaced(detail: str) -> bool:
     """Whether a renewal replaced a certificate its CA revoked or asked to replace early."""
     return "cert.revoked" in detail or "the CA asked" in detail
-
-
-def _as_status(name: str, started: datetime) -> queries.RenewalStatus:
-    return queries.RenewalStatus(name, started, started, Result.UNCHECKED.value, None, None, None)
 
 
 def _time_left(leaf: x509.Certificate | None, now: datetime) -> str:

@@ -16,9 +16,8 @@ from monitor.store.messages import enqueue
 from notifications.base import Notification
 
 TITLES: dict[tuple[str, Result], str] = {
-    ("opened", Result.UNCHECKED): "CA unreachable for renewal checks (nothing due yet)",
+    ("opened", Result.CA_UNREACHABLE): "CA unreachable for renewal checks (nothing due yet)",
     ("resolved", Result.SKIPPED): "Renewal checks work again (nothing due)",
-    ("resolved", Result.UNCHECKED): "Renewal checks work again (nothing due)",
 }
 
 

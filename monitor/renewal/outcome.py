@@ -18,6 +18,8 @@ class Result(StrEnum):
     # The CA could not be asked while nothing was due: quiet (logged, recorded), an unknown
     # alert only after CA_QUIET_FOR of it, resolved when the CA answers again.
     UNCHECKED = "unchecked"
+    # The attempt at which the CA had been unreachable for CA_QUIET_FOR: the unknown message.
+    CA_UNREACHABLE = "ca_unreachable"
 
     @property
     def failed(self) -> bool:
@@ -27,6 +29,9 @@ class Result(StrEnum):
 FAILED_RESULTS = frozenset(
     {Result.GATE_REFUSED, Result.HOOK_FAILED, Result.NOT_SERVED, Result.FAILED}
 )
+
+
+NOT_DUE = "not due yet"  # how a skip that asked the CA and found nothing due begins
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from monitor.renewal.acme_flow import AcmeSession, Issued, RateLimited, ari_id, 
 from monitor.renewal.attempt import DEPLOYED, Attempt
 from monitor.renewal.decide import Due
 from monitor.renewal.deploy import gate, run_hooks, write_files
-from monitor.renewal.outcome import Outcome, Result
+from monitor.renewal.outcome import NOT_DUE, Outcome, Result
 from monitor.renewal.settings import RenewalSettings, staging_of
 from monitor.renewal.solvers import make_solver
 from monitor.renewal.verify import verify_outbound, verify_send_connector, verify_served
@@ -144,7 +144,7 @@ async def _issue_and_deploy(
     if decision.reason is None:
         when = f"; due from {decision.due_at:%Y-%m-%d %H:%M} UTC" if decision.due_at else ""
         note = f" ({decision.note})" if decision.note else ""
-        detail = f"not due yet{when}{note}"
+        detail = f"{NOT_DUE}{when}{note}"
         return Outcome(name, Result.SKIPPED, detail, old, next_check=decision.next_check), None
     policies = decide.policies(attempt.config, settings, now, attempt.scanner.anchors)
     problem = decide.precheck(names, policies)
@@ -259,7 +259,8 @@ async def _renew(
     current = await asyncio.to_thread(
         queries.served, store, settings.endpoints, decide.URGENT_RULES
     )
-    attempts = await asyncio.to_thread(queries.renewals, store, None, 8, settings.name)
+    # enough rows to see a day of quiet checks at any check_interval of a minute or more
+    attempts = await asyncio.to_thread(queries.renewals, store, None, 2000, settings.name)
     deployed_at = next(
         (h.finished_at for h in attempts if h.outcome in DEPLOYED and h.finished_at), None
     )
@@ -289,10 +290,11 @@ async def _renew(
     except RenewalError as exc:
         outcome = Outcome(settings.name, Result.FAILED, str(exc), old)
     streak = history.failing_streak(attempts)
-    alerted = history.alerted(streak, started)
-    if outcome.outcome is Result.SKIPPED and not alerted:
+    if outcome.outcome is Result.SKIPPED and not history.ends_streak(streak, outcome):
         return outcome
-    # A skip after alerted failures is the CA answering again with nothing due: recorded, and
-    # the alert resolved (before: the page stayed open until the certificate was due).
-    await history.record(attempt, started, outcome, order_url, alerted, streak, current.leaf)
+    # A "not due" check after a streak is the CA answering again: recorded (it ends the
+    # streak), and what was told is resolved (before: the page stayed open until it was due).
+    outcome = history.escalated(streak, outcome, started)
+    told = history.alerted(streak)
+    await history.record(attempt, started, outcome, order_url, told, streak, current.leaf)
     return outcome
