@@ -195,3 +195,27 @@ def test_from_store_within_and_beyond_the_freshness_bound(
     assert code == 0 and ";1.00:;0.20:;;" in out, out
     code, out, _ = plugin("--config", str(config), "-w", "3", "-c", "5")
     assert code == 3 and out.startswith("RELAYCERT UNKNOWN - -w/-c: "), out
+
+
+def test_from_store_judges_expiry_with_the_checks_own_thresholds(
+    config_file: Callable[..., Path],
+    smtp_server: Callable[..., LoopbackSMTP],
+    write_chain,  # type: ignore[no-untyped-def]
+    intermediate: pki.Issued,
+) -> None:
+    """20 of 90 days left: the daemon stored a warning (below 30 days).  ``--from-store -w 10
+    -c 5`` is OK with thresholds 10 and 5, state and performance data agreeing (before: the
+    perfdata said 10 while the state kept the stored warning)."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    leaf = pki.make_leaf(intermediate, ["mail1.contoso.com"], not_before=now - timedelta(days=70))
+    served = smtp_server("starttls", *write_chain(leaf, intermediate))
+    config = config_file(endpoint_toml("mail1", served.port))
+    code, out, _ = plugin("--config", str(config))
+    assert code == 1 and "cert.expiring" in out, out
+    code, out, _ = plugin("--config", str(config), "--from-store", "-w", "10", "-c", "5")
+    assert code == 0, out
+    assert ";10.00:;5.00:;;" in out and "cert.expiring" not in out
+    code, out, _ = plugin("--config", str(config), "--from-store", "-w", "25", "-c", "8")
+    assert code == 1 and "WARNING cert.expiring" in out and ";25.00:;8.00:;;" in out, out

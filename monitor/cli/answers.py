@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from checks.base import Direction, Finding, Severity
+from checks.certinfo import days_text
 from monitor.cli import nagios
 from monitor.config.loader import Config
 from monitor.errors import RelaycertError
 
+EXPIRING = "cert.expiring"
 STALE = "plugin.stale"
 NOT_STORED = "plugin.not_stored"
 
@@ -96,6 +98,7 @@ def stored(
         if direction is not None and side is not direction:
             continue
         findings = [Finding(rule, Severity(sev), message) for rule, sev, message in row.findings]
+        findings = _expiry_now(findings, row.not_before, row.not_after, config, row.endpoint, now)
         if now - row.measured_at > max_age:
             findings.append(
                 Finding(
@@ -118,6 +121,40 @@ def stored(
             )
         )
     return checked
+
+
+def _expiry_now(
+    findings: list[Finding],
+    not_before: datetime | None,
+    not_after: datetime | None,
+    config: Config,
+    endpoint: str,
+    now: datetime,
+) -> list[Finding]:
+    """The leaf's ``cert.expiring`` judged now, with this check's thresholds (``-w``/``-c``,
+    the endpoint's renewal), instead of the daemon's stored one: the state, the finding and
+    the performance data agree (an intermediate's stored finding stays)."""
+    if not_before is None or not_after is None:
+        return findings
+    kept = [f for f in findings if not (f.rule == EXPIRING and f.message.startswith("leaf "))]
+    left, span = not_after - now, not_after - not_before
+    if left.total_seconds() <= 0:
+        return kept  # cert.expired, stored, says it
+    thresholds = config.expiry_for(endpoint)
+    severity = (
+        Severity.CRITICAL
+        if left < thresholds.critical_at(span)
+        else Severity.WARNING
+        if left < thresholds.warning_at(span)
+        else None
+    )
+    if severity is None:
+        return kept
+    message = (
+        f"leaf expires in {days_text(left)} (on {not_after:%Y-%m-%d %H:%M} UTC; "
+        f"lifetime {days_text(span)})"
+    )
+    return [*kept, Finding(EXPIRING, severity, message)]
 
 
 def _span(delta: timedelta) -> str:

@@ -168,7 +168,9 @@ def _thresholds(config: Config, warning: float | None, critical: float | None) -
     if warning is None and critical is None:
         return config
     values = config.expiry.model_dump()
-    values |= {k: v for k, v in (("warning_days", warning), ("critical_days", critical)) if v}
+    values |= {
+        k: v for k, v in (("warning_days", warning), ("critical_days", critical)) if v is not None
+    }
     try:
         expiry = ExpiryConfig.model_validate(values)
     except ValueError as exc:
@@ -188,11 +190,13 @@ def _first_error(exc: ValueError) -> str:
 
 
 def _fit(config: Config, budget: float) -> Config:
-    """The probe timeout and the capture wait cut so that a live check ends within
-    ``budget`` seconds: probes get at most a fifth of it, the capture wait what is left after
-    two probe timeouts (the submission and its retry) and a margin."""
+    """The probe timeout, the CRL download and the capture wait cut so that a live check ends
+    within ``budget`` seconds: probes (and a CRL) get at most a fifth of it, the capture wait
+    what is left after two probe timeouts (the submission and its retry) and a margin."""
     probe = min(config.probe.timeout, timedelta(seconds=budget / 5))
     update: dict[str, object] = {"probe": config.probe.model_copy(update={"timeout": probe})}
+    crl = min(config.revocation.timeout, probe)  # a CRL download fits beside the probe
+    update["revocation"] = config.revocation.model_copy(update={"timeout": crl})
     if config.capture is not None:
         left = timedelta(seconds=budget * 0.9) - 2 * probe
         wait = max(min(config.capture.wait, left), timedelta(seconds=1))

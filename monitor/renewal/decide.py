@@ -21,8 +21,8 @@ from monitor.store.queries import RenewalStatus, Served
 URGENT_RULES = frozenset(
     {"cert.expired", "cert.untrusted", "connector.name_not_covered", "cert.revoked"}
 )
-# The CA's window this much earlier than the lifetime-based plan: the CA asks (a revocation
-# event, RFC 9773), and the renewal says so.
+# The CA's window this much earlier than the lifetime-based plan, and before half the lifetime:
+# the CA asks (a revocation event, RFC 9773), and the renewal says so.
 EARLY = timedelta(days=1)
 
 
@@ -68,7 +68,9 @@ def due(session: AcmeSession, current: Served, settings: RenewalSettings, now: d
     renew_at = leaf.not_valid_after_utc - lifetime * settings.renew_fraction
     if note is None and when is not None:
         reason = f"inside the CA's renewal window (ARI, from {when:%Y-%m-%d %H:%M} UTC)"
-        if when < renew_at - EARLY:
+        # Early: the window opens before half the lifetime, far before any CA's routine window
+        # (Let's Encrypt's opens at about two thirds): the CA is replacing certificates.
+        if when < renew_at - EARLY and when < leaf.not_valid_before_utc + lifetime / 2:
             reason = (
                 f"renewed early: the CA asked (its renewal window opens {when:%Y-%m-%d %H:%M} "
                 f"UTC, the plan was {renew_at:%Y-%m-%d %H:%M} UTC)"

@@ -120,9 +120,11 @@ def resume(session: AcmeSession, names: list[str]) -> tuple[Any, bytes] | None:
         return None
     try:
         body = messages.Order.from_json(session.client._post_as_get(meta["url"]).json())
-    except Exception:  # gone, expired, unreadable: order anew
+    except messages.Error:  # the CA answered: no such order (404, expired): order anew
         forget(session)
         return None
+    except Exception as exc:  # the CA unreachable again: keep the order for the next attempt
+        raise RenewalError(f"cannot resume the pending order: {type(exc).__name__}") from exc
     if body.status not in (
         messages.STATUS_PENDING,
         messages.STATUS_READY,

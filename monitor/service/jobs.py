@@ -24,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from checks.base import Direction
 from monitor.alerts.outbox import Outbox
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
@@ -83,7 +84,8 @@ class Jobs:
 
         records = await self.gen.scanner.scan([endpoint], on_start=started)
         self.probes += len(records)
-        if any(f.rule == "cert.revoked" for r in records for f in r.findings):
+        served = [r for r in records if r.result.target.direction is Direction.FROM_EXO]
+        if any(f.rule == "cert.revoked" for r in served for f in r.findings):
             self._renew_now(name)
         for record in records:
             event(

@@ -111,7 +111,7 @@ def exclusive(store: Store, key: str) -> Iterator[bool]:
 
 @contextlib.contextmanager
 def _flock(path: str) -> Iterator[bool]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)  # `status` of the group reads the pid
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
