@@ -280,7 +280,7 @@ async def test_metrics_export_the_contract_with_bounded_labels(
     import asyncio
 
     from monitor.config.loader import load
-    from monitor.service.metrics import MetricsServer
+    from monitor.service.listener import MetricsServer
     from monitor.store.engine import Store
 
     server = smtp_server("starttls", *write_chain(relay_only, intermediate))

@@ -364,7 +364,7 @@ def test_completion_and_man_page_are_current_and_complete() -> None:
 METRICS_SERVER = """\
 import asyncio, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-from monitor.service.metrics import MetricsServer
+from monitor.service.listener import MetricsServer
 from monitor.store.engine import Store
 
 

@@ -209,6 +209,9 @@ class DaemonConfig(_Model):
     log_format: Literal["kv", "json"] = "kv"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_listen: str | None = None  # "127.0.0.1:9464": /metrics and /healthz
+    # Who may read the status page "/" on that listener: loopback peers only (a reverse proxy
+    # with authentication in front of it), anyone who reaches the port, or no one.
+    status_page: Literal["loopback", "any", "off"] = "loopback"
 
     @field_validator("metrics_listen")
     @classmethod

@@ -29,8 +29,8 @@ from monitor.pipeline.listening import CaptureService
 from monitor.service import sdnotify, tenant_watch
 from monitor.service.generation import Generation
 from monitor.service.jobs import Jobs
+from monitor.service.listener import MetricsServer
 from monitor.service.membership import Membership
-from monitor.service.metrics import MetricsServer
 from monitor.store import cluster
 from monitor.store.engine import Store
 
@@ -102,7 +102,10 @@ class Daemon:
         host, port = listen_address(listen)
         lags = self.jobs.lags
         self.metrics = MetricsServer(
-            self.store, lambda: lags[-1] if lags else None, lambda: self.scheduler.running
+            self.store,
+            lambda: lags[-1] if lags else None,
+            lambda: self.scheduler.running,
+            lambda: self.gen.config,
         )
         await self.metrics.start(host, port)
 

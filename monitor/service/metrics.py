@@ -1,5 +1,5 @@
-"""The daemon's HTTP endpoint for monitoring systems: ``/metrics`` (Prometheus text format,
-prometheus-client) and ``/healthz``.
+"""What ``/metrics`` exports (Prometheus text format, prometheus-client; served by
+:mod:`.listener`).
 
 Metrics are read from the store at each scrape (a collector, not counters kept in memory), so
 they always equal the stored state, also after a restart.  Names follow blackbox_exporter and
@@ -9,23 +9,18 @@ bounded: endpoint, address, direction, rule, severity, renewal (never free text)
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import platform
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from checks.base import ProbeStatus
 from monitor import __version__
-from monitor.errors import RelaycertError
-from monitor.logs import event
 from monitor.renewal.outcome import FAILED_RESULTS
 from monitor.store import captures, queries
 from monitor.store.engine import Store
@@ -36,13 +31,7 @@ LABELS = ["endpoint", "address", "direction"]
 SERVED = "from_exchange_online"
 # The status of the pseudo-endpoint "(tenant)": findings from the configuration, no probe.
 NOT_PROBED = ProbeStatus.FILE.value
-MAX_REQUEST = 8192
-# Connections open at once.  One more waiting for its request closes the one that has waited
-# longest: a flood of connections that never send a request holds at most this many file
-# descriptors, and a scraper, which sends its request at once, is still answered.
-MAX_CONNECTIONS = 64
 FAILED = frozenset(r.value for r in FAILED_RESULTS)  # a quiet check (unchecked) is no failure
-REQUEST_TIMEOUT = 10.0  # seconds for a whole request head
 
 
 class StoreCollector(Collector):
@@ -170,106 +159,3 @@ class StoreCollector(Collector):
                 ok = attempt.outcome not in FAILED
                 renewal.add_metric([attempt.name], 1.0 if ok else 0.0)
         yield renewal
-
-
-class MetricsServer:
-    """``/metrics`` and ``/healthz`` on ``address:port``; ``healthy`` says why not, or ``None``."""
-
-    def __init__(
-        self, store: Store, lag: Callable[[], float | None], running: Callable[[], bool]
-    ) -> None:
-        self.store, self.running = store, running
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StoreCollector(store, lag))
-        self.server: asyncio.Server | None = None
-        # connections whose request has not arrived yet, oldest first
-        self._waiting: dict[asyncio.StreamWriter, None] = {}
-        self._open = 0
-
-    async def start(self, host: str, port: int) -> None:
-        try:
-            self.server = await asyncio.start_server(self._handle, host, port)
-        except OSError as exc:
-            from monitor.errors import ConfigError
-
-            raise ConfigError(
-                f"[daemon] metrics_listen: cannot listen on {host}:{port}: {exc.strerror}"
-            ) from None
-        event(log, logging.INFO, "metrics.listening", address=f"{host}:{self.port()}")
-
-    def port(self) -> int:
-        assert self.server is not None
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-    def unhealthy(self) -> str | None:
-        if not self.running():
-            return "the scheduler is not running"
-        try:
-            with self.store.reading("health check") as session:
-                session.execute(text("SELECT 1"))
-        except RelaycertError as exc:
-            return str(exc)
-        return None
-
-    def _admit(self, writer: asyncio.StreamWriter) -> None:
-        """Count a new connection; at the limit, close the one waiting longest for its
-        request (a connection answering already is never cut)."""
-        self._open += 1
-        if self._open > MAX_CONNECTIONS and self._waiting:
-            oldest = next(iter(self._waiting))
-            del self._waiting[oldest]
-            oldest.transport.abort()  # its handler sees the connection end and returns
-        self._waiting[writer] = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._admit(writer)
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-            self._waiting.pop(writer, None)
-            request = head[:MAX_REQUEST].split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            path = request[1].split("?", 1)[0] if len(request) >= 2 else ""
-            if request[0] != "GET":
-                await _respond(writer, 405, b"only GET\n")
-            elif path == "/metrics":
-                body = await asyncio.to_thread(generate_latest, self.registry)
-                await _respond(writer, 200, body, "text/plain; version=0.0.4; charset=utf-8")
-            elif path == "/healthz":
-                problem = await asyncio.to_thread(self.unhealthy)
-                if problem is None:
-                    await _respond(writer, 200, b"ok\n")
-                else:
-                    await _respond(writer, 503, problem.encode("utf-8", "replace")[:2000] + b"\n")
-            else:
-                await _respond(writer, 404, b"try /metrics or /healthz\n")
-        except (
-            TimeoutError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            ConnectionError,
-        ):
-            pass
-        except RelaycertError as exc:  # the store failed while collecting
-            await _respond(writer, 503, str(exc).encode("utf-8", "replace")[:2000] + b"\n")
-        finally:
-            self._waiting.pop(writer, None)
-            self._open -= 1
-            writer.close()
-
-
-async def _respond(
-    writer: asyncio.StreamWriter, status: int, body: bytes, kind: str = "text/plain; charset=utf-8"
-) -> None:
-    reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
-    writer.write(
-        f"HTTP/1.1 {status} {reason[status]}\r\nContent-Type: {kind}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-        + body
-    )
-    with contextlib.suppress(TimeoutError, ConnectionError):
-        await asyncio.wait_for(writer.drain(), 10)
