@@ -240,3 +240,32 @@ def test_bad_cron_is_a_config_error(config_file, capsys) -> None:  # type: ignor
     config = config_file(endpoint_toml("x", 25), extra='[reports]\nschedule = "every monday"\n')
     assert main(["report", "--config", str(config)]) == 3
     assert "reports.schedule" in capsys.readouterr().err
+
+
+def test_the_report_reads_as_a_manager_would_in_a_browser(history, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each connector's evidence once (before: the same paragraph in every scenario's row),
+    each scenario a compact row, a chart of probe success and compliance per day beside the
+    expiry timeline; in Chromium at 1280 and 390 px nothing overflows and nothing logs."""
+    from tests.browser import overflowing, screenshot
+
+    browser = chromium()
+    if browser is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed; .ci/run must install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    config, _ = history
+    path = tmp_path / "report.html"
+    assert main(["report", "--config", str(config), "--output", str(path)]) == 0
+    html = path.read_text()
+    evidence = re.findall(r'<p class="evidence">Evidence: (.*?)</p>', html)
+    connectors = html.count('<div class="direction">')
+    assert evidence and len(evidence) == connectors  # once per connector and direction
+    # a scenario once per connector, as a row of its compact table
+    assert html.count("Relaying NDRs to Internet recipients") == html.count('class="scenarios"')
+    assert 'id="daily"' in html and 'class="series"' in html
+    assert re.search(r"Latest day: probes \d+%, compliant addresses \d+%", html)
+    for width in (1280, 390):
+        console = screenshot(browser, tmp_path, path.as_uri(), width, tmp_path / f"r{width}.png")
+        assert console == [], console
+        found = overflowing(browser, tmp_path, html, width)
+        assert found.startswith("OVERFLOW:0:"), (width, found)

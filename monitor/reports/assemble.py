@@ -10,7 +10,7 @@ from checks.matching import base_domain, registered_domain
 from monitor.certview import CertInfo, cert_info
 from monitor.config.loader import Config
 from monitor.config.sections import ConnectorConfig
-from monitor.reports import query
+from monitor.reports import daily, query
 from monitor.reports.model import (
     AddressReport,
     ConnectorReport,
@@ -342,4 +342,5 @@ def build(config: Config, store: Store, period: timedelta, now: datetime) -> Rep
         for c in captures.recent(store, limit=20, since=start)
     ]
     report.unattributed_total = captures.unattributed_count(store, start)
+    report.daily, report.known_addresses = daily.daily(store, start, now)
     return report

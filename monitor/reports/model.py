@@ -7,6 +7,7 @@ from datetime import datetime
 
 from checks.base import Severity
 from monitor.certview import CertInfo
+from monitor.reports.daily import Day
 
 
 @dataclass(frozen=True)
@@ -111,3 +112,7 @@ class Report:
     # included, marked): shown, never part of a verdict.  ``unattributed_total`` counts all.
     unattributed: list[dict[str, object]] = field(default_factory=list)
     unattributed_total: int = 0
+    # Per UTC day of the period: probes attempted and succeeded, addresses with a critical
+    # alert open (the chart); ``known_addresses`` is the compliance denominator.
+    daily: list[Day] = field(default_factory=list)
+    known_addresses: int = 0

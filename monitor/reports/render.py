@@ -8,11 +8,12 @@ import csv
 import io
 import json
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from monitor.reports.daily import chart
 from monitor.reports.model import Report
 from monitor.reports.timeline import timeline
 
@@ -26,7 +27,9 @@ _ENV = Environment(
 
 def html(report: Report) -> str:
     return _ENV.get_template("report.html.j2").render(
-        r=report, timeline=timeline(report.timeline, report.generated_at)
+        r=report,
+        timeline=timeline(report.timeline, report.generated_at),
+        chart=chart(report.daily, report.known_addresses),
     )
 
 
@@ -113,7 +116,7 @@ def to_csv(report: Report) -> str:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
