@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test check lint typecheck docs bench clean
+.PHONY: demo test check lint typecheck docs bench deb clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/daemon.py
 	$(BIN)/python bench/report.py
+
+## deb: build dist/relaycert_<version>_<arch>.deb (Debian's dh-virtualenv, debhelper; the
+## Python dependencies come from the package index)
+deb:
+	dpkg-buildpackage -us -uc -b
+	mkdir -p dist
+	mv ../relaycert_*.deb ../relaycert_*.buildinfo ../relaycert_*.changes dist/
+	lintian --fail-on error dist/relaycert_*.deb
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
