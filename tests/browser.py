@@ -45,6 +45,20 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def need_chromium() -> str:
+    """Debian's chromium, or the test is skipped (failed in CI, whose .ci/run installs it)."""
+    import os
+
+    import pytest
+
+    browser = chromium()
+    if browser is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed; .ci/run must install Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    return browser
+
+
 def screenshot(browser: str, tmp_path: Path, url: str, width: int, shot: Path) -> list[str]:
     """Take ``shot`` of ``url`` at ``width`` px; the console lines Chromium logged."""
     run = subprocess.run(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import subprocess
 from collections.abc import Callable
@@ -21,9 +20,9 @@ from monitor.cli.app import main
 from monitor.cli.run import run_once
 from monitor.config.loader import load
 from monitor.demo import pki
+from tests.browser import need_chromium
 from tests.conftest import endpoint_toml
 from tests.test_drift import Swappable
-from tests.test_reports import chromium
 
 QUIET = '[daemon]\nlog_level = "error"\n'
 
@@ -150,11 +149,7 @@ def test_expired_certificate_in_csv_and_html(  # type: ignore[no-untyped-def]
     # the fix is linked by rule id (before: the anchor slug, "certexpired")
     fixes = re.findall(r'<a href="[^"]*#([a-z]+)"><code>([a-z._]+)</code></a>', html)
     assert ("certexpired", "cert.expired") in fixes, fixes
-    browser = chromium()
-    if browser is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed; .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed")
+    browser = need_chromium()
     page = tmp_path / "report.html"
     page.write_text(html)
     dom = subprocess.run(

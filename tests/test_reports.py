@@ -7,9 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -136,33 +134,15 @@ def test_html_report_escapes_markup(history, capsys, tmp_path) -> None:  # type:
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # no external assets
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_report_renders_in_headless_chromium(history, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    browser = chromium()
-    if browser is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed; .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from tests.browser import flags as browser_flags
+    from tests.browser import need_chromium
+
+    browser = need_chromium()
     config, _ = history
     path = tmp_path / "report.html"
     assert main(["report", "--config", str(config), "--output", str(path)]) == 0
-    flags = [
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-    ]
+    flags = browser_flags(tmp_path, browser)
     shot = tmp_path / "report.png"
     run = subprocess.run(
         [*flags, f"--screenshot={shot}", "--window-size=1200,2400", path.as_uri()],
@@ -246,13 +226,9 @@ def test_the_report_reads_as_a_manager_would_in_a_browser(history, tmp_path) -> 
     """Each connector's evidence once (before: the same paragraph in every scenario's row),
     each scenario a compact row, a chart of probe success and compliance per day beside the
     expiry timeline; in Chromium at 1280 and 390 px nothing overflows and nothing logs."""
-    from tests.browser import overflowing, screenshot
+    from tests.browser import need_chromium, overflowing, screenshot
 
-    browser = chromium()
-    if browser is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed; .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    browser = need_chromium()
     config, _ = history
     path = tmp_path / "report.html"
     assert main(["report", "--config", str(config), "--output", str(path)]) == 0

@@ -12,11 +12,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
 from monitor.demo import pki
 from monitor.demo.servers import LoopbackSMTP, free_port
-from tests.browser import chromium, overflowing, screenshot
+from tests.browser import need_chromium, overflowing, screenshot
 from tests.conftest import endpoint_toml
 
 HOSTILE = '<script>alert(1)</script><a href="javascript:alert(2)">x</a>\x1b[31m'
@@ -33,13 +32,7 @@ async def test_the_status_page_in_a_browser(
     from monitor.service.daemon import Daemon
     from monitor.store.engine import Store
 
-    browser = chromium()
-    if browser is None:
-        import os
-
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed; .ci/run must install Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    browser = need_chromium()
     good = smtp_server(
         "starttls", *write_chain(pki.make_leaf(intermediate, ["mail1.contoso.com"]), intermediate)
     )
