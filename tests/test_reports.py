@@ -245,3 +245,17 @@ def test_the_report_reads_as_a_manager_would_in_a_browser(history, tmp_path) -> 
         assert console == [], console
         found = overflowing(browser, tmp_path, html, width)
         assert found.startswith("OVERFLOW:0:"), (width, found)
+
+
+def test_a_connector_nothing_was_measured_of_is_never_compliant(config_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Before the first probe (or with every endpoint unreachable) the report and the status
+    page said COMPLIANT: unknown must stay unknown ("at risk": endpoints not probed)."""
+    config = config_file(endpoint_toml("mail1", free_port()))
+    assert main(["report", "--config", str(config), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "at risk"
+    assert [c["verdict"] for c in doc["connectors"]] == ["at risk"]
+    assert main(["scan", "--config", str(config)]) == 3  # unreachable: measured nothing
+    capsys.readouterr()
+    assert main(["report", "--config", str(config), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["connectors"][0]["verdict"] == "at risk"

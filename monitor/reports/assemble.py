@@ -256,12 +256,15 @@ def connector_report(
     accepted = registered_domain(domain, config.tenant.accepted_domains)
     severities = [s for a in mine for s, _, _ in a.findings]
     relay, basis, inferred = _relay_rows(mine)
+    verdict = _verdict(severities) if accepted else "non-compliant"
+    if verdict == "compliant" and not any(a.measured for a in mine):
+        verdict = "at risk"  # nothing of it measured (yet): never "compliant" unseen
     return ConnectorReport(
         connector.name,
         connector.tls_sender_certificate_name,
         domain,
         accepted,
-        _verdict(severities) if accepted else "non-compliant",
+        verdict,
         _scenarios(relay, accepted, basis, config.alerts.docs_url),
         sorted({a.endpoint for a in mine}),
         basis,
