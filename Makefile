@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test check lint typecheck docs bench deb clean
+.PHONY: demo test check lint typecheck docs bench deb wheelhouse clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,12 +43,19 @@ bench: $(STAMP)
 	$(BIN)/python bench/report.py
 
 ## deb: build dist/relaycert_<version>_<arch>.deb (Debian's dh-virtualenv, debhelper; the
-## Python dependencies come from the package index)
+## Python dependencies come from the package index, or only from WHEELHOUSE=DIR when given)
+WHEELHOUSE ?=
 deb:
-	dpkg-buildpackage -us -uc -b
+	RELAYCERT_WHEELHOUSE=$(abspath $(WHEELHOUSE)) dpkg-buildpackage -us -uc -b
 	mkdir -p dist
 	mv ../relaycert_*.deb ../relaycert_*.buildinfo ../relaycert_*.changes dist/
 	lintian --fail-on error dist/relaycert_*.deb
+
+## wheelhouse: download what the package bundles into .wheelhouse (then: make deb
+## WHEELHOUSE=.wheelhouse builds without the network; the package test does)
+wheelhouse: $(STAMP)
+	$(BIN)/pip download --quiet --dest .wheelhouse --only-binary=:all: 'pip>=23' 'setuptools>=77' wheel
+	$(BIN)/pip download --quiet --dest .wheelhouse --prefer-binary '.[postgres]'
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
