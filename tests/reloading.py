@@ -1,6 +1,6 @@
-"""An SMTP server that serves whatever a renewal deploys: a loopback STARTTLS server on a fixed
-port that restarts with the deployed key and full chain whenever the files change (what a
-deploy hook reloading Postfix does), for renewal tests that need the verification to pass."""
+"""An SMTP server that serves whatever a renewal deploys: a loopback STARTTLS server that loads
+the deployed key and full chain whenever the files change (what a deploy hook reloading Postfix
+does), for renewal tests that need the verification to pass."""
 
 from __future__ import annotations
 
@@ -26,9 +26,8 @@ class ReloadingServer:
             if not chain.exists() or chain.stat().st_mtime == seen:
                 continue
             seen = chain.stat().st_mtime
-            self.server.stop()
-            key = self.deployed / "privkey.pem"
-            self.server = LoopbackSMTP("starttls", key, chain, port=self.port).start()
+            # reloaded in place: a restart would abandon a verification probe in flight
+            self.server.serve(self.deployed / "privkey.pem", chain)
 
     def stop(self) -> None:
         self._stop.set()

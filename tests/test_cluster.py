@@ -178,9 +178,12 @@ def test_three_instances_steady_state_kill_and_rolling_restart(
             instances[n] = Instance(configs[n], tmp_path / f"i{n}.log")
             time.sleep(INTERVAL)
         time.sleep(INTERVAL)
+        # A restarted instance takes its start-up (about a second, more on a loaded CI machine)
+        # before it claims again: the bound allows that beside the failover.
+        restarting = failover + 1.5
         for server in servers:
             spaced = gaps(server.times, rolling_from - 2 * INTERVAL, time.monotonic())
-            assert spaced and max(spaced) <= failover and min(spaced) >= least - 0.2, spaced
+            assert spaced and max(spaced) <= restarting and min(spaced) >= least - 0.2, spaced
 
         # Status lists every instance, live or not.
         status = relaycert("status", "--config", str(configs[0]), "--format", "json")

@@ -59,11 +59,13 @@ class LoopbackSMTP:
     banner: str = "mx.relaycert.test"
     port: int = 0
     _controller: Any = field(default=None, repr=False)
+    _context: ssl.SSLContext | None = field(default=None, repr=False)
 
     def start(self) -> LoopbackSMTP:
         self.port = self.port or free_port(self.host)
         kwargs: dict[str, Any] = {}
         context = server_context(self.key, self.chain) if self.key and self.chain else None
+        self._context = context
         if self.mode == "starttls":
             kwargs["tls_context"] = context
         elif self.mode == "tls":
@@ -78,6 +80,13 @@ class LoopbackSMTP:
         )
         self._controller.start()
         return self
+
+    def serve(self, key: Path, chain: Path) -> None:
+        """Serve another certificate from the next handshake on (a server reloading what was
+        deployed), without a restart: no connection in flight is cut."""
+        assert self._context is not None, "a TLS server"
+        self._context.load_cert_chain(chain, key)
+        self.key, self.chain = key, chain
 
     def stop(self) -> None:
         if self._controller is not None:
