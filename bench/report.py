@@ -207,7 +207,7 @@ def populate(folder: Path, count: int, days: int) -> Path:
 
 def measure(config: Path, output: Path, period_days: int) -> None:
     from monitor.config.loader import load
-    from monitor.reports.assemble import build
+    from monitor.reports.build import build
     from monitor.reports.render import render
 
     started = time.perf_counter()

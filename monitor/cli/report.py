@@ -11,7 +11,7 @@ from monitor.config.loader import Config, load
 from monitor.config.units import parse_duration
 from monitor.errors import ConfigError
 from monitor.files import write_atomic
-from monitor.reports.assemble import build
+from monitor.reports.build import build
 from monitor.reports.render import render
 from monitor.store.engine import Store
 

@@ -8,8 +8,6 @@ keys name where to read them.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +21,7 @@ except ImportError:  # pragma: no cover - tomli is a dependency
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from checks.base import DeliveryContract, ExpiryThresholds, Severity
+from monitor.config import derived
 from monitor.config.common import Model as _Model
 from monitor.config.common import escaped
 from monitor.config.integrations import CaptureConfig, ExchangeServerConfig, RevocationConfig
@@ -168,12 +167,7 @@ class Config(_Model):
 
     @cached_property
     def _expiry_index(self) -> dict[str, ExpiryThresholds]:
-        base = self.expiry.to_check()
-        return {
-            name: dataclasses.replace(base, renew_fraction=renewal.renew_fraction)
-            for renewal in self.renewals
-            for name in renewal.endpoints
-        }
+        return derived.expiry_index(self.expiry.to_check(), self.renewals)
 
     def delivery_for(self, endpoint: EndpointConfig) -> DeliveryContract | None:
         """The delivery contract of ``endpoint``: the first outbound connector to the
@@ -184,16 +178,7 @@ class Config(_Model):
 
     @cached_property
     def _delivery_index(self) -> dict[str, DeliveryContract]:
-        names = {e.name: {e.host.lower().rstrip("."), *(e.addresses or ())} for e in self.endpoints}
-        probed: set[str] = set().union(*names.values()) if names else set()
-        index: dict[str, DeliveryContract] = {}
-        for connector in self.delivery_connectors:
-            unmonitored = tuple(h for h in connector.smart_hosts if h not in probed)
-            contract = connector.to_contract(unmonitored)
-            for name, hosts in names.items():
-                if name not in index and hosts & set(connector.smart_hosts):
-                    index[name] = contract
-        return index
+        return derived.delivery_index(self.endpoints, self.delivery_connectors)
 
     def connector(self, name: str | None) -> ConnectorConfig | None:
         return next((c for c in self.connectors if c.name == name), None)
@@ -219,31 +204,7 @@ class Config(_Model):
 
     def database_url(self) -> str:
         """The store URL: from ``url``, ``url_env`` or ``url_file``; default a SQLite file."""
-        db = self.database
-        if db.url_env is not None:
-            value = os.environ.get(db.url_env)
-            if not value:
-                raise ConfigError(
-                    f"{self.source}: [database] url_env: environment variable {db.url_env} "
-                    "is not set; export it or use `url`"
-                )
-            return value
-        if db.url_file is not None:
-            path = self.resolve_path(db.url_file)
-            try:
-                return read_limited(path).decode("utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"{self.source}: [database] url_file: cannot read {path}: {exc.strerror}"
-                ) from exc
-        if db.url is not None:
-            url = db.url.get_secret_value()
-            if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-                relative = url.removeprefix("sqlite:///")
-                if relative and relative != ":memory:":
-                    return "sqlite:///" + str(self.resolve_path(Path(relative)))
-            return url
-        return "sqlite:///" + str(self.source.parent / "relaycert.db")
+        return derived.database_url(self.database, self.source, self.resolve_path)
 
 
 class _LocatedError(ValueError):

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Baseline, Direction, ProbeStatus, TrustAnchors
+from checks.base import Baseline, Direction, TrustAnchors
 from monitor.alerts.policy import Tracking
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
@@ -27,12 +26,12 @@ from monitor.pipeline import outbound
 from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.delivery import DeliveryLookups
 from monitor.pipeline.judge import Judge
+from monitor.pipeline.legacy import legacy_versions
 from monitor.pipeline.records import ScanRecord
 from monitor.pipeline.revocation import attach, crl_cache
 from monitor.pipeline.targets import targets
 from monitor.pipeline.unstored import Unstored
 from monitor.probe.bounded import HostLimits, probe_bounded
-from monitor.probe.legacy import LEGACY, accepted_legacy
 from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
 
@@ -155,29 +154,9 @@ class Scanner:
         return self._chains.setdefault(der, der)
 
     async def _legacy_versions(self, results: list[ProbeResult]) -> None:
-        """Which legacy TLS versions each TLS 1.2+ address also accepts: one more handshake per
-        address at most every ``[probe] legacy_tls_every`` (remembered between scans)."""
-        every = self.config.probe.legacy_tls_every.total_seconds()
-        if every <= 0 or not self.check_legacy:
-            return
-        now = time.monotonic()
-        due: list[ProbeResult] = []
-        for result in results:
-            if result.status is not ProbeStatus.OK or result.tls_version in LEGACY:
-                continue
-            known = self.legacy.get(_legacy_key(result.target))
-            if known is not None and now - known[0] < every:
-                result.legacy_versions = known[1]
-            else:
-                due.append(result)
-
-        async def check(result: ProbeResult) -> None:
-            async with self.semaphore, self.hosts(result.target.address):
-                versions = await accepted_legacy(result.target)
-            self.legacy[_legacy_key(result.target)] = (time.monotonic(), versions)
-            result.legacy_versions = versions
-
-        await asyncio.gather(*(check(r) for r in due))
+        if self.check_legacy:
+            every = self.config.probe.legacy_tls_every
+            await legacy_versions(results, self.legacy, every, self.semaphore, self.hosts)
 
     async def scan(
         self,
@@ -311,7 +290,3 @@ class Scanner:
 
 def _count(jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]) -> int:
     return sum(len(results) for results, _ in jobs)
-
-
-def _legacy_key(target: ProbeTarget) -> tuple[str, int, str]:
-    return (target.address, target.port, target.mode)

@@ -12,7 +12,7 @@ from checks.certinfo import clip
 from monitor.config.loader import Config
 from monitor.errors import ConfigError
 from monitor.files import write_atomic
-from monitor.reports.assemble import build
+from monitor.reports.build import build
 from monitor.reports.model import Report
 from monitor.reports.render import render
 from monitor.store.engine import Store

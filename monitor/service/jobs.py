@@ -34,14 +34,12 @@ from monitor.pipeline.records import ScanRecord
 from monitor.probe.result import ProbeTarget
 from monitor.renewal.runner import renew
 from monitor.reports.archive import publish
+from monitor.service import renewal_schedule
 from monitor.service.generation import Generation
 from monitor.service.membership import Membership, serves, tolerance
 from monitor.store.engine import Store
 
 log = logging.getLogger("relaycert.daemon")
-
-
-ARI_MIN_POLL = timedelta(minutes=1)  # however short the CA's Retry-After
 
 
 class Jobs:
@@ -86,7 +84,7 @@ class Jobs:
         self.probes += len(records)
         served = [r for r in records if r.result.target.direction is Direction.FROM_EXO]
         if any(f.rule == "cert.revoked" for r in served for f in r.findings):
-            self._renew_now(name)
+            renewal_schedule.renew_now(self.scheduler, self.gen.config, self.urgent, name)
         for record in records:
             event(
                 log,
@@ -101,21 +99,6 @@ class Jobs:
             )
         self.wake_outbox.set()
         return records
-
-    def _renew_now(self, endpoint: str) -> None:
-        """A revoked certificate relaycert manages: its renewal runs now, not at its next
-        check (the renewal sees cert.revoked and is due at once)."""
-        now = datetime.now(UTC)
-        for renewal in self.gen.config.renewals:
-            job = self.scheduler.get_job(f"renewal:{renewal.name}")
-            if endpoint not in renewal.endpoints or job is None or job.next_run_time is None:
-                continue
-            if job.next_run_time > now + timedelta(seconds=5):
-                self.urgent.add(renewal.name)  # this run is not the schedule's: no claim
-                job.modify(next_run_time=now)
-                event(
-                    log, logging.WARNING, "renewal.revoked", renewal=renewal.name, endpoint=endpoint
-                )
 
     async def deliver(self) -> dict[str, int]:
         return await self.outbox.deliver()
@@ -190,12 +173,7 @@ class Jobs:
         if not urgent and not await self._claimed(f"renewal:{name}", every, timedelta(0)):
             return  # another instance checks it this time
         outcome = await renew(self.gen.config, self.store, settings, scanner=self.gen.scanner)
-        job = self.scheduler.get_job(f"renewal:{name}")
-        later = outcome.next_check
-        if later is not None and job is not None and job.next_run_time is not None:
-            # The CA's Retry-After (ARI): ask again then, earlier or later than check_interval,
-            # so a window that moves into the past (the CA revoking) is seen at its cadence.
-            job.modify(next_run_time=max(later, datetime.now(UTC) + ARI_MIN_POLL))
+        renewal_schedule.follow_ca(self.scheduler, name, outcome.next_check)
         event(
             log,
             logging.ERROR if outcome.outcome.failed else logging.INFO,

@@ -103,7 +103,7 @@ def newest_report(config: Config) -> Path | None:
 
 def context(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     """What the page shows (plain data; the template renders it)."""
-    from monitor.reports.assemble import build
+    from monitor.reports.build import build
 
     report = build(config, store, PERIOD, now)
     newest = max((a.last_probe for a in report.addresses if a.last_probe), default=None)
