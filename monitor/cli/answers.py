@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from checks.base import Direction, Finding, Severity
-from checks.certinfo import days_text
+from cryptography import x509
+
+from checks.base import Direction, Finding, Observation, Policy, ProbeStatus, Severity
+from checks.validity import expiring
 from monitor.cli import nagios
 from monitor.config.loader import Config
 from monitor.errors import RelaycertError
@@ -98,7 +100,7 @@ def stored(
         if direction is not None and side is not direction:
             continue
         findings = [Finding(rule, Severity(sev), message) for rule, sev, message in row.findings]
-        findings = _expiry_now(findings, row.not_before, row.not_after, config, row.endpoint, now)
+        findings = _expiry_now(findings, row.leaf, config, row.endpoint, now)
         if now - row.measured_at > max_age:
             findings.append(
                 Finding(
@@ -125,36 +127,19 @@ def stored(
 
 def _expiry_now(
     findings: list[Finding],
-    not_before: datetime | None,
-    not_after: datetime | None,
+    leaf: x509.Certificate | None,
     config: Config,
     endpoint: str,
     now: datetime,
 ) -> list[Finding]:
-    """The leaf's ``cert.expiring`` judged now, with this check's thresholds (``-w``/``-c``,
-    the endpoint's renewal), instead of the daemon's stored one: the state, the finding and
-    the performance data agree (an intermediate's stored finding stays)."""
-    if not_before is None or not_after is None:
+    """The leaf's ``cert.expiring`` judged now by the rule itself, with this check's thresholds
+    (``-w``/``-c``, the endpoint's renewal), instead of the daemon's stored verdict: the state,
+    the finding and the performance data agree (an intermediate's stored finding stays)."""
+    if leaf is None:
         return findings
     kept = [f for f in findings if not (f.rule == EXPIRING and f.message.startswith("leaf "))]
-    left, span = not_after - now, not_after - not_before
-    if left.total_seconds() <= 0:
-        return kept  # cert.expired, stored, says it
-    thresholds = config.expiry_for(endpoint)
-    severity = (
-        Severity.CRITICAL
-        if left < thresholds.critical_at(span)
-        else Severity.WARNING
-        if left < thresholds.warning_at(span)
-        else None
-    )
-    if severity is None:
-        return kept
-    message = (
-        f"leaf expires in {days_text(left)} (on {not_after:%Y-%m-%d %H:%M} UTC; "
-        f"lifetime {days_text(span)})"
-    )
-    return [*kept, Finding(EXPIRING, severity, message)]
+    policy = Policy(now, expiry=config.expiry_for(endpoint))
+    return [*kept, *expiring.evaluate(Observation(ProbeStatus.FILE, (leaf,)), policy)]
 
 
 def _span(delta: timedelta) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography import x509
+
 from checks.base import Direction
 from monitor.store import queries
 from monitor.store.engine import Store
@@ -28,6 +30,7 @@ class StoredAddress:
     # the certificate that counts (the last known one during a miss)
     not_before: datetime | None
     not_after: datetime | None
+    leaf: x509.Certificate | None
     last_seen: datetime | None  # during a miss: when that certificate was measured
     contract: str | None
 
@@ -62,6 +65,7 @@ def stored_addresses(store: Store, endpoint_names: set[str] | None = None) -> li
                 obs.last_seen_at or obs.started_at,
                 leaf.not_valid_before_utc if leaf else None,
                 leaf.not_valid_after_utc if leaf else None,
+                leaf,
                 (last.last_seen_at or last.started_at) if last else None,
                 queries.stored_contract((last or obs).session)
                 if obs.direction == Direction.FROM_EXO.value
