@@ -7,16 +7,10 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Literal
 
 from notifications.base import DeliveryError, Notification
 from notifications.render import subject, text_body
-from notifications.settings import ChannelSettings
-
-
-class CaptureSettings(ChannelSettings):
-    type: Literal["file", "console"]
-    path: Path | None = None  # for type = "file"
+from notifications.settings import CaptureSettings
 
 
 class CaptureChannel:

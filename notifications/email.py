@@ -8,29 +8,13 @@ import asyncio
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
-from pathlib import Path
-from typing import Literal
 
 import aiosmtplib
-from pydantic import Field
 
 from monitor.secrets import read_secret
 from notifications.base import DeliveryError, Notification
 from notifications.render import html_body, subject, text_body
-from notifications.settings import ChannelSettings
-
-
-class EmailSettings(ChannelSettings):
-    type: Literal["email"]
-    host: str
-    port: int = Field(default=587, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
-    recipients: tuple[str, ...] = Field(min_length=1)
-    ca_file: Path | None = None  # trust for the relay's certificate; default: system roots
+from notifications.settings import EmailSettings
 
 
 def build_message(note: Notification, sender: str, recipients: tuple[str, ...]) -> EmailMessage:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import functools
 import ssl
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor.errors import ConfigError
 from monitor.secrets import read_secret
 from notifications.base import DeliveryError, Notification
-from notifications.settings import ChannelSettings
+from notifications.settings import UrlSettings
 
 if TYPE_CHECKING:  # imported when a message is sent or a URL checked, not by every command
     import httpx
@@ -88,14 +87,6 @@ async def post(
         permanent=permanent,
         retry_after=_retry_after(response),
     )
-
-
-class UrlSettings(ChannelSettings):
-    """A channel that posts to a URL that is itself a credential (Teams Workflows, Slack and
-    generic webhooks): it is read from ``url_env`` or ``url_file``, never the file."""
-
-    url_env: str | None = None
-    url_file: Path | None = None
 
 
 class UrlChannel:

@@ -4,23 +4,12 @@ it (the same ``dedup_key``)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Literal
 
 from monitor.secrets import read_secret
 from notifications.base import Notification
 from notifications.http import check_url, post
 from notifications.oncall import pagerduty_event
-from notifications.settings import ChannelSettings
-
-EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
-
-
-class PagerDutySettings(ChannelSettings):
-    type: Literal["pagerduty"]
-    routing_key_env: str | None = None  # the integration's routing key is a secret
-    routing_key_file: Path | None = None
-    events_url: str = EVENTS_URL  # the EU service: https://events.eu.pagerduty.com/v2/enqueue
+from notifications.settings import PagerDutySettings
 
 
 class PagerDutyChannel:

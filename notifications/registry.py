@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from notifications.base import Notifier
-from notifications.capture import CaptureChannel, CaptureSettings
-from notifications.email import EmailChannel, EmailSettings
-from notifications.pagerduty import PagerDutyChannel, PagerDutySettings
-from notifications.settings import ChannelSettings
-from notifications.slack import SlackChannel, SlackSettings
-from notifications.teams import TeamsChannel, TeamsSettings
-from notifications.webhook import WebhookChannel, WebhookSettings
-
-AnyChannelSettings = Annotated[
-    EmailSettings
-    | TeamsSettings
-    | WebhookSettings
-    | SlackSettings
-    | PagerDutySettings
-    | CaptureSettings,
-    Field(discriminator="type"),
-]
+from notifications.capture import CaptureChannel
+from notifications.email import EmailChannel
+from notifications.pagerduty import PagerDutyChannel
+from notifications.settings import (
+    CaptureSettings,
+    ChannelSettings,
+    EmailSettings,
+    PagerDutySettings,
+    SlackSettings,
+    TeamsSettings,
+    WebhookSettings,
+)
+from notifications.slack import SlackChannel
+from notifications.teams import TeamsChannel
+from notifications.webhook import WebhookChannel
 
 CHANNELS: dict[type[ChannelSettings], Callable[[Any, str], Notifier]] = {
     EmailSettings: EmailChannel,

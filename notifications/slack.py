@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
 
 from notifications.base import Notification
-from notifications.http import UrlChannel, UrlSettings
+from notifications.http import UrlChannel
 from notifications.oncall import slack_message
-
-
-class SlackSettings(UrlSettings):
-    type: Literal["slack"]  # the incoming-webhook URL is a secret
 
 
 class SlackChannel(UrlChannel):

@@ -10,18 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from pathlib import Path
-from typing import Literal
 
 from monitor.secrets import read_secret
 from notifications.base import Notification
-from notifications.http import UrlChannel, UrlSettings
-
-
-class WebhookSettings(UrlSettings):
-    type: Literal["webhook"]
-    secret_env: str | None = None
-    secret_file: Path | None = None
+from notifications.http import UrlChannel
+from notifications.settings import WebhookSettings
 
 
 def signature(secret: str, body: bytes) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from checks.base import Finding, Severity
-from monitor.alerts.lifecycle import AlertSettings, AlertState, decide
+from monitor.alerts.lifecycle import AlertState, decide
+from monitor.alerts.settings import AlertSettings
 
 T0 = datetime(2026, 11, 28, tzinfo=UTC)
 ALL = frozenset(

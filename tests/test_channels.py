@@ -14,10 +14,11 @@ import pytest
 from monitor.demo.servers import free_port
 from monitor.errors import DeliveryError
 from notifications.base import Notification, Notifier
-from notifications.email import EmailChannel, EmailSettings
+from notifications.email import EmailChannel
 from notifications.render import TEAMS_LIMIT, adaptive_card, markdown_escape
-from notifications.teams import TeamsChannel, TeamsSettings
-from notifications.webhook import WebhookChannel, WebhookSettings
+from notifications.settings import EmailSettings, TeamsSettings, WebhookSettings
+from notifications.teams import TeamsChannel
+from notifications.webhook import WebhookChannel
 from tests.httpreceiver import http_receiver
 
 EVIL = (

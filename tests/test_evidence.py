@@ -478,8 +478,7 @@ def test_a_newer_measured_failure_survives_an_outage(
     from datetime import UTC, datetime, timedelta
 
     from checks.base import Finding, ProbeStatus, Severity
-    from monitor.pipeline.records import ScanRecord
-    from monitor.probe.result import ProbeResult, ProbeTarget
+    from monitor.results import ProbeResult, ProbeTarget, ScanRecord
     from monitor.store import writes
 
     config = config_file(endpoint_toml("mail1", 25))

@@ -215,6 +215,7 @@ async def test_legacy_tls_versions_are_recorded_once_per_interval(
     import warnings
 
     from monitor.config.loader import load
+    from monitor.pipeline.options import ScanOptions
     from monitor.pipeline.scan import Scanner
     from tests.conftest import endpoint_toml
 
@@ -238,7 +239,7 @@ async def test_legacy_tls_versions_are_recorded_once_per_interval(
         scanner = Scanner(config)
         (quick,) = await scanner.scan(config.endpoints)  # a one-shot scan does not check
         assert not [f for f in quick.findings if f.rule == "tls.legacy_accepted"]
-        scanner.check_legacy = True  # as the daemon's scanner does
+        scanner = Scanner(config, options=ScanOptions(legacy_tls=True))  # as the daemon's does
         (first,) = await scanner.scan(config.endpoints)
         (second,) = await scanner.scan(config.endpoints)
     assert first.result.tls_version == "TLSv1.3"

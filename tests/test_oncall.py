@@ -12,8 +12,9 @@ import pytest
 from monitor.cli.run import run_once
 from monitor.config.loader import load
 from monitor.demo import pki
-from notifications.pagerduty import PagerDutyChannel, PagerDutySettings
-from notifications.slack import SlackChannel, SlackSettings
+from notifications.pagerduty import PagerDutyChannel
+from notifications.settings import PagerDutySettings, SlackSettings
+from notifications.slack import SlackChannel
 from tests.conftest import endpoint_toml
 from tests.httpreceiver import http_receiver
 from tests.test_channels import note

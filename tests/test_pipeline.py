@@ -130,8 +130,8 @@ async def test_daemon_jobs_finishing_together_are_stored_in_a_few_transactions(
 
     from sqlalchemy import event
 
-    from monitor.probe.result import ProbeTarget
     from monitor.probe.smtp import unresolved
+    from monitor.results import ProbeTarget
     from monitor.service.generation import Generation
     from tests.conftest import endpoint_toml
 

@@ -19,8 +19,8 @@ from checks.certinfo import fingerprint
 from monitor.demo import pki
 from monitor.demo.servers import server_context
 from monitor.probe.bounded import probe_many
-from monitor.probe.result import ProbeResult
 from monitor.probe.smtp import ProbeTarget, probe
+from monitor.results import ProbeResult
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -311,8 +311,7 @@ def test_renewal_decides_from_the_node_with_the_least_time_left(
     tmp_path: Path, intermediate
 ) -> None:  # type: ignore[no-untyped-def]
     from checks.base import ProbeStatus
-    from monitor.pipeline.records import ScanRecord
-    from monitor.probe.result import ProbeResult, ProbeTarget
+    from monitor.results import ProbeResult, ProbeTarget, ScanRecord
     from monitor.store import queries, writes
     from monitor.store.engine import Store
 

@@ -16,8 +16,7 @@ from sqlmodel import Session, SQLModel
 from checks.base import Finding, ProbeStatus, Severity
 from monitor.demo import pki
 from monitor.errors import StoreError
-from monitor.pipeline.records import ScanRecord
-from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.results import ProbeResult, ProbeTarget, ScanRecord
 from monitor.store import writes
 from monitor.store.engine import Store
 from monitor.store.models import CertificateRow, ObservationRow
@@ -325,9 +324,9 @@ def _nothing(session: Session, ids: dict[str, int]) -> None:
 
 
 def _tracking() -> Any:
-    from monitor.alerts.lifecycle import AlertSettings
     from monitor.alerts.policy import Tracking
-    from notifications.webhook import WebhookSettings
+    from monitor.alerts.settings import AlertSettings
+    from notifications.settings import WebhookSettings
 
     sink = WebhookSettings(name="sink", type="webhook", url_env="RELAYCERT_TEST_UNUSED")
     return Tracking(alerts=AlertSettings(persist=1), channels=(sink,))

@@ -140,15 +140,14 @@ async def test_results_probed_while_the_disk_is_full_are_stored_when_it_is_not(
     nothing already stored lost (#25)."""
     from datetime import UTC, datetime, timedelta
 
+    from monitor.pipeline.options import ScanOptions
     from monitor.pipeline.scan import Scanner
-    from monitor.pipeline.unstored import Unstored
 
     server = smtp_server("starttls", *write_chain(good_leaf, intermediate))
     url = f"sqlite:///{small_disk / 'relaycert.db'}"
     config = load(config_file(endpoint_toml("mail1", server.port), db=url))
     store = Store.open(url)
-    scanner = Scanner(config, store)
-    scanner.unstored = Unstored()
+    scanner = Scanner(config, store, ScanOptions(daemon=True))
     endpoint = config.endpoints[0]
     now = datetime.now(UTC)
     first = await scanner.probe([endpoint])

@@ -17,8 +17,8 @@ from checks.base import ProbeStatus
 from monitor import aio
 from monitor.errors import RelaycertError
 from monitor.probe.bounded import probe_many
-from monitor.probe.result import ProbeTarget
 from monitor.probe.workers import MIN_TARGETS, ProbePool, shard, wanted
+from monitor.results import ProbeTarget
 
 
 def targets(port: int, addresses: list[str], timeout: float = 3.0) -> list[ProbeTarget]:

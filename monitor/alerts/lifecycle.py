@@ -11,24 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from checks.base import Finding, Severity
-
-
-@dataclass(frozen=True, slots=True)
-class AlertSettings:
-    min_severity: Severity = Severity.WARNING
-    persist: int = 1
-    remind: Mapping[Severity, timedelta] | None = None
-
-    def reminder_after(self, severity: Severity) -> timedelta | None:
-        defaults = {
-            Severity.CRITICAL: timedelta(days=1),
-            Severity.UNKNOWN: timedelta(days=1),
-            Severity.WARNING: timedelta(days=7),
-        }
-        return (self.remind or defaults).get(severity)
+from monitor.alerts.settings import AlertSettings
 
 
 @dataclass(frozen=True, slots=True)

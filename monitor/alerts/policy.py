@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitor.alerts.lifecycle import AlertSettings
+from monitor.alerts.settings import AlertSettings
 from notifications.settings import ChannelSettings
 
 __all__ = ["Tracking"]

@@ -17,7 +17,7 @@ from checks.certinfo import fingerprint
 from checks.registry import BUILTIN_RULES
 from monitor.alerts.lifecycle import AlertState, Transition, alert_key, decide
 from monitor.alerts.policy import Tracking
-from monitor.pipeline.records import ScanRecord
+from monitor.results import ScanRecord
 from monitor.store.baselines import insert_first, set_baseline
 from monitor.store.messages import enqueue
 from monitor.store.models import AlertRow

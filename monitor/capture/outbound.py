@@ -30,9 +30,9 @@ from monitor.config.sections import EndpointConfig
 from monitor.errors import ProbeError, RelaycertError
 from monitor.probe.bounded import RETRY_DELAY
 from monitor.probe.resolve import resolve
-from monitor.probe.result import ProbeTarget
 from monitor.probe.tlsinfo import client_context
 from monitor.probe.wire import map_error
+from monitor.results import ProbeTarget
 from monitor.secrets import read_secret
 
 

@@ -24,8 +24,8 @@ from monitor.config.sections import EndpointConfig
 from monitor.errors import ConfigError
 from monitor.pipeline import arrivals
 from monitor.pipeline.listening import CaptureService
-from monitor.pipeline.records import ScanRecord, exit_code
 from monitor.pipeline.scan import Scanner
+from monitor.results import ScanRecord, exit_code
 from monitor.store.engine import Store
 
 EXIT_NOTHING = 3

@@ -15,10 +15,9 @@ from monitor.cli.output import console, print_file
 from monitor.cli.scanjson import record_json
 from monitor.errors import ConfigError
 from monitor.files import read_limited
-from monitor.pipeline.records import ScanRecord
 from monitor.probe.certfile import read_chain
-from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import public_anchors
+from monitor.results import ProbeResult, ProbeTarget, ScanRecord
 
 
 def _password(args: argparse.Namespace) -> bytes | None:

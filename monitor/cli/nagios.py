@@ -21,7 +21,7 @@ from datetime import datetime
 
 from checks.base import Direction, ExpiryThresholds, Finding, Severity, worst
 from checks.certinfo import clip
-from monitor.pipeline.records import ScanRecord
+from monitor.results import ScanRecord
 
 STATES = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")

@@ -18,7 +18,7 @@ from rich.text import Text
 from checks.base import Direction, Finding, Severity, worst
 from checks.certinfo import clip, common_names, days_text, dns_sans, subject_text
 from monitor.certview import cert_info
-from monitor.pipeline.records import ScanRecord
+from monitor.results import ScanRecord
 
 # The table's short form of a direction: which certificate, and which way mail flows.
 DIRECTION_SHORT = {Direction.FROM_EXO: "served", Direction.TO_EXO: "client"}

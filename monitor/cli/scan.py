@@ -16,8 +16,8 @@ from monitor import aio
 from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
 from monitor.pipeline.oneshot import scan
-from monitor.pipeline.records import ScanRecord, exit_code
 from monitor.probe.workers import ProbePool, wanted
+from monitor.results import ScanRecord, exit_code
 
 if TYPE_CHECKING:
     from monitor.store.engine import Store

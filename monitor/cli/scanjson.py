@@ -16,7 +16,7 @@ from cryptography import x509
 from checks.base import Severity, worst
 from checks.certinfo import clip, common_names
 from monitor.certview import cert_info
-from monitor.pipeline.records import ScanRecord
+from monitor.results import ScanRecord
 
 JSON_VERSION = 1
 

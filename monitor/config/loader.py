@@ -21,12 +21,12 @@ except ImportError:  # pragma: no cover - tomli is a dependency
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from checks.base import DeliveryContract, ExpiryThresholds, Severity
+from monitor.alerts.settings import AlertsConfig
 from monitor.config import derived
 from monitor.config.common import Model as _Model
 from monitor.config.common import escaped
 from monitor.config.integrations import CaptureConfig, ExchangeServerConfig, RevocationConfig
 from monitor.config.sections import (
-    AlertsConfig,
     ConnectorConfig,
     DaemonConfig,
     DatabaseConfig,
@@ -44,7 +44,7 @@ from monitor.config.units import parse_duration
 from monitor.errors import ConfigError
 from monitor.files import read_limited
 from monitor.renewal.settings import RenewalSettings
-from notifications.registry import AnyChannelSettings
+from notifications.settings import AnyChannelSettings
 
 __all__ = ["Config", "EndpointConfig", "load", "parse", "parse_duration"]
 

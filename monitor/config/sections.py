@@ -9,8 +9,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from checks.base import DOCS_BASE, Connector, ExpiryThresholds, Severity
-from monitor.alerts.lifecycle import AlertSettings
+from checks.base import Connector, ExpiryThresholds
 from monitor.config.common import DOMAIN_PATTERN as _DOMAIN_PATTERN
 from monitor.config.common import HOST as _HOST
 from monitor.config.common import Model as _Model
@@ -224,25 +223,6 @@ class DaemonConfig(_Model):
         if self.jitter is not None:
             return self.jitter
         return min(interval / 10, timedelta(minutes=5))
-
-
-class AlertsConfig(_Model):
-    min_severity: Literal["info", "warning", "unknown", "critical"] = "warning"
-    persist: int = Field(default=1, ge=1, le=100)
-    remind_critical: Duration = timedelta(days=1)
-    remind_warning: Duration = timedelta(days=7)
-    remind_info: Duration | None = None
-    docs_url: str = DOCS_BASE
-
-    def settings(self) -> AlertSettings:
-        remind = {
-            Severity.CRITICAL: self.remind_critical,
-            Severity.UNKNOWN: self.remind_critical,
-            Severity.WARNING: self.remind_warning,
-        }
-        if self.remind_info is not None:
-            remind[Severity.INFO] = self.remind_info
-        return AlertSettings(Severity(self.min_severity), self.persist, remind)
 
 
 class ReportsConfig(_Model):

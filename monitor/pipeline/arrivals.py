@@ -26,8 +26,7 @@ from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.errors import ProbeError
 from monitor.pipeline import outbound
-from monitor.pipeline.records import ScanRecord
-from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.results import ProbeResult, ProbeTarget, ScanRecord
 
 if TYPE_CHECKING:
     from monitor.pipeline.scan import Scanner

@@ -15,8 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any
 
-from monitor.pipeline.records import ScanRecord
-from monitor.probe.result import ProbeResult
+from monitor.results import ProbeResult, ScanRecord
 
 WINDOW = 0.2  # seconds to gather jobs' results before writing them together
 MAX_BATCH = 1000  # results per transaction at most

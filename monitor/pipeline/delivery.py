@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from checks.base import DeliveryContract, Direction, MtaStsEvidence, TlsaEvidence, TrustAnchors
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
-from monitor.probe.result import ProbeResult
+from monitor.results import ProbeResult
 
 MX_KEPT = 300.0  # seconds an MX answer is used again
 POLICY_KEPT = 3600.0  # seconds a policy is used again at most (its max_age may be shorter)

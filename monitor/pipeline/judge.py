@@ -17,9 +17,8 @@ from checks.drift import baseline_of
 from checks.registry import evaluate, evaluated
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
-from monitor.pipeline.records import ScanRecord
-from monitor.probe.result import ProbeResult
 from monitor.probe.trust import trust_anchors
+from monitor.results import ProbeResult, ScanRecord
 
 PARSED_KEPT = 1024  # distinct chains kept parsed (a fleet serves a few; certinfo.MEMO is 4096)
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 from checks.base import ProbeStatus
 from monitor.probe.bounded import HostLimits
 from monitor.probe.legacy import LEGACY, accepted_legacy
-from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.results import ProbeResult, ProbeTarget
 
 Known = dict[tuple[str, int, str], tuple[float, tuple[str, ...]]]
 

@@ -17,8 +17,8 @@ from monitor.capture.listener import Arrival, CaptureListener, ListenerSettings
 from monitor.errors import ConfigError, RelaycertError
 from monitor.logs import event
 from monitor.pipeline import arrivals
-from monitor.pipeline.records import ScanRecord
 from monitor.pipeline.scan import Scanner
+from monitor.results import ScanRecord
 
 log = logging.getLogger("relaycert.capture")
 
@@ -93,15 +93,15 @@ async def listening(scanner: Scanner, *, required: bool = False) -> AsyncIterato
         return
     service = CaptureService(lambda: scanner)
     try:
-        scanner.capture = await service.start()
+        scanner.use_capture(await service.start())
     except ConfigError as exc:
         if required:
             raise
-        scanner.capture_unavailable = f"the capture listener could not start: {exc}"
+        scanner.use_capture(None, f"the capture listener could not start: {exc}")
         yield scanner
         return
     try:
         yield scanner
     finally:
-        scanner.capture = None
+        scanner.use_capture(None)
         await service.close()

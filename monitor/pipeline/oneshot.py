@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.pipeline.listening import listening
-from monitor.pipeline.records import ScanRecord, has_problems
+from monitor.pipeline.options import ScanOptions
 from monitor.pipeline.scan import Scanner
+from monitor.pipeline.streamed import streamed_scan
+from monitor.results import ScanRecord, has_problems
 
 if TYPE_CHECKING:
     from monitor.probe.workers import ProbePool
@@ -42,9 +44,8 @@ async def scan(
     that error instead of probing first.  ``pool`` probes in worker processes; its scan tells
     ``on_judged`` each endpoint's records as soon as they are judged."""
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
-    scanner = Scanner(config, store)
-    scanner.check_legacy = legacy_tls
-    scanner.opening, scanner.pool, scanner.on_judged = opening, pool, on_judged
+    options = ScanOptions(legacy_tls=legacy_tls, pool=pool, on_judged=on_judged)
+    scanner = Scanner(config, opening or store, options)
     if opening is None:
         return await _scan(scanner, endpoints, now, progress)
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
@@ -72,13 +73,13 @@ async def _scan(
     progress: Callable[[int, int, int], None] | None,
 ) -> list[ScanRecord]:
     async with listening(scanner):
+        if scanner.streams:  # probed in worker processes, judged as endpoints complete
+            if progress is not None:
+                progress(0, len(endpoints), 0)
+            return await streamed_scan(scanner, endpoints, now or datetime.now(UTC), progress)
         if progress is None:
             return await scanner.scan(endpoints, now)
         progress(0, len(endpoints), 0)
-        if scanner.streams:
-            from monitor.pipeline.streamed import streamed_scan
-
-            return await streamed_scan(scanner, endpoints, now or datetime.now(UTC), progress)
         done, failed = 0, 0
 
         async def one(endpoint: EndpointConfig) -> list[ScanRecord]:

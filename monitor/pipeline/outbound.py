@@ -1,7 +1,7 @@
 """The outbound half of a scan: run each endpoint's outbound check at the capture listener, count
 consecutive misses, and turn attempts and late arrivals into results.
 
-Results are :class:`~monitor.probe.result.ProbeResult` with direction ``to_exchange_online``, so
+Results are :class:`~monitor.results.ProbeResult` with direction ``to_exchange_online``, so
 they are judged, stored, alerted and reported by the same pipeline as the listener probes.  Only
 a probe's own evidence becomes a result: what arrived for its signed token, on time or late
 (:func:`late_result`).  A message without a valid token never does (see
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from checks.base import ProbeStatus
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
-from monitor.probe.result import ProbeResult
+from monitor.results import ProbeResult
 
 if TYPE_CHECKING:  # loaded when an outbound check runs (pyOpenSSL, the store)
     from monitor.capture.dialogue import Capture

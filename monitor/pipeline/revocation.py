@@ -10,7 +10,7 @@ from cryptography import x509
 
 from monitor.config.loader import Config
 from monitor.probe.crl import CrlCache, CrlSettings, distribution_points
-from monitor.probe.result import ProbeResult
+from monitor.results import ProbeResult
 
 
 def crl_cache(config: Config) -> CrlCache:

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Baseline, Direction, TrustAnchors
+from checks.base import Baseline, Direction
 from monitor.alerts.policy import Tracking
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
@@ -27,20 +27,19 @@ from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.delivery import DeliveryLookups
 from monitor.pipeline.judge import Judge
 from monitor.pipeline.legacy import legacy_versions
-from monitor.pipeline.records import ScanRecord
+from monitor.pipeline.options import ScanOptions
 from monitor.pipeline.revocation import attach, crl_cache
 from monitor.pipeline.targets import targets
-from monitor.pipeline.unstored import Unstored
+from monitor.pipeline.unstored import Unstored, count
 from monitor.probe.bounded import HostLimits, probe_bounded
-from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.trust import trust_anchors
+from monitor.results import ProbeResult, ProbeTarget, ScanRecord
 
 if TYPE_CHECKING:  # the database layer is imported when a store is used, not before
     from cryptography import x509
     from sqlmodel import Session
 
     from monitor.capture.listener import CaptureListener
-    from monitor.probe.workers import ProbePool
     from monitor.store.engine import Store
 
 
@@ -51,30 +50,43 @@ CHAIN_CACHE = 4096  # distinct chains remembered for sharing (a fleet serves a f
 class Scanner:
     """Probe, judge and (with a store) store, for one loaded configuration.
 
-    Without ``tracking``, a scan keeps baselines (drift) but does not touch alerts.
+    ``store`` may still be opening (a future, in a thread while the probes run: it is used once
+    it is).  ``previous`` is the scanner of the configuration this one replaces (a reload): the
+    new one takes over its write lock, its unstored results and legacy-TLS memory, and its probe
+    permits and per-host limits while those settings are unchanged, so probes still running
+    under the old configuration count against the same bounds.
     """
 
     def __init__(
         self,
         config: Config,
-        store: Store | None = None,
+        store: Store | Future[Store] | None = None,
+        options: ScanOptions | None = None,
         *,
-        anchors: TrustAnchors | None = None,
-        tracking: Tracking | None = None,
-        write_lock: asyncio.Lock | None = None,
-        semaphore: asyncio.Semaphore | None = None,
+        previous: Scanner | None = None,
     ) -> None:
-        self.config, self.store = config, store
-        self.anchors = anchors or trust_anchors(config)
-        self.tracking = tracking or Tracking(auto_accept=config.daemon.auto_accept_renewals)
-        self.semaphore = semaphore or asyncio.Semaphore(config.probe.concurrency)
+        options = options or ScanOptions()
+        self.config, self.options = config, options
+        self.store: Store | None = None if isinstance(store, Future) else store
+        # A store still being opened (in a thread, while the probes run): used once it is.
+        self.opening: Future[Store] | None = store if isinstance(store, Future) else None
+        self.anchors = options.anchors or trust_anchors(config)
+        self.tracking = options.tracking or Tracking(auto_accept=config.daemon.auto_accept_renewals)
+        probe, old = config.probe, previous
+        same = old is not None and old.config.probe.concurrency == probe.concurrency
+        self.semaphore: asyncio.Semaphore = (
+            old.semaphore if old and same else asyncio.Semaphore(probe.concurrency)
+        )
         # Like an MTA's destination concurrency: at most [probe] per_host connections to one
         # address, so relaycert's own parallelism cannot trip a server's connection limit.
-        self.hosts = HostLimits(config.probe.per_host)
+        same_hosts = old is not None and old.config.probe.per_host == probe.per_host
+        self.hosts: HostLimits = old.hosts if old and same_hosts else HostLimits(probe.per_host)
         # (address, port, mode) -> (when checked, legacy TLS versions accepted).  The daemon
         # checks (its scanner lives long enough to remember); a one-shot scan only when asked.
-        self.check_legacy = False
-        self.legacy: dict[tuple[str, int, str], tuple[float, tuple[str, ...]]] = {}
+        self.check_legacy = options.daemon or options.legacy_tls
+        self.legacy: dict[tuple[str, int, str], tuple[float, tuple[str, ...]]] = (
+            old.legacy if old else {}
+        )
         self.endpoints = {e.name: e for e in config.endpoints}
         self._chains: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
         # Parsed chains, shared by every Judge of this scanner (see Judge).
@@ -83,23 +95,23 @@ class Scanner:
         self.delivery = DeliveryLookups(config, self.anchors)
         # Every leaf's CRL, kept until its nextUpdate and shared by every endpoint.
         self.crls = crl_cache(config)
-        self.write_lock = write_lock or asyncio.Lock()  # one scan's transaction at a time
-        # The capture listener the outbound checks wait at (set by whoever started it), or why
-        # there is none; without one, an outbound check reports that instead of a verdict.
+        # One scan's transaction at a time (kept across a reload).
+        self.write_lock: asyncio.Lock = old.write_lock if old else asyncio.Lock()
+        # The daemon's group commit (None: each call stores its own results at once).
+        self.batcher = BatchWriter(self.judge_and_store_many) if options.daemon else None
+        # The daemon's results kept while the store cannot take them (they survive a reload).
+        self.unstored: Unstored | None = None
+        if options.daemon:
+            self.unstored = old.unstored if old and old.unstored else Unstored()
+        self.pool, self.on_judged = options.pool, options.on_judged
+        # The capture listener the outbound checks wait at, or why there is none (use_capture).
         self.capture: CaptureListener | None = None
         self.capture_unavailable: str | None = None
-        # The daemon's group commit (None: each call stores its own results at once).
-        self.batcher: BatchWriter | None = None
-        # The daemon's results kept while the store cannot take them (None: a one-shot scan,
-        # whose store errors end it).
-        self.unstored: Unstored | None = None
-        # A store still being opened (in a thread, while the probes run): used once it is.
-        self.opening: Future[Store] | None = None
-        # Probe worker processes (``relaycert scan`` over many addresses), or probe here.
-        self.pool: ProbePool | None = None
-        # Told each endpoint's records as soon as they are judged, in a streamed scan (the CLI
-        # encodes its JSON then, while the other probes run).
-        self.on_judged: Callable[[Sequence[ScanRecord]], None] | None = None
+
+    def use_capture(self, listener: CaptureListener | None, why: str | None = None) -> None:
+        """Wait for outbound checks at ``listener`` from now on; without one (``None``), an
+        outbound check reports ``why`` instead of a verdict."""
+        self.capture, self.capture_unavailable = listener, None if listener else why
 
     @property
     def streams(self) -> bool:
@@ -166,10 +178,7 @@ class Scanner:
     ) -> list[ScanRecord]:
         """One scan of ``endpoints``; records in the order of ``endpoints``."""
         now = now or datetime.now(UTC)
-        if self.streams:
-            from monitor.pipeline.streamed import streamed_scan
-
-            return await streamed_scan(self, endpoints, now)
+        assert not self.streams, "a scanner with probe workers scans with streamed_scan"
         served, client = await asyncio.gather(
             self.probe(endpoints, on_start), self.outbound_checks(endpoints)
         )
@@ -218,7 +227,7 @@ class Scanner:
         except StoreError as exc:
             if not exc.unavailable:  # about the data: trying it again would fail again
                 if held:
-                    event(log, logging.ERROR, "store.unstored_dropped", results=_count(held))
+                    event(log, logging.ERROR, "store.unstored_dropped", results=count(held))
                 raise
             dropped = self.unstored.keep([*held, *jobs])
             event(
@@ -231,7 +240,7 @@ class Scanner:
             )
             return [self.judge(now).judge_all(results, {}) for results, now in jobs]
         if held:
-            event(log, logging.INFO, "store.unstored_written", results=_count(held))
+            event(log, logging.INFO, "store.unstored_written", results=count(held))
         return groups[len(held) :]
 
     async def revocations(self, results: Sequence[ProbeResult]) -> None:
@@ -286,7 +295,3 @@ class Scanner:
 
         async with self.write_lock:
             await asyncio.to_thread(writes.record, store, records, hook)
-
-
-def _count(jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]) -> int:
-    return sum(len(results) for results, _ in jobs)

@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING
 
 from checks.base import Baseline
 from monitor.config.sections import EndpointConfig
-from monitor.pipeline.records import ScanRecord, has_problems
 from monitor.pipeline.targets import targets
-from monitor.probe.result import ProbeResult
+from monitor.results import ProbeResult, ScanRecord, has_problems
 
 if TYPE_CHECKING:
     from monitor.pipeline.scan import Scanner

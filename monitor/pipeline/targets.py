@@ -10,8 +10,8 @@ from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.errors import ProbeError
 from monitor.probe.resolve import resolve
-from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.smtp import unresolved
+from monitor.results import ProbeResult, ProbeTarget
 
 
 def _target(config: Config, endpoint: EndpointConfig, address: str) -> ProbeTarget:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from monitor.probe.result import ProbeResult
+from monitor.results import ProbeResult
 
 LIMIT = 10_000  # probe results kept at most (a few KB each: their certificate chains)
 Job = tuple[Sequence[ProbeResult], datetime]
@@ -47,3 +47,8 @@ class Unstored:
             dropped += len(results)
         self.dropped += dropped
         return dropped
+
+
+def count(jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]) -> int:
+    """How many results ``jobs`` hold."""
+    return sum(len(results) for results, _ in jobs)

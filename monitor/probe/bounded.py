@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from checks.base import ProbeStatus
-from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.smtp import probe
+from monitor.results import ProbeResult, ProbeTarget
 
 RETRY_DELAY = 1.0  # seconds before the one retry of a transient refusal
 

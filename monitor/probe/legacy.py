@@ -9,8 +9,8 @@ import warnings
 
 from checks.base import ProbeStatus
 from monitor.probe import smtp
-from monitor.probe.result import ProbeTarget
 from monitor.probe.tlsinfo import client_context
+from monitor.results import ProbeTarget
 
 LEGACY = ("TLSv1", "TLSv1.1")
 

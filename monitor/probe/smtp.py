@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from checks.base import ProbeStatus
 from monitor.errors import ProbeError, ProbeTimeoutError
 from monitor.probe.channel import Channel, Reply
-from monitor.probe.result import ProbeResult, ProbeTarget
 from monitor.probe.tlsinfo import (
     NO_CERTIFICATE_HINT,
     HandshakeRecorder,
@@ -29,6 +28,7 @@ from monitor.probe.tlsinfo import (
     not_tls,
 )
 from monitor.probe.wire import clean, map_error, open_socket, plaintext_look
+from monitor.results import ProbeResult, ProbeTarget
 
 __all__ = ["attempt", "client_context", "map_error", "probe", "unresolved"]
 

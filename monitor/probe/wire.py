@@ -13,7 +13,7 @@ import aiosmtplib
 
 from checks.base import ProbeStatus
 from monitor.errors import ProbeConnectionError, ProbeError, ProbeTimeoutError
-from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.results import ProbeResult, ProbeTarget
 
 MAX_BANNER = 1024
 NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: non-blocking from the start

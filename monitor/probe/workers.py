@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeAlias
 
 from monitor.errors import RelaycertError
-from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.results import ProbeResult, ProbeTarget
 
 CHUNK = 64  # results per message back to the parent
 MIN_TARGETS = 256  # below this, probing in-process is cheaper than forking

@@ -114,7 +114,7 @@ class Daemon:
         bound is a :class:`ConfigError` at start: the outbound checks would all fail."""
         if self.gen.config.capture is None:
             return
-        self.gen.scanner.capture = await self.capture.start()
+        self.gen.scanner.use_capture(await self.capture.start())
 
     async def deliver(self) -> dict[str, int]:
         return await self.jobs.deliver()
@@ -128,7 +128,7 @@ class Daemon:
             event(log, logging.ERROR, "config.rejected", file=str(self.path), error=str(exc))
             return
         if self.capture.listener is not None:  # [capture] changes take effect on restart
-            gen.scanner.capture = self.capture.listener
+            gen.scanner.use_capture(self.capture.listener)
         self.jobs.gen = gen
         self.membership.site = config.instance.site  # a new site applies to the schedule now
         self.jobs.outbox.channels = gen.channels

@@ -30,10 +30,9 @@ from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.errors import RelaycertError, StoreGoneError
 from monitor.logs import event
-from monitor.pipeline.records import ScanRecord
-from monitor.probe.result import ProbeTarget
 from monitor.renewal.runner import renew
 from monitor.reports.archive import publish
+from monitor.results import ProbeTarget, ScanRecord
 from monitor.service import renewal_schedule
 from monitor.service.generation import Generation
 from monitor.service.membership import Membership, serves, tolerance

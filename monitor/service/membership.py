@@ -31,8 +31,7 @@ from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.errors import RelaycertError
 from monitor.logs import event
-from monitor.pipeline.records import ScanRecord
-from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.results import ProbeResult, ProbeTarget, ScanRecord
 from monitor.store import cluster, writes
 from monitor.store.engine import Store
 from monitor.store.models import InstanceRow

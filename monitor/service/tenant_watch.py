@@ -14,8 +14,7 @@ from checks.base import ProbeStatus
 from monitor.alerts.policy import Tracking
 from monitor.alerts.tracking import track
 from monitor.config.loader import Config
-from monitor.pipeline.records import ScanRecord
-from monitor.probe.result import ProbeResult, ProbeTarget
+from monitor.results import ProbeResult, ProbeTarget, ScanRecord
 from monitor.store import queries, writes
 from monitor.store.engine import Store
 

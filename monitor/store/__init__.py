@@ -4,5 +4,5 @@ to :class:`~monitor.errors.StoreError`; ``models`` are the tables; ``writes`` st
 once); ``baselines``, ``messages`` and ``renewals`` write their own rows; ``retention`` prunes.
 
 No SQL runs outside this package except inside a transaction the store opened.
-May import: ``monitor.errors``, ``checks``, ``notifications.base``, ``monitor.pipeline.records``.
+May import: ``monitor.errors``, ``checks``, ``notifications.base``, ``monitor.results``.
 """

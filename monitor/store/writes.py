@@ -17,7 +17,7 @@ from sqlmodel import Session, col
 
 from checks.base import Direction, worst
 from checks.certinfo import fingerprint
-from monitor.pipeline.records import ScanRecord
+from monitor.results import ScanRecord
 from monitor.store.engine import Store, insert_new
 from monitor.store.models import (
     CertificateRow,
