@@ -5,27 +5,24 @@ are written together or not at all, so a crash can neither lose nor repeat a tra
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-
-from sqlalchemy import select, text
-from sqlmodel import Session, col
+from typing import TYPE_CHECKING
 
 from checks.base import Baseline, Severity, anchor
 from checks.certinfo import fingerprint
 from checks.registry import BUILTIN_RULES
-from monitor.alerts.lifecycle import AlertState, Transition, alert_key, decide
+from monitor.alerts.lifecycle import Transition, alert_key, decide
 from monitor.alerts.policy import Tracking
 from monitor.results import ScanRecord
+from monitor.store import alerts
 from monitor.store.baselines import insert_first, set_baseline
 from monitor.store.messages import enqueue
-from monitor.store.models import AlertRow
 from monitor.store.queries import Key
 from notifications.base import Notification
 
-TRACKING_LOCK = 0x72637472  # the advisory lock space of alert tracking ("rctr")
-BUCKETS = 64
+if TYPE_CHECKING:  # the caller's transaction
+    from sqlmodel import Session
 
 
 def acceptable(record: ScanRecord) -> bool:
@@ -55,22 +52,6 @@ def update_baselines(
         elif known.sha256 != candidate.sha256 and tracking.auto_accept and acceptable(record):
             set_baseline(session, key, candidate, "auto", now)
     insert_first(session, first, now)
-
-
-def _state(row: AlertRow) -> AlertState:
-    return AlertState(
-        row.rule,
-        Severity(row.severity),
-        row.status,
-        row.streak,
-        row.message,
-        row.first_seen,
-        row.id,
-        row.opened_at,
-        row.resolved_at,
-        row.last_notified_at,
-        row.transitions,
-    )
 
 
 def _notification(
@@ -110,26 +91,6 @@ def _notification(
     )
 
 
-def serialise(session: Session, endpoint_ids: Iterable[int]) -> None:
-    """On PostgreSQL, wait until no other transaction is tracking these endpoints.
-
-    Two instances judging one address at once (a daemon and ``relaycert scan``, two daemons
-    while claims move) would otherwise both read "no open alert" and both open one, or both
-    advance one alert's streak from the same value.  Transaction-scoped advisory locks, one per
-    bucket of endpoint ids (a 20 000-endpoint scan takes at most :data:`BUCKETS`, well inside
-    PostgreSQL's lock table), taken in ascending order before anything tracked is read: the
-    second transaction then reads what the first committed.  SQLite has one writer at a time,
-    and the scan has written before it tracks, so it is serialised already.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    for bucket in sorted({endpoint_id % BUCKETS for endpoint_id in endpoint_ids}):
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:space, :bucket)"),
-            {"space": TRACKING_LOCK, "bucket": bucket},
-        )
-
-
 def track(
     session: Session,
     endpoint_ids: dict[str, int],
@@ -138,51 +99,9 @@ def track(
     now: datetime,
 ) -> None:
     """Everything :class:`Tracking` asks for, in the caller's transaction."""
-    serialise(session, endpoint_ids.values())
+    alerts.serialise(session, endpoint_ids.values())
     update_baselines(session, endpoint_ids, records, tracking, now)
     apply_alerts(session, endpoint_ids, records, tracking, now)
-
-
-def _open_rows(session: Session, endpoint_ids: dict[str, int]) -> dict[Key, dict[str, AlertRow]]:
-    """The pending and open alerts of these endpoints, per address, direction and rule."""
-    rows: dict[Key, dict[str, AlertRow]] = defaultdict(dict)
-    for row in session.scalars(
-        select(AlertRow).where(
-            col(AlertRow.endpoint_id).in_(list(set(endpoint_ids.values()))),
-            col(AlertRow.status).in_(["pending", "open"]),
-        )
-    ):
-        rows[(row.endpoint_id, row.address, row.direction)][row.rule] = row
-    return rows
-
-
-def _save(
-    session: Session, key: Key, known: dict[str, AlertRow], states: list[AlertState]
-) -> dict[str, AlertRow]:
-    """Write the new states; the rows by rule, with their ids."""
-    saved: dict[str, AlertRow] = {}
-    for state in states:
-        row = known.get(state.rule) or AlertRow(
-            endpoint_id=key[0],
-            address=key[1],
-            direction=key[2],
-            rule=state.rule,
-            severity="",
-            status="",
-            message="",
-            first_seen=state.first_seen,
-        )
-        row.severity, row.status, row.streak = state.severity.value, state.status, state.streak
-        row.message, row.opened_at, row.resolved_at = (
-            state.message,
-            state.opened_at,
-            state.resolved_at,
-        )
-        row.last_notified_at, row.transitions = state.last_notified_at, state.transitions
-        session.add(row)
-        saved[state.rule] = row
-    session.flush()
-    return saved
 
 
 def apply_alerts(
@@ -195,23 +114,23 @@ def apply_alerts(
     """Advance every alert of the scanned addresses; enqueue the messages.  Returns how many."""
     if tracking.alerts is None:
         return 0
-    rows = _open_rows(session, endpoint_ids)
+    rows = alerts.pending_and_open(session, endpoint_ids.values())
     enqueued = 0
     for record in records:
         target = record.result.target
         key = (endpoint_ids[target.endpoint], target.address, target.direction.value)
         known = rows[key]
         states, transitions = decide(
-            {r: _state(a) for r, a in known.items()},
+            {r: alerts.state(a) for r, a in known.items()},
             record.findings,
             record.evaluated,
             tracking.alerts,
             now,
         )
-        saved = _save(session, key, known, list(states))
+        saved = alerts.save(session, key, known, list(states))
         for transition in transitions:
             row = saved[transition.alert.rule]
-            state = _state(row)  # now with the row's id, which the message key needs
+            state = alerts.state(row)  # now with the row's id, which the message key needs
             transition = Transition(transition.kind, state, transition.number)
             for channel in tracking.channels:
                 if not channel.routes(state.severity.value, record.connector):

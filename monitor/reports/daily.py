@@ -1,17 +1,15 @@
 """The report's chart over the period: per UTC day, the share of probes that succeeded and
 the share of addresses without a critical alert open that day (compliance), read from the store
-and laid out as an inline SVG (drawn by the template, which escapes every text)."""
+(:mod:`monitor.store.reads.reports`) and laid out as an inline SVG (drawn by the template,
+which escapes every text)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, select
-from sqlmodel import col
-
 from monitor.store.engine import Store
-from monitor.store.models import AlertRow, ObservationRow, ProbeDayRow
+from monitor.store.reads import reports
 
 WIDTH, HEIGHT, LEFT, TOP, BOTTOM = 900, 220, 48, 16, 36
 
@@ -30,38 +28,8 @@ class Day:
 def daily(store: Store, start: datetime, end: datetime) -> tuple[list[Day], int]:
     """Per day of the period, the counters and critical addresses; and how many addresses the
     store knows (the denominator of the day's compliance).  Summed by the database."""
-    d, a = ProbeDayRow, AlertRow
-    with store.reading("reading the daily figures") as session:
-        counts = {
-            day: (int(n or 0), int(ok or 0))
-            for day, n, ok in session.execute(
-                select(col(d.day), func.sum(col(d.attempts)), func.sum(col(d.successes)))
-                .where(col(d.day) >= start.date(), col(d.day) <= end.date())
-                .group_by(col(d.day))
-            )
-        }
-        alerts = session.execute(
-            select(
-                col(a.endpoint_id),
-                col(a.address),
-                col(a.direction),
-                col(a.opened_at),
-                col(a.resolved_at),
-            ).where(
-                col(a.severity) == "critical",
-                col(a.opened_at).is_not(None),
-                col(a.opened_at) <= end,
-                (col(a.resolved_at).is_(None)) | (col(a.resolved_at) >= start),
-            )
-        ).all()
-        total = session.execute(
-            select(func.count()).select_from(
-                select(col(ObservationRow.endpoint_id), col(ObservationRow.address))
-                .where(col(ObservationRow.started_at) <= end)
-                .distinct()
-                .subquery()
-            )
-        ).scalar_one()
+    stored = reports.daily(store, start, end)
+    counts, alerts = stored.counts, stored.critical
     days = []
     day = start.date()
     while day <= end.date():
@@ -69,13 +37,13 @@ def daily(store: Store, start: datetime, end: datetime) -> tuple[list[Day], int]
         finish = begin + timedelta(days=1)
         hit = {
             (e, addr, direction)
-            for e, addr, direction, opened, resolved in alerts
+            for (e, addr, direction), opened, resolved in alerts
             if opened is not None and opened < finish and (resolved is None or resolved >= begin)
         }
         attempts, successes = counts.get(day, (0, 0))
         days.append(Day(day, attempts, successes, len(hit)))
         day += timedelta(days=1)
-    return days, int(total or 0)
+    return days, stored.addresses
 
 
 @dataclass(frozen=True)

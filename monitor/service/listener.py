@@ -16,13 +16,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
-from sqlalchemy import text
 
 from monitor.config.loader import Config
 from monitor.errors import RelaycertError
 from monitor.logs import event
 from monitor.service.metrics import StoreCollector
 from monitor.store.engine import Store
+from monitor.store.reads import status
 
 log = logging.getLogger("relaycert.metrics")
 MAX_REQUEST = 8192
@@ -106,8 +106,7 @@ class MetricsServer:
         if not self.running():
             return "the scheduler is not running"
         try:
-            with self.store.reading("health check") as session:
-                session.execute(text("SELECT 1"))
+            status.ping(self.store)
         except RelaycertError as exc:
             return str(exc)
         return None

@@ -16,15 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlmodel import col
 
 from checks.base import ProbeStatus
 from monitor import __version__
 from monitor.renewal.outcome import FAILED_RESULTS
 from monitor.store import captures, queries
 from monitor.store.engine import Store
-from monitor.store.models import OutboxRow
+from monitor.store.reads import metrics
 
 log = logging.getLogger("relaycert.metrics")
 LABELS = ["endpoint", "address", "direction"]
@@ -79,18 +77,9 @@ class StoreCollector(Collector):
             '(connector "" when none is known; tls_settings "" when not set).',
             labels=[*LABELS, "connector", "tls_settings", "dane_mode", "mta_sts_mode"],
         )
-        with self.store.reading("collecting metrics") as session:
-            endpoints = {e.id: e.name for e in queries.endpoints_by_name(session).values()}
-            rows = queries.latest_observations(session)
-            known = queries.last_known(session, rows)
-            read = [*rows, *known.values()]
-            found = queries.findings_of(session, [r.id for r in read])
-            expiry = queries.not_after(session, {r.leaf_sha256 for r in read if r.leaf_sha256})
-            outbox = dict(
-                session.execute(
-                    select(col(OutboxRow.status), func.count()).group_by(col(OutboxRow.status))
-                ).all()
-            )
+        scraped = metrics.scrape(self.store)
+        endpoints, rows, known = scraped.endpoints, scraped.rows, scraped.known
+        found, expiry, outbox = scraped.findings, scraped.expiry, scraped.outbox
         for row in rows:
             labels = [endpoints.get(row.endpoint_id, "?"), row.address, row.direction]
             where = (row.endpoint_id, row.address, row.direction)

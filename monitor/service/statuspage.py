@@ -18,14 +18,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlmodel import col
-
 from checks.base import Severity
 from monitor.config.loader import Config
 from monitor.store import captures, cluster
 from monitor.store.engine import Store
-from monitor.store.models import AlertRow, EndpointRow
+from monitor.store.reads import status
 
 if TYPE_CHECKING:
     import jinja2
@@ -70,23 +67,18 @@ def ago(moment: datetime | None, now: datetime) -> str:
 
 
 def _alerts(store: Store, now: datetime) -> list[OpenAlert]:
-    with store.reading("reading open alerts") as session:
-        names = dict(session.execute(select(col(EndpointRow.id), col(EndpointRow.name))).all())
-        rows = session.scalars(
-            select(AlertRow).where(col(AlertRow.status) == "open").limit(500)
-        ).all()
-        found = [
-            OpenAlert(
-                str(names.get(a.endpoint_id, "?")),
-                a.address,
-                a.direction,
-                a.rule,
-                a.severity,
-                ago(a.opened_at or a.first_seen, now),
-                a.message,
-            )
-            for a in rows
-        ]
+    found = [
+        OpenAlert(
+            endpoint,
+            a.address,
+            a.direction,
+            a.rule,
+            a.severity,
+            ago(a.opened_at or a.first_seen, now),
+            a.message,
+        )
+        for endpoint, a in status.open_alerts(store)
+    ]
     found.sort(key=lambda a: (-Severity(a.severity).rank, a.endpoint, a.rule))
     return found
 
