@@ -8,11 +8,12 @@ registry.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from email.message import EmailMessage
 from typing import Any, Protocol, runtime_checkable
 
 from monitor.errors import DeliveryError
 
-__all__ = ["DeliveryError", "Notification", "Notifier"]
+__all__ = ["DeliveryError", "Mailer", "Notification", "Notifier"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +59,17 @@ class Notifier(Protocol):
     def name(self) -> str: ...
 
     async def send(self, note: Notification) -> None: ...
+
+
+@runtime_checkable
+class Mailer(Notifier, Protocol):
+    """A channel that also sends a prepared e-mail (the daemon's scheduled reports), from
+    ``sender`` to its ``recipients`` unless the caller names others."""
+
+    @property
+    def sender(self) -> str: ...
+
+    @property
+    def recipients(self) -> tuple[str, ...]: ...
+
+    async def send_message(self, message: EmailMessage) -> None: ...

@@ -54,6 +54,14 @@ class EmailChannel:
     def name(self) -> str:
         return self.settings.name
 
+    @property
+    def sender(self) -> str:
+        return self.settings.sender
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return self.settings.recipients
+
     async def send(self, note: Notification) -> None:
         s = self.settings
         await self.send_message(build_message(note, s.sender, s.recipients))

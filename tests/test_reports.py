@@ -4,6 +4,7 @@ carries markup.  Checked in HTML, CSV and JSON, and rendered in headless Chromiu
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -214,6 +215,47 @@ recipients = ["auditors@contoso.com"]
     assert '<rect class="bar"' in html and "&lt;script&gt;" in html
     attachments = [part.get_filename() for part in message.iter_attachments()]
     assert len(attachments) == 1 and attachments[0].endswith(".csv")
+
+
+def test_a_report_mailed_through_a_channel_that_cannot_mail_is_a_config_error(
+    history, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """``reports.email_channel`` must name a channel that sends e-mail (a ``Mailer``); a
+    webhook is refused when the file is loaded, with the key and the name; the scheduled job
+    asks the built channel the same question (``publish``)."""
+    from monitor.alerts.channels import build_channels
+    from monitor.errors import ConfigError
+    from monitor.reports.archive import publish
+    from monitor.store.engine import Store
+
+    config_path, _ = history
+    monkeypatch.setenv("RC_TEST_HOOK_URL", "https://127.0.0.1:9/hook")
+    base = (
+        config_path.read_text()
+        + """
+[[channels]]
+name = "hook"
+type = "webhook"
+url_env = "RC_TEST_HOOK_URL"
+severities = []
+"""
+    )
+    config_path.write_text(base + '[reports]\nformats = ["json"]\nemail_channel = "hook"\n')
+    with pytest.raises(ConfigError, match=r"reports\.email_channel: 'hook' is not an e-mail"):
+        load(config_path)
+    config_path.write_text(base + '[reports]\nformats = ["json"]\n')
+    config = load(config_path)
+    channels = build_channels(config)
+    store = Store.open(config.database_url())
+    asked = config.model_copy(
+        update={"reports": config.reports.model_copy(update={"email_channel": "hook"})}
+    )
+    try:
+        with pytest.raises(ConfigError, match=r"reports\.email_channel: 'hook' is not an e-mail"):
+            asyncio.run(publish(asked, store, channels, datetime.now(UTC)))
+    finally:
+        store.close()
+    assert len(list((config_path.parent / "reports").glob("*.json"))) == 1
 
 
 def test_bad_cron_is_a_config_error(config_file, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -16,8 +16,7 @@ from monitor.reports.build import build
 from monitor.reports.model import Report
 from monitor.reports.render import render
 from monitor.store.engine import Store
-from notifications.base import Notifier
-from notifications.email import EmailChannel
+from notifications.base import Mailer, Notifier
 
 PREFIX = "relaycert-report-"
 
@@ -81,10 +80,10 @@ async def publish(
     name = config.reports.email_channel
     if name is not None:
         channel = channels.get(name)
-        if not isinstance(channel, EmailChannel):
+        if not isinstance(channel, Mailer):
             raise ConfigError(
                 f"{config.source}: reports.email_channel: '{name}' is not an e-mail channel"
             )
-        recipients = config.reports.recipients or channel.settings.recipients
-        await channel.send_message(message(config, report, channel.settings.sender, recipients))
+        recipients = config.reports.recipients or channel.recipients
+        await channel.send_message(message(config, report, channel.sender, recipients))
     return paths
