@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from checks.base import Baseline, Severity, anchor
@@ -17,7 +18,7 @@ from monitor.alerts.policy import Tracking
 from monitor.results import ScanRecord
 from monitor.store import alerts
 from monitor.store.baselines import insert_first, set_baseline
-from monitor.store.messages import enqueue
+from monitor.store.messages import enqueue_routed
 from monitor.store.queries import Key
 from notifications.base import Notification
 
@@ -55,7 +56,7 @@ def update_baselines(
 
 
 def _notification(
-    record: ScanRecord, transition: Transition, channel: str, docs_url: str, now: datetime
+    record: ScanRecord, transition: Transition, channel: str, *, docs_url: str, now: datetime
 ) -> Notification:
     alert, target = transition.alert, record.result.target
     leaf = record.chain[0] if record.chain else None
@@ -132,10 +133,13 @@ def apply_alerts(
             row = saved[transition.alert.rule]
             state = alerts.state(row)  # now with the row's id, which the message key needs
             transition = Transition(transition.kind, state, transition.number)
-            for channel in tracking.channels:
-                if not channel.routes(state.severity.value, record.connector):
-                    continue
-                note = _notification(record, transition, channel.name, tracking.docs_url, now)
-                enqueue(session, note, channel.name, now, alert_id=row.id)
-                enqueued += 1
+            enqueued += enqueue_routed(
+                session,
+                tracking.channels,
+                state.severity.value,
+                record.connector,
+                partial(_notification, record, transition, docs_url=tracking.docs_url, now=now),
+                now,
+                alert_id=row.id,
+            )
     return enqueued

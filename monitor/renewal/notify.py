@@ -4,16 +4,18 @@ outbox for every channel that routes critical messages of the renewal's connecto
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
-from sqlmodel import Session
+from typing import TYPE_CHECKING
 
 from checks.base import Severity
 from monitor.config.loader import Config
 from monitor.renewal.outcome import Outcome, Result
 from monitor.renewal.settings import RenewalSettings
 from monitor.store.engine import Store
-from monitor.store.messages import enqueue
+from monitor.store.messages import enqueue_routed
 from notifications.base import Notification
+
+if TYPE_CHECKING:  # the store's transaction
+    from sqlmodel import Session
 
 TITLES: dict[tuple[str, Result], str] = {
     ("opened", Result.CA_UNREACHABLE): "CA unreachable for renewal checks (nothing due yet)",
@@ -38,27 +40,29 @@ def alert(
     first = config.endpoint(settings.endpoints[0])
     connector = first.connector if first else None
 
+    title = TITLES.get(
+        (kind, outcome.outcome),
+        "Certificate renewal failed" if kind == "opened" else "Certificate renewed",
+    )
+
+    def note(channel: str) -> Notification:
+        return Notification(
+            kind=kind,
+            severity=severity.value,
+            rule=f"renewal.{outcome.outcome.value}",
+            title=title,
+            endpoint=", ".join(settings.endpoints),
+            host=first.host if first else "-",
+            port=first.port if first else 0,
+            address="",
+            connector=connector,
+            message=f"renewal '{settings.name}': {outcome.detail}{extra}",
+            at=now.isoformat(),
+            key=f"relaycert:renewal:{row_id}:{channel}",
+            fingerprint=outcome.new_sha256,
+        )
+
     def work(session: Session) -> None:
-        for channel in config.channels:
-            if not channel.routes(severity.value, connector):
-                continue
-            note = Notification(
-                kind=kind,
-                severity=severity.value,
-                rule=f"renewal.{outcome.outcome.value}",
-                title=TITLES.get((kind, outcome.outcome), "Certificate renewed")
-                if kind != "opened"
-                else TITLES.get((kind, outcome.outcome), "Certificate renewal failed"),
-                endpoint=", ".join(settings.endpoints),
-                host=first.host if first else "-",
-                port=first.port if first else 0,
-                address="",
-                connector=connector,
-                message=f"renewal '{settings.name}': {outcome.detail}{extra}",
-                at=now.isoformat(),
-                key=f"relaycert:renewal:{row_id}:{channel.name}",
-                fingerprint=outcome.new_sha256,
-            )
-            enqueue(session, note, channel.name, now)
+        enqueue_routed(session, config.channels, severity.value, connector, note, now)
 
     store.retrying(f"queueing messages about renewal '{settings.name}'", work)

@@ -4,6 +4,7 @@ failed only after its channel answered."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -13,6 +14,7 @@ from sqlmodel import Session, col
 from monitor.store.engine import Store
 from monitor.store.models import OutboxRow
 from notifications.base import Notification
+from notifications.settings import ChannelSettings
 
 
 def enqueue(
@@ -31,6 +33,25 @@ def enqueue(
             next_attempt_at=now,
         )
     )
+
+
+def enqueue_routed(
+    session: Session,
+    channels: Iterable[ChannelSettings],
+    severity: str,
+    connector: str | None,
+    note_for: Callable[[str], Notification],
+    now: datetime,
+    alert_id: int | None = None,
+) -> int:
+    """One message for every channel that routes ``severity`` about ``connector``
+    (``note_for(channel name)`` makes it); how many were written."""
+    written = 0
+    for channel in channels:
+        if channel.routes(severity, connector):
+            enqueue(session, note_for(channel.name), channel.name, now, alert_id)
+            written += 1
+    return written
 
 
 def claim(

@@ -4,8 +4,6 @@ findings and daily probe counters, in the caller's transaction and with bulk sta
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeAlias
@@ -15,9 +13,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import bindparam, case, insert, select, update
 from sqlmodel import Session, col
 
-from checks.base import Direction, worst
+from checks.base import Direction
 from checks.certinfo import fingerprint
 from monitor.results import ScanRecord
+from monitor.store import rows as values
 from monitor.store.engine import Store, insert_new
 from monitor.store.models import (
     CertificateRow,
@@ -26,7 +25,7 @@ from monitor.store.models import (
     ObservationRow,
     ProbeDayRow,
 )
-from monitor.store.queries import LatestRow, in_slices, latest_rows
+from monitor.store.queries import in_slices, latest_rows
 
 Hook: TypeAlias = Callable[[Session, dict[str, int]], None]
 Days: TypeAlias = dict[tuple[int, str, date], list[int]]
@@ -43,79 +42,6 @@ def record(store: Store, records: Sequence[ScanRecord], hook: Hook | None = None
             hook(session, endpoint_ids)
 
     store.retrying("storing the scan", work)
-
-
-def signature(record: ScanRecord, prints: list[str]) -> str:
-    """What makes two probes of one address "the same" for storage."""
-    result = record.result
-    canonical = json.dumps(
-        [
-            result.status.value,
-            result.failed_step,
-            result.error,
-            result.tls_version,
-            prints,
-            sorted((f.rule, f.severity.value, f.message) for f in record.findings),
-            (result.session or {}).get("digest"),  # the tenant snapshot, when there is one
-            (_recorded(record) or {}).get("contract"),  # what a served one was judged by
-        ]
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _row(record: ScanRecord, endpoint_id: int, prints: list[str], sign: str) -> dict[str, Any]:
-    result = record.result
-    severity = worst(f.severity for f in record.findings)
-    return {
-        "endpoint_id": endpoint_id,
-        "address": result.target.address,
-        "direction": result.target.direction.value,
-        "started_at": result.started_at,
-        "last_seen_at": result.started_at,
-        "repeats": 1,
-        "signature": sign,
-        "duration_ms": result.timings.get("total", 0.0),
-        "status": result.status.value,
-        "failed_step": result.failed_step,
-        "error": result.error,
-        "banner": result.banner,
-        "ehlo": list(result.ehlo),
-        "starttls_reply": result.starttls_reply,
-        "tls_version": result.tls_version,
-        "cipher": result.cipher,
-        "leaf_sha256": prints[0] if prints else None,
-        "chain": prints,
-        "timings": result.timings,
-        "worst": severity.value if severity else None,
-        "session": _session(record),
-    }
-
-
-def _recorded(record: ScanRecord) -> dict[str, Any] | None:
-    """The contract to store with a served certificate: none when nothing is known of it
-    (no outbound connector, no DANE or MTA-STS evidence), which is what a row without one
-    means (``queries.stored_contract``), so a fleet without delivery connectors stores and
-    encodes nothing more per row."""
-    contract = record.contract()
-    if contract is None or not (contract["known"] or contract["dane"] or contract["mtasts"]):
-        return None
-    return contract
-
-
-def _session(record: ScanRecord) -> dict[str, Any] | None:
-    """The stored session: an outbound check's capture, a tenant snapshot, or for a served
-    certificate the contract it was judged by (report and status show it)."""
-    contract = _recorded(record)
-    if contract is None:
-        return record.result.session
-    return {**(record.result.session or {}), "delivery": contract}
-
-
-def _repeats(last: LatestRow, sign: str, at: datetime, heartbeat: timedelta) -> bool:
-    """Does this probe only repeat the address's newest row (same signature, within the
-    heartbeat, not older than what that row saw last)?"""
-    _, _, _, _, signature, started, seen, _ = last
-    return signature == sign and at - started < heartbeat and at >= (seen or started)
 
 
 def write_scan(
@@ -135,7 +61,7 @@ def write_scan(
         result = record.result
         endpoint_id = endpoints[result.target.endpoint]
         prints = [sha[id(c)] for c in record.chain]
-        sign = signature(record, prints)
+        sign = values.signature(record, prints)
         direction = result.target.direction
         if direction is Direction.FROM_EXO:  # availability counts the listener probes
             day = days.setdefault(
@@ -144,11 +70,11 @@ def write_scan(
             day[0] += 1
             day[1] += result.status.value == "ok"
         last = latest.get((endpoint_id, result.target.address, direction.value))
-        if last is not None and _repeats(last, sign, result.started_at, heartbeat):
+        if last is not None and values.repeats(last, sign, result.started_at, heartbeat):
             repeats.append({"id": last.id, "last_seen_at": result.started_at})
             continue
         inserted.append(record)
-        rows.append(_row(record, endpoint_id, prints, sign))
+        rows.append(values.row(record, endpoint_id, prints, sign))
     _count_days(session, days, dialect)
     _mark_repeats(session, repeats)
     _insert_observations(session, rows, inserted)
