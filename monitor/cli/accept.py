@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 
 from checks.base import Direction
+from monitor.clock import utcnow
 from monitor.config.loader import load
 from monitor.errors import ConfigError
 from monitor.store.baselines import accept
@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config}: no endpoint named {args.endpoint} (known: {known})")
     store = Store.open(config.database_url())
     try:
-        accepted = accept(store, args.endpoint, datetime.now(UTC))
+        accepted = accept(store, args.endpoint, utcnow())
     finally:
         store.close()
     for address, direction, sha in accepted:

@@ -6,13 +6,14 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from checks.base import Observation, Policy, ProbeStatus, worst
 from checks.registry import evaluate
 from monitor.cli.output import console, print_file
 from monitor.cli.scanjson import record_json
+from monitor.clock import utcnow
 from monitor.errors import ConfigError
 from monitor.files import read_limited
 from monitor.probe.certfile import read_chain
@@ -65,12 +66,12 @@ def _policy(args: argparse.Namespace, now: datetime) -> Policy:
         config.tenant.accepted_domains,
         connector,
         config.expiry.to_check(),
-        trust_anchors(config),
+        trust_anchors(config.trust, config.source),
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    now = datetime.now(UTC)
+    now = utcnow()
     chain = read_chain(args.path, _password(args))
     policy = _policy(args, now)
     obs = Observation(ProbeStatus.FILE, chain, host=args.host, port=None)

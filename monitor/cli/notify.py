@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import uuid
-from datetime import UTC, datetime
 
 from monitor import aio
 from monitor.alerts.channels import build_channels
+from monitor.clock import utcnow
 from monitor.config.loader import load
 from monitor.errors import ConfigError, DeliveryError
 from notifications.base import Notification
@@ -26,7 +26,7 @@ def test_notification(channel: str) -> Notification:
         address="",
         connector=None,
         message=f"If you can read this, the channel '{channel}' works.",
-        at=datetime.now(UTC).isoformat(),
+        at=utcnow().isoformat(),
         key=f"relaycert:test:{uuid.uuid4().hex}",
     )
 

@@ -28,7 +28,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -36,6 +36,7 @@ from typing import NoReturn
 from monitor import __version__
 from monitor.cli import answers, nagios
 from monitor.cli.defaults import CONFIG_HELP, default_config
+from monitor.clock import utcnow
 from monitor.config.loader import Config, load
 from monitor.config.sections import ExpiryConfig
 from monitor.config.units import parse_duration
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monitor.cli.scan import check_names
 
         check_names(config, args.endpoint)
-        now = datetime.now(UTC)
+        now = utcnow()
         if args.from_store:
             checked = answers.stored(config, args.endpoint, now, max_age)
         else:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 
+from monitor.clock import utcnow
 from monitor.config.loader import load
 from monitor.config.units import parse_duration
 from monitor.errors import ConfigError
@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--older-than: {exc}") from None
     store = Store.open(config.database_url())
     try:
-        done = prune(store, datetime.now(UTC) - span, dry_run=args.dry_run)
+        done = prune(store, utcnow() - span, dry_run=args.dry_run)
     finally:
         store.close()
     verb = "would delete" if args.dry_run else "deleted"

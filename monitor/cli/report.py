@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
+from monitor.clock import utcnow
 from monitor.config.loader import Config, load
 from monitor.config.units import parse_duration
 from monitor.errors import ConfigError
@@ -24,7 +24,7 @@ def render_report(config: Config, period: str, fmt: str) -> str:
         raise ConfigError(f"--period: {exc}") from None
     store = Store.open(config.database_url())
     try:
-        return render(build(config, store, span, datetime.now(UTC)), fmt)
+        return render(build(config, store, span, utcnow()), fmt)
     finally:
         store.close()
 

@@ -8,11 +8,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from checks.base import Severity, worst
 from monitor import aio
+from monitor.clock import utcnow
 from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
 from monitor.pipeline.oneshot import scan
@@ -35,7 +36,7 @@ def scan_and_print(
     problems_only: bool = False,
 ) -> int:
     check_names(config, names)
-    now = datetime.now(UTC)
+    now = utcnow()
     texts = None
     if fmt == "json":  # results encoded as they are judged, while the other probes run
         from monitor.cli.scanjson import ResultTexts

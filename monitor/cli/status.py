@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rich.table import Table
@@ -17,6 +17,7 @@ from checks.base import Direction, Severity, worst
 from checks.certinfo import clip
 from monitor.cli import instances
 from monitor.cli.output import DIRECTION_LEGEND, DIRECTION_SHORT, console
+from monitor.clock import utcnow
 from monitor.config.loader import Config, load
 from monitor.store import captures
 from monitor.store.captures import CaptureStatus
@@ -40,7 +41,7 @@ COLUMNS = (
 def run(args: argparse.Namespace) -> int:
     config = load(args.config)
     store = Store.open(config.database_url())
-    now = datetime.now(UTC)
+    now = utcnow()
     try:
         rows, failed = status(store, now)
         total = failed_total(store)

@@ -4,17 +4,21 @@ renewed certificate?)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from checks import exchange
 from checks.base import Finding
+from monitor.clock import utcnow
 from monitor.config.loader import Config
 from monitor.config.tenant import records
 from monitor.errors import ConfigError
 
 
-def judge_exports(config: Config) -> list[tuple[exchange.SendConnector, list[Finding]]]:
-    """The Send connectors toward Exchange Online in ``[exchange_server]``'s exports, judged."""
+def judge_exports(
+    config: Config, now: datetime | None = None
+) -> list[tuple[exchange.SendConnector, list[Finding]]]:
+    """The Send connectors toward Exchange Online in ``[exchange_server]``'s exports, judged
+    at ``now`` (default: the system clock's)."""
     settings = config.exchange_server
     if settings is None:
         raise ConfigError(
@@ -48,7 +52,7 @@ def judge_exports(config: Config) -> list[tuple[exchange.SendConnector, list[Fin
         config.connectors[0].name if len(config.connectors) == 1 else None
     )
     relay = config.connector(name)
-    now = datetime.now(UTC)
+    now = now or utcnow()
     return [
         (
             send,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from monitor.config.loader import Config
@@ -76,7 +76,8 @@ async def _scan(
         if scanner.streams:  # probed in worker processes, judged as endpoints complete
             if progress is not None:
                 progress(0, len(endpoints), 0)
-            return await streamed_scan(scanner, endpoints, now or datetime.now(UTC), progress)
+            now = now or scanner.options.clock()
+            return await streamed_scan(scanner, endpoints, now, progress)
         if progress is None:
             return await scanner.scan(endpoints, now)
         progress(0, len(endpoints), 0)

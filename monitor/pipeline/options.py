@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from checks.base import TrustAnchors
 from monitor.alerts.policy import Tracking
+from monitor.clock import Clock, utcnow
 from monitor.results import ScanRecord
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class ScanOptions:
     TLS versions in a one-shot scan too.  ``pool``: probe worker processes (``relaycert scan``
     over many addresses), which makes a scan streamed (:mod:`.streamed`); ``on_judged`` is told
     each endpoint's records as soon as they are judged in one (the CLI encodes its JSON then).
+    ``clock``: the instant a scan is judged at, read once per scan.
     """
 
     tracking: Tracking | None = None
@@ -36,3 +38,4 @@ class ScanOptions:
     legacy_tls: bool = False
     pool: ProbePool | None = None
     on_judged: Callable[[Sequence[ScanRecord]], None] | None = None
+    clock: Clock = utcnow

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from checks.base import Baseline, Direction
@@ -70,7 +70,7 @@ class Scanner:
         self.store: Store | None = None if isinstance(store, Future) else store
         # A store still being opened (in a thread, while the probes run): used once it is.
         self.opening: Future[Store] | None = store if isinstance(store, Future) else None
-        self.anchors = options.anchors or trust_anchors(config)
+        self.anchors = options.anchors or trust_anchors(config.trust, config.source)
         self.tracking = options.tracking or Tracking(auto_accept=config.daemon.auto_accept_renewals)
         probe, old = config.probe, previous
         same = old is not None and old.config.probe.concurrency == probe.concurrency
@@ -177,7 +177,7 @@ class Scanner:
         on_start: Callable[[ProbeTarget], None] | None = None,
     ) -> list[ScanRecord]:
         """One scan of ``endpoints``; records in the order of ``endpoints``."""
-        now = now or datetime.now(UTC)
+        now = now or self.options.clock()
         assert not self.streams, "a scanner with probe workers scans with streamed_scan"
         served, client = await asyncio.gather(
             self.probe(endpoints, on_start), self.outbound_checks(endpoints)
@@ -246,7 +246,7 @@ class Scanner:
     async def revocations(self, results: Sequence[ProbeResult]) -> None:
         """Each result's CRL verdict (``result.revocation``), before it is judged."""
         if self.config.revocation.enabled:
-            await attach(self.crls, self.judge(datetime.now(UTC)).chain, results)
+            await attach(self.crls, self.judge(self.options.clock()).chain, results)
 
     async def _judge_and_store(
         self, jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]

@@ -13,10 +13,10 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.errors import RelaycertError
 from monitor.logs import event
@@ -42,8 +42,9 @@ class MetricsServer:
         lag: Callable[[], float | None],
         running: Callable[[], bool],
         config: Callable[[], Config] | None = None,
+        clock: Clock = utcnow,
     ) -> None:
-        self.store, self.running, self.config = store, running, config
+        self.store, self.running, self.config, self.clock = store, running, config, clock
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StoreCollector(store, lag))
         self.server: asyncio.Server | None = None
@@ -98,7 +99,7 @@ class MetricsServer:
             headers["Content-Security-Policy"] = statuspage.REPORT_CSP
             await _respond(writer, 200, body, "text/html; charset=utf-8", headers)
         else:
-            now = datetime.now(UTC)
+            now = self.clock()
             text = await asyncio.to_thread(statuspage.render, config, self.store, now)
             await _respond(writer, 200, text.encode(), "text/html; charset=utf-8", headers)
 

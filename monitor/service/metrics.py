@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import platform
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from checks.base import ProbeStatus
 from monitor import __version__
+from monitor.clock import Clock, utcnow
 from monitor.renewal.outcome import FAILED_RESULTS
 from monitor.store import captures, queries
 from monitor.store.engine import Store
@@ -36,11 +37,13 @@ class StoreCollector(Collector):
     """Per address and direction: certificate expiry, findings, probe success, duration and
     time; daemon-wide: scheduler lag, outbox depth and failures, renewal outcomes."""
 
-    def __init__(self, store: Store, lag: Callable[[], float | None]) -> None:
-        self.store, self.lag = store, lag
+    def __init__(
+        self, store: Store, lag: Callable[[], float | None], clock: Clock = utcnow
+    ) -> None:
+        self.store, self.lag, self.clock = store, lag, clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        now = datetime.now(UTC)
+        now = self.clock()
         build = GaugeMetricFamily(
             "relaycert_build_info",
             "Always 1; the relaycert and Python versions as labels.",

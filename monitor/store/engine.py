@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session
 
 from checks.certinfo import clip
+from monitor.clock import Clock, utcnow
 from monitor.errors import StoreError, StoreGoneError
 from monitor.logs import event as log_event
 from monitor.store.models import CertificateRow, EndpointRow, FindingRow, ObservationRow
@@ -124,9 +125,14 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
 class Store:
     """Access to the database.  Create with :meth:`open`."""
 
-    def __init__(self, engine: Engine, heartbeat: timedelta = HEARTBEAT) -> None:
+    def __init__(
+        self, engine: Engine, heartbeat: timedelta = HEARTBEAT, clock: Clock = utcnow
+    ) -> None:
         self.engine = engine
         self.heartbeat = heartbeat
+        # When a row was created or an attempt finished (bookkeeping); what a scan observed is
+        # timed by the scan's own instant.
+        self.clock = clock
         # A SQLite file deleted or replaced under an open connection keeps "working" on the
         # unlinked inode and everything written is lost at the next start: remember which file
         # this is and check before every session.

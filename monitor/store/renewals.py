@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlmodel import Session, col
@@ -29,7 +29,7 @@ def record_attempt(
         row = RenewalRow(
             name=name,
             started_at=started,
-            finished_at=finished or datetime.now(UTC),
+            finished_at=finished or store.clock(),
             order_url=order_url,
             old_sha256=old_sha256,
             new_sha256=new_sha256,

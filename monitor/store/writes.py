@@ -5,7 +5,7 @@ findings and daily probe counters, in the caller's transaction and with bulk sta
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeAlias
 
 from cryptography import x509
@@ -37,7 +37,7 @@ def record(store: Store, records: Sequence[ScanRecord], hook: Hook | None = None
     with the endpoint ids (baselines, alerts, outbox): database work only."""
 
     def work(session: Session) -> None:
-        endpoint_ids = write_scan(session, records, store.heartbeat, store.dialect)
+        endpoint_ids = write_scan(session, records, store.heartbeat, store.dialect, store.clock())
         if hook is not None:
             hook(session, endpoint_ids)
 
@@ -45,13 +45,18 @@ def record(store: Store, records: Sequence[ScanRecord], hook: Hook | None = None
 
 
 def write_scan(
-    session: Session, records: Sequence[ScanRecord], heartbeat: timedelta, dialect: str
+    session: Session,
+    records: Sequence[ScanRecord],
+    heartbeat: timedelta,
+    dialect: str,
+    now: datetime,
 ) -> dict[str, int]:
-    """Write ``records``; returns the endpoint ids by name."""
-    endpoints = _endpoints(session, records, dialect)
+    """Write ``records`` (new endpoint and certificate rows created at ``now``); returns the
+    endpoint ids by name."""
+    endpoints = _endpoints(session, records, dialect, now)
     # Many addresses serve the same certificate objects: fingerprint each object once.
     sha: dict[int, str] = {id(c): fingerprint(c) for r in records for c in r.chain}
-    _certificates(session, {sha[id(c)]: c for r in records for c in r.chain}, dialect)
+    _certificates(session, {sha[id(c)]: c for r in records for c in r.chain}, dialect, now)
     latest = latest_rows(session, set(endpoints.values()))
     rows: list[dict[str, Any]] = []
     inserted: list[ScanRecord] = []
@@ -164,7 +169,9 @@ def _count_days(session: Session, days: Days, dialect: str) -> None:
     )
 
 
-def _endpoints(session: Session, records: Sequence[ScanRecord], dialect: str) -> dict[str, int]:
+def _endpoints(
+    session: Session, records: Sequence[ScanRecord], dialect: str, now: datetime
+) -> dict[str, int]:
     """The endpoint ids by name: new endpoints inserted, changed listeners updated, in bulk
     statements (plain rows, no ORM objects: a 20 000-endpoint scan writes in seconds)."""
     names = {r.result.target.endpoint for r in records}
@@ -189,7 +196,6 @@ def _endpoints(session: Session, records: Sequence[ScanRecord], dialect: str) ->
             changed[found[0]] = {"id": found[0], **values}
     ids = {name: found[0] for name, found in existing.items()}
     if new:
-        now = datetime.now(UTC)
         inserted = session.execute(  # each id comes with its name: no order needed
             insert_new(table, dialect, "name").returning(table.c.id, table.c.name),
             # in one order on every instance: two inserting overlapping rows cannot deadlock
@@ -205,7 +211,9 @@ def _endpoints(session: Session, records: Sequence[ScanRecord], dialect: str) ->
     return ids
 
 
-def _certificates(session: Session, unique: dict[str, x509.Certificate], dialect: str) -> None:
+def _certificates(
+    session: Session, unique: dict[str, x509.Certificate], dialect: str, now: datetime
+) -> None:
     if not unique:
         return
     known = set(
@@ -213,7 +221,6 @@ def _certificates(session: Session, unique: dict[str, x509.Certificate], dialect
             select(col(CertificateRow.sha256)).where(col(CertificateRow.sha256).in_(list(unique)))
         )
     )
-    now = datetime.now(UTC)
     new = [
         {
             "sha256": sha,
