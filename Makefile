@@ -27,6 +27,7 @@ check: lint typecheck test
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/layers.py  # the house rules: layers, no circles, SQL in the store, size
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
