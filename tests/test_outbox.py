@@ -21,7 +21,7 @@ from monitor.demo import pki
 from monitor.demo.servers import LoopbackSMTP
 from monitor.service.daemon import Daemon
 from monitor.store.engine import Store
-from monitor.store.status import status
+from monitor.store.reads.status import status
 from tests.conftest import endpoint_toml
 from tests.httpreceiver import Receiver, http_receiver
 

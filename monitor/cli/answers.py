@@ -71,8 +71,8 @@ def stored(
 ) -> list[nagios.Checked]:
     """The stored results of the named endpoints (all when none are named), each newest
     result older than ``max_age`` with an UNKNOWN finding of its own."""
-    from monitor.store.checkview import stored_addresses
     from monitor.store.engine import Store
+    from monitor.store.reads.plugin import stored_addresses
 
     store = Store.open(config.database_url())
     try:

@@ -23,7 +23,7 @@ from monitor.store import captures
 from monitor.store.captures import CaptureStatus
 from monitor.store.engine import Store
 from monitor.store.queries import RenewalStatus, renewals
-from monitor.store.status import AddressStatus, FailedMessage, failed_total, status
+from monitor.store.reads.status import AddressStatus, FailedMessage, failed_total, status
 
 COLUMNS = (
     "Endpoint",

@@ -77,7 +77,7 @@ def _alerts(store: Store, now: datetime) -> list[OpenAlert]:
             ago(a.opened_at or a.first_seen, now),
             a.message,
         )
-        for endpoint, a in status.open_alerts(store)
+        for endpoint, a in status.open_alert_rows(store)
     ]
     found.sort(key=lambda a: (-Severity(a.severity).rank, a.endpoint, a.rule))
     return found

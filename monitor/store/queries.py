@@ -17,16 +17,14 @@ from cryptography import x509
 from sqlalchemy import Row, Select, func, select
 from sqlmodel import Session, col
 
-from checks.base import UNKNOWN_DELIVERY, Baseline, Severity
+from checks.base import UNKNOWN_DELIVERY, Baseline
 from monitor.store.engine import Store
 from monitor.store.models import (
-    AlertRow,
     BaselineRow,
     CertificateRow,
     EndpointRow,
     FindingRow,
     ObservationRow,
-    OutboxRow,
     RenewalRow,
 )
 
@@ -151,49 +149,6 @@ def last_known(session: Session, latest: Iterable[ObservationRow]) -> dict[Key, 
             if key in wanted:
                 found[key] = r
     return found
-
-
-def last_ok(session: Session) -> dict[Key, datetime]:
-    """When each address last answered a probe successfully (per direction)."""
-    o = ObservationRow
-    query = (
-        select(
-            col(o.endpoint_id),
-            col(o.address),
-            col(o.direction),
-            func.max(func.coalesce(col(o.last_seen_at), col(o.started_at))),
-        )
-        .where(col(o.status) == "ok")
-        .group_by(col(o.endpoint_id), col(o.address), col(o.direction))
-    )
-    return {(e, a, d): when for e, a, d, when in session.execute(query)}
-
-
-def open_alerts(session: Session) -> dict[Key, Severity]:
-    """The worst open alert per address and direction."""
-    worst: dict[Key, Severity] = {}
-    for alert in session.scalars(select(AlertRow).where(col(AlertRow.status) == "open")):
-        key = (alert.endpoint_id, alert.address, alert.direction)
-        severity = Severity(alert.severity)
-        if key not in worst or severity.rank > worst[key].rank:
-            worst[key] = severity
-    return worst
-
-
-def failed_total(session: Session) -> int:
-    """How many messages could not be delivered, in all (``failed_messages`` shows a few)."""
-    query = select(func.count()).select_from(OutboxRow).where(col(OutboxRow.status) == "failed")
-    return int(session.execute(query).scalar_one())
-
-
-def failed_messages(session: Session, limit: int = 20) -> list[OutboxRow]:
-    query = (
-        select(OutboxRow)
-        .where(col(OutboxRow.status) == "failed")
-        .order_by(col(OutboxRow.id).desc())
-        .limit(limit)
-    )
-    return list(session.scalars(query))
 
 
 IN_SLICE = 900  # values per IN (...): SQLite's old default limit is 999 variables
