@@ -1,22 +1,25 @@
 """relaycert's monitor: everything with effects.  Each subpackage owns one role, and imports
-point one way (``cli -> service -> pipeline -> probe / checks / store``):
+run down the floors that ``tools/layers.py`` declares and ``make lint`` checks (top first):
 
-- ``config/``    the configuration file: frozen models, units, one loader (imports nothing above)
-- ``probe/``     the network: resolve, the SMTP/TLS probe, certificate files, trust anchors
-- ``pipeline/``  the records of a scan and the one scan (probe, judge, store) every caller uses
-- ``store/``     the database seam: engine and error mapping, models, writes, the queries every
-                 reader uses, retention, migrations
-- ``alerts/``    the pure alert lifecycle, tracking it in the store, delivering the outbox
-- ``service/``   the daemon: lifecycle (signals, reload, shutdown) and its job table
-- ``reports/``   compliance reports: query, pure assembly, render, archive
-- ``renewal/``   ACME renewal: decide, order, gate, deploy, verify, record
 - ``cli/``       one parser, one dispatch table, one module per command, output rendering
-- ``demo/``      the built-in loopback demo fleet
-
-Shared helpers at this level: ``errors`` (the one exception tree), ``logs`` (escaped
-structured logging), ``secrets`` (secrets from the environment or files), ``files`` (atomic
-writes), ``clock`` (tz-aware UTC, injected), ``certview`` (the one view of a certificate for
-JSON and reports).
+- ``service/``   the daemon: lifecycle (signals, reload, shutdown), its job table and job kinds;
+  ``demo/`` beside it, the built-in loopback demo fleet
+- ``renewal/``   ACME renewal: decide, order (solvers behind a registry), gate, deploy, verify
+- ``pipeline/``  the one scan every caller uses: probe, judge, store
+- ``alerts/``    tracking the alert lifecycle in the store, delivering the outbox; ``reports/``
+  beside it, compliance reports (read, assemble, render, archive)
+- ``store/``     the database seam: engine and error mapping, models, writes, read models;
+  ``capture/`` beside it, the capture listener
+- ``probe/``     the network: resolve, the SMTP/TLS probe, certificates, CRLs, DANE, MTA-STS;
+  ``notifications/`` (a top-level package) beside it, the channels
+- ``config/``    the configuration file: frozen models, one loader, what it derives
+- below it, each feature's ``settings`` module (``alerts``, ``renewal``, ``notifications``) and
+  the pure alert lifecycle, built on ``config/common`` and ``config/units``
+- ``results``    the vocabulary every package speaks: ``ProbeTarget``, ``ProbeResult``,
+  ``ScanRecord``; with ``logs`` (escaped structured logging), ``secrets`` (from the environment
+  or files) and ``certview`` (the one view of a certificate for JSON and reports)
+- the ground: ``checks`` (a top-level package, the pure rules), ``errors`` (the one exception
+  tree), ``files`` (atomic writes), ``clock`` (tz-aware UTC, injected), ``aio`` (the event loop)
 """
 
 __version__ = "0.1.0"

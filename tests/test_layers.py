@@ -200,3 +200,28 @@ def test_the_command_exits_1_with_one_line_per_breach(tmp_path: Path) -> None:
         "down, or pass it in"
     ]
     assert "1 breach" in done.stderr
+
+
+def test_each_package_says_truly_what_it_may_import() -> None:
+    """A package's docstring lists what it may import ("May import: ..."); every name listed is
+    below it on the floors, so the prose cannot drift from the rules again."""
+    import ast
+    import re
+
+    checked = 0
+    for init in sorted(ROOT.glob("*/**/__init__.py")):
+        if init.parts[len(ROOT.parts)] not in layers.PACKAGES:
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        if "May import:" not in doc:
+            continue
+        allowed = re.split(r"\n\n|Never\b", doc.split("May import:", 1)[1])[0]
+        package = layers.module_name(init)
+        mine = layers.room(package)
+        assert mine is not None, package
+        for name in re.findall(r"``([\w.]+)``", allowed):
+            theirs = layers.room(name)
+            assert theirs is not None, f"{init}: {name} is on no floor"
+            assert theirs[0] < mine[0], f"{init}: says it may import {name}, which is not below it"
+            checked += 1
+    assert checked > 10

@@ -1,6 +1,9 @@
-"""The configuration file: frozen pydantic models (``sections``), durations (``units``) and the
-loader that parses, cross-checks and reports errors with file and key (``loader``).
+"""The configuration file: frozen pydantic models (``sections``), durations (``units``), the
+loader that parses, cross-checks and reports errors with file and key (``loader``), and what the
+loaded configuration derives once (``derived``).
 
-May import: ``monitor.errors``, ``monitor.secrets``, ``checks``, and the settings models owned by
-``notifications`` and ``monitor.renewal.settings``.  Nothing here does I/O beyond reading files.
+May import: each feature's settings module (``monitor.alerts.settings``,
+``monitor.renewal.settings``, ``notifications.settings``), ``monitor.alerts.lifecycle``,
+``monitor.results``, ``monitor.errors``, ``monitor.secrets``, ``monitor.files``, ``checks``.
+Nothing here does I/O beyond reading files.
 """

@@ -1,2 +1,9 @@
-"""Compliance reports: gathered from the store (:mod:`.data`), rendered as HTML, CSV or JSON
-(:mod:`.render`), scheduled, mailed and archived by the daemon (:mod:`.archive`)."""
+"""Compliance reports: read from the store (``query`` over
+:mod:`monitor.store.reads.reports`, ``daily``), assembled by pure functions (``assemble``,
+``model``, ``timeline``, ``errors``; ``build`` runs both), rendered as HTML, CSV or JSON
+(``render``), scheduled, mailed (through any channel that is a ``Mailer``) and archived by the
+daemon (``archive``).
+
+May import: ``monitor.store``, ``notifications`` (its contract), ``monitor.config`` and
+everything below them.
+"""
