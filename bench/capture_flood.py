@@ -38,7 +38,8 @@ import aiosmtplib  # noqa: E402
 
 from monitor.capture.certs import listener_files  # noqa: E402
 from monitor.capture.dialogue import Limits  # noqa: E402
-from monitor.capture.listener import CaptureListener, ListenerSettings  # noqa: E402
+from monitor.capture.listener import CaptureListener  # noqa: E402
+from monitor.capture.options import ListenerSettings  # noqa: E402
 from monitor.capture.tls import server_context  # noqa: E402
 from monitor.capture.tokens import Kind, TokenKeys  # noqa: E402
 

@@ -105,7 +105,7 @@ def main() -> int:
     key, chain = server_chain(folder)
     targets = addresses(args.addresses, distinct=args.in_netns)
     jitter = min(args.interval / 10, 300)
-    # The daemon's own first-run spread (monitor/service/jobs.py): the jitter, or about
+    # The daemon's own first-run spread (monitor/service/jobs/endpoints.py): the jitter, or about
     # `concurrency` endpoints a second for a large fleet, within one interval.
     spread = min(max(jitter, args.addresses / args.concurrency), args.interval)
     server = start_server(kind, key, chain, args.in_netns, args.concurrency * 2)

@@ -16,9 +16,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from monitor.capture.certs import listener_files
 from monitor.capture.dialogue import Capture, Limits
-from monitor.capture.listener import Arrival, CaptureListener, ListenerSettings
+from monitor.capture.listener import CaptureListener
+from monitor.capture.options import ListenerSettings
 from monitor.capture.tls import server_context
 from monitor.capture.tokens import Kind, TokenKeys
+from monitor.capture.waiters import Arrival
 from monitor.demo import pki
 from monitor.errors import ConfigError
 
@@ -408,7 +410,7 @@ async def test_a_failed_client_handshake_is_logged_with_its_reason(
 def test_an_ipv6_64_counts_as_one_peer() -> None:
     """The per-peer limits count an IPv6 /64 as one peer (a host is given a whole /64), an
     IPv4 address (also IPv4-mapped) as itself."""
-    from monitor.capture.listener import peer_group
+    from monitor.capture.peers import peer_group
 
     assert (
         peer_group("2001:db8:1:2::1") == peer_group("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"

@@ -3,7 +3,7 @@ on first start and kept (key mode 0600) so restarts present the same certificate
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from monitor.clock import Clock, utcnow
 from monitor.errors import ConfigError
 from monitor.files import write_atomic, write_secret
 
@@ -18,9 +19,14 @@ CERT_NAME, KEY_NAME = "capture-cert.pem", "capture-key.pem"
 
 
 def listener_files(
-    cert_file: Path | None, key_file: Path | None, state_dir: Path, hostname: str
+    cert_file: Path | None,
+    key_file: Path | None,
+    state_dir: Path,
+    hostname: str,
+    clock: Clock = utcnow,
 ) -> tuple[Path, Path]:
-    """(certificate chain file, key file) for the listener; generates them when not given."""
+    """(certificate chain file, key file) for the listener; generates them when not given
+    (valid from ``clock``'s now)."""
     if cert_file is not None and key_file is not None:
         for path, key in ((cert_file, "cert_file"), (key_file, "key_file")):
             if not path.is_file():
@@ -31,7 +37,7 @@ def listener_files(
         return cert_path, key_path
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        cert_pem, key_pem = generate(hostname)
+        cert_pem, key_pem = generate(hostname, clock())
         write_secret(key_path, key_pem)
         write_atomic(cert_path, cert_pem)
     except OSError as exc:
@@ -44,7 +50,7 @@ def listener_files(
 
 def generate(hostname: str, now: datetime | None = None) -> tuple[bytes, bytes]:
     """A self-signed P-256 certificate for ``hostname`` (PEM certificate, PEM key)."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     cert = (

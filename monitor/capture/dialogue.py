@@ -12,11 +12,12 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from OpenSSL import SSL
 
 from monitor.capture.tls import CHUNK, ServerTLS, TLSFailed
+from monitor.clock import Clock, utcnow
 from monitor.errors import RelaycertError
 from monitor.logs import event
 from monitor.probe.wire import clean
@@ -85,7 +86,8 @@ def token_of(recipient: str, domains: frozenset[str]) -> str | None:
 
 
 class Dialogue:
-    """Runs one session; ``deliver`` receives each complete message's :class:`Capture`."""
+    """Runs one session; ``deliver`` receives each complete message's :class:`Capture`,
+    dated by ``clock``."""
 
     def __init__(
         self,
@@ -98,8 +100,9 @@ class Dialogue:
         limits: Limits,
         deliver: Callable[[Capture], None],
         timeout: Callable[[], float] | None = None,
+        clock: Clock = utcnow,
     ) -> None:
-        self.reader, self.writer = reader, writer
+        self.reader, self.writer, self.clock = reader, writer, clock
         self.hostname, self.domains, self.ctx = hostname, domains, ctx
         self.limits, self.deliver = limits, deliver
         # Seconds per read, asked again at each read (the listener shortens it under stress).
@@ -252,7 +255,7 @@ class Dialogue:
         capture = Capture(
             peer=self.peer,
             peer_port=self.peer_port,
-            at=datetime.now(UTC),
+            at=self.clock(),
             ehlo=self.ehlo,
             tls=self.tls is not None,
             tls_version=version,

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from checks.base import Direction, worst
 from checks.certinfo import fingerprint
 from monitor.capture.dialogue import Capture
-from monitor.capture.listener import Arrival
 from monitor.capture.tokens import NO_ENDPOINT, Claim, EndpointIds, Kind, TokenKeys
+from monitor.capture.waiters import Arrival
 from monitor.config.common import is_host_name
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
@@ -29,6 +29,7 @@ from monitor.pipeline import outbound
 from monitor.results import ProbeResult, ProbeTarget, ScanRecord
 
 if TYPE_CHECKING:
+    from monitor.capture.submission import OutboundCheck
     from monitor.pipeline.scan import Scanner
 
 LATE, SUPERSEDED, TEST, UNATTRIBUTED = "late", "late, superseded", "test", "unattributed"
@@ -88,8 +89,9 @@ async def handle(scanner: Scanner, arrival: Arrival, keys: TokenKeys) -> ScanRec
             reason = f"a newer check of {endpoint.name} ran since ({checked:%X})"
             found = Attribution(SUPERSEDED, endpoint, reason)
         else:
-            address = address or await _submit_address(config, endpoint)
-            result = outbound.late_result(config, endpoint, address, capture, claim)
+            check = outbound.check_of(config, endpoint)
+            address = address or await _submit_address(check)
+            result = outbound.late_result(check, address, capture, claim)
             record = (await scanner.judge_and_store([result], capture.at))[0]
             await save(scanner, record, found, claim, capture.at)
             return record
@@ -98,12 +100,12 @@ async def handle(scanner: Scanner, arrival: Arrival, keys: TokenKeys) -> ScanRec
     return record
 
 
-async def _submit_address(config: Config, endpoint: EndpointConfig) -> str:
-    """The address ``endpoint``'s checks submit to, when no result of it is stored yet."""
-    from monitor.capture.outbound import submit_address
+async def _submit_address(check: OutboundCheck) -> str:
+    """The address ``check`` submits to, when no result of its endpoint is stored yet."""
+    from monitor.capture.submission import submit_address
 
     try:
-        return await submit_address(config, endpoint)
+        return await submit_address(check)
     except ProbeError:
         return ""
 

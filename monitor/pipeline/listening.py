@@ -13,7 +13,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from monitor.capture.listener import Arrival, CaptureListener, ListenerSettings
+from monitor.capture.listener import CaptureListener
+from monitor.capture.options import ListenerSettings
+from monitor.capture.waiters import Arrival
+from monitor.clock import Clock, utcnow
 from monitor.errors import ConfigError, RelaycertError
 from monitor.logs import event
 from monitor.pipeline import arrivals
@@ -24,24 +27,31 @@ log = logging.getLogger("relaycert.capture")
 
 
 class CaptureService:
-    """One listener whose arrivals go to ``scanner_of()`` (the current scanner)."""
+    """One listener whose arrivals go to ``scanner_of()`` (the current scanner); ``clock``
+    dates its certificate when one is generated and every message that arrives."""
 
     def __init__(
         self,
         scanner_of: Callable[[], Scanner],
         on_record: Callable[[ScanRecord], None] | None = None,
+        clock: Clock = utcnow,
     ) -> None:
-        self.scanner_of, self.on_record = scanner_of, on_record
+        self.scanner_of, self.on_record, self.clock = scanner_of, on_record, clock
         self.listener: CaptureListener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> CaptureListener:
         config = self.scanner_of().config
-        settings = ListenerSettings.from_config(config)
+        if config.capture is None:
+            raise ConfigError(f"{config.source}: no [capture] section; see docs/outbound.md")
+        capture = config.resolved(config.capture)  # its paths, relative to the file's folder
+        settings = ListenerSettings.from_section(capture, config.source, self.clock)
         # The on-prem servers' configured addresses may use the reserved connections from the
         # start; the addresses checks submit to and peers that deliver a token are added later.
         known = [a for e in config.endpoints if e.outbound is not None for a in e.addresses or ()]
-        listener = CaptureListener(settings, on_arrival=self._arrival, known=known)
+        listener = CaptureListener(
+            settings, on_arrival=self._arrival, known=known, clock=self.clock
+        )
         await listener.start()
         self.listener = listener
         return listener

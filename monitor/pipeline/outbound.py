@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from checks.base import ProbeStatus
+from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.results import ProbeResult
@@ -24,8 +24,29 @@ if TYPE_CHECKING:  # loaded when an outbound check runs (pyOpenSSL, the store)
     from monitor.capture.dialogue import Capture
     from monitor.capture.listener import CaptureListener
     from monitor.capture.outbound import Attempt
+    from monitor.capture.submission import OutboundCheck
     from monitor.capture.tokens import Claim
     from monitor.store.engine import Store
+
+
+def check_of(config: Config, endpoint: EndpointConfig) -> OutboundCheck:
+    """What ``endpoint``'s outbound check needs from ``config``, resolved once."""
+    from monitor.capture.submission import OutboundCheck
+
+    outbound, capture = endpoint.outbound, config.capture
+    assert outbound is not None and capture is not None
+    return OutboundCheck(
+        endpoint=endpoint.name,
+        host=endpoint.host,
+        addresses=tuple(endpoint.addresses or ()),
+        outbound=config.resolved(outbound),
+        ehlo_name=endpoint.ehlo_name or config.probe.ehlo_name,
+        timeout=config.endpoint_timeout(endpoint).total_seconds(),
+        probe_domain=config.probe_domain(endpoint),
+        wait=capture.wait.total_seconds(),
+        nameservers=config.dns.servers(),
+        source=config.source,
+    )
 
 
 async def check_endpoint(
@@ -34,31 +55,33 @@ async def check_endpoint(
     listener: CaptureListener | None,
     semaphore: asyncio.Semaphore,
     unavailable: str | None = None,
+    clock: Clock = utcnow,
 ) -> ProbeResult:
     """One endpoint's outbound check; never raises for what a server does."""
-    from monitor.capture.outbound import NotSubmitted, attempt, outbound_target, prepare
+    from monitor.capture.outbound import attempt
+    from monitor.capture.submission import NotSubmitted, prepare
 
+    check = check_of(config, endpoint)
     if listener is None:
         why = unavailable or "no capture listener is running (configure [capture])"
-        target = outbound_target(config, endpoint, "")
         return ProbeResult(
-            target,
-            datetime.now(UTC),
+            check.target(""),
+            clock(),
             ProbeStatus.UNREACHABLE,
             failed_step="capture",
             error=why,
             local=True,
         )
-    sub = await prepare(config, endpoint)
+    sub = await prepare(check)
     if isinstance(sub, NotSubmitted):
         return ProbeResult(
             sub.target,
-            datetime.now(UTC),
+            clock(),
             ProbeStatus.UNREACHABLE,
             failed_step=sub.step,
             error=sub.error,
         )
-    return result_of(await attempt(sub, listener, semaphore))
+    return result_of(await attempt(sub, listener, semaphore, clock))
 
 
 async def check_all(
@@ -67,11 +90,12 @@ async def check_all(
     listener: CaptureListener | None,
     semaphore: asyncio.Semaphore,
     unavailable: str | None = None,
+    clock: Clock = utcnow,
 ) -> list[ProbeResult]:
     wanted = [e for e in endpoints if e.outbound is not None]
     results = list(
         await asyncio.gather(
-            *(check_endpoint(config, e, listener, semaphore, unavailable) for e in wanted)
+            *(check_endpoint(config, e, listener, semaphore, unavailable, clock) for e in wanted)
         )
     )
     if listener is not None:
@@ -111,7 +135,7 @@ def result_of(attempt: Attempt) -> ProbeResult:
         result.failed_step, result.error = attempt.error.step, attempt.error.detail
     elif attempt.capture is None:
         result.status, result.failed_step = ProbeStatus.NOT_DELIVERED, "delivery"
-        result.error = f"nothing arrived within {sub.wait:g}s"
+        result.error = f"nothing arrived within {sub.check.wait:g}s"
         result.session = {"token": attempt.token, "issued": attempt.issued.isoformat()}
     else:
         arrived(result, attempt.capture)
@@ -132,14 +156,10 @@ def arrived(result: ProbeResult, capture: Capture) -> None:
         result.status = ProbeStatus.NO_TLS
 
 
-def late_result(
-    config: Config, endpoint: EndpointConfig, address: str, capture: Capture, claim: Claim
-) -> ProbeResult:
+def late_result(check: OutboundCheck, address: str, capture: Capture, claim: Claim) -> ProbeResult:
     """A probe message that arrived after its check stopped waiting, as that endpoint's own
     outbound result (keyed by ``address``, the address its checks submit to), marked late."""
-    from monitor.capture.outbound import outbound_target
-
-    result = ProbeResult(outbound_target(config, endpoint, address), claim.issued)
+    result = ProbeResult(check.target(address), claim.issued)
     arrived(result, capture)
     late_by = (capture.at - claim.issued).total_seconds()
     result.session = {

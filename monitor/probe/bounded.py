@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from checks.base import ProbeStatus
+from monitor.clock import Clock, utcnow
 from monitor.probe.smtp import probe
 from monitor.results import ProbeResult, ProbeTarget
 
@@ -44,10 +45,12 @@ async def probe_one(
     semaphore: asyncio.Semaphore,
     on_start: Callable[[ProbeTarget], None] | None = None,
     per_host: Callable[[str], asyncio.Semaphore] | None = None,
+    clock: Clock = utcnow,
 ) -> ProbeResult:
     """Probe ``target`` holding ``semaphore`` (and its address's ``per_host`` semaphore) while
     connected.  A transient refusal is retried once after :data:`RETRY_DELAY`, permits
-    released while waiting.  ``on_start`` is called as the probe starts."""
+    released while waiting.  ``on_start`` is called as the probe starts; ``clock`` dates the
+    result."""
 
     async def once(first: bool) -> ProbeResult:
         host = per_host(target.address) if per_host is not None else None
@@ -55,11 +58,11 @@ async def probe_one(
             if host is None:
                 if first and on_start is not None:
                     on_start(target)
-                return await probe(target)
+                return await probe(target, clock)
             async with host:
                 if first and on_start is not None:
                     on_start(target)
-                return await probe(target)
+                return await probe(target, clock)
 
     result = await once(True)
     if transient(result):
@@ -75,13 +78,14 @@ async def probe_bounded(
     semaphore: asyncio.Semaphore,
     on_start: Callable[[ProbeTarget], None] | None = None,
     per_host: Callable[[str], asyncio.Semaphore] | None = None,
+    clock: Clock = utcnow,
 ) -> list[ProbeResult]:
     """Probe ``targets`` (:func:`probe_one` each), so one semaphore shared by every caller
     bounds the connections in flight and no server gets more than its per-host share; results
     in target order.  ``on_start`` is called as each probe starts (the daemon measures
-    scheduling lag with it)."""
+    scheduling lag with it); ``clock`` dates the results."""
     return list(
-        await asyncio.gather(*(probe_one(t, semaphore, on_start, per_host) for t in targets))
+        await asyncio.gather(*(probe_one(t, semaphore, on_start, per_host, clock) for t in targets))
     )
 
 

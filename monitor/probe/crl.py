@@ -17,13 +17,14 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from checks.base import RevocationEvidence
 from checks.certinfo import clip, fingerprint, per_certificate
+from monitor.clock import Clock, utcnow
 from monitor.logs import event
 
 log = logging.getLogger("relaycert.revocation")
@@ -77,8 +78,11 @@ def distribution_points(leaf: x509.Certificate) -> tuple[str, ...]:
 
 
 class CrlCache:
-    def __init__(self, settings: CrlSettings) -> None:
-        self.settings = settings
+    """Each distribution point's CRL, verified and kept until its nextUpdate; ``clock`` is the
+    time a check without its own ``now`` is made at."""
+
+    def __init__(self, settings: CrlSettings, clock: Clock = utcnow) -> None:
+        self.settings, self.clock = settings, clock
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
 
     async def check(
@@ -93,7 +97,7 @@ class CrlCache:
         if not urls:
             return None
         url = urls[0]
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         issuer = next((c for c in chain[1:] if _issued_by(leaf, c)), None)
         if issuer is None:
             return RevocationEvidence(

@@ -11,14 +11,14 @@ a misbehaving server.
 
 from __future__ import annotations
 
-import _ssl
 import asyncio
 import ssl
 import time
-from datetime import UTC, datetime
 
 from checks.base import ProbeStatus
+from monitor.clock import Clock, utcnow
 from monitor.errors import ProbeError, ProbeTimeoutError
+from monitor.probe.chain import peer_chain
 from monitor.probe.channel import Channel, Reply
 from monitor.probe.tlsinfo import (
     NO_CERTIFICATE_HINT,
@@ -58,12 +58,12 @@ class _Session:
     checks whether the current step has had its timeout (or the probe its overall deadline,
     whichever comes first) and otherwise sets itself again for that moment.  A server that
     answers every step just in time cannot hold the probe for steps x timeout, and a probe
-    that goes well costs one timer, not one per step.
+    that goes well costs one timer, not one per step.  ``clock`` dates the result.
     """
 
-    def __init__(self, target: ProbeTarget, context: ssl.SSLContext) -> None:
+    def __init__(self, target: ProbeTarget, context: ssl.SSLContext, clock: Clock) -> None:
         self.target, self.context = target, context
-        self.result = ProbeResult(target, datetime.now(UTC))
+        self.result = ProbeResult(target, clock())
         self.channel: Channel | None = None
         self.step = "connect"
         self._loop = asyncio.get_running_loop()
@@ -196,8 +196,7 @@ class _Session:
         self.result.tls_version = ssl_object.version()
         cipher = ssl_object.cipher()
         self.result.cipher = cipher[0] if cipher else None
-        chain = ssl_object._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]
-        self.result.chain_der = tuple(cert.public_bytes(_ssl.ENCODING_DER) for cert in chain)
+        self.result.chain_der = peer_chain(ssl_object)
         if not self.result.chain_der:
             raise ProbeError(
                 "handshake",
@@ -211,12 +210,13 @@ class _Session:
             self.channel.close()
 
 
-async def probe(target: ProbeTarget) -> ProbeResult:
-    """Probe one address.  Never raises for server behaviour; an overall deadline bounds each
-    attempt.  After a failed handshake one more look, on a new connection: on an implicit-TLS
-    port whether the server answers in plain text (a busy server's 421), otherwise the chain
-    read from the handshake messages, so the result shows what the server presented."""
-    result, timed_out = await attempt(target, _shared_context())
+async def probe(target: ProbeTarget, clock: Clock = utcnow) -> ProbeResult:
+    """Probe one address (the result dated by ``clock``).  Never raises for server behaviour;
+    an overall deadline bounds each attempt.  After a failed handshake one more look, on a new
+    connection: on an implicit-TLS port whether the server answers in plain text (a busy
+    server's 421), otherwise the chain read from the handshake messages, so the result shows
+    what the server presented."""
+    result, timed_out = await attempt(target, _shared_context(), clock)
     if (
         result.status is ProbeStatus.HANDSHAKE_FAILED
         and result.failed_step == "handshake"
@@ -226,21 +226,21 @@ async def probe(target: ProbeTarget) -> ProbeResult:
             await plaintext_look(target, result)
         else:
             recorder = HandshakeRecorder()
-            again, _ = await attempt(target, client_context(recorder))
+            again, _ = await attempt(target, client_context(recorder), clock)
             if again.status is ProbeStatus.OK:
                 again.started_at = result.started_at
                 result = again
             elif recorder.chain:
                 result.chain_der = recorder.chain
-    result.timings["total"] = round(
-        (datetime.now(UTC) - result.started_at).total_seconds() * 1000, 3
-    )
+    result.timings["total"] = round((clock() - result.started_at).total_seconds() * 1000, 3)
     return result
 
 
-async def attempt(target: ProbeTarget, context: ssl.SSLContext) -> tuple[ProbeResult, bool]:
+async def attempt(
+    target: ProbeTarget, context: ssl.SSLContext, clock: Clock = utcnow
+) -> tuple[ProbeResult, bool]:
     """One connection's dialogue; the result, and whether it ended in a timeout."""
-    session = _Session(target, context)
+    session = _Session(target, context, clock)
     result = session.result
     timed_out = False
     deadline = target.timeout * 3
@@ -267,8 +267,8 @@ def _fail(result: ProbeResult, step: str, detail: str, *, handshake: bool) -> No
     result.failed_step, result.error = step, detail
 
 
-def unresolved(target: ProbeTarget, detail: str) -> ProbeResult:
+def unresolved(target: ProbeTarget, detail: str, clock: Clock = utcnow) -> ProbeResult:
     """The result for a host whose name did not resolve."""
-    result = ProbeResult(target, datetime.now(UTC))
+    result = ProbeResult(target, clock())
     _fail(result, "resolve", detail, handshake=False)
     return result

@@ -13,12 +13,12 @@ from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from checks.base import TrustAnchors
-
-if TYPE_CHECKING:  # `inspect` without a configuration does not load the configuration models
-    from monitor.config.loader import Config
 from monitor.errors import ConfigError
 from monitor.files import read_limited
 from monitor.probe.certfile import load_pem_certificates
+
+if TYPE_CHECKING:  # `inspect` without a configuration does not load the configuration models
+    from monitor.config.sections import TrustConfig
 
 
 def public_anchors() -> TrustAnchors:
@@ -42,26 +42,27 @@ def load_ca_file(path: Path) -> list[x509.Certificate]:
     return [x509.load_der_x509_certificate(data)]
 
 
-def trust_anchors(config: Config) -> TrustAnchors:
-    roots: list[x509.Certificate] = list(certifi_roots()) if config.trust.use_certifi else []
-    for index, item in enumerate(config.trust.extra_ca_files):
-        path = config.resolve_path(item)
+def trust_anchors(trust: TrustConfig, source: Path) -> TrustAnchors:
+    """The anchors ``[trust]`` names, read from the configuration file ``source`` (its relative
+    ``extra_ca_files`` are relative to that file's folder, as every path in it; errors name it)."""
+    roots: list[x509.Certificate] = list(certifi_roots()) if trust.use_certifi else []
+    for index, item in enumerate(trust.extra_ca_files):
+        path = item if item.is_absolute() else source.parent / item
         try:
             roots.extend(load_ca_file(path))
         except OSError as exc:
             raise ConfigError(
-                f"{config.source}: trust.extra_ca_files[{index}]: cannot read {path}: "
-                f"{exc.strerror}"
+                f"{source}: trust.extra_ca_files[{index}]: cannot read {path}: {exc.strerror}"
             ) from exc
         except ValueError as exc:
             detail = str(exc) if "certificate " in str(exc) else "holds no PEM or DER certificate"
             raise ConfigError(
-                f"{config.source}: trust.extra_ca_files[{index}]: {path}: {detail}; give a "
+                f"{source}: trust.extra_ca_files[{index}]: {path}: {detail}; give a "
                 "complete CA certificate file"
             ) from exc
     if not roots:
         raise ConfigError(
-            f"{config.source}: trust: no trust anchors (use_certifi = false and no "
+            f"{source}: trust: no trust anchors (use_certifi = false and no "
             "extra_ca_files); enable certifi or list your CA files"
         )
     return TrustAnchors(tuple(roots))

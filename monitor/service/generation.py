@@ -1,8 +1,12 @@
 """One loaded configuration with everything derived from it: the channels (their secrets read
 now, so a missing one is a :class:`ConfigError` at start or reload), the tracking settings, the
-scanner, and validated renewal hooks."""
+scanner (handed the previous one's state and the daemon's capture listener), and validated
+renewal hooks.  A reload builds a new one and swaps it in whole (:meth:`Jobs.swap
+<monitor.service.jobs.Jobs.swap>`); a bad file raises here and the old one keeps running."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from monitor.alerts.channels import build_channels
 from monitor.alerts.policy import Tracking
@@ -13,11 +17,20 @@ from monitor.probe.trust import trust_anchors
 from monitor.renewal.deploy import validate_hooks
 from monitor.store.engine import Store
 
+if TYPE_CHECKING:
+    from monitor.capture.listener import CaptureListener
+
 
 class Generation:
     """One loaded configuration with everything derived from it."""
 
-    def __init__(self, config: Config, store: Store, previous: Generation | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        previous: Generation | None = None,
+        capture: CaptureListener | None = None,
+    ) -> None:
         self.config = config
         self.channels = build_channels(config)
         self.tracking = Tracking(
@@ -29,7 +42,10 @@ class Generation:
         # A reload hands the old scanner's write lock, probe permits, per-host limits, unstored
         # results and legacy-TLS memory on to the new one (see Scanner).
         old: Scanner | None = previous.scanner if previous else None
-        options = ScanOptions(tracking=self.tracking, anchors=trust_anchors(config), daemon=True)
+        anchors = trust_anchors(config.trust, config.source)
+        options = ScanOptions(tracking=self.tracking, anchors=anchors, daemon=True)
         self.scanner: Scanner = Scanner(config, store, options, previous=old)
+        if capture is not None:  # the daemon's listener: [capture] changes apply on restart
+            self.scanner.use_capture(capture)
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
             validate_hooks(config.resolved(renewal).deploy, config.renewal_where(index))

@@ -20,13 +20,14 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from checks import cluster as rules
 from checks.base import ProbeStatus
 from monitor import __version__
 from monitor.alerts.policy import Tracking
 from monitor.alerts.tracking import track
+from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.errors import RelaycertError
@@ -53,11 +54,16 @@ def tolerance(interval: timedelta, jitter: timedelta) -> timedelta:
 
 
 class Membership:
-    def __init__(self, store: Store, config: Config) -> None:
-        self.store = store
+    def __init__(self, store: Store, config: Config, clock: Clock = utcnow) -> None:
+        self.store, self.clock = store, clock
         self.clustered = store.dialect == "postgresql"
         self.id = str(uuid.uuid4())
         self.settings = config.instance
+        self.site = config.instance.site
+
+    def follow(self, config: Config) -> None:
+        """A reload: a new site applies to the schedule and the site check now (the instance's
+        row keeps the name and site it registered with)."""
         self.site = config.instance.site
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -65,7 +71,7 @@ class Membership:
     async def start(self) -> None:
         if not self.clustered:
             return
-        now = datetime.now(UTC)
+        now = self.clock()
         name = self.settings.label()
         row = InstanceRow(
             id=self.id,
@@ -82,12 +88,12 @@ class Membership:
 
     async def stop(self) -> None:
         if self.clustered:
-            await asyncio.to_thread(cluster.stopped, self.store, self.id, datetime.now(UTC))
+            await asyncio.to_thread(cluster.stopped, self.store, self.id, self.clock())
 
     async def heartbeat(self, config: Config, tracking: Tracking) -> None:
         """One beat: the heartbeat, then (on one instance per beat) the site check, when any
         endpoint has a site.  Alone on SQLite, this instance's site is the only one."""
-        now = datetime.now(UTC)
+        now = self.clock()
         if self.clustered:
             await asyncio.to_thread(cluster.beat, self.store, self.id, now)
         if not any(e.site for e in config.endpoints):
@@ -113,7 +119,7 @@ class Membership:
         """Whether this instance runs ``key`` now (always, when it is the only one)."""
         if not self.clustered:
             return True
-        now = datetime.now(UTC)
+        now = self.clock()
         return await asyncio.to_thread(cluster.claim, self.store, key, self.id, now, next_due)
 
 
