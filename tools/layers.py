@@ -47,9 +47,9 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("monitor.config.common", "monitor.config.units"),
     # each feature's own settings models, which the configuration file is made of
     ("notifications.settings", "monitor.alerts.settings", "monitor.renewal.settings"),
-    # the alert lifecycle: a pure function of findings and settings, like the rules (the store
-    # keeps its states)
-    ("monitor.alerts.lifecycle",),
+    # the alert lifecycle, a pure function of findings and settings like the rules (the store
+    # keeps its states), and the tracking policy the configuration derives (its routing table)
+    ("monitor.alerts.lifecycle", "monitor.alerts.policy"),
     ("monitor.config", "monitor.examples"),
     # the edges: the network and the notification channels
     ("monitor.probe", "notifications"),

@@ -21,11 +21,12 @@ except ImportError:  # pragma: no cover - tomli is a dependency
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from checks.base import DeliveryContract, ExpiryThresholds, Severity
+from monitor.alerts.policy import Tracking
 from monitor.alerts.settings import AlertsConfig
 from monitor.config import derived
 from monitor.config.common import Model as _Model
-from monitor.config.common import escaped
 from monitor.config.integrations import CaptureConfig, ExchangeServerConfig, RevocationConfig
+from monitor.config.located import LocatedError, at, describe, key_of, unique
 from monitor.config.sections import (
     ConnectorConfig,
     DaemonConfig,
@@ -77,20 +78,20 @@ class Config(_Model):
     @model_validator(mode="after")
     def _cross_check(self) -> Config:
         for section in ("connectors", "delivery_connectors", "endpoints", "channels", "renewals"):
-            _unique(section, [item.name for item in getattr(self, section)])
+            unique(section, [item.name for item in getattr(self, section)])
         connectors = {c.name for c in self.connectors}
         endpoints = {e.name for e in self.endpoints}
         for index, endpoint in enumerate(self.endpoints):
             if endpoint.connector is not None and endpoint.connector not in connectors:
                 known = ", ".join(sorted(connectors)) or "none defined"
-                raise _at(
+                raise at(
                     ("endpoints", index, "connector"),
                     f"unknown connector '{endpoint.connector}' (known: {known})",
                 )
             if endpoint.interval is not None and endpoint.interval < timedelta(seconds=10):
-                raise _at(("endpoints", index, "interval"), "must be at least 10s")
+                raise at(("endpoints", index, "interval"), "must be at least 10s")
             if endpoint.mode == "starttls" and endpoint.port == 465:
-                raise _at(
+                raise at(
                     ("endpoints", index, "mode"),
                     "port 465 is implicit TLS; use mode = 'tls' or 'auto'",
                 )
@@ -99,34 +100,34 @@ class Config(_Model):
         for index, channel in enumerate(self.channels):
             for name in channel.connectors:
                 if name not in connectors:
-                    raise _at(("channels", index, "connectors"), f"unknown connector '{name}'")
+                    raise at(("channels", index, "connectors"), f"unknown connector '{name}'")
             for severity in channel.severities:
                 if severity not in {s.value for s in Severity}:
-                    raise _at(
+                    raise at(
                         ("channels", index, "severities"),
                         f"'{severity}' is not one of info, warning, unknown, critical",
                     )
         for index, renewal in enumerate(self.renewals):
             for name in renewal.endpoints:
                 if name not in endpoints:
-                    raise _at(("renewals", index, "endpoints"), f"unknown endpoint '{name}'")
+                    raise at(("renewals", index, "endpoints"), f"unknown endpoint '{name}'")
         exchange = self.exchange_server
         if exchange is not None and exchange.connector not in (None, *connectors):
-            raise _at(("exchange_server", "connector"), f"unknown connector '{exchange.connector}'")
+            raise at(("exchange_server", "connector"), f"unknown connector '{exchange.connector}'")
         mail = self.reports.email_channel
         if mail is not None and not any(
             c.name == mail and c.type == "email" for c in self.channels
         ):
-            raise _at(("reports", "email_channel"), f"'{mail}' is not an e-mail channel")
+            raise at(("reports", "email_channel"), f"'{mail}' is not an e-mail channel")
         return self
 
     def _check_outbound(self, index: int, endpoint: EndpointConfig) -> None:
         loc = ("endpoints", index, "outbound")
         if self.capture is None:
-            raise _at(loc, "an outbound check needs a [capture] section (the listener it waits at)")
+            raise at(loc, "an outbound check needs a [capture] section (the listener it waits at)")
         domain = self.probe_domain(endpoint)
         if domain not in self.capture.probe_domains:
-            raise _at(
+            raise at(
                 (*loc, "probe_domain"),
                 f"'{domain}' is not one of [capture] probe_domains "
                 f"({', '.join(self.capture.probe_domains)})",
@@ -180,6 +181,17 @@ class Config(_Model):
     def _delivery_index(self) -> dict[str, DeliveryContract]:
         return derived.delivery_index(self.endpoints, self.delivery_connectors)
 
+    @cached_property
+    def tracking(self) -> Tracking:
+        """The daemon's routing table, derived once: how a scan's results feed baselines and
+        alerts, and which channel each message goes to."""
+        return Tracking(
+            auto_accept=self.daemon.auto_accept_renewals,
+            alerts=self.alerts.settings(),
+            channels=tuple(self.channels),
+            docs_url=self.alerts.docs_url,
+        )
+
     def connector(self, name: str | None) -> ConnectorConfig | None:
         return next((c for c in self.connectors if c.name == name), None)
 
@@ -207,51 +219,6 @@ class Config(_Model):
         return derived.database_url(self.database, self.source, self.resolve_path)
 
 
-class _LocatedError(ValueError):
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-
-def _at(loc: tuple[str | int, ...], message: str) -> _LocatedError:
-    return _LocatedError(loc, message)
-
-
-def _unique(section: str, names: list[str]) -> None:
-    """Names are unique within a section; the error points at the second one."""
-    seen: set[str] = set()
-    for index, name in enumerate(names):
-        if name in seen:
-            raise _at((section, index, "name"), f"duplicate {section[:-1]} '{name}'")
-        seen.add(name)
-
-
-def _key(loc: tuple[str | int, ...], data: dict[str, Any]) -> str:
-    """``('endpoints', 2, 'port')`` -> ``endpoints[2] (mail2).port``."""
-    parts: list[str] = []
-    node: Any = data
-    for item in loc:
-        if isinstance(item, int):
-            name = None
-            if isinstance(node, list) and item < len(node):
-                node = node[item]
-                name = node.get("name") if isinstance(node, dict) else None
-            parts[-1] += f"[{item}]" + (f" ({escaped(name)})" if isinstance(name, str) else "")
-        else:
-            parts.append(item)
-            node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts) or "(top level)"
-
-
-def _describe(error: Any) -> str:
-    kind, message = error["type"], error["msg"].removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        return "unknown key; check the spelling against docs/configuration.md"
-    if kind == "missing":
-        return "required key is missing"
-    return str(message)
-
-
 def parse(data: dict[str, Any], source: Path) -> Config:
     """Validate ``data`` (a parsed TOML document); raise :class:`ConfigError` on the first error."""
     from monitor.config.tenant import merge
@@ -266,11 +233,11 @@ def parse(data: dict[str, Any], source: Path) -> Config:
         # An unknown key usually is a misspelt one, so report it before the "missing" it causes.
         first = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         context = first.get("ctx", {}).get("error")
-        if isinstance(context, _LocatedError):
+        if isinstance(context, LocatedError):
             loc, text = context.loc, str(context)
         else:
-            loc, text = tuple(first["loc"]), _describe(first)
-        raise ConfigError(f"{source}: {_key(loc, data)}: {text}") from None
+            loc, text = tuple(first["loc"]), describe(first)
+        raise ConfigError(f"{source}: {key_of(loc, data)}: {text}") from None
 
 
 def load(path: Path) -> Config:

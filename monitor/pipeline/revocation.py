@@ -8,17 +8,18 @@ from collections.abc import Callable, Sequence
 
 from cryptography import x509
 
+from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.probe.crl import CrlCache, CrlSettings, distribution_points
 from monitor.results import ProbeResult
 
 
-def crl_cache(config: Config) -> CrlCache:
+def crl_cache(config: Config, clock: Clock = utcnow) -> CrlCache:
     """One cache for a scanner's life: every endpoint with one issuer shares its CRL."""
     crl = config.revocation
     refresh = crl.refresh.total_seconds() if crl.refresh else None
     timeout = crl.timeout.total_seconds()
-    return CrlCache(CrlSettings(crl.enabled, timeout, crl.max_size, crl.proxy, refresh))
+    return CrlCache(CrlSettings(crl.enabled, timeout, crl.max_size, crl.proxy, refresh), clock)
 
 
 async def attach(

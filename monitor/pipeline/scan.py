@@ -94,7 +94,7 @@ class Scanner:
         # MX routes, MTA-STS policies and TLSA lookups of the delivery direction.
         self.delivery = DeliveryLookups(config, self.anchors)
         # Every leaf's CRL, kept until its nextUpdate and shared by every endpoint.
-        self.crls = crl_cache(config)
+        self.crls = crl_cache(config, options.clock)
         # One scan's transaction at a time (kept across a reload).
         self.write_lock: asyncio.Lock = old.write_lock if old else asyncio.Lock()
         # The daemon's group commit (None: each call stores its own results at once).
@@ -152,7 +152,8 @@ class Scanner:
             probe = self.config.probe
             results = await self.pool.probe(found, probe.concurrency, probe.per_host)
         else:
-            results = await probe_bounded(found, self.semaphore, on_start, self.hosts)
+            clock = self.options.clock
+            results = await probe_bounded(found, self.semaphore, on_start, self.hosts, clock)
         for result in results:
             if result.chain_der:
                 result.chain_der = self.share_chain(result.chain_der)
@@ -192,8 +193,9 @@ class Scanner:
     async def outbound_checks(self, endpoints: Sequence[EndpointConfig]) -> list[ProbeResult]:
         """The outbound checks of ``endpoints`` (those that have one), each not-delivered result
         counting the consecutive misses before it."""
+        capture, why, clock = self.capture, self.capture_unavailable, self.options.clock
         client = await outbound.check_all(
-            self.config, endpoints, self.capture, self.semaphore, self.capture_unavailable
+            self.config, endpoints, capture, self.semaphore, why, clock
         )
         if client:
             limit = self.config.capture.misses_critical if self.config.capture else 3

@@ -39,8 +39,9 @@ class Daemon:
         self, config_path: Path, store: Store, config: Config, clock: Clock = utcnow
     ) -> None:
         self.path, self.store = config_path, store
+        self.clock = clock
         self.membership = Membership(store, config, clock)
-        self.jobs = Jobs(store, Generation(config, store), self.membership, clock)
+        self.jobs = Jobs(store, Generation(config, store, clock=clock), self.membership, clock)
         self.scheduler = self.jobs.table.scheduler
         self.stopping = asyncio.Event()
         # The capture listener lives as long as the daemon; arrivals go to the scanner
@@ -107,7 +108,9 @@ class Daemon:
         the new generation is swapped in whole and every job rescheduled from it."""
         try:
             config = load(self.path)
-            gen = Generation(config, self.store, self.gen, self.capture.listener)
+            gen = Generation(
+                config, self.store, self.gen, self.capture.listener, self.jobs.context.clock
+            )
         except RelaycertError as exc:
             event(log, logging.ERROR, "config.rejected", file=str(self.path), error=str(exc))
             return

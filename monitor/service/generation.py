@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from monitor.alerts.channels import build_channels
-from monitor.alerts.policy import Tracking
+from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.pipeline.options import ScanOptions
 from monitor.pipeline.scan import Scanner
@@ -30,20 +30,16 @@ class Generation:
         store: Store,
         previous: Generation | None = None,
         capture: CaptureListener | None = None,
+        clock: Clock = utcnow,
     ) -> None:
         self.config = config
         self.channels = build_channels(config)
-        self.tracking = Tracking(
-            auto_accept=config.daemon.auto_accept_renewals,
-            alerts=config.alerts.settings(),
-            channels=tuple(config.channels),
-            docs_url=config.alerts.docs_url,
-        )
+        self.tracking = config.tracking
         # A reload hands the old scanner's write lock, probe permits, per-host limits, unstored
         # results and legacy-TLS memory on to the new one (see Scanner).
         old: Scanner | None = previous.scanner if previous else None
         anchors = trust_anchors(config.trust, config.source)
-        options = ScanOptions(tracking=self.tracking, anchors=anchors, daemon=True)
+        options = ScanOptions(tracking=self.tracking, anchors=anchors, daemon=True, clock=clock)
         self.scanner: Scanner = Scanner(config, store, options, previous=old)
         if capture is not None:  # the daemon's listener: [capture] changes apply on restart
             self.scanner.use_capture(capture)
