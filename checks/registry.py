@@ -1,8 +1,10 @@
-"""The built-in rules, in one literal mapping, and the function that runs them all."""
+"""The built-in rules, in one literal registry of rule families with the directions each judges,
+and the function that runs them all."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 
 from checks import (
@@ -21,33 +23,80 @@ from checks import (
 )
 from checks.base import Direction, Finding, Observation, Policy, ProbeStatus, Rule
 
+# Which observations a rule judges: the certificate the listener serves
+# (from_exchange_online), the client certificate an outbound check captures
+# (to_exchange_online), a certificate file (``None``: not presented in either direction yet).
+Directions = frozenset[Direction | None]
+EVERY: Directions = frozenset({Direction.FROM_EXO, Direction.TO_EXO, None})
+NOT_CLIENT: Directions = frozenset({Direction.FROM_EXO, None})  # served, or a file
+SERVED: Directions = frozenset({Direction.FROM_EXO})
+CLIENT: Directions = frozenset({Direction.TO_EXO})
 
-def _index(rules: Iterable[Rule]) -> dict[str, Rule]:
+
+@dataclass(frozen=True)
+class Family:
+    """One rule family (a module of ``checks``), its rules and the directions they judge:
+    ``directions`` for the whole family, ``narrower`` for rules of it that judge fewer."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    directions: Directions
+    narrower: Mapping[str, Directions] = field(default_factory=dict)
+
+    def directions_of(self, rule_id: str) -> Directions:
+        return self.narrower.get(rule_id, self.directions)
+
+
+# The served certificate is checked against the host name peers connect to; a client
+# certificate is matched by the connector alone, and the listener's STARTTLS and handshake are
+# not what an outbound check measures.  The delivery contract, DANE and MTA-STS are about the
+# certificate the listener serves to Exchange Online.
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "session",
+        tuple(session.RULES),
+        EVERY,
+        {
+            "tls.starttls_missing": NOT_CLIENT,
+            "tls.handshake_failed": NOT_CLIENT,
+            "tls.legacy_accepted": NOT_CLIENT,
+        },
+    ),
+    Family("validity", tuple(validity.RULES), EVERY),
+    Family("trust", tuple(trust.RULES), EVERY),
+    Family("crypto", tuple(crypto.RULES), EVERY),
+    Family("identity", tuple(identity.RULES), EVERY, {"cert.hostname_mismatch": NOT_CLIENT}),
+    Family("connector", tuple(connector.RULES), EVERY),
+    Family("drift", tuple(drift.RULES), EVERY, {"drift.nodes_differ": NOT_CLIENT}),
+    Family("outbound", tuple(outbound.RULES), CLIENT),
+    Family("delivery", tuple(delivery.RULES), SERVED),
+    Family("dane", tuple(dane.RULES), SERVED),
+    Family("revocation", tuple(revocation.RULES), EVERY),
+    Family("mtasts", tuple(mtasts.RULES), SERVED),
+)
+
+
+def _index(families: Iterable[Family]) -> tuple[dict[str, Rule], dict[str, Directions]]:
     index: dict[str, Rule] = {}
-    for r in rules:
-        if r.id in index:
-            raise ValueError(f"duplicate rule id {r.id!r}")
-        if not isinstance(r, Rule):
-            raise TypeError(f"{r!r} does not implement checks.base.Rule")
-        index[r.id] = r
-    return index
+    directions: dict[str, Directions] = {}
+    for family in families:
+        for r in family.rules:
+            if r.id in index:
+                raise ValueError(f"duplicate rule id {r.id!r}")
+            if not isinstance(r, Rule):
+                raise TypeError(f"{r!r} does not implement checks.base.Rule")
+            index[r.id] = r
+            directions[r.id] = family.directions_of(r.id)
+        unknown = set(family.narrower) - {r.id for r in family.rules}
+        if unknown:
+            raise ValueError(f"family {family.name!r} narrows rules it lacks: {sorted(unknown)}")
+    return index, directions
 
 
-_BUILTIN: list[Rule] = [
-    *session.RULES,
-    *validity.RULES,
-    *trust.RULES,
-    *crypto.RULES,
-    *identity.RULES,
-    *connector.RULES,
-    *drift.RULES,
-    *outbound.RULES,
-    *delivery.RULES,
-    *dane.RULES,
-    *revocation.RULES,
-    *mtasts.RULES,
-]
-BUILTIN_RULES: Mapping[str, Rule] = _index(_BUILTIN)
+_BUILTIN, _DIRECTIONS = _index(FAMILIES)
+BUILTIN_RULES: Mapping[str, Rule] = _BUILTIN
+# Every built-in rule's directions, as its family declares them.
+DIRECTIONS: Mapping[str, Directions] = _DIRECTIONS
 
 # Rules that judge the configuration, not the certificate: they run even when no chain was seen.
 CONFIG_RULES = frozenset(
@@ -58,23 +107,9 @@ CONFIG_RULES = frozenset(
         "delivery.smart_host_unmonitored",
     }
 )
-
-# Rules that only make sense for one direction.  The served certificate is checked against the
-# host name peers connect to; a client certificate is matched by the connector alone, and the
-# listener's STARTTLS and handshake are not what an outbound check measures.
-SERVED_ONLY = frozenset(
-    {
-        "cert.hostname_mismatch",
-        "tls.starttls_missing",
-        "tls.handshake_failed",
-        "tls.legacy_accepted",
-        "drift.nodes_differ",
-    }
-)
-CLIENT_ONLY_PREFIX = "outbound."
-# The delivery contract and DANE are about the certificate the listener serves to Exchange
-# Online.
-SERVED_ONLY_PREFIX = ("delivery.", "dane.", "mtasts.")
+# Rules that run without a chain when the probe got as far as the session (or a message
+# arrived): the session's and the outbound check's.
+WITHOUT_CHAIN_PREFIX = ("probe.", "tls.", "outbound.")
 # What a probe that measured nothing (a listener that could not be reached, a submission that
 # failed, a probe message that never arrived) still says: how far it got.  No other rule is run,
 # so no other alert (a certificate's, TLS's, "no client certificate") is resolved by a miss; the
@@ -86,13 +121,15 @@ REACHED = {
 }
 
 
+def directions(rule_id: str) -> Directions:
+    """The directions ``rule_id`` judges, as its family declares (a rule outside the registry
+    judges every direction)."""
+    return DIRECTIONS.get(rule_id, EVERY)
+
+
 def applies(rule_id: str, direction: Direction | None) -> bool:
     """Does ``rule_id`` judge observations of ``direction`` (``None``: a certificate file)?"""
-    if rule_id.startswith(CLIENT_ONLY_PREFIX):
-        return direction is Direction.TO_EXO
-    if rule_id.startswith(SERVED_ONLY_PREFIX):
-        return direction is Direction.FROM_EXO
-    return not (direction is Direction.TO_EXO and rule_id in SERVED_ONLY)
+    return direction in directions(rule_id)
 
 
 def _measured(obs: Observation) -> tuple[bool, frozenset[str] | None]:
@@ -127,7 +164,7 @@ def _selected(
             return True
         if miss is not None:
             return rule_id in miss
-        return has_chain or rule_id.startswith(("probe.", "tls.", CLIENT_ONLY_PREFIX))
+        return has_chain or rule_id.startswith(WITHOUT_CHAIN_PREFIX)
 
     return frozenset(rule_id for rule_id in rules if applies(rule_id, direction) and runs(rule_id))
 

@@ -271,7 +271,7 @@ async def test_concurrent_renewals_order_once(store_url, pebble, tmp_path, root_
     from monitor.demo.pebble import free_port
     from monitor.renewal.outcome import Result
     from monitor.renewal.runner import renew
-    from monitor.store import queries
+    from monitor.store.reads import renewal
     from tests.test_renewal import renewal_config
 
     path = renewal_config(
@@ -290,7 +290,7 @@ async def test_concurrent_renewals_order_once(store_url, pebble, tmp_path, root_
             renew(config, one, settings, force=True, dry_run=True),
             renew(config, two, settings, force=True, dry_run=True),
         )
-        attempts = queries.renewals(one, None, 8, settings.name)
+        attempts = renewal.renewals(one, None, 8, settings.name)
     finally:
         one.close()
         two.close()

@@ -101,13 +101,12 @@ def test_renewal_reports_the_send_connector_check(tmp_path, config_file, capsys)
     """After a deployment the renewal's detail says whether the Send connector names the
     renewed certificate (the Exchange deploy hook refreshes the exports)."""
     from monitor.config.loader import load
-    from monitor.renewal.attempt import Attempt
+    from monitor.renewal.context import send_connector_check
     from monitor.renewal.verify import verify_send_connector
 
     sends = send(f"<I>{LE}<S>CN=mail.contoso.com")
     check(tmp_path, config_file, sends, [cert("CC33", NEW_LE)], capsys)  # writes the exports
     config = load(tmp_path / "relaycert.toml")
-    attempt = Attempt(config, None, None, "renewals[0]", None, None)  # type: ignore[arg-type]
-    detail = verify_send_connector(attempt)
+    detail = verify_send_connector(send_connector_check(config))
     assert "Exchange Send connector check: Outbound to Office 365 - 1b2c:" in detail
     assert "exchange.send_certificate_missing" in detail and "CC33" in detail

@@ -363,7 +363,7 @@ def test_ari_window_and_fallback(tmp_path, intermediate) -> None:  # type: ignor
         assert next_check - datetime.now(UTC) > timedelta(minutes=50)  # Retry-After honoured
         assert any(p.startswith("/renewalInfo/") for p in seen)
         from monitor.renewal.decide import due
-        from monitor.store.queries import Served
+        from monitor.store.reads.renewal import Served
 
         now = datetime.now(UTC)
         decision = due(session, Served(leaf.cert, []), settings, now)

@@ -260,7 +260,7 @@ def test_ari_errors_fall_back_to_the_lifetime(
     fake_ca: FakeCA, tmp_path: Path, intermediate, status: int
 ) -> None:  # type: ignore[no-untyped-def]
     from monitor.renewal.decide import due
-    from monitor.store.queries import Served
+    from monitor.store.reads.renewal import Served
 
     fake_ca.ari_status = status
     session, settings = session_for(fake_ca, tmp_path)
@@ -312,8 +312,9 @@ def test_renewal_decides_from_the_node_with_the_least_time_left(
 ) -> None:  # type: ignore[no-untyped-def]
     from checks.base import ProbeStatus
     from monitor.results import ProbeResult, ProbeTarget, ScanRecord
-    from monitor.store import queries, writes
+    from monitor.store import writes
     from monitor.store.engine import Store
+    from monitor.store.reads import renewal
 
     now = datetime.now(UTC)
     fresh = pki.make_leaf(intermediate, ["mail1.contoso.test"])
@@ -325,7 +326,7 @@ def test_renewal_decides_from_the_node_with_the_least_time_left(
         result = ProbeResult(target, now, ProbeStatus.OK, tls_version="TLSv1.3")
         records.append(ScanRecord(result, (leaf.cert, intermediate.cert), (), "starttls", None))
     writes.record(store, records)
-    served = queries.served(store, ["mail1"], set())
+    served = renewal.served(store, ["mail1"], set())
     store.close()
     assert served.leaf == stale.cert  # before: the first stored leaf
 

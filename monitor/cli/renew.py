@@ -51,10 +51,11 @@ async def _renew_all(
 
 def _next_key(config: Config, chosen: list[RenewalSettings]) -> int:
     """``--next-key``: stage each renewal's next key and print its TLSA records."""
+    from monitor.renewal.context import build
     from monitor.renewal.dane_gate import stage_next_key
 
     for settings in chosen:
-        path, records, made = stage_next_key(config, config.resolved(settings))
+        path, records, made = stage_next_key(build(config, settings))
         print(f"{settings.name}: next key {'made' if made else 'already staged'} at {path}")
         print("  publish beside the current records (DNSSEC-signed), then let renewal run:")
         for record in records:

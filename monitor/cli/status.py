@@ -22,7 +22,7 @@ from monitor.config.loader import Config, load
 from monitor.store import captures
 from monitor.store.captures import CaptureStatus
 from monitor.store.engine import Store
-from monitor.store.queries import RenewalStatus, renewals
+from monitor.store.reads.renewal import RenewalStatus, renewals
 from monitor.store.reads.status import AddressStatus, FailedMessage, failed_total, status
 
 COLUMNS = (

@@ -76,7 +76,7 @@ async def handle(scanner: Scanner, arrival: Arrival, keys: TokenKeys) -> ScanRec
     store = await scanner.ready_store()
     endpoint = found.endpoint
     if found.kind == LATE and endpoint is not None and claim is not None:
-        from monitor.store.outbound import outbound_state
+        from monitor.store.reads.outbound import outbound_state
 
         address, arrived, checked = await asyncio.to_thread(outbound_state, store, endpoint.name)
         # Token times are whole seconds; a result's time is its check's, a fraction later.

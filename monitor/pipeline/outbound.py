@@ -177,7 +177,7 @@ def count_misses(store: Store | None, results: Sequence[ProbeResult], limit: int
     missed = [r for r in results if r.status is ProbeStatus.NOT_DELIVERED]
     if not missed:
         return
-    from monitor.store.outbound import outbound_misses
+    from monitor.store.reads.outbound import outbound_misses
 
     before = outbound_misses(store, [r.target.endpoint for r in missed], limit)
     for result in missed:

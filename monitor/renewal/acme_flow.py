@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from josepy.jwa import RS256
 from josepy.jwk import JWKRSA
 
+from monitor.clock import Clock, utcnow
 from monitor.errors import RenewalError
 from monitor.files import write_secret
 from monitor.renewal import orders
@@ -41,21 +42,21 @@ class RateLimited(RenewalError):
 
 class _Network(client.ClientNetwork):
     """The ``acme`` network client, remembering the last Retry-After the CA sent (the library
-    raises the error body without the header)."""
+    raises the error body without the header), as a time by ``clock``."""
 
     retry_after: dt.datetime | None = None
     last_status: int | None = None
+    clock: Clock  # set by AcmeSession before any request
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         response = super()._send_request(method, url, *args, **kwargs)
         self.last_status = response.status_code
         value = response.headers.get("Retry-After")
-        self.retry_after = _retry_after(value) if value else None
+        self.retry_after = _retry_after(value, self.clock()) if value else None
         return response
 
 
-def _retry_after(value: str) -> dt.datetime | None:
-    now = dt.datetime.now(dt.UTC)
+def _retry_after(value: str, now: dt.datetime) -> dt.datetime | None:
     if value.strip().isdigit():
         return now + dt.timedelta(seconds=min(int(value), 7 * 86400))
     try:
@@ -94,13 +95,20 @@ class Issued:
 class AcmeSession:
     """An ACME account on one directory, ready to order."""
 
-    def __init__(self, settings: RenewalSettings, state_dir: Path, eab_hmac: str | None) -> None:
+    def __init__(
+        self,
+        settings: RenewalSettings,
+        state_dir: Path,
+        eab_hmac: str | None,
+        clock: Clock = utcnow,
+    ) -> None:
         self.settings, self.state_dir = settings, state_dir
         self.notes: list[str] = []  # what the outcome should say (a resumed order, a profile)
         key = self._key = self._account_key()
         verify: Any = str(settings.ca_file) if settings.ca_file else True
         self.directory_url = settings.directory
         self.net = _Network(key, alg=RS256, verify_ssl=verify, user_agent=USER_AGENT, timeout=30)
+        self.net.clock = clock  # Retry-After in seconds counts from the attempt's clock
         try:
             directory = client.ClientV2.get_directory(settings.directory, self.net)
         except Exception as exc:  # requests, JSON and acme errors: the CA is unreachable

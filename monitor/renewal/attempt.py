@@ -1,12 +1,13 @@
-"""What one renewal attempt works with."""
+"""What one renewal attempt works with: its context (what it reads of the configuration, and
+the clock), the store and the scanner that verifies."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from monitor.clock import Clock
-from monitor.config.loader import Config
 from monitor.pipeline.scan import Scanner
+from monitor.renewal.context import RenewalContext
 from monitor.renewal.settings import RenewalSettings
 from monitor.store.engine import Store
 
@@ -18,9 +19,20 @@ DEPLOYED = frozenset({"verified", "not_served", "hook_failed"})
 class Attempt:
     """What one attempt works with."""
 
-    config: Config
+    context: RenewalContext
     store: Store
-    settings: RenewalSettings  # paths resolved against the configuration file
-    where: str  # the settings' place in the configuration, for messages
     scanner: Scanner
-    clock: Clock
+
+    @property
+    def settings(self) -> RenewalSettings:
+        """The renewal's settings, paths resolved against the configuration file."""
+        return self.context.settings
+
+    @property
+    def where(self) -> str:
+        """The settings' place in the configuration, for messages."""
+        return self.context.where
+
+    @property
+    def clock(self) -> Clock:
+        return self.context.clock

@@ -40,29 +40,15 @@ from cryptography.hazmat.primitives.serialization import (
 
 from checks.base import Finding, Severity, TlsaEvidence
 from checks.dane import USABLE, associated, matches, publishable
-from monitor.config.loader import Config
 from monitor.files import read_limited, write_secret
 from monitor.probe.dane import lookup, tlsa_name
 from monitor.renewal.attempt import Attempt
-from monitor.renewal.settings import RenewalSettings
+from monitor.renewal.context import RenewalContext
 
 RULE = "dane.rollover_unsafe"
 SEEN = "dane-seen.json"
 NEXT_KEY = "next-key.pem"
 DEFAULT_TTL = 3600  # seconds, when an answer carries none
-
-
-def dane_hosts(attempt: Attempt) -> list[str]:
-    """The hosts of the renewal's endpoints that Exchange Online delivers to with DANE."""
-    config, hosts = attempt.config, set()
-    for name in attempt.settings.endpoints:
-        endpoint = config.endpoint(name)
-        if endpoint is None:
-            continue
-        contract = config.delivery_for(endpoint)
-        if contract is not None and contract.dane_mode != "None":
-            hosts.add(endpoint.host.lower().rstrip("."))
-    return sorted(hosts)
 
 
 def _seen_path(attempt: Attempt) -> Path:
@@ -102,12 +88,11 @@ async def check(
     attempt: Attempt, chain: tuple[x509.Certificate, ...], current: x509.Certificate | None
 ) -> Verdict:
     """Whether ``chain`` may be deployed without breaking DANE delivery."""
-    hosts = dane_hosts(attempt)
+    context = attempt.context
+    hosts = context.dane_hosts
     if not hosts:
         return Verdict()
-    config = attempt.config
-    timeout = config.probe.timeout.total_seconds()
-    servers = config.dns.servers()
+    timeout, servers = context.lookup_timeout, context.nameservers
     found = await asyncio.gather(*(lookup(host, timeout, servers) for host in hosts))
     path = _seen_path(attempt)
     seen = await asyncio.to_thread(_load_seen, path)
@@ -167,11 +152,12 @@ def _judge(
     return min(datetime.fromisoformat(seen[f"{host} {r.text()}"]) for r in matching) + wait
 
 
-def stage_next_key(config: Config, settings: RenewalSettings) -> tuple[Path, list[str], bool]:
+def stage_next_key(context: RenewalContext) -> tuple[Path, list[str], bool]:
     """Make the renewal's next key (kept if already made, mode 0600): its path, the ``3 1 1``
     records to publish for it at every host of the renewal, and whether it was made now."""
     from monitor.renewal.acme_flow import new_private_key
 
+    settings = context.settings
     path = settings.state_dir / settings.name / NEXT_KEY
     made = not path.exists()
     if made:
@@ -179,11 +165,5 @@ def stage_next_key(config: Config, settings: RenewalSettings) -> tuple[Path, lis
     key = load_pem_private_key(read_limited(path), password=None)
     spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     digest = hashlib.sha256(spki).hexdigest()
-    hosts = sorted(
-        {
-            e.host.lower().rstrip(".")
-            for name in settings.endpoints
-            if (e := config.endpoint(name)) is not None
-        }
-    )
+    hosts = sorted({e.host.lower().rstrip(".") for e in context.endpoints})
     return path, [f"{tlsa_name(host)} IN TLSA 3 1 1 {digest}" for host in hosts], made

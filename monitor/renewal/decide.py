@@ -11,12 +11,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from checks.base import Policy, TrustAnchors
 from checks.matching import base_domain, connector_match, registered_domain
-from monitor.config.loader import Config
 from monitor.errors import RenewalError
 from monitor.renewal.acme_flow import AcmeSession
+from monitor.renewal.context import RenewalContext
 from monitor.renewal.outcome import FAILED_RESULTS
 from monitor.renewal.settings import RenewalSettings
-from monitor.store.queries import RenewalStatus, Served
+from monitor.store.reads.renewal import RenewalStatus, Served
 
 URGENT_RULES = frozenset(
     {"cert.expired", "cert.untrusted", "connector.name_not_covered", "cert.revoked"}
@@ -113,21 +113,9 @@ def precheck(names: list[str], policies: list[Policy]) -> str | None:
     return None
 
 
-def policies(
-    config: Config, settings: RenewalSettings, now: datetime, anchors: TrustAnchors
-) -> list[Policy]:
+def policies(context: RenewalContext, now: datetime, anchors: TrustAnchors) -> list[Policy]:
     """The policies of the connectors the renewal's endpoints serve (for the gate)."""
-    connectors = {e.connector for e in config.endpoints if e.name in settings.endpoints}
-    found = []
-    for name in connectors:
-        connector = config.connector(name) if name else None
-        found.append(
-            Policy(
-                now,
-                config.tenant.accepted_domains,
-                connector.to_check() if connector else None,
-                config.expiry.to_check(),
-                anchors,
-            )
-        )
-    return found
+    return [
+        Policy(now, context.accepted_domains, connector, context.expiry, anchors)
+        for connector in context.connectors
+    ]

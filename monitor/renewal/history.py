@@ -13,10 +13,12 @@ from cryptography import x509
 
 from checks.base import Severity
 from checks.certinfo import days_text
-from monitor.renewal import decide, notify
+from monitor.renewal import decide
 from monitor.renewal.attempt import Attempt
+from monitor.renewal.notify import alert
 from monitor.renewal.outcome import FAILED_RESULTS, NOT_DUE, Outcome, Result
-from monitor.store import queries, renewals
+from monitor.store import renewals
+from monitor.store.reads.renewal import RenewalStatus
 
 FAILED_VALUES = frozenset(r.value for r in FAILED_RESULTS)
 # How long the CA may be unreachable while nothing is due before an (unknown) alert.
@@ -28,7 +30,7 @@ QUIET = frozenset({Result.UNCHECKED.value, Result.CA_UNREACHABLE.value})
 ENDS = frozenset({Result.SKIPPED, Result.VERIFIED, Result.DRY_RUN})
 
 
-def failing_streak(history: list[queries.RenewalStatus]) -> list[queries.RenewalStatus]:
+def failing_streak(history: list[RenewalStatus]) -> list[RenewalStatus]:
     """The newest recorded attempts that did not succeed (failed, or the CA unreachable),
     newest first.  Any other recorded attempt ends it; so does a check that found the CA
     answering again (:func:`ends_streak` records one)."""
@@ -40,7 +42,7 @@ def failing_streak(history: list[queries.RenewalStatus]) -> list[queries.Renewal
     return streak
 
 
-def alerted(streak: list[queries.RenewalStatus]) -> bool:
+def alerted(streak: list[RenewalStatus]) -> bool:
     """Whether anyone was told of the streak (a failure, or the unknown message of a CA
     unreachable too long): then its end is told too."""
     return any(
@@ -48,14 +50,14 @@ def alerted(streak: list[queries.RenewalStatus]) -> bool:
     )
 
 
-def ends_streak(streak: list[queries.RenewalStatus], outcome: Outcome) -> bool:
+def ends_streak(streak: list[RenewalStatus], outcome: Outcome) -> bool:
     """Whether ``outcome`` (not recorded otherwise) must be recorded: a check that asked the
     CA and found nothing due, after a streak; it ends the streak.  (A skip for other reasons,
     a DANE wait or a backoff, ends nothing.)"""
     return bool(streak) and outcome.outcome is Result.SKIPPED and outcome.detail.startswith(NOT_DUE)
 
 
-def escalated(streak: list[queries.RenewalStatus], outcome: Outcome, now: datetime) -> Outcome:
+def escalated(streak: list[RenewalStatus], outcome: Outcome, now: datetime) -> Outcome:
     """An unchecked attempt that finds the CA unreachable for :data:`CA_QUIET_FOR`, counted
     from the first quiet attempt of the streak, and not told yet: the unknown message's."""
     if outcome.outcome is not Result.UNCHECKED:
@@ -78,7 +80,7 @@ async def record(
     outcome: Outcome,
     order_url: str | None,
     recovered: bool,
-    streak: list[queries.RenewalStatus],
+    streak: list[RenewalStatus],
     leaf: x509.Certificate | None,
 ) -> None:
     """Store the attempt; alert on failure (with the days left and the next attempt), on a CA
@@ -96,26 +98,24 @@ async def record(
         order_url,
         attempt.clock(),
     )
-    config, store, settings = attempt.config, attempt.store, attempt.settings
+    context, store, settings = attempt.context, attempt.store, attempt.settings
     left = _time_left(leaf, started)
     if outcome.outcome.failed:
-        this = queries.RenewalStatus(
+        this = RenewalStatus(
             settings.name, started, attempt.clock(), outcome.outcome.value, None, None, None
         )
         retry = decide.backoff([this, *streak])
         when = f"; next attempt after {retry:%Y-%m-%d %H:%M} UTC" if retry else ""
-        await asyncio.to_thread(
-            notify.alert, config, store, row_id, settings, outcome, "opened", left + when
-        )
+        await asyncio.to_thread(alert, context, store, row_id, outcome, "opened", left + when)
     elif outcome.outcome is Result.CA_UNREACHABLE:
         await asyncio.to_thread(
-            notify.alert, config, store, row_id, settings, outcome, "opened", left, Severity.UNKNOWN
+            alert, context, store, row_id, outcome, "opened", left, Severity.UNKNOWN
         )
     elif outcome.outcome in ENDS and (
         recovered or (outcome.outcome is Result.VERIFIED and _replaced(outcome.detail))
     ):
         # After failures, or a replacement the CA asked for (revoked, ARI): the story's end.
-        await asyncio.to_thread(notify.alert, config, store, row_id, settings, outcome, "resolved")
+        await asyncio.to_thread(alert, context, store, row_id, outcome, "resolved")
 
 
 def _replaced(detail: str) -> bool:

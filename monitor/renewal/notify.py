@@ -3,19 +3,18 @@ outbox for every channel that routes critical messages of the renewal's connecto
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from checks.base import Severity
-from monitor.config.loader import Config
 from monitor.renewal.outcome import Outcome, Result
-from monitor.renewal.settings import RenewalSettings
 from monitor.store.engine import Store
 from monitor.store.messages import enqueue_routed
 from notifications.base import Notification
 
-if TYPE_CHECKING:  # the store's transaction
-    from sqlmodel import Session
+if TYPE_CHECKING:
+    from sqlmodel import Session  # the store's transaction
+
+    from monitor.renewal.context import RenewalContext
 
 TITLES: dict[tuple[str, Result], str] = {
     ("opened", Result.CA_UNREACHABLE): "CA unreachable for renewal checks (nothing due yet)",
@@ -24,10 +23,9 @@ TITLES: dict[tuple[str, Result], str] = {
 
 
 def alert(
-    config: Config,
+    context: RenewalContext,
     store: Store,
     row_id: int,
-    settings: RenewalSettings,
     outcome: Outcome,
     kind: str = "opened",
     extra: str = "",
@@ -36,8 +34,8 @@ def alert(
     """Enqueue a message about a failed renewal (critical; ``unknown`` for a CA unreachable
     too long while nothing is due; ``kind="resolved"``: the recovery after either) for every
     channel that routes it.  ``extra`` follows the detail (days left, the next attempt)."""
-    now = datetime.now(UTC)
-    first = config.endpoint(settings.endpoints[0])
+    now, settings = context.clock(), context.settings
+    first = next((e for e in context.endpoints if e.name == settings.endpoints[0]), None)
     connector = first.connector if first else None
 
     title = TITLES.get(
@@ -63,6 +61,6 @@ def alert(
         )
 
     def work(session: Session) -> None:
-        enqueue_routed(session, config.channels, severity.value, connector, note, now)
+        enqueue_routed(session, context.channels, severity.value, connector, note, now)
 
     store.retrying(f"queueing messages about renewal '{settings.name}'", work)

@@ -20,7 +20,7 @@ from monitor.config.loader import Config
 from monitor.errors import RenewalError
 from monitor.files import read_limited, write_secret
 from monitor.pipeline.scan import Scanner
-from monitor.renewal import dane_gate, decide, history, pending
+from monitor.renewal import context, dane_gate, decide, history, pending
 from monitor.renewal.acme_flow import AcmeSession, Issued, RateLimited, ari_id, new_private_key
 from monitor.renewal.attempt import DEPLOYED, Attempt
 from monitor.renewal.decide import Due
@@ -30,8 +30,9 @@ from monitor.renewal.settings import RenewalSettings, staging_of
 from monitor.renewal.solvers import make_solver
 from monitor.renewal.verify import verify_outbound, verify_send_connector, verify_served
 from monitor.secrets import read_secret
-from monitor.store import cluster, queries
+from monitor.store import cluster
 from monitor.store.engine import Store
+from monitor.store.reads.renewal import Served, renewals, served
 
 
 async def _order(
@@ -101,12 +102,12 @@ async def _deploy(
         return Result.NOT_SERVED, "still served the old certificate: " + ", ".join(stale)
     steps = f"deployed {deployed_at:%H:%M:%S}, verified served {attempt.clock():%H:%M:%S} UTC"
     relaying = await verify_outbound(attempt, fingerprint(chain[0]))
-    sending = await asyncio.to_thread(verify_send_connector, attempt)
+    sending = await asyncio.to_thread(verify_send_connector, attempt.context.send_connectors)
     return Result.VERIFIED, f"deployed and served by every address ({steps})" + relaying + sending
 
 
 async def _issue_and_deploy(
-    attempt: Attempt, current: queries.Served, names: list[str], force: bool, dry_run: bool
+    attempt: Attempt, current: Served, names: list[str], force: bool, dry_run: bool
 ) -> tuple[Outcome, str | None]:
     """Decide, check, order (or reuse the certificate a failed attempt kept), gate, deploy;
     the outcome and the ACME order's URL."""
@@ -127,7 +128,11 @@ async def _issue_and_deploy(
     now = attempt.clock()
     try:
         session = await asyncio.to_thread(
-            AcmeSession, settings.model_copy(update={"directory": directory}), state_dir, eab
+            AcmeSession,
+            settings.model_copy(update={"directory": directory}),
+            state_dir,
+            eab,
+            attempt.clock,
         )
         decision = (
             Due("forced")
@@ -146,7 +151,7 @@ async def _issue_and_deploy(
         note = f" ({decision.note})" if decision.note else ""
         detail = f"{NOT_DUE}{when}{note}"
         return Outcome(name, Result.SKIPPED, detail, old, next_check=decision.next_check), None
-    policies = decide.policies(attempt.config, settings, now, attempt.scanner.anchors)
+    policies = decide.policies(attempt.context, now, attempt.scanner.anchors)
     problem = decide.precheck(names, policies)
     if problem is not None:
         return Outcome(name, Result.GATE_REFUSED, f"before ordering: {problem}", old), None
@@ -166,7 +171,7 @@ async def _issue_and_deploy(
     new = fingerprint(chain[0])
     # Judged at issuance time: the new certificate's notBefore is later than ``now``.
     judged_at = attempt.clock()
-    policies = decide.policies(attempt.config, settings, judged_at, attempt.scanner.anchors)
+    policies = decide.policies(attempt.context, judged_at, attempt.scanner.anchors)
     blocking = gate(chain, policies, settings.min_lifetime, judged_at)
     if dry_run:  # a staging CA's root is not trusted, by design
         blocking = [f for f in blocking if f.rule != "cert.untrusted"]
@@ -246,31 +251,20 @@ async def _renew(
     scanner: Scanner | None,
 ) -> Outcome:
     clock = now_fn or utcnow
-    index = config.renewals.index(settings)
     attempt = Attempt(
-        config,
-        store,
-        config.resolved(settings),  # relative paths are relative to the config file
-        config.renewal_where(index),
-        scanner or Scanner(config, store),
-        clock,
+        context.build(config, settings, clock), store, scanner or Scanner(config, store)
     )
     settings, started = attempt.settings, clock()
-    current = await asyncio.to_thread(
-        queries.served, store, settings.endpoints, decide.URGENT_RULES
-    )
+    current = await asyncio.to_thread(served, store, settings.endpoints, decide.URGENT_RULES)
     # enough rows to see a day of quiet checks at any check_interval of a minute or more
-    attempts = await asyncio.to_thread(queries.renewals, store, None, 2000, settings.name)
+    attempts = await asyncio.to_thread(renewals, store, None, 2000, settings.name)
     deployed_at = next(
         (h.finished_at for h in attempts if h.outcome in DEPLOYED and h.finished_at), None
     )
     if deployed_at is not None and (current.seen_at is None or current.seen_at < deployed_at):
         # What is stored predates the last deployment: look again before deciding.
-        endpoints = [e for e in config.endpoints if e.name in settings.endpoints]
-        await attempt.scanner.scan(endpoints)
-        current = await asyncio.to_thread(
-            queries.served, store, settings.endpoints, decide.URGENT_RULES
-        )
+        await attempt.scanner.scan(list(attempt.context.endpoints))
+        current = await asyncio.to_thread(served, store, settings.endpoints, decide.URGENT_RULES)
     not_before = decide.backoff(attempts)  # after failures: the earliest next attempt
     old = fingerprint(current.leaf) if current.leaf else None
     names = list(settings.names) or (all_names(current.leaf) if current.leaf else [])

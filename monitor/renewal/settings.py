@@ -1,6 +1,7 @@
 """``[[renewals]]``: what to renew through ACME, how to prove control, where to deploy.
 
-Each solver owns its settings model; the discriminator is ``type``.
+Each solver owns its settings model, kept here because the configuration parses them and a solver
+(``monitor.renewal.solvers``) sits above the configuration; the discriminator is ``type``.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ class DnsHookSettings(_Model):
     timeout: Duration = timedelta(minutes=5)
 
 
-SolverSettings = Annotated[
-    Http01Settings | Rfc2136Settings | DnsHookSettings, Field(discriminator="type")
-]
+# Every solver's settings (monitor.renewal.solvers.SOLVERS maps each to its solver).
+AnySolverSettings = Http01Settings | Rfc2136Settings | DnsHookSettings
+SolverSettings = Annotated[AnySolverSettings, Field(discriminator="type")]
 
 
 class DeploySettings(_Model):

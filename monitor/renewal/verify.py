@@ -10,9 +10,8 @@ from cryptography import x509
 from checks.base import Severity
 from checks.certinfo import fingerprint
 from monitor.errors import RelaycertError
-from monitor.pipeline import outbound
-from monitor.pipeline.exchange import judge_exports
 from monitor.renewal.attempt import Attempt
+from monitor.renewal.context import SendConnectorCheck
 
 
 async def verify_served(attempt: Attempt, chain: tuple[x509.Certificate, ...]) -> list[str]:
@@ -22,9 +21,9 @@ async def verify_served(attempt: Attempt, chain: tuple[x509.Certificate, ...]) -
     drift, even when the CA issued it from another intermediate (Let's Encrypt rotates them)."""
     from monitor.store import baselines
 
-    config, settings = attempt.config, attempt.settings
+    settings = attempt.settings
     sha256 = fingerprint(chain[0])
-    endpoints = [e for e in config.endpoints if e.name in settings.endpoints]
+    endpoints = list(attempt.context.endpoints)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.verify_timeout.total_seconds()
     while True:
@@ -51,15 +50,11 @@ async def verify_outbound(attempt: Attempt, sha256: str) -> str:
     usual) and say whether the server now *relays* with the new certificate.  The client
     certificate is configured separately (Postfix ``smtp_tls_*``, Exchange Send connector), so
     this reports rather than fails the renewal; its own findings alert in that direction."""
-    config, scanner = attempt.config, attempt.scanner
-    endpoints = [e for e in config.endpoints if e.name in attempt.settings.endpoints and e.outbound]
+    scanner = attempt.scanner
+    endpoints = [e for e in attempt.context.endpoints if e.outbound]
     if not endpoints:
         return ""
-    results = await outbound.check_all(
-        config, endpoints, scanner.capture, scanner.semaphore, scanner.capture_unavailable
-    )
-    limit = config.capture.misses_critical if config.capture else 3
-    await asyncio.to_thread(outbound.count_misses, attempt.store, results, limit)
+    results = await scanner.outbound_checks(endpoints)  # misses counted as in a scan
     notes = []
     for record in await scanner.judge_and_store(results, attempt.clock()):
         name = record.result.target.endpoint
@@ -76,14 +71,14 @@ async def verify_outbound(attempt: Attempt, sha256: str) -> str:
     return "; outbound check: " + "; ".join(notes)
 
 
-def verify_send_connector(attempt: Attempt) -> str:
-    """With ``[exchange_server]``: the Send connector check over the exports (which the Exchange
-    deploy hook refreshes), reported in the renewal's detail: after a renewal by a new
-    intermediate this is where a stale ``TlsCertificateName`` shows."""
-    if attempt.config.exchange_server is None:
+def verify_send_connector(check: SendConnectorCheck | None) -> str:
+    """With ``[exchange_server]`` (``check``): the Send connector check over the exports (which
+    the Exchange deploy hook refreshes), reported in the renewal's detail: after a renewal by a
+    new intermediate this is where a stale ``TlsCertificateName`` shows."""
+    if check is None:
         return ""
     try:
-        results = judge_exports(attempt.config)
+        results = check()
     except RelaycertError as exc:
         return f"; Exchange Send connector check not possible: {exc}"
     notes = []

@@ -18,7 +18,8 @@ from monitor.reports.model import (
     Report,
     Scenario,
 )
-from monitor.store.queries import RenewalStatus, stored_contract
+from monitor.store.queries import stored_contract
+from monitor.store.reads.renewal import RenewalStatus
 
 VERDICTS = ("compliant", "at risk", "non-compliant")
 

@@ -11,7 +11,7 @@ from monitor.reports.assemble import assemble
 from monitor.reports.model import Report
 from monitor.store import captures
 from monitor.store.engine import Store
-from monitor.store.queries import renewals
+from monitor.store.reads.renewal import renewals
 
 
 def build(config: Config, store: Store, period: timedelta, now: datetime) -> Report:

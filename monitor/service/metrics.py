@@ -24,6 +24,7 @@ from monitor.renewal.outcome import FAILED_RESULTS
 from monitor.store import captures, queries
 from monitor.store.engine import Store
 from monitor.store.reads import metrics
+from monitor.store.reads.renewal import renewals
 
 log = logging.getLogger("relaycert.metrics")
 LABELS = ["endpoint", "address", "direction"]
@@ -145,7 +146,7 @@ class StoreCollector(Collector):
             labels=["renewal"],
         )
         seen: set[str] = set()
-        for attempt in queries.renewals(self.store, limit=200):
+        for attempt in renewals(self.store, limit=200):
             if attempt.name not in seen:
                 seen.add(attempt.name)
                 ok = attempt.outcome not in FAILED

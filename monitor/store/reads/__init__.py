@@ -5,9 +5,12 @@ and returning plain rows and values (never a session):
   the daily chart's figures);
 - ``status``: what ``relaycert status``, the status page and the health check read;
 - ``plugin``: what ``check_relaycert --from-store`` answers from;
-- ``metrics``: what a ``/metrics`` scrape exports.
+- ``metrics``: what a ``/metrics`` scrape exports;
+- ``renewal``: the recorded attempts, and the served certificate a renewal decides by;
+- ``outbound``: the outbound checks' history (consecutive misses for the scan, the state a late
+  arrival at the capture listener is judged against).
 
-The newest observation per address, which every reader starts from, is in
-:mod:`monitor.store.queries` once; the scan's own reads (baselines, the served certificate a
-renewal decides by) are there too.
+What every reader shares is in :mod:`monitor.store.queries` once (the newest observation per
+address, the scan's baselines); a table with a writer of its own keeps its reads beside it
+(``captures``, ``cluster``, ``messages``).
 """

@@ -17,8 +17,8 @@ from checks.base import Direction
 from monitor.store import queries, renewals
 from monitor.store.engine import Store
 from monitor.store.models import AlertRow, EndpointRow, FindingRow, ObservationRow, ProbeDayRow
-from monitor.store.outbound import MEASURED_OUTBOUND
 from monitor.store.queries import Key
+from monitor.store.reads.outbound import MEASURED_OUTBOUND
 
 SERVED = Direction.FROM_EXO.value
 
