@@ -1,6 +1,9 @@
 """Compliance rules: pure functions from an observation and a policy to findings.
 
 The contract lives in :mod:`checks.base`; the built-in rules are listed in :mod:`checks.registry`.
+
+May import: nothing of relaycert (the rules are pure: an observation and a policy in, findings
+out).
 """
 
 import warnings

@@ -18,7 +18,7 @@ Exchange Online attributes relayed mail by).
 - ``outbound``: the outbound check as one ``Attempt``: submit a probe message through the
   on-prem server and wait for its token here.
 
-Imports ``monitor.probe`` (result types) and ``checks``; of the configuration only section
-models, never the loaded file (the callers resolve what a listener or a check needs); nothing
+May import: ``monitor.probe`` and everything below it (of the configuration only section
+models, never the loaded file: the callers resolve what a listener or a check needs).  Nothing
 imports it but the pipeline, the service and the CLI.
 """

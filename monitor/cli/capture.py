@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime
 
 from monitor import aio, logs
+from monitor.clock import utcnow
 from monitor.capture.dialogue import TOKEN_PREFIX, Capture
 from monitor.capture.tokens import Claim, Kind, Rejected
 from monitor.cli.output import console, print_table
@@ -32,7 +33,7 @@ EXIT_NOTHING = 3
 
 
 def _show(record: ScanRecord, fmt: str) -> None:
-    now = datetime.now(UTC)
+    now = utcnow()
     if fmt == "json":
         import json
 
@@ -63,7 +64,7 @@ async def _listen(config: Config, store: Store | None, args: argparse.Namespace)
     service = CaptureService(lambda: scanner, on_record=shown)
     listener = await service.start()
     keys = listener.settings.keys
-    now = datetime.now(UTC)
+    now = utcnow()
     if args.token:  # the token, or the whole recipient --once printed
         given = args.token.strip().rpartition("@")[0] or args.token.strip()
         claim = keys.verify(given.removeprefix(TOKEN_PREFIX), now)

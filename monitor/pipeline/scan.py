@@ -30,7 +30,7 @@ from monitor.pipeline.legacy import legacy_versions
 from monitor.pipeline.options import ScanOptions
 from monitor.pipeline.revocation import attach, crl_cache
 from monitor.pipeline.targets import targets
-from monitor.pipeline.unstored import Unstored, count
+from monitor.pipeline.unstored import Job, Unstored
 from monitor.probe.bounded import HostLimits, probe_bounded
 from monitor.probe.trust import trust_anchors
 from monitor.results import ProbeResult, ProbeTarget, ScanRecord
@@ -83,7 +83,6 @@ class Scanner:
         self.hosts: HostLimits = old.hosts if old and same_hosts else HostLimits(probe.per_host)
         # (address, port, mode) -> (when checked, legacy TLS versions accepted).  The daemon
         # checks (its scanner lives long enough to remember); a one-shot scan only when asked.
-        self.check_legacy = options.daemon or options.legacy_tls
         self.legacy: dict[tuple[str, int, str], tuple[float, tuple[str, ...]]] = (
             old.legacy if old else {}
         )
@@ -103,7 +102,6 @@ class Scanner:
         self.unstored: Unstored | None = None
         if options.daemon:
             self.unstored = old.unstored if old and old.unstored else Unstored()
-        self.pool, self.on_judged = options.pool, options.on_judged
         # The capture listener the outbound checks wait at, or why there is none (use_capture).
         self.capture: CaptureListener | None = None
         self.capture_unavailable: str | None = None
@@ -112,6 +110,14 @@ class Scanner:
         """Wait for outbound checks at ``listener`` from now on; without one (``None``), an
         outbound check reports ``why`` instead of a verdict."""
         self.capture, self.capture_unavailable = listener, None if listener else why
+
+    @property
+    def check_legacy(self) -> bool:
+        return self.options.daemon or self.options.legacy_tls
+
+    @property
+    def pool(self) -> ProbePool | None:
+        return self.options.pool
 
     @property
     def streams(self) -> bool:
@@ -179,7 +185,8 @@ class Scanner:
     ) -> list[ScanRecord]:
         """One scan of ``endpoints``; records in the order of ``endpoints``."""
         now = now or self.options.clock()
-        assert not self.streams, "a scanner with probe workers scans with streamed_scan"
+        if self.streams:
+            raise TypeError("a scanner with probe workers scans with pipeline.streamed_scan")
         served, client = await asyncio.gather(
             self.probe(endpoints, on_start), self.outbound_checks(endpoints)
         )
@@ -223,27 +230,11 @@ class Scanner:
             outbound.settle([r for results, _ in jobs for r in results], self.capture)
         if self.unstored is None:
             return await self._judge_and_store(jobs)
-        held = self.unstored.take()
-        try:
-            groups = await self._judge_and_store([*held, *jobs])
-        except StoreError as exc:
-            if not exc.unavailable:  # about the data: trying it again would fail again
-                if held:
-                    event(log, logging.ERROR, "store.unstored_dropped", results=count(held))
-                raise
-            dropped = self.unstored.keep([*held, *jobs])
-            event(
-                log,
-                logging.WARNING,
-                "store.unstored",
-                kept=self.unstored.count,
-                dropped=dropped or None,
-                error=str(exc),
-            )
+
+        def unjudged(jobs: Sequence[Job]) -> list[list[ScanRecord]]:
             return [self.judge(now).judge_all(results, {}) for results, now in jobs]
-        if held:
-            event(log, logging.INFO, "store.unstored_written", results=count(held))
-        return groups[len(held) :]
+
+        return await self.unstored.store_with(jobs, self._judge_and_store, unjudged)
 
     async def revocations(self, results: Sequence[ProbeResult]) -> None:
         """Each result's CRL verdict (``result.revocation``), before it is judged."""

@@ -123,8 +123,8 @@ class _State:
         for record in records:
             self.judged.setdefault(record.result.target.endpoint, []).append(record)
         self.pending.extend(records)
-        if self.scanner.on_judged is not None:
-            self.scanner.on_judged(records)
+        if self.scanner.options.on_judged is not None:
+            self.scanner.options.on_judged(records)
         if self.progress is not None:
             for name in names:
                 # (setdefault: an endpoint may have no record)

@@ -10,10 +10,15 @@ oldest measurements, never the daemon.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from monitor.results import ProbeResult
+from monitor.errors import StoreError
+from monitor.logs import event
+from monitor.results import ProbeResult, ScanRecord
+
+log = logging.getLogger("relaycert.daemon")
 
 LIMIT = 10_000  # probe results kept at most (a few KB each: their certificate chains)
 Job = tuple[Sequence[ProbeResult], datetime]
@@ -47,6 +52,37 @@ class Unstored:
             dropped += len(results)
         self.dropped += dropped
         return dropped
+
+    async def store_with(
+        self,
+        jobs: Sequence[Job],
+        store: Callable[[Sequence[Job]], Awaitable[list[list[ScanRecord]]]],
+        unjudged: Callable[[Sequence[Job]], list[list[ScanRecord]]],
+    ) -> list[list[ScanRecord]]:
+        """Store the kept jobs first, then ``jobs``, with ``store`` (judged against baselines);
+        when the store is unavailable keep them all and return ``jobs`` judged without
+        baselines (``unjudged``); an error about the data is raised, the kept jobs dropped."""
+        held = self.take()
+        try:
+            groups = await store([*held, *jobs])
+        except StoreError as exc:
+            if not exc.unavailable:  # about the data: trying it again would fail again
+                if held:
+                    event(log, logging.ERROR, "store.unstored_dropped", results=count(held))
+                raise
+            dropped = self.keep([*held, *jobs])
+            event(
+                log,
+                logging.WARNING,
+                "store.unstored",
+                kept=self.count,
+                dropped=dropped or None,
+                error=str(exc),
+            )
+            return unjudged(jobs)
+        if held:
+            event(log, logging.INFO, "store.unstored_written", results=count(held))
+        return groups[len(held) :]
 
 
 def count(jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]) -> int:

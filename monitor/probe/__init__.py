@@ -4,5 +4,6 @@
 (``certfile``) and load trust anchors (``trust``).
 
 May import: ``monitor.config`` section models (never the loaded file: callers pass what a
-function needs), ``monitor.errors``, ``checks``.  Never the store.
+function needs), ``monitor.results``, ``monitor.errors``, ``monitor.logs``, ``monitor.files``,
+``monitor.clock``, ``monitor.aio``, ``checks``.  Never the store.
 """

@@ -6,5 +6,5 @@ several (claims, heartbeat, the site check); ``tenant_watch`` the tenant drift c
 ``daemon`` is the lifecycle (signals, reload, shutdown); ``listener``, ``metrics`` and
 ``statuspage`` serve /metrics, /healthz and the status page; ``sdnotify`` talks to systemd.
 
-May import everything below it: pipeline, alerts, reports, renewal, store, config.
+May import: everything below it (pipeline, alerts, reports, renewal, store, config).
 """

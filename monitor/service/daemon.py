@@ -46,7 +46,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         # The capture listener lives as long as the daemon; arrivals go to the scanner
         # of the current generation.
-        self.capture = CaptureService(lambda: self.gen.scanner)
+        self.capture = CaptureService(lambda: self.gen.scanner, clock=clock)
         self.failure: RelaycertError | None = None
         self.jobs.on_fatal = self._fatal
         self.metrics: MetricsServer | None = None
@@ -90,6 +90,7 @@ class Daemon:
             lambda: lags[-1] if lags else None,
             lambda: table.running,
             lambda: self.gen.config,
+            self.clock,
         )
         await self.metrics.start(host, port)
 

@@ -46,7 +46,7 @@ class MetricsServer:
     ) -> None:
         self.store, self.running, self.config, self.clock = store, running, config, clock
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StoreCollector(store, lag))
+        self.registry.register(StoreCollector(store, lag, clock))
         self.server: asyncio.Server | None = None
         # connections whose request has not arrived yet, oldest first
         self._waiting: dict[asyncio.StreamWriter, None] = {}

@@ -7,5 +7,5 @@ observation per address lives there once); ``retention`` prunes.
 
 Every SELECT the product runs is in this package (``tools/layers.py`` refuses SQLAlchemy
 elsewhere).  May import: ``monitor.probe``, ``notifications``, ``monitor.config`` and everything
-below them (``monitor.results``, ``monitor.alerts.lifecycle``, ``checks``).
+below them (the vocabulary, the alert lifecycle, the rules).
 """

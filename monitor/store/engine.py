@@ -142,7 +142,7 @@ class Store:
         self.failing = False  # the last write ran out of tries (see retrying)
 
     @classmethod
-    def open(cls, url: str, heartbeat: timedelta = HEARTBEAT) -> Store:
+    def open(cls, url: str, heartbeat: timedelta = HEARTBEAT, clock: Clock = utcnow) -> Store:
         """Connect, migrate to the newest schema, and return the store."""
         try:
             if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
@@ -151,7 +151,7 @@ class Store:
             engine = create_engine(url, connect_args=connect_args)
             if engine.dialect.name == "sqlite":
                 event.listen(engine, "connect", _sqlite_pragmas)
-            store = cls(engine, heartbeat)
+            store = cls(engine, heartbeat, clock)
             store.migrate()
             store.identity = store._identity()  # the file exists once migrated
         except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:

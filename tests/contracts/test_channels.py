@@ -16,6 +16,7 @@ import asyncio
 import io
 import json
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from monitor.errors import DeliveryError
 from notifications.base import Notifier
 from notifications.registry import CHANNELS, build
 from notifications.settings import (
+    AnyChannelSettings,
     CaptureSettings,
     EmailSettings,
     PagerDutySettings,
@@ -390,6 +392,14 @@ REFUSALS = [
 
 def test_every_channel_has_a_harness() -> None:
     assert set(HARNESSES) == set(CHANNELS), "give each channel in CHANNELS a harness here"
+
+
+def test_the_configuration_parses_exactly_the_registered_channels() -> None:
+    """``AnyChannelSettings`` (what ``[[channels]]`` is parsed as) and ``CHANNELS`` (what builds
+    a channel) name the same models: a model in one only would load and then fail to build,
+    an internal error at start instead of a configuration error."""
+    union = typing.get_args(typing.get_args(AnyChannelSettings)[0])
+    assert set(union) == set(CHANNELS)
 
 
 @pytest.mark.parametrize("harness", CASES)

@@ -14,6 +14,7 @@ import functools
 import os
 import sys
 import threading
+import typing
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,7 +31,12 @@ import pytest
 
 from monitor.demo.servers import free_port
 from monitor.errors import RenewalError
-from monitor.renewal.settings import DnsHookSettings, Http01Settings, Rfc2136Settings
+from monitor.renewal.settings import (
+    AnySolverSettings,
+    DnsHookSettings,
+    Http01Settings,
+    Rfc2136Settings,
+)
 from monitor.renewal.solvers import CHALLENGES, SOLVERS, Solver, make_solver, record_name
 
 WHERE = "relaycert.toml: renewals[0] (contract)"
@@ -206,6 +212,15 @@ CASES = [
 
 def test_every_solver_has_a_harness() -> None:
     assert set(HARNESSES) == set(SOLVERS), "give each solver in SOLVERS a harness here"
+
+
+def test_the_configuration_parses_exactly_the_registered_solvers() -> None:
+    """``AnySolverSettings`` (what a renewal's ``solver`` is parsed as) and ``SOLVERS`` (what
+    builds one) name the same models."""
+    union = typing.get_args(AnySolverSettings)
+    if union and typing.get_origin(union[0]) is not None:  # Annotated[Union[...], Field(...)]
+        union = typing.get_args(union[0])
+    assert set(union) == set(SOLVERS)
 
 
 @pytest.mark.parametrize("harness", CASES)

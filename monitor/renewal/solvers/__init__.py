@@ -5,6 +5,8 @@ Code outside this package imports only this module (``tools/layers.py`` holds it
 Each solver's settings model lives in :mod:`monitor.renewal.settings`, which the configuration
 parses (it sits below the configuration, and a solver, with dnspython or an HTTP server, above
 it); a new solver adds its model to ``AnySolverSettings`` there and one line here.
+
+May import: ``monitor.renewal.settings``, ``monitor.errors``, ``monitor.secrets``.
 """
 
 from __future__ import annotations

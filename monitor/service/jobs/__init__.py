@@ -11,6 +11,9 @@ does:
 
 What they share is in :mod:`.context`, the generation of the moment among it.  :class:`Jobs`
 puts them together for the daemon; :meth:`Jobs.swap` is a reload's one swap point.
+
+May import: everything below it (the daemon's generation, membership, and every package the
+jobs run).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class EndpointJobs:
         def started(_target: ProbeTarget) -> None:
             nonlocal due
             if due is not None:  # a scheduled run: how late did its first probe start?
-                self.lags.append((context.clock() - due).total_seconds())
+                self.lags.append((self.table.now() - due).total_seconds())
                 due = None
 
         records = await context.gen.scanner.scan([endpoint], context.clock(), on_start=started)
@@ -105,7 +105,7 @@ class EndpointJobs:
     def schedule(self, config: Config, first_run_spread: timedelta | None) -> None:
         """(Re)create one job per endpoint of :meth:`mine`."""
         self.table.replace(PREFIX)
-        now = self.context.clock()
+        now = self.table.now()
         mine = self.mine(config)
         # First runs are spread so a (re)start is not a burst: over the jitter, or longer when
         # the fleet is large (about `concurrency` endpoints a second at most), within one

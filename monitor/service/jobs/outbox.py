@@ -44,7 +44,7 @@ class OutboxJob:
             await self.context.guarded("outbox", self.deliver())
 
     def schedule(self, config: Config) -> None:
-        self.table.every(self.job, JOB_ID, config.daemon.outbox_interval, self.context.clock())
+        self.table.every(self.job, JOB_ID, config.daemon.outbox_interval, self.table.now())
 
     async def soon_after_probes(self) -> None:
         """Deliver soon after a probe enqueued messages, not only every outbox_interval."""

@@ -60,7 +60,7 @@ class RenewalJobs:
     def schedule(self, config: Config) -> None:
         """(Re)create one job per ``[[renewals]]``, the first check 5 to 60 s from now."""
         self.table.replace(PREFIX)
-        now = self.context.clock()
+        now = self.table.now()
         for renewal in config.renewals:
             first = now + timedelta(seconds=random.uniform(5, 60))  # noqa: S311
             self.table.every(
@@ -70,7 +70,7 @@ class RenewalJobs:
     def renew_now(self, config: Config, endpoint: str) -> None:
         """A revoked certificate relaycert manages: its renewal runs now, not at its next check
         (the renewal sees cert.revoked and is due at once), without a claim."""
-        now = self.context.clock()
+        now = self.table.now()
         for renewal in config.renewals:
             job = self.table.job(f"{PREFIX}{renewal.name}")
             if endpoint not in renewal.endpoints or job is None or job.next_run_time is None:
@@ -87,4 +87,4 @@ class RenewalJobs:
         window that moves into the past (the CA revoking) is seen at its cadence."""
         job = self.table.job(f"{PREFIX}{name}")
         if later is not None and job is not None and job.next_run_time is not None:
-            job.modify(next_run_time=max(later, self.context.clock() + ARI_MIN_POLL))
+            job.modify(next_run_time=max(later, self.table.now() + ARI_MIN_POLL))

@@ -31,7 +31,7 @@ class ReportJob:
         gen = context.gen
         job = self.table.job(JOB_ID)
         upcoming = job.next_run_time if job is not None else None
-        now = context.clock()
+        now = self.table.now()
         # Due again a minute before the next scheduled time: one instance per scheduled run.
         next_due = upcoming - timedelta(minutes=1) if upcoming else now + timedelta(hours=1)
         if not await context.membership.claim(JOB_ID, max(next_due, now)):

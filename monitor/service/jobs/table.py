@@ -68,6 +68,11 @@ class JobTable:
             misfire_grace_time=int(misfire.total_seconds()),
         )
 
+    def now(self) -> datetime:
+        """The scheduler's time: what job times (first runs, next runs, lateness) are in.  It is
+        the system clock's, whatever clock the daemon judges and records by."""
+        return datetime.now(UTC)
+
     def replace(self, prefix: str) -> None:
         """Remove every job whose id starts with ``prefix`` (before adding them again)."""
         for job in self.scheduler.get_jobs():

@@ -13,4 +13,6 @@ and returning plain rows and values (never a session):
 What every reader shares is in :mod:`monitor.store.queries` once (the newest observation per
 address, the scan's baselines); a table with a writer of its own keeps its reads beside it
 (``captures``, ``cluster``, ``messages``).
+
+May import: ``monitor.store`` and everything below it.
 """
