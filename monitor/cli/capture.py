@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import UTC, datetime
 
 from monitor import aio, logs
-from monitor.clock import utcnow
 from monitor.capture.dialogue import TOKEN_PREFIX, Capture
 from monitor.capture.tokens import Claim, Kind, Rejected
 from monitor.cli.output import console, print_table
 from monitor.cli.scanjson import record_json
+from monitor.clock import utcnow
 from monitor.config.loader import Config, load
 from monitor.config.sections import EndpointConfig
 from monitor.errors import ConfigError

@@ -20,8 +20,6 @@ from checks.base import Baseline, Direction
 from monitor.alerts.policy import Tracking
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
-from monitor.errors import StoreError
-from monitor.logs import event
 from monitor.pipeline import outbound
 from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.delivery import DeliveryLookups
@@ -40,6 +38,7 @@ if TYPE_CHECKING:  # the database layer is imported when a store is used, not be
     from sqlmodel import Session
 
     from monitor.capture.listener import CaptureListener
+    from monitor.probe.workers import ProbePool
     from monitor.store.engine import Store
 
 

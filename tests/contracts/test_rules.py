@@ -35,7 +35,6 @@ from checks.registry import (
     EVERY,
     FAMILIES,
     Family,
-    applies,
     evaluated,
 )
 from monitor.demo import pki
