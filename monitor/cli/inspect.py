@@ -66,7 +66,7 @@ def _policy(args: argparse.Namespace, now: datetime) -> Policy:
         config.tenant.accepted_domains,
         connector,
         config.expiry.to_check(),
-        trust_anchors(config.trust, config.source),
+        trust_anchors(config.resolved(config.trust), config.source),
     )
 
 

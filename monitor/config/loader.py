@@ -206,6 +206,8 @@ class Config(_Model):
             value = getattr(model, name)
             if isinstance(value, Path):
                 updates[name] = self.resolve_path(value)
+            elif isinstance(value, tuple) and value and all(isinstance(v, Path) for v in value):
+                updates[name] = tuple(self.resolve_path(v) for v in value)
             elif isinstance(value, BaseModel):
                 updates[name] = self.resolved(value)
         return model.model_copy(update=updates) if updates else model

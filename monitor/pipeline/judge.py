@@ -36,7 +36,7 @@ class Judge:
         routes: Mapping[str, DeliveryContract] | None = None,
     ) -> None:
         self.config = config
-        roots = anchors or trust_anchors(config.trust, config.source)
+        roots = anchors or trust_anchors(config.resolved(config.trust), config.source)
         accepted = config.tenant.accepted_domains
         expiry = config.expiry.to_check()
         misses = config.capture.misses_critical if config.capture else 3

@@ -69,7 +69,9 @@ class Scanner:
         self.store: Store | None = None if isinstance(store, Future) else store
         # A store still being opened (in a thread, while the probes run): used once it is.
         self.opening: Future[Store] | None = store if isinstance(store, Future) else None
-        self.anchors = options.anchors or trust_anchors(config.trust, config.source)
+        self.anchors = options.anchors or trust_anchors(
+            config.resolved(config.trust), config.source
+        )
         self.tracking = options.tracking or Tracking(auto_accept=config.daemon.auto_accept_renewals)
         probe, old = config.probe, previous
         same = old is not None and old.config.probe.concurrency == probe.concurrency

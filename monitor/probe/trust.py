@@ -43,11 +43,10 @@ def load_ca_file(path: Path) -> list[x509.Certificate]:
 
 
 def trust_anchors(trust: TrustConfig, source: Path) -> TrustAnchors:
-    """The anchors ``[trust]`` names, read from the configuration file ``source`` (its relative
-    ``extra_ca_files`` are relative to that file's folder, as every path in it; errors name it)."""
+    """The anchors ``[trust]`` names (resolved by the caller: ``Config.resolved``), in the
+    configuration file ``source`` (errors name it)."""
     roots: list[x509.Certificate] = list(certifi_roots()) if trust.use_certifi else []
-    for index, item in enumerate(trust.extra_ca_files):
-        path = item if item.is_absolute() else source.parent / item
+    for index, path in enumerate(trust.extra_ca_files):
         try:
             roots.extend(load_ca_file(path))
         except OSError as exc:

@@ -38,7 +38,7 @@ class Generation:
         # A reload hands the old scanner's write lock, probe permits, per-host limits, unstored
         # results and legacy-TLS memory on to the new one (see Scanner).
         old: Scanner | None = previous.scanner if previous else None
-        anchors = trust_anchors(config.trust, config.source)
+        anchors = trust_anchors(config.resolved(config.trust), config.source)
         options = ScanOptions(tracking=self.tracking, anchors=anchors, daemon=True, clock=clock)
         self.scanner: Scanner = Scanner(config, store, options, previous=old)
         if capture is not None:  # the daemon's listener: [capture] changes apply on restart
