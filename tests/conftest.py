@@ -8,6 +8,7 @@ import os
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -214,16 +215,13 @@ def authenticator(
     return AuthResult(success=ok, handled=False)
 
 
-@pytest.fixture
-def mail_server(
-    tmp_path: Path, root_ca: pki.Issued, intermediate: pki.Issued
-) -> Iterator[tuple[int, Recorder, Path]]:
-    leaf = pki.make_leaf(intermediate, ["localhost", "127.0.0.1"])
-    key, chain = pki.write_chain(tmp_path / "smtp", "relay", leaf, intermediate)
-    (tmp_path / "root.pem").write_bytes(root_ca.cert_pem())
-    recorder, port = Recorder(), free_port()
+@contextmanager
+def mail_relay(handler: object, key: Path, chain: Path) -> Iterator[int]:
+    """An aiosmtpd relay on a loopback port that requires STARTTLS and then LOGIN (relaycert /
+    s3cret-pw), serving ``key`` and ``chain``; its port."""
+    port = free_port()
     controller = Controller(
-        recorder,
+        handler,
         hostname="127.0.0.1",
         port=port,
         tls_context=server_context(key, chain),
@@ -232,5 +230,19 @@ def mail_server(
         auth_require_tls=True,
     )
     controller.start()
-    yield port, recorder, tmp_path / "root.pem"
-    controller.stop()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def mail_server(
+    tmp_path: Path, root_ca: pki.Issued, intermediate: pki.Issued
+) -> Iterator[tuple[int, Recorder, Path]]:
+    leaf = pki.make_leaf(intermediate, ["localhost", "127.0.0.1"])
+    key, chain = pki.write_chain(tmp_path / "smtp", "relay", leaf, intermediate)
+    (tmp_path / "root.pem").write_bytes(root_ca.cert_pem())
+    recorder = Recorder()
+    with mail_relay(recorder, key, chain) as port:
+        yield port, recorder, tmp_path / "root.pem"

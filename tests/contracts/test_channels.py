@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from monitor.demo import pki
-from monitor.demo.servers import free_port, server_context
 from monitor.errors import DeliveryError
 from notifications.base import Notifier
 from notifications.registry import CHANNELS, build
@@ -40,7 +38,7 @@ from notifications.settings import (
     TeamsSettings,
     WebhookSettings,
 )
-from tests.conftest import Recorder, authenticator
+from tests.conftest import Recorder, mail_relay
 from tests.httpreceiver import Receiver, http_receiver
 from tests.test_channels import note, validate_teams_payload
 from tests.test_oncall import validate_pagerduty, validate_slack
@@ -109,21 +107,9 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     root = pki.make_ca("Contract Mail Root")
     key, chain = pki.write_chain(folder, "relay", pki.make_leaf(root, ["localhost"]))
     (folder / "root.pem").write_bytes(root.cert_pem())
-    handler, port = Answering(), free_port()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=server_context(key, chain),
-        require_starttls=True,
-        authenticator=authenticator,
-        auth_require_tls=True,
-    )
-    controller.start()
-    try:
+    handler = Answering()
+    with mail_relay(handler, key, chain) as port:
         yield Relay(port, handler, folder / "root.pem")
-    finally:
-        controller.stop()
 
 
 @contextmanager
