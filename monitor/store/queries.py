@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
 
@@ -147,6 +148,33 @@ def last_known(session: Session, latest: Iterable[ObservationRow]) -> dict[Key, 
             if key in wanted:
                 found[key] = r
     return found
+
+
+@dataclass(frozen=True)
+class Current:
+    """What the store knows now of some addresses: each one's newest observation, where that
+    measured nothing the last one that did (:func:`last_known`), and the findings of both."""
+
+    latest: list[ObservationRow]
+    known: dict[Key, ObservationRow]
+    findings: dict[int, list[FindingRow]]  # by observation id
+
+    @property
+    def rows(self) -> list[ObservationRow]:
+        """Every observation read: the newest ones and the last known."""
+        return [*self.latest, *self.known.values()]
+
+    def leaves(self) -> set[str]:
+        """The leaf fingerprints of every observation read."""
+        return {o.leaf_sha256 for o in self.rows if o.leaf_sha256}
+
+
+def current(session: Session, latest: Iterable[ObservationRow]) -> Current:
+    """:class:`Current` for these newest observations (from :func:`latest_observations`)."""
+    latest = list(latest)
+    known = last_known(session, latest)
+    found = findings_of(session, [o.id for o in [*latest, *known.values()]])
+    return Current(latest, known, found)
 
 
 IN_SLICE = 900  # values per IN (...): SQLite's old default limit is 999 variables

@@ -32,15 +32,12 @@ def scrape(store: Store) -> Scrape:
         endpoints = {
             e.id: e.name for e in queries.endpoints_by_name(session).values() if e.id is not None
         }
-        rows = queries.latest_observations(session)
-        known = queries.last_known(session, rows)
-        read = [*rows, *known.values()]
-        found = queries.findings_of(session, [r.id for r in read])
-        expiry = queries.not_after(session, {r.leaf_sha256 for r in read if r.leaf_sha256})
+        stored = queries.current(session, queries.latest_observations(session))
+        expiry = queries.not_after(session, stored.leaves())
         outbox = {
             str(status): int(count)
             for status, count in session.execute(
                 select(col(OutboxRow.status), func.count()).group_by(col(OutboxRow.status))
             ).all()
         }
-    return Scrape(endpoints, rows, known, found, expiry, outbox)
+    return Scrape(endpoints, stored.latest, stored.known, stored.findings, expiry, outbox)

@@ -40,15 +40,16 @@ def stored_addresses(store: Store, endpoint_names: set[str] | None = None) -> li
     and address."""
     with store.reading("reading the stored results") as session:
         endpoints = {e.id: e for e in queries.endpoints_by_name(session).values()}
-        latest = [
-            o
-            for o in queries.latest_observations(session)
-            if endpoint_names is None or endpoints[o.endpoint_id].name in endpoint_names
-        ]
-        known = queries.last_known(session, latest)
-        read = [*latest, *known.values()]
-        findings = queries.findings_of(session, [o.id for o in read])
-        certificates = queries.certificates(session, {o.leaf_sha256 for o in read if o.leaf_sha256})
+        stored = queries.current(
+            session,
+            (
+                o
+                for o in queries.latest_observations(session)
+                if endpoint_names is None or endpoints[o.endpoint_id].name in endpoint_names
+            ),
+        )
+        latest, known, findings = stored.latest, stored.known, stored.findings
+        certificates = queries.certificates(session, stored.leaves())
     rows: list[StoredAddress] = []
     for obs in latest:
         key = (obs.endpoint_id, obs.address, obs.direction)

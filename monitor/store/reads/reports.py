@@ -69,11 +69,9 @@ def period(store: Store, endpoint_names: Iterable[str], start: datetime, end: da
         endpoints = queries.endpoints_by_name(session, endpoint_names)
         by_id = {e.id: e for e in endpoints.values() if e.id is not None}
         ids = list(by_id)
-        latest = queries.latest_observations(session, ids)
-        known = queries.last_known(session, latest)
-        rows = [*latest, *known.values()]
-        findings = queries.findings_of(session, [o.id for o in rows])
-        leaves = queries.certificates(session, {o.leaf_sha256 for o in rows if o.leaf_sha256})
+        stored = queries.current(session, queries.latest_observations(session, ids))
+        latest, known, findings = stored.latest, stored.known, stored.findings
+        leaves = queries.certificates(session, stored.leaves())
         counts = _probe_days(session, start, end)
         counts.update(_outbound_days(session, ids, start, end))
         return Period(

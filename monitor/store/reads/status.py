@@ -60,13 +60,11 @@ def _worst(findings: list[FindingRow]) -> FindingRow | None:
 def status(store: Store, now: datetime) -> tuple[list[AddressStatus], list[FailedMessage]]:
     with store.reading("reading the status") as session:
         endpoints = {e.id: e for e in queries.endpoints_by_name(session).values()}
-        latest = queries.latest_observations(session)
         ok_at = _last_ok(session)
         alerts = _worst_open(session)
-        known = queries.last_known(session, latest)
-        rows_read = [*latest, *known.values()]
-        findings = queries.findings_of(session, [o.id for o in rows_read])
-        expiry = queries.not_after(session, {o.leaf_sha256 for o in rows_read if o.leaf_sha256})
+        stored = queries.current(session, queries.latest_observations(session))
+        latest, known, findings = stored.latest, stored.known, stored.findings
+        expiry = queries.not_after(session, stored.leaves())
         messages = _failed_messages(session)
     rows: list[AddressStatus] = []
     for obs in latest:
