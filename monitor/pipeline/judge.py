@@ -23,6 +23,20 @@ from monitor.results import ProbeResult, ScanRecord
 PARSED_KEPT = 1024  # distinct chains kept parsed (a fleet serves a few; certinfo.MEMO is 4096)
 
 
+def parse_chain(
+    cache: dict[tuple[bytes, ...], tuple[x509.Certificate, ...]], der: tuple[bytes, ...]
+) -> tuple[x509.Certificate, ...]:
+    """``der`` parsed, once per distinct chain while it is in ``cache`` (a scanner's, shared by
+    its judges and its revocation checks)."""
+    parsed = cache.get(der)
+    if parsed is None:
+        if len(cache) >= PARSED_KEPT:
+            cache.clear()
+        parsed = tuple(x509.load_der_x509_certificate(d) for d in der)
+        cache[der] = parsed
+    return parsed
+
+
 class Judge:
     """Parses chains (once per distinct chain) and runs the rules with a fixed ``now``."""
 
@@ -81,13 +95,7 @@ class Judge:
         return found
 
     def chain(self, der: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
-        parsed = self._chains.get(der)
-        if parsed is None:
-            if len(self._chains) >= PARSED_KEPT:
-                self._chains.clear()
-            parsed = tuple(x509.load_der_x509_certificate(d) for d in der)
-            self._chains[der] = parsed
-        return parsed
+        return parse_chain(self._chains, der)
 
     def judge(
         self,

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from checks.base import Baseline, Direction
@@ -23,7 +24,7 @@ from monitor.config.sections import EndpointConfig
 from monitor.pipeline import outbound
 from monitor.pipeline.batching import BatchWriter
 from monitor.pipeline.delivery import DeliveryLookups
-from monitor.pipeline.judge import Judge
+from monitor.pipeline.judge import Judge, parse_chain
 from monitor.pipeline.legacy import legacy_versions
 from monitor.pipeline.options import ScanOptions
 from monitor.pipeline.revocation import attach, crl_cache
@@ -240,7 +241,7 @@ class Scanner:
     async def revocations(self, results: Sequence[ProbeResult]) -> None:
         """Each result's CRL verdict (``result.revocation``), before it is judged."""
         if self.config.revocation.enabled:
-            await attach(self.crls, self.judge(self.options.clock()).chain, results)
+            await attach(self.crls, partial(parse_chain, self.parsed), results)
 
     async def _judge_and_store(
         self, jobs: Sequence[tuple[Sequence[ProbeResult], datetime]]
