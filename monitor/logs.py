@@ -16,9 +16,18 @@ from typing import Any
 from checks.certinfo import clip
 
 
-def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
-    """Log the event ``name`` with ``fields`` (``None`` values are left out)."""
-    logger.log(level, name, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
+def event(
+    logger: logging.Logger,
+    level: int,
+    name: str,
+    *,
+    exc_info: BaseException | None = None,
+    **fields: Any,
+) -> None:
+    """Log the event ``name`` with ``fields`` (``None`` values are left out); ``exc_info``: a
+    defect's exception, whose traceback goes with it (one field, one line)."""
+    extra = {"fields": {k: v for k, v in fields.items() if v is not None}}
+    logger.log(level, name, exc_info=exc_info, extra=extra)
 
 
 def _kv(value: Any) -> str:

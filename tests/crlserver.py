@@ -1,14 +1,16 @@
 """A CA's CRL on a loopback HTTP server, for the revocation tests: it serves whatever CRL the
-test publishes, or misbehaves on request (a huge body, garbage, a slow answer, a redirect
-loop, a server error).  It counts the requests, so a test can tell a cached CRL from a
+test publishes, or misbehaves on request (a huge body, a gzip bomb, garbage, a slow answer, a
+redirect loop, a server error).  It counts the requests, so a test can tell a cached CRL from a
 fetch."""
 
 from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -18,7 +20,7 @@ class CrlServer:
         # When set, each request gets a CRL made then (a short nextUpdate, like a CA that
         # publishes often).
         self.factory: Callable[[], bytes] | None = None
-        self.mode = "ok"  # ok | huge | garbage | slow | redirect | error
+        self.mode = "ok"  # ok | huge | gzip | garbage | slow | redirect | error
         self.requests = 0
         self.lock = threading.Lock()
         self.httpd: ThreadingHTTPServer | None = None
@@ -31,6 +33,14 @@ class CrlServer:
     def publish(self, crl: bytes) -> None:
         with self.lock:
             self.crl = crl
+
+
+@cache
+def gzip_bomb(mebibytes: int = 256) -> bytes:
+    """``mebibytes`` MiB of zeros, gzip-compressed (about 1 KiB a MiB)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = b"\x00" * (1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(mebibytes)) + packer.flush()
 
 
 @contextmanager
@@ -68,6 +78,9 @@ def crl_server() -> Iterator[CrlServer]:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 return
+            if mode == "gzip":  # a bomb: 256 MiB of zeros in about 256 KiB
+                body = gzip_bomb()
+                self.send_header("Content-Encoding", "gzip")
             if mode == "garbage":
                 body = b"this is not a certificate revocation list"
             self.send_header("Content-Length", str(len(body)))

@@ -15,10 +15,16 @@ import dns.rrset
 
 @contextmanager
 def loopback_dns(
-    records: dict[str, list[str]], silent: frozenset[str] = frozenset()
+    records: dict[str, list[str]],
+    silent: frozenset[str] = frozenset(),
+    typed: dict[tuple[str, str], list[str]] | None = None,
 ) -> Iterator[int]:
-    """Serve ``records`` (name -> IPv4/IPv6 addresses); other names are NXDOMAIN, names in
-    ``silent`` get no answer at all (a dead server).  Yields the UDP port on 127.0.0.1."""
+    """Serve ``records`` (name -> IPv4/IPv6 addresses) and ``typed`` ((name, type) -> record
+    texts, e.g. ``("contoso.com", "MX"): ["10 mail1.contoso.com."]``); other names are
+    NXDOMAIN, names in ``silent`` get no answer at all (a dead server).  Yields the UDP port
+    on 127.0.0.1."""
+    typed = typed or {}
+    names = set(records) | {name for name, _ in typed}
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
@@ -29,11 +35,16 @@ def loopback_dns(
             if name in silent:
                 return
             response = dns.message.make_response(query)
-            if name not in records:
+            kind = dns.rdatatype.to_text(question.rdtype)
+            if name not in names:
                 response.set_rcode(dns.rcode.NXDOMAIN)
-            else:
+            elif (name, kind) in typed:
+                response.answer.append(
+                    dns.rrset.from_text_list(question.name, 60, "IN", kind, typed[name, kind])
+                )
+            elif kind in ("A", "AAAA"):
                 want = "A" if question.rdtype == dns.rdatatype.A else "AAAA"
-                found = [a for a in records[name] if (":" in a) == (want == "AAAA")]
+                found = [a for a in records.get(name, []) if (":" in a) == (want == "AAAA")]
                 if found:
                     response.answer.append(
                         dns.rrset.from_text_list(question.name, 60, "IN", want, found)

@@ -206,6 +206,43 @@ async def test_a_busy_plain_text_greeting_on_an_implicit_tls_port_is_retried_onc
     assert calls == 3 and "retried_after" in result.timings
 
 
+@pytest.mark.parametrize("full", [1, 2, 5])
+async def test_a_full_implicit_tls_port_is_never_a_certificate_verdict(
+    tmp_path: Path, good_leaf: pki.Issued, intermediate: pki.Issued, full: int
+) -> None:
+    """Exim at smtp_accept_max answers port 465 with a plain-text 421 and, once a connection
+    has gone, waits silently for a ClientHello (#35: with per_host = 32 the probe read the 421
+    as a failed handshake, looked again in plain text, met the silence, and reported
+    tls.handshake_failed, critical, after a whole timeout).  Full for the first ``full``
+    connections: the certificate when it gets through, else unknown, never a TLS failure."""
+    key, chain = pki.write_chain(tmp_path, "s", good_leaf, intermediate)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    calls = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= full:
+            writer.write(b"421 4.7.0 mx.test Too many connections, try again later\r\n")
+            await writer.drain()
+            return
+        await writer.start_tls(context)  # waits, silently, for the ClientHello
+        writer.write(b"220 mx.test ESMTP\r\n")
+        await ehlo_loop(reader, writer, None, ehlo_reply=b"250-mx.test\r\n250 PIPELINING\r\n")
+
+    from monitor.probe.bounded import probe_bounded
+
+    async with scripted(handler) as port:
+        (result,) = await probe_bounded([target(port, mode="tls")], asyncio.Semaphore(1))
+    assert result.status is not ProbeStatus.HANDSHAKE_FAILED, result.error
+    if full < 5:
+        assert result.status is ProbeStatus.OK, result.error
+        assert x509.load_der_x509_certificate(result.chain_der[0]) == good_leaf.cert
+    else:
+        assert result.status is ProbeStatus.UNREACHABLE and "421" in (result.error or "")
+
+
 async def test_legacy_tls_versions_are_recorded_once_per_interval(
     tmp_path: Path,
     config_file,

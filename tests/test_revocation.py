@@ -87,7 +87,8 @@ def test_revoked_good_and_cached_until_next_update(
 @pytest.mark.parametrize(
     ("mode", "reason"),
     [
-        ("huge", "over the"),
+        ("huge", "larger than 1 MiB ([revocation] max_size)"),
+        ("gzip", "'gzip'-encoded body"),
         ("garbage", "not a CRL"),
         ("slow", "no complete CRL within 2s"),
         ("redirect", "more than 3 redirects"),

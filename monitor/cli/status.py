@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     beat = heartbeat(config, rows, now)
     beat["daemon_running"] = running
+    late = {r.endpoint for r in rows if row_overdue(config, r, now)}
     code = exit_code(rows, beat)
     if cluster["unwatched_sites"]:
         code = max(code, 2)  # endpoints nobody probes
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             "generated_at": now.isoformat(),
             "exit_code": code,
             "heartbeat": beat,
-            "addresses": [asdict(r) for r in rows],
+            "addresses": [{**asdict(r), "overdue": r.endpoint in late} for r in rows],
             "failed_messages": [asdict(m) for m in failed],
             "failed_messages_total": total,
             "renewals": [asdict(r) for r in attempts],
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         }
         sys.stdout.write(json.dumps(doc, indent=2, default=_iso) + "\n")
     else:
-        _print(rows, failed, total, attempts, now)
+        _print(rows, failed, total, attempts, now, late)
         _print_heartbeat(beat)
         _print_captures(unattributed)
         instances.show(cluster, now)
@@ -94,23 +95,53 @@ def _iso(value: object) -> str:
 
 def heartbeat(config: Config, rows: list[AddressStatus], now: datetime) -> dict[str, object]:
     """When the newest probe was stored, and whether that is overdue: later than twice the
-    longest endpoint interval (plus its jitter) means the daemon is not running its probes."""
+    longest endpoint interval (plus its jitter) means the daemon is not running its probes.
+    ``overdue_endpoints``: the endpoints whose own newest probe is that late for their own
+    interval, while others are probed (their job fails: the daemon's log says why)."""
     last = max((r.last_probe for r in rows), default=None)
     every = max(config.endpoint_interval(e) for e in config.endpoints)
     allowed = every * 2 + config.daemon.jitter_for(every)
     overdue = last is None or now - last > allowed
-    return {"last_probe": last, "expected_every_s": every.total_seconds(), "overdue": overdue}
+    late = sorted({r.endpoint for r in rows if row_overdue(config, r, now)})
+    return {
+        "last_probe": last,
+        "expected_every_s": every.total_seconds(),
+        "overdue": overdue,
+        "overdue_endpoints": late,
+    }
+
+
+def row_overdue(config: Config, row: AddressStatus, now: datetime) -> bool:
+    """Whether this address's newest probe is later than twice its endpoint's interval (plus
+    jitter): what is shown for it is old, not current.  Endpoints no longer configured are
+    not judged."""
+    endpoint = next((e for e in config.endpoints if e.name == row.endpoint), None)
+    if endpoint is None:
+        return False
+    every = config.endpoint_interval(endpoint)
+    return now - row.last_probe > every * 2 + config.daemon.jitter_for(every)
 
 
 def exit_code(rows: list[AddressStatus], beat: dict[str, object]) -> int:
-    """Monitoring-plugin convention over the open alerts; UNKNOWN when no daemon is probing."""
+    """Monitoring-plugin convention over the open alerts; UNKNOWN when no daemon is probing,
+    or some endpoint's results are overdue."""
     severities = [Severity(r.open_alert) for r in rows if r.open_alert]
     severity = worst(severities)
     code = severity.exit_code if severity else 0
-    return 3 if beat["overdue"] and code != 2 else code
+    return 3 if (beat["overdue"] or beat.get("overdue_endpoints")) and code != 2 else code
 
 
 def _print_heartbeat(beat: dict[str, object]) -> None:
+    late = beat.get("overdue_endpoints")
+    if isinstance(late, list) and late and not beat["overdue"]:
+        names = ", ".join(str(name) for name in late)
+        console().print(
+            Text(
+                f"Not probed on time: {names}: their results above are old, not current; "
+                "the daemon's log says why (events probe.error, probe.internal_error)",
+                style="bold magenta",
+            )
+        )
     last = beat["last_probe"]
     when = f"{last:%Y-%m-%d %H:%M} UTC" if isinstance(last, datetime) else "never"
     if beat["overdue"]:
@@ -139,6 +170,7 @@ def _print(
     total: int,
     attempts: list[RenewalStatus],
     now: datetime,
+    late: set[str],
 ) -> None:
     out = console()
     table = Table(title=f"relaycert status, {now:%Y-%m-%d %H:%M} UTC", caption=DIRECTION_LEGEND)
@@ -149,7 +181,10 @@ def _print(
             Text(r.endpoint),
             Text(DIRECTION_SHORT[Direction(r.direction)]),
             Text(r.address or "-"),
-            Text(f"{r.last_probe:%Y-%m-%d %H:%M}"),
+            Text(
+                f"{r.last_probe:%Y-%m-%d %H:%M}" + (" OVERDUE" if r.endpoint in late else ""),
+                style="bold magenta" if r.endpoint in late else "",
+            ),
             Text(
                 ("measured" if r.status == "ok" else r.status)
                 + (

@@ -15,10 +15,12 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from checks.base import DeliveryContract, Direction, MtaStsEvidence, TlsaEvidence, TrustAnchors
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
+from monitor.pipeline.contained import contained, lookup_failed
 from monitor.results import ProbeResult
 
 MX_KEPT = 300.0  # seconds an MX answer is used again
@@ -27,6 +29,14 @@ POLICY_KEPT = 3600.0  # seconds a policy is used again at most (its max_age may 
 
 def _host(name: str) -> str:
     return name.lower().rstrip(".")
+
+
+def _tlsa_failed(name: str, reason: str) -> TlsaEvidence:
+    return TlsaEvidence(name, error=reason)
+
+
+def _policy_failed(domain: str, reason: str) -> MtaStsEvidence:
+    return MtaStsEvidence(domain, error=reason)
 
 
 @dataclass
@@ -62,7 +72,16 @@ class DeliveryLookups:
         return self.config.delivery_for(endpoint) or self.routes.get(endpoint.name)
 
     async def gather(self, endpoints: Sequence[EndpointConfig]) -> Evidence:
-        """Routes by MX for ``endpoints``, then their TLSA records and MTA-STS policies."""
+        """Routes by MX for ``endpoints``, then their TLSA records and MTA-STS policies.  It
+        never raises (but a cancellation): each lookup is :func:`.contained`, and a defect in
+        the planning around them leaves the probes without delivery evidence, logged."""
+        try:
+            return await self._gather(endpoints)
+        except Exception as exc:
+            lookup_failed("delivery lookups", exc)
+            return Evidence()
+
+    async def _gather(self, endpoints: Sequence[EndpointConfig]) -> Evidence:
         config = self.config
         timeout = config.probe.timeout.total_seconds()
         servers = config.dns.servers()
@@ -70,7 +89,12 @@ class DeliveryLookups:
         by_host: dict[str, list[tuple[str, str]]] = {}  # host -> (connector, domain)
         if mx_connectors:
             domains = sorted({d for c in mx_connectors for d in c.recipient_domains if d != "*"})
-            found = await asyncio.gather(*(self._mx_of(d, timeout, servers) for d in domains))
+            found = await asyncio.gather(
+                *(
+                    contained(f"MX lookup of {d}", self._mx_of(d, timeout, servers), lambda _: [])
+                    for d in domains
+                )
+            )
             hosts_of = dict(zip(domains, found, strict=True))
             for connector in mx_connectors:
                 for domain in connector.recipient_domains:
@@ -108,11 +132,29 @@ class DeliveryLookups:
             }
         )
         domains = sorted({d for ds in wanted_policies.values() for d in ds})
-        from monitor.probe.dane import lookup
+        from monitor.probe.dane import lookup, tlsa_name
 
         tlsa, policies = await asyncio.gather(
-            asyncio.gather(*(lookup(h, timeout, servers) for h in dane_hosts)),
-            asyncio.gather(*(self._policy_of(d, timeout, servers) for d in domains)),
+            asyncio.gather(
+                *(
+                    contained(
+                        f"TLSA lookup of {tlsa_name(h)}",
+                        lookup(h, timeout, servers),
+                        partial(_tlsa_failed, tlsa_name(h)),
+                    )
+                    for h in dane_hosts
+                )
+            ),
+            asyncio.gather(
+                *(
+                    contained(
+                        f"MTA-STS policy lookup of {d}",
+                        self._policy_of(d, timeout, servers),
+                        partial(_policy_failed, d),
+                    )
+                    for d in domains
+                )
+            ),
         )
         evidence = Evidence(tlsa=dict(zip(dane_hosts, tlsa, strict=True)))
         policy_of = dict(zip(domains, policies, strict=True))

@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 
 from cryptography import x509
 
+from checks.base import RevocationEvidence
 from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
+from monitor.pipeline.contained import lookup_failed
 from monitor.probe.crl import CrlCache, CrlSettings, distribution_points
 from monitor.results import ProbeResult
 
@@ -37,7 +39,15 @@ async def attach(
                 checked.append((result, chain))
 
     async def one(result: ProbeResult, chain: tuple[x509.Certificate, ...]) -> None:
-        result.revocation = await crls.check(chain)
+        try:
+            result.revocation = await crls.check(chain)
+        except Exception as exc:  # a defect of relaycert's own: this result's, nobody else's
+            result.revocation = RevocationEvidence(
+                "unknown",
+                distribution_points(chain[0])[0],
+                error=lookup_failed("revocation check", exc),
+                unknown_since=crls.clock(),
+            )
 
     if checked:
         await asyncio.gather(*(one(r, c) for r, c in checked))

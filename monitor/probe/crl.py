@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
 from checks.base import RevocationEvidence
 from checks.certinfo import clip, fingerprint, per_certificate
 from monitor.clock import Clock, utcnow
 from monitor.logs import event
+from monitor.probe import crlread
+from monitor.probe.crlread import CrlError
+from monitor.probe.fetch import FetchError, FetchTimeoutError, FetchTooLargeError, fetch
 
 log = logging.getLogger("relaycert.revocation")
 RETRY_AFTER = timedelta(minutes=10)  # after a failed fetch, per URL and issuer
@@ -98,7 +100,7 @@ class CrlCache:
             return None
         url = urls[0]
         now = now or self.clock()
-        issuer = next((c for c in chain[1:] if _issued_by(leaf, c)), None)
+        issuer = next((c for c in chain[1:] if crlread.issued_by(leaf, c)), None)
         if issuer is None:
             return RevocationEvidence(
                 "unknown",
@@ -135,7 +137,10 @@ class CrlCache:
                 return entry
             entry.fetched_at = now
             try:
-                crl = _verified(await self._fetch(url), issuer, url, now, entry.number)
+                data = await self._fetch(url)
+                # Parsed and verified off the event loop: a CRL of a million serials takes
+                # seconds, and every other probe's timeout runs meanwhile.
+                read = await asyncio.to_thread(crlread.read, data, issuer, url, now, entry.number)
             except CrlError as exc:
                 entry.error = str(exc)
                 event(log, logging.WARNING, "revocation.unknown", url=url, error=entry.error)
@@ -144,7 +149,7 @@ class CrlCache:
                     entry.listed, entry.refetch_at = None, None
                     entry.unknown_since = entry.unknown_since or now
                 return entry  # else the CRL fetched before counts until its nextUpdate
-            self._accept(entry, crl, now)
+            self._accept(entry, read, now)
             event(
                 log,
                 logging.INFO,
@@ -155,13 +160,12 @@ class CrlCache:
             )
             return entry
 
-    def _accept(self, entry: _Entry, crl: x509.CertificateRevocationList, now: datetime) -> None:
+    def _accept(self, entry: _Entry, read: crlread.Read, now: datetime) -> None:
         """Keep what the verified CRL lists (the serials, not the CRL: a lookup per probe
         costs a dict access) and until when it is valid."""
-        entry.listed = {r.serial_number: (r.revocation_date_utc, _reason(r)) for r in crl}
-        entry.number = _number(crl)
+        entry.listed, entry.number = read.listed, read.number
         entry.error, entry.unknown_since = None, None
-        next_update = crl.next_update_utc
+        next_update = read.next_update
         entry.valid_until = (
             next_update if next_update is not None and next_update > now else now + DEFAULT_LIFETIME
         )
@@ -173,123 +177,23 @@ class CrlCache:
         )
 
     async def _fetch(self, url: str) -> bytes:
-        import httpx
-
+        """The CRL's bytes (:func:`.fetch.fetch`: bounded in time, size, encoding, redirects)."""
         limit, timeout = self.settings.max_size, self.settings.timeout
         try:
-            async with asyncio.timeout(timeout):
-                async with (
-                    httpx.AsyncClient(
-                        timeout=timeout,
-                        follow_redirects=True,
-                        max_redirects=MAX_REDIRECTS,
-                        proxy=self.settings.proxy,
-                        trust_env=False,
-                    ) as client,
-                    client.stream("GET", url) as response,
-                ):
-                    if response.status_code != 200:
-                        raise CrlError(f"HTTP {response.status_code} from {clip(url, 200)}")
-                    size = int(response.headers.get("Content-Length") or 0)
-                    if size > limit:
-                        raise CrlError(f"the CRL is {size} bytes, over the {limit} allowed")
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > limit:
-                            raise CrlError(f"the CRL is over the {limit} bytes allowed")
-                    return bytes(body)
-        except TimeoutError:
+            got = await fetch(
+                url,
+                timeout=timeout,
+                max_size=limit,
+                accept="application/pkix-crl, application/x-pkcs7-crl, */*",
+                max_redirects=MAX_REDIRECTS,
+                proxy=self.settings.proxy,
+            )
+        except FetchTimeoutError:
             raise CrlError(f"no complete CRL within {timeout:g}s") from None
-        except httpx.TooManyRedirects:
-            raise CrlError(f"more than {MAX_REDIRECTS} redirects") from None
-        except httpx.HTTPError as exc:
-            raise CrlError(f"cannot fetch it: {type(exc).__name__}") from None
-
-
-class CrlError(Exception):
-    """Why a CRL could not be used (the message is the reason shown)."""
-
-
-def _verified(
-    data: bytes, issuer: x509.Certificate, url: str, now: datetime, newest: int | None
-) -> x509.CertificateRevocationList:
-    """The CRL in ``data``, if it is the complete CRL of ``issuer`` for this distribution point,
-    signed by it, current, and not older than the newest seen (``newest``)."""
-    try:
-        crl = (
-            x509.load_pem_x509_crl(data)
-            if data.lstrip().startswith(b"-----BEGIN")
-            else x509.load_der_x509_crl(data)
-        )
-    except ValueError:
-        raise CrlError("what the URL returned is not a CRL") from None
-    if crl.issuer != issuer.subject:
-        raise CrlError(
-            f"the CRL is issued by '{clip(crl.issuer.rfc4514_string(), 200)}', not the "
-            "leaf's issuer"
-        )
-    try:
-        valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise CrlError("the CRL's signature does not verify with the issuer's key")
-    _scope(crl, url)
-    next_update = crl.next_update_utc
-    if next_update is not None and next_update < now:
-        raise CrlError(f"the CRL expired (nextUpdate {next_update:%Y-%m-%d %H:%M} UTC)")
-    number = _number(crl)
-    if newest is not None and number is not None and number < newest:
-        raise CrlError(f"an older CRL (number {number}) after number {newest} was served")
-    return crl
-
-
-def _scope(crl: x509.CertificateRevocationList, url: str) -> None:
-    """Refuse a delta CRL, and a CRL whose issuing distribution point says it covers other
-    certificates (CA certificates only, an indirect CRL) or another distribution point (a
-    different shard of the same issuer, which would not list this leaf)."""
-    try:
-        crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
-    except x509.ExtensionNotFound:
-        pass
-    else:
-        raise CrlError("the URL serves a delta CRL, not a complete one")
-    try:
-        point = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
-    except x509.ExtensionNotFound:
-        return
-    if point.only_contains_ca_certs or point.only_contains_attribute_certs or point.indirect_crl:
-        raise CrlError("the CRL does not cover end-entity certificates")
-    names = [
-        n.value for n in point.full_name or () if isinstance(n, x509.UniformResourceIdentifier)
-    ]
-    if names and url not in names:
-        raise CrlError(f"the CRL is for another distribution point ({clip(names[0], 200)})")
-
-
-def _number(crl: x509.CertificateRevocationList) -> int | None:
-    try:
-        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
-    except x509.ExtensionNotFound:
-        return None
-
-
-def _issued_by(leaf: x509.Certificate, candidate: x509.Certificate) -> bool:
-    """Whether ``candidate`` signed ``leaf`` (not only names it: a look-alike intermediate must
-    not verify a CRL)."""
-    if candidate.subject != leaf.issuer:
-        return False
-    try:
-        leaf.verify_directly_issued_by(candidate)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _reason(entry: x509.RevokedCertificate) -> str | None:
-    try:
-        flag = entry.extensions.get_extension_for_class(x509.CRLReason).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    return str(flag.reason.value)
+        except FetchTooLargeError as exc:
+            raise CrlError(f"{exc} ([revocation] max_size)") from None
+        except FetchError as exc:
+            raise CrlError(f"cannot fetch it: {exc}") from None
+        if got.status != 200:
+            raise CrlError(f"HTTP {got.status} from {clip(url, 200)}")
+        return got.body

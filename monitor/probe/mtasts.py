@@ -5,8 +5,9 @@ For each domain: its MX hosts; the ``_mta-sts.<domain>`` TXT record; when it say
 the policy at ``https://mta-sts.<domain>/.well-known/mta-sts.txt``.  Every name, the policy
 host included, is resolved through ``[dns] nameservers`` when set; the HTTPS connection goes to
 the address found, with the policy host as SNI and ``Host``, verified against the same trust
-anchors as everything else relaycert judges; no redirect is followed (RFC 8461 section 3.3),
-the body is capped at 64 KiB and every step is bounded by the timeout.  A failure is evidence of
+anchors as everything else relaycert judges, through :mod:`.fetch` (its bounds: the head, a
+body of 64 KiB, identity encoding only, no redirect, RFC 8461 section 3.3); the DNS steps and
+the fetch are each bounded by the timeout.  A failure is evidence of
 nothing: the rules call it ``mtasts.policy_unreachable``, never "no policy".
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from checks.base import MtaStsEvidence, TrustAnchors
 from checks.certinfo import clip
 from monitor.errors import ProbeError
+from monitor.probe.fetch import FetchError, fetch
 from monitor.probe.resolve import resolve
 
 MAX_POLICY = 65_536
@@ -70,41 +72,9 @@ def _context(anchors: TrustAnchors) -> ssl.SSLContext:
     return context
 
 
-async def _fetch(
-    host: str, address: str, timeout: float, anchors: TrustAnchors
-) -> tuple[int, str, bytes]:
-    """(status, content type, body) of GET ``PATH`` from ``host`` at ``address``:443."""
-    reader, writer = await asyncio.open_connection(
-        address, 443, ssl=_context(anchors), server_hostname=host
-    )
-    try:
-        request = (
-            f"GET {PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: relaycert\r\n"
-            "Accept: text/plain\r\nConnection: close\r\n\r\n"
-        )
-        writer.write(request.encode("ascii"))
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        if len(head) > 16_384:
-            raise ValueError("response headers too long")
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        headers = {
-            k.strip().lower(): v.strip()
-            for k, _, v in (line.partition(":") for line in lines[1:] if line)
-        }
-        body = await reader.read(MAX_POLICY + 1)
-        while len(body) <= MAX_POLICY:
-            more = await reader.read(MAX_POLICY + 1 - len(body))
-            if not more:
-                break
-            body += more
-        if len(body) > MAX_POLICY:
-            raise ValueError(f"the policy is larger than {MAX_POLICY // 1024} KiB")
-        return status, headers.get("content-type", ""), body
-    finally:
-        writer.close()
+def _url(address: str) -> str:
+    """The policy's URL at ``address`` (the host name goes in ``Host`` and SNI)."""
+    return f"https://[{address}]{PATH}" if ":" in address else f"https://{address}{PATH}"
 
 
 def parse(text: str) -> tuple[str, tuple[str, ...], int]:
@@ -137,8 +107,9 @@ async def policy(
     """The MTA-STS policy of ``domain`` (``present`` False when it publishes none)."""
     import dns.exception
 
+    host = f"mta-sts.{domain}"
     try:
-        async with asyncio.timeout(timeout * 3):
+        async with asyncio.timeout(timeout * 2):
             texts = await _records(f"_mta-sts.{domain}", "TXT", timeout, nameservers)
             ids = [
                 b"".join(r.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
@@ -147,13 +118,23 @@ async def policy(
             ids = [t for t in ids if t.replace(" ", "").startswith("v=STSv1")]
             if not ids:
                 return MtaStsEvidence(domain, present=False)
-            host = f"mta-sts.{domain}"
             addresses = await resolve(host, 443, timeout, nameservers)
-            status, kind, body = await _fetch(host, addresses[0], timeout, anchors)
     except TimeoutError:
-        return MtaStsEvidence(domain, error=f"no complete answer within {timeout * 3:g}s")
-    except (dns.exception.DNSException, ProbeError, OSError, ssl.SSLError, ValueError) as exc:
+        return MtaStsEvidence(domain, error=f"no DNS answer within {timeout * 2:g}s")
+    except (dns.exception.DNSException, ProbeError, OSError, ValueError) as exc:
         return MtaStsEvidence(domain, error=clip(f"{type(exc).__name__}: {exc}", 300))
+    try:
+        got = await fetch(
+            _url(addresses[0]),
+            timeout=timeout,
+            max_size=MAX_POLICY,
+            verify=_context(anchors),
+            host=host,
+            accept="text/plain",
+        )
+    except FetchError as exc:
+        return MtaStsEvidence(domain, error=clip(f"https://{host}{PATH}: {exc}", 300))
+    status, kind, body = got.status, got.content_type, got.body
     if status != 200:
         why = " (RFC 8461: a redirect is not followed)" if 300 <= status < 400 else ""
         return MtaStsEvidence(domain, error=f"https://{host}{PATH} answered {status}{why}")

@@ -73,23 +73,33 @@ def map_error(step: str, exc: BaseException, timeout: float) -> ProbeError:
     return ProbeError(step, clean(f"{type(exc).__name__}: {exc}"))
 
 
-async def plaintext_look(target: ProbeTarget, result: ProbeResult) -> None:
-    """The server did not speak TLS on its implicit-TLS port: read what it says in plain text.
-    A 4xx (busy, too many connections) is "unknown", not a TLS failure; a 220 means the port
-    speaks plain SMTP and the mode is wrong."""
+async def plaintext_look(target: ProbeTarget, window: float) -> str | None:
+    """What the server says first, in plain text, on a new connection: its first line; ``""``
+    when it says nothing within ``window`` seconds (it waits for a ClientHello: the port speaks
+    TLS); ``None`` when there is nothing to read (no connection, closed at once)."""
     try:
         sock = await connect(target)
     except ProbeError:
-        return
+        return None
     loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(target.timeout):
+        async with asyncio.timeout(window):
             data = await loop.sock_recv(sock, 512)
-    except (TimeoutError, OSError):
-        return
+    except TimeoutError:
+        return ""
+    except OSError:
+        return None
     finally:
         sock.close()
-    line = clean(data.decode("latin-1").split("\r\n", 1)[0].strip())
+    if not data:
+        return None
+    return clean(data.decode("latin-1").split("\r\n", 1)[0].strip())
+
+
+def plaintext_reply(result: ProbeResult, line: str) -> None:
+    """The server answered its implicit-TLS port in plain text with ``line``.  A 4xx (busy,
+    too many connections) is "unknown", not a TLS failure; a 220 means the port speaks plain
+    SMTP and the mode is wrong; anything else leaves the failed handshake as it is."""
     if len(line) < 3 or not line[:3].isdigit():
         return
     result.banner = line
