@@ -293,7 +293,7 @@ async def test_metrics_export_the_contract_with_bounded_labels(
     await metrics.start("127.0.0.1", 0)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", metrics.port())
-        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         body = (await asyncio.wait_for(reader.read(), 10)).decode()
         writer.close()
     finally:

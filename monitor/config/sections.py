@@ -211,6 +211,9 @@ class DaemonConfig(_Model):
     # Who may read the status page "/" on that listener: loopback peers only (a reverse proxy
     # with authentication in front of it), anyone who reaches the port, or no one.
     status_page: Literal["loopback", "any", "off"] = "loopback"
+    # Host names the listener is reached by (a reverse proxy's), besides its addresses and
+    # localhost: a request naming any other host is refused (DNS rebinding).
+    http_hosts: tuple[str, ...] = ()
 
     @field_validator("metrics_listen")
     @classmethod
@@ -218,6 +221,17 @@ class DaemonConfig(_Model):
         if value is not None:
             listen_address(value)
         return value
+
+    @field_validator("http_hosts")
+    @classmethod
+    def _http_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _HOST.match(name):
+                raise ValueError(
+                    f"'{escaped(name)}' is not a host name: give the name alone, without "
+                    "scheme or port, e.g. 'relaycert.example.net'"
+                )
+        return tuple(name.lower().rstrip(".") for name in value)
 
     def jitter_for(self, interval: timedelta) -> timedelta:
         if self.jitter is not None:

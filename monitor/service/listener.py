@@ -1,40 +1,44 @@
 """The daemon's HTTP listener (``[daemon] metrics_listen``): ``/metrics`` (Prometheus text
 format, :mod:`.metrics`), ``/healthz``, and the status page ``/`` (:mod:`.statuspage`).
 
-A small asyncio server, bounded: at most :data:`MAX_CONNECTIONS` connections (one more waiting
-for its request closes the one that has waited longest), a request head within
-:data:`REQUEST_TIMEOUT`, only GET.
+The routes of an aiohttp application; the rules every answer and connection follows (security
+headers, the Host check against ``[daemon] http_hosts``, body, header and connection limits, the
+request timeout) are :mod:`.httpd`'s.  Only GET and HEAD are routed (405 with ``Allow``
+otherwise).  Blocking work (a store read, rendering the page) runs in threads, at most
+:attr:`.Limits.threads` at once; a store failure is a 503 with its message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import ParamSpec, TypeVar
 
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
-from monitor.errors import RelaycertError
+from monitor.errors import ConfigError, RelaycertError
 from monitor.logs import event
+from monitor.service import httpd, statuspage
+from monitor.service.httpd import Limits
 from monitor.service.metrics import StoreCollector
 from monitor.store.engine import Store
 from monitor.store.reads import status
 
 log = logging.getLogger("relaycert.metrics")
-MAX_REQUEST = 8192
-# Connections open at once.  One more waiting for its request closes the one that has waited
-# longest: a flood of connections that never send a request holds at most this many file
-# descriptors, and a scraper, which sends its request at once, is still answered.
-MAX_CONNECTIONS = 64
-REQUEST_TIMEOUT = 10.0  # seconds for a whole request head
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class MetricsServer:
-    """``/metrics`` and ``/healthz`` on ``address:port``; ``healthy`` says why not, or ``None``."""
+    """``/metrics``, ``/healthz`` and the status page on ``address:port``; :meth:`unhealthy`
+    says why not healthy, or ``None``."""
 
     def __init__(
         self,
@@ -43,65 +47,45 @@ class MetricsServer:
         running: Callable[[], bool],
         config: Callable[[], Config] | None = None,
         clock: Clock = utcnow,
+        limits: Limits = Limits(),  # noqa: B008 - frozen, shared safely
     ) -> None:
         self.store, self.running, self.config, self.clock = store, running, config, clock
+        self.limits = limits
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StoreCollector(store, lag, clock))
-        self.server: asyncio.Server | None = None
-        # connections whose request has not arrived yet, oldest first
-        self._waiting: dict[asyncio.StreamWriter, None] = {}
-        self._open = 0
+        self.http: httpd.Listener | None = None
+        self._work = asyncio.Semaphore(limits.threads)
 
     async def start(self, host: str, port: int) -> None:
+        self.http = httpd.Listener(self.application(), self.limits)
         try:
-            self.server = await asyncio.start_server(self._handle, host, port)
+            await self.http.start(host, port)
         except OSError as exc:
-            from monitor.errors import ConfigError
-
             raise ConfigError(
                 f"[daemon] metrics_listen: cannot listen on {host}:{port}: {exc.strerror}"
             ) from None
         event(log, logging.INFO, "metrics.listening", address=f"{host}:{self.port()}")
 
     def port(self) -> int:
-        assert self.server is not None
-        return int(self.server.sockets[0].getsockname()[1])
+        assert self.http is not None
+        return self.http.port()
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        if self.http is not None:
+            await self.http.close()
 
-    async def _status(self, writer: asyncio.StreamWriter, path: str) -> None:
-        """The status page (:mod:`.statuspage`), its stylesheet, the newest archived report;
-        for loopback peers only unless ``[daemon] status_page = "any"``."""
-        from monitor.service import statuspage
+    def application(self) -> web.Application:
+        app = httpd.application(self._hosts, self.limits)
+        app.middlewares.append(_answers)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        for path in ("/", "/status.css", "/report"):
+            app.router.add_get(path, self._status)
+        return app
 
-        config = self.config() if self.config else None
-        allowed = config.daemon.status_page if config else "off"
-        peer = writer.get_extra_info("peername")
-        host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if allowed == "off" or (allowed == "loopback" and not _loopback(host)):
-            await _respond(
-                writer, 403, b"the status page is for loopback peers ([daemon] status_page)\n"
-            )
-            return
-        assert config is not None
-        headers = {"Content-Security-Policy": statuspage.CSP}
-        if path == "/status.css":
-            await _respond(writer, 200, statuspage.stylesheet(), "text/css; charset=utf-8", headers)
-        elif path == "/report":
-            newest = statuspage.newest_report(config)
-            if newest is None:
-                await _respond(writer, 404, b"no archived report yet ([reports])\n")
-                return
-            body = await asyncio.to_thread(newest.read_bytes)
-            headers["Content-Security-Policy"] = statuspage.REPORT_CSP
-            await _respond(writer, 200, body, "text/html; charset=utf-8", headers)
-        else:
-            now = self.clock()
-            text = await asyncio.to_thread(statuspage.render, config, self.store, now)
-            await _respond(writer, 200, text.encode(), "text/html; charset=utf-8", headers)
+    def _hosts(self) -> Collection[str]:
+        """``[daemon] http_hosts`` of the configuration in force (a reload applies at once)."""
+        return self.config().daemon.http_hosts if self.config else ()
 
     def unhealthy(self) -> str | None:
         if not self.running():
@@ -112,52 +96,64 @@ class MetricsServer:
             return str(exc)
         return None
 
-    def _admit(self, writer: asyncio.StreamWriter) -> None:
-        """Count a new connection; at the limit, close the one waiting longest for its
-        request (a connection answering already is never cut)."""
-        self._open += 1
-        if self._open > MAX_CONNECTIONS and self._waiting:
-            oldest = next(iter(self._waiting))
-            del self._waiting[oldest]
-            oldest.transport.abort()  # its handler sees the connection end and returns
-        self._waiting[writer] = None
+    async def _thread(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``work`` in a thread, when one of :attr:`.Limits.threads` is free: the daemon's own
+        jobs use the same default executor."""
+        async with self._work:
+            return await asyncio.to_thread(work, *args, **kwargs)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._admit(writer)
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-            self._waiting.pop(writer, None)
-            request = head[:MAX_REQUEST].split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            path = request[1].split("?", 1)[0] if len(request) >= 2 else ""
-            if request[0] != "GET":
-                await _respond(writer, 405, b"only GET\n")
-            elif path == "/metrics":
-                body = await asyncio.to_thread(generate_latest, self.registry)
-                await _respond(writer, 200, body, "text/plain; version=0.0.4; charset=utf-8")
-            elif path in ("/", "/status.css", "/report"):
-                await self._status(writer, path)
-            elif path == "/healthz":
-                problem = await asyncio.to_thread(self.unhealthy)
-                if problem is None:
-                    await _respond(writer, 200, b"ok\n")
-                else:
-                    await _respond(writer, 503, problem.encode("utf-8", "replace")[:2000] + b"\n")
-            else:
-                await _respond(writer, 404, b"try /, /metrics or /healthz\n")
-        except (
-            TimeoutError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            ConnectionError,
-        ):
-            pass
-        except RelaycertError as exc:  # the store failed while collecting
-            await _respond(writer, 503, str(exc).encode("utf-8", "replace")[:2000] + b"\n")
-        finally:
-            self._waiting.pop(writer, None)
-            self._open -= 1
-            writer.close()
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = await self._thread(generate_latest, self.registry)
+        return web.Response(body=body, headers={"Content-Type": METRICS_TYPE})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        problem = await self._thread(self.unhealthy)
+        if problem is None:
+            return _text(200, "ok\n")
+        return _text(503, problem)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        """The status page (:mod:`.statuspage`), its stylesheet, the newest archived report;
+        for loopback peers only unless ``[daemon] status_page = "any"``."""
+        config = self.config() if self.config else None
+        allowed = config.daemon.status_page if config else "off"
+        if allowed == "off" or (allowed == "loopback" and not _loopback(request.remote or "")):
+            return _text(403, "the status page is for loopback peers ([daemon] status_page)\n")
+        assert config is not None
+        if request.path == "/status.css":
+            css = await self._thread(statuspage.stylesheet)
+            return _page(css, "text/css", statuspage.CSP)
+        if request.path == "/report":
+            newest = await self._thread(statuspage.newest_report, config)
+            if newest is None:
+                return _text(404, "no archived report yet ([reports])\n")
+            return _page(await self._thread(newest.read_bytes), "text/html", statuspage.REPORT_CSP)
+        text = await self._thread(statuspage.render, config, self.store, self.clock())
+        return _page(text.encode(), "text/html", statuspage.CSP)
+
+
+@web.middleware
+async def _answers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A store failure is a 503 with its message; an unknown path says where to look."""
+    try:
+        return await handler(request)
+    except RelaycertError as exc:  # the store failed while collecting
+        return _text(503, str(exc))
+    except web.HTTPNotFound:
+        return _text(404, "try /, /metrics or /healthz\n")
+
+
+def _text(status: int, text: str) -> web.Response:
+    body = text.encode("utf-8", "replace")[:2000]
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    return web.Response(status=status, body=body, content_type="text/plain", charset="utf-8")
+
+
+def _page(body: bytes, kind: str, csp: str) -> web.Response:
+    return web.Response(
+        body=body, content_type=kind, charset="utf-8", headers={"Content-Security-Policy": csp}
+    )
 
 
 def _loopback(host: str) -> bool:
@@ -165,33 +161,3 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
-
-
-async def _respond(
-    writer: asyncio.StreamWriter,
-    status: int,
-    body: bytes,
-    kind: str = "text/plain; charset=utf-8",
-    headers: dict[str, str] | None = None,
-) -> None:
-    reason = {
-        200: "OK",
-        403: "Forbidden",
-        404: "Not Found",
-        405: "Method Not Allowed",
-        503: "Service Unavailable",
-    }
-    extra = {
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "no-store",
-        "Referrer-Policy": "no-referrer",
-        **(headers or {}),
-    }
-    lines = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
-    writer.write(
-        f"HTTP/1.1 {status} {reason[status]}\r\nContent-Type: {kind}\r\n{lines}"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-        + body
-    )
-    with contextlib.suppress(TimeoutError, ConnectionError):
-        await asyncio.wait_for(writer.drain(), 10)
