@@ -24,10 +24,10 @@ TLS_RANK = {"SSLv3": 0, "TLSv1": 1, "TLSv1.1": 2, "TLSv1.2": 3, "TLSv1.3": 4}
 
 @per_certificate
 def _identity(leaf: x509.Certificate) -> Baseline:
-    # Memoised: every drift rule asks, and a fleet serves few distinct certificates.
-    return Baseline(
-        fingerprint(leaf), tuple(all_names(leaf)), issuer_text(leaf), spki_fingerprint(leaf)
-    )
+    # Memoised: every drift rule asks, and a fleet serves few distinct certificates.  Names
+    # as the store keeps them (no control characters), so a stored baseline compares equal.
+    names = tuple(clip(name, 1000) for name in all_names(leaf))
+    return Baseline(fingerprint(leaf), names, issuer_text(leaf), spki_fingerprint(leaf))
 
 
 def baseline_of(obs: Observation) -> Baseline | None:

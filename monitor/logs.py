@@ -102,6 +102,44 @@ def to_journal() -> bool:
     return stream == f"{info.st_dev}:{info.st_ino}"
 
 
+class CommandFormatter(logging.Formatter):
+    """A one-shot command's log line: ``relaycert: warning: EVENT key=value ...``, its fields
+    escaped as in the daemon's log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {})
+        parts = [f"relaycert: {record.levelname.lower()}: {_kv(record.getMessage())}"]
+        parts += [f"{key}={_kv(value)}" for key, value in fields.items()]
+        return " ".join(parts)
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on whatever ``sys.stderr`` is when it writes (a test's capture, a redirect)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def setup_command() -> None:
+    """Before any command runs: relaycert's warnings and errors on stderr, one line each with
+    their fields (a CRL that cannot be fetched says which and why), never Python's bare
+    message.  The daemon's commands replace it with :func:`setup`."""
+    handler = _Stderr()
+    handler.setFormatter(CommandFormatter())
+    root = logging.getLogger("relaycert")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    root.propagate = False
+
+
 def setup(fmt: str = "kv", level: str = "info") -> None:
     """Route relaycert's log (and third-party errors) to stderr in ``fmt``; called again on a
     reload, it switches format and level at once."""

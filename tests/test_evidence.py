@@ -564,3 +564,37 @@ def test_a_hostile_reply_never_carries_control_characters_onward(
     assert "go away" in stored  # the reply was stored...
     for shown in (table, html, stored):  # ...without its control characters, and shown so
         assert "\x1b" not in shown and "\x07" not in shown
+    assert_no_control_characters(config)
+
+
+def assert_no_control_characters(config: Path) -> None:
+    """Not in any column of any table, JSON ones included (#35: 17 ESC and 30 BEL were still
+    stored, in EHLO lists, sessions and certificate fields, though no output showed them)."""
+    import sqlite3
+
+    with sqlite3.connect(load(config).database_url().removeprefix("sqlite:///")) as db:
+        dump = "\n".join(db.iterdump())
+    for control in ("\x1b", "\x07", "\\u001b", "\\u0007"):
+        assert control not in dump, control
+
+
+def test_a_hostile_certificate_and_ehlo_leave_no_control_character_in_the_store(
+    config_file: Callable[..., Path],
+    smtp_server,  # type: ignore[no-untyped-def]
+    write_chain,  # type: ignore[no-untyped-def]
+    intermediate: pki.Issued,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Certificate names, EHLO lines and every message made from them are stored printable;
+    the names still compare equal to the stored baseline (no drift from the cleaning)."""
+    hostile = "mail1.contoso.com\x1b]0;pwned\x07"
+    leaf = pki.make_leaf(intermediate, ["mail1.contoso.com", "x\x1b[2J.contoso.com"], cn=hostile)
+    server = smtp_server("starttls", *write_chain(leaf, intermediate))
+    config = config_file(endpoint_toml("mail1", server.port))
+    for _ in range(2):
+        main(["scan", "--config", str(config), "--format", "json"])
+        result = json.loads(capsys.readouterr().out)["results"][0]
+        assert not [f for f in result["findings"] if f["rule"].startswith("drift.")], result
+    assert_no_control_characters(config)
+    (subject,) = sql(config, "SELECT subject FROM certificate WHERE subject LIKE '%pwned%'")
+    assert subject[0].startswith("CN=mail1.contoso.com\ufffd") and "pwned\ufffd" in subject[0]

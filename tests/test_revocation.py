@@ -163,6 +163,13 @@ def test_scan_reports_a_revoked_served_certificate(
     (result,) = json.loads(capsys.readouterr().out)["results"]
     (finding,) = [f for f in result["findings"] if f["rule"] == "cert.revoked"]
     assert finding["severity"] == "critical" and "superseded" in finding["message"]
+    # A CRL that cannot be fetched: the command's warning says which and why, on one line.
+    server.mode = "error"
+    assert main(["scan", "--config", str(config), "--format", "json", "--no-store"]) == 0
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "revocation.unknown" in x]
+    assert line.startswith("relaycert: warning: revocation.unknown url=http://127.0.0.1:")
+    assert "HTTP 503" in line, line
+    server.mode = "ok"
     # [revocation] enabled = false: not checked at all.
     config.write_text(config.read_text() + "\n[revocation]\nenabled = false\n")
     requests = server.requests

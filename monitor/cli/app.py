@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from monitor import __version__
+from monitor import __version__, logs
 from monitor.cli.defaults import CONFIG_HELP, default_config
 from monitor.cli.exiting import quick_exit, reader_gone, silence_stdout
 from monitor.errors import RelaycertError
@@ -249,6 +249,7 @@ def _printable(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: one-line errors, exit code 3 for relaycert's own failures."""
+    logs.setup_command()
     try:
         return run(argv)
     except RelaycertError as exc:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, LargeBinary, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Index, LargeBinary, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
 from monitor.clock import utcnow
+from monitor.store.printable import PrintableJSON, PrintableText
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -56,8 +57,8 @@ class CertificateRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     sha256: str = Field(max_length=64, unique=True)
     der: bytes = Field(sa_type=LargeBinary)
-    subject: str = Field(sa_type=Text)
-    issuer: str = Field(sa_type=Text)
+    subject: str = Field(sa_type=PrintableText)
+    issuer: str = Field(sa_type=PrintableText)
     serial: str = Field(max_length=80)
     not_before: datetime = Field(sa_type=UTCDateTime)
     not_after: datetime = Field(sa_type=UTCDateTime)
@@ -83,10 +84,10 @@ class ObservationRow(SQLModel, table=True):
     duration_ms: float
     status: str = Field(max_length=32)
     failed_step: str | None = Field(default=None, max_length=32)
-    error: str | None = Field(default=None, sa_type=Text)
-    banner: str | None = Field(default=None, sa_type=Text)
-    ehlo: list[str] = Field(default_factory=list, sa_type=JSON)
-    starttls_reply: str | None = Field(default=None, sa_type=Text)
+    error: str | None = Field(default=None, sa_type=PrintableText)
+    banner: str | None = Field(default=None, sa_type=PrintableText)
+    ehlo: list[str] = Field(default_factory=list, sa_type=PrintableJSON)
+    starttls_reply: str | None = Field(default=None, sa_type=PrintableText)
     tls_version: str | None = Field(default=None, max_length=16)
     cipher: str | None = Field(default=None, max_length=100)
     leaf_sha256: str | None = Field(default=None, max_length=64, index=True)
@@ -97,7 +98,7 @@ class ObservationRow(SQLModel, table=True):
     last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     repeats: int = 1
     # Outbound checks: the capture session (peer, EHLO name, envelope, token); never a body.
-    session: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    session: dict[str, Any] | None = Field(default=None, sa_type=PrintableJSON)
 
 
 class ProbeDayRow(SQLModel, table=True):
@@ -121,7 +122,7 @@ class FindingRow(SQLModel, table=True):
     observation_id: int = Field(foreign_key="observation.id", index=True)
     rule: str = Field(max_length=64)
     severity: str = Field(max_length=16)
-    message: str = Field(sa_type=Text)
+    message: str = Field(sa_type=PrintableText)
 
 
 class BaselineRow(SQLModel, table=True):
@@ -138,8 +139,8 @@ class BaselineRow(SQLModel, table=True):
     # Which certificate: the listener's (from_exchange_online) or the client's (to_exchange_online)
     direction: str = Field(default="from_exchange_online", max_length=24)
     sha256: str = Field(max_length=64)
-    names: list[str] = Field(default_factory=list, sa_type=JSON)
-    issuer: str = Field(sa_type=Text)
+    names: list[str] = Field(default_factory=list, sa_type=PrintableJSON)
+    issuer: str = Field(sa_type=PrintableText)
     spki_sha256: str = Field(max_length=64)
     tls_version: str | None = Field(default=None, max_length=16)
     accepted_at: datetime = Field(sa_type=UTCDateTime)
@@ -161,7 +162,7 @@ class AlertRow(SQLModel, table=True):
     severity: str = Field(max_length=16)
     status: str = Field(max_length=16)  # pending | open | resolved
     streak: int = 1
-    message: str = Field(sa_type=Text)
+    message: str = Field(sa_type=PrintableText)
     first_seen: datetime = Field(sa_type=UTCDateTime)
     opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -184,7 +185,7 @@ class OutboxRow(SQLModel, table=True):
     channel: str = Field(max_length=100)
     alert_id: int | None = Field(default=None, foreign_key="alert.id")
     kind: str = Field(max_length=16)  # opened | escalated | reminder | resolved | test
-    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=PrintableJSON)
     status: str = Field(max_length=16)  # pending | sent | failed
     attempts: int = 0
     created_at: datetime = Field(sa_type=UTCDateTime)
@@ -192,7 +193,7 @@ class OutboxRow(SQLModel, table=True):
     claim_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     claimed_by: str | None = Field(default=None, max_length=64)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    last_error: str | None = Field(default=None, sa_type=Text)
+    last_error: str | None = Field(default=None, sa_type=PrintableText)
 
 
 class CaptureRow(SQLModel, table=True):
@@ -206,12 +207,12 @@ class CaptureRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(sa_type=UTCDateTime, index=True)
     peer: str = Field(max_length=64)
-    ehlo: str | None = Field(default=None, sa_type=Text)
+    ehlo: str | None = Field(default=None, sa_type=PrintableText)
     tls_version: str | None = Field(default=None, max_length=16)
     leaf_sha256: str | None = Field(default=None, max_length=64)
     endpoint: str | None = Field(default=None, max_length=200)
     worst: str | None = Field(default=None, max_length=16)
-    session: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    session: dict[str, Any] = Field(default_factory=dict, sa_type=PrintableJSON)
 
 
 class RenewalRow(SQLModel, table=True):
@@ -223,12 +224,12 @@ class RenewalRow(SQLModel, table=True):
     name: str = Field(max_length=200, index=True)
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    order_url: str | None = Field(default=None, sa_type=Text)
+    order_url: str | None = Field(default=None, sa_type=PrintableText)
     old_sha256: str | None = Field(default=None, max_length=64)
     new_sha256: str | None = Field(default=None, max_length=64)
     # verified | deployed | dry_run | skipped | gate_refused | hook_failed | not_served | failed
     outcome: str = Field(max_length=16)
-    detail: str | None = Field(default=None, sa_type=Text)
+    detail: str | None = Field(default=None, sa_type=PrintableText)
 
 
 class InstanceRow(SQLModel, table=True):
