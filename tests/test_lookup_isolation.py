@@ -250,3 +250,35 @@ async def test_a_job_that_keeps_failing_is_named_until_it_succeeds(fleet: Path) 
         assert context.failing == {} and context.problem() is None
     finally:
         store.close()
+
+
+async def test_a_full_disk_in_a_job_is_one_clean_line(
+    fleet: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """#35: with the disk full the renewal job raised four tracebacks to the scheduler.  A job
+    that meets the host's fault (ENOSPC, written here to /dev/full) logs one line saying so,
+    no traceback, and counts as failing."""
+    import logging
+
+    from monitor.config.loader import load
+    from monitor.service.daemon import Daemon
+    from monitor.store.engine import Store
+
+    config = load(fleet)
+    store = Store.open(config.database_url())
+    context = Daemon(fleet, store, config).jobs.context
+
+    async def write_to_a_full_disk() -> None:
+        with open("/dev/full", "wb") as full:  # noqa: ASYNC230
+            full.write(b"renewal state")
+            full.flush()
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="relaycert"):
+            await context.guarded("renewal", write_to_a_full_disk(), renewal="contoso")
+    finally:
+        store.close()
+    (record,) = caplog.records
+    assert record.getMessage() == "renewal.error" and record.exc_info is None
+    assert "No space left on device" in record.fields["error"]  # type: ignore[attr-defined]
+    assert context.failing["renewal:contoso"].runs == 1

@@ -89,7 +89,7 @@ def exclusive(store: Store, key: str) -> Iterator[bool]:
     it; yields whether it was taken.  PostgreSQL: a session advisory lock on its own
     connection; SQLite: ``flock`` on a file beside the database."""
     if store.dialect == "postgresql":
-        with store.engine.connect() as connection:
+        with _mapped(key), store.engine.connect() as connection:
             number = "hashtextextended(:key, 0)"
             taken = connection.execute(
                 text(f"SELECT pg_try_advisory_lock({number})"), {"key": key}
@@ -110,20 +110,41 @@ def exclusive(store: Store, key: str) -> Iterator[bool]:
 
 
 @contextlib.contextmanager
+def _mapped(key: str) -> Iterator[None]:
+    """The database failing while the lock ``key`` is taken or given back: a StoreError."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        error = StoreError(f"the lock '{key}' cannot be taken: {type(exc).__name__}")
+        error.unavailable = True
+        raise error from exc
+
+
+@contextlib.contextmanager
 def _flock(path: str) -> Iterator[bool]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)  # `status` of the group reads the pid
+    try:  # `status` of the group reads the pid
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    except OSError as exc:
+        error = StoreError(f"the lock file {path} cannot be opened: {exc.strerror}")
+        error.unavailable = True
+        raise error from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        # The pid is for `status` only: a full disk must not fail the lock that flock holds.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         try:
             yield True
         finally:
-            os.ftruncate(fd, 0)  # no pid left behind: nobody holds it now
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # no pid left behind: nobody holds it now
     finally:
         os.close(fd)  # closing releases the lock
 

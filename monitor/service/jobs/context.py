@@ -78,6 +78,11 @@ class JobContext:
             # Shutdown abandoned it after the grace period (nothing of it was stored): one log
             # line, not a traceback per job from the scheduler.
             event(log, logging.WARNING, f"{kind}.abandoned", **fields)
+        except OSError as exc:  # the host's fault (a full disk, a permission): no traceback
+            where = f" ({exc.filename})" if exc.filename else ""
+            error = clip(f"{exc.strerror or type(exc).__name__}{where}", 300)
+            event(log, logging.ERROR, f"{kind}.error", error=error, **fields)
+            self._failed(job, error)
         except Exception as exc:
             error = clip(f"{type(exc).__name__}: {exc}", 300)
             event(log, logging.ERROR, f"{kind}.internal_error", exc_info=exc, error=error, **fields)
