@@ -6,6 +6,8 @@ route, error page and connection gets, in this one module.
   handler chose (the status page's), else :data:`STRICT_CSP`.
 - **Host**: a request is answered only when its Host is an IP address literal, ``localhost`` or
   one of ``[daemon] http_hosts``; otherwise 421 (:mod:`.http_hosts` says why: DNS rebinding).
+  An HTTP/1.0 request without Host (``check_http -I``) is answered: browsers always send one
+  (aiohttp's parser refuses an HTTP/1.1 request without it, 400).
 - **Limits** (:class:`Limits`): a declared request body over ``body`` is refused (413, and
   aiohttp refuses to read more than that); request line and header lines are capped by aiohttp's
   parser (400); a connection must complete its request head within ``request_timeout`` of
@@ -77,7 +79,8 @@ def _guard(hosts: Callable[[], Collection[str]], limits: Limits) -> Middleware:
         if isinstance(request.protocol, Connection):
             request.protocol.gate.busy(request.protocol)
         host = request.headers.get("Host")
-        if not host_allowed(host, hosts()):
+        old_client = host is None and request.version < (1, 1)  # no browser sends that
+        if not old_client and not host_allowed(host, hosts()):
             raise web.HTTPMisdirectedRequest(
                 text=f"Host {(host or '')[:100]!r} does not name this listener: add the name to "
                 "[daemon] http_hosts, or use its address\n"
