@@ -19,6 +19,7 @@ from cryptography import x509
 # The delivery contract's types live in checks/contract.py; re-exported with the contract.
 from checks.contract import UNKNOWN_DELIVERY as UNKNOWN_DELIVERY
 from checks.contract import DeliveryContract as DeliveryContract
+from checks.contract import DeliveryEvidence as DeliveryEvidence
 from checks.contract import MtaStsEvidence as MtaStsEvidence
 from checks.contract import RevocationEvidence as RevocationEvidence
 from checks.contract import TlsaEvidence as TlsaEvidence
@@ -148,6 +149,8 @@ class Observation:
     mtasts: tuple[MtaStsEvidence, ...] = ()
     # What the leaf's CRL says (None: not checked: [revocation] off, or no CRL to check).
     revocation: RevocationEvidence | None = None
+    # Outbound checks only: every delivery of the check's token, in order (one, normally).
+    deliveries: tuple[DeliveryEvidence, ...] = ()
 
     @property
     def leaf(self) -> x509.Certificate | None:

@@ -1,6 +1,6 @@
 """What the delivery direction is judged by: the outbound connector's contract, and the DNS and
-HTTPS evidence (TLSA records, MTA-STS policies) gathered for a host.  Plain data, no I/O;
-``checks.base`` re-exports every name."""
+HTTPS evidence (TLSA records, MTA-STS policies) gathered for a host; and each delivery of an
+outbound check's token.  Plain data, no I/O; ``checks.base`` re-exports every name."""
 
 from __future__ import annotations
 
@@ -102,3 +102,29 @@ class RevocationEvidence:
     error: str | None = None
     unknown_since: datetime | None = None
     next_update: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvidence:
+    """One delivery of an outbound check's token at the capture listener: who delivered it
+    (peer address, EHLO name), over what (``tls_version`` ``None``: without TLS) and with which
+    client certificate (``leaf_sha256`` ``None``: none).  ``counted`` is False for a delivery
+    from a peer outside the endpoint's ``relay_addresses``: shown, never the verdict."""
+
+    peer: str
+    ehlo: str | None
+    tls_version: str | None
+    leaf_sha256: str | None
+    leaf_subject: str | None
+    at: datetime
+    counted: bool = True
+
+    def describe(self) -> str:
+        """One line naming the delivery, for findings."""
+        tls = f"over {self.tls_version}" if self.tls_version else "without TLS"
+        if self.leaf_sha256 is None:
+            cert = "no client certificate" if self.tls_version else "no certificate"
+        else:
+            cert = f"certificate {self.leaf_subject or '(no subject)'} {self.leaf_sha256[:16]}..."
+        ehlo = self.ehlo if self.ehlo is not None else "(none)"
+        return f"{self.peer} (EHLO {ehlo}) at {self.at:%H:%M:%S} {tls}, {cert}"

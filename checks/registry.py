@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from checks import (
+    capture,
     connector,
     crypto,
     dane,
@@ -69,6 +70,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("connector", tuple(connector.RULES), EVERY),
     Family("drift", tuple(drift.RULES), EVERY, {"drift.nodes_differ": NOT_CLIENT}),
     Family("outbound", tuple(outbound.RULES), CLIENT),
+    Family("capture", tuple(capture.RULES), CLIENT),
     Family("delivery", tuple(delivery.RULES), SERVED),
     Family("dane", tuple(dane.RULES), SERVED),
     Family("revocation", tuple(revocation.RULES), EVERY),
@@ -108,16 +110,20 @@ CONFIG_RULES = frozenset(
     }
 )
 # Rules that run without a chain when the probe got as far as the session (or a message
-# arrived): the session's and the outbound check's.
-WITHOUT_CHAIN_PREFIX = ("probe.", "tls.", "outbound.")
+# arrived): the session's, the outbound check's and its deliveries'.
+WITHOUT_CHAIN_PREFIX = ("probe.", "tls.", "outbound.", "capture.")
 # What a probe that measured nothing (a listener that could not be reached, a submission that
 # failed, a probe message that never arrived) still says: how far it got.  No other rule is run,
 # so no other alert (a certificate's, TLS's, "no client certificate") is resolved by a miss; the
 # miss has its own alert.  A probe message that was submitted but never arrived did reach the
 # server (``probe.unreachable`` is judged); one whose submission failed says nothing of delivery.
+# A check whose token arrived only from peers outside ``relay_addresses`` is a miss that names
+# them (the capture rules judge the deliveries, never a certificate).
 REACHED = {
     ProbeStatus.UNREACHABLE: frozenset({"probe.unreachable"}),
-    ProbeStatus.NOT_DELIVERED: frozenset({"probe.unreachable", "outbound.not_delivered"}),
+    ProbeStatus.NOT_DELIVERED: frozenset(
+        {"probe.unreachable", "outbound.not_delivered", "capture.unlisted_peer"}
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from checks.base import (
     UNKNOWN_DELIVERY,
     Baseline,
     DeliveryContract,
+    DeliveryEvidence,
     Direction,
     Finding,
     MtaStsEvidence,
@@ -81,6 +82,10 @@ class ProbeResult:
     local: bool = False
     # What the leaf's CRL says (set by the scanner before judging; None: not checked).
     revocation: RevocationEvidence | None = None
+    # Outbound checks: every delivery of the check's token (the capture rules name them), and
+    # the other deliveries that count, each as a result: the judge keeps the worse of them all.
+    deliveries: tuple[DeliveryEvidence, ...] = ()
+    rivals: tuple[ProbeResult, ...] = ()
 
     def observation(
         self,
@@ -106,6 +111,7 @@ class ProbeResult:
             tlsa=self.tlsa,
             mtasts=self.mtasts,
             revocation=self.revocation,
+            deliveries=self.deliveries,
             baseline=baseline,
             peers=peers,
             served=served,

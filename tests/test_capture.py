@@ -85,13 +85,16 @@ async def send(
     rcpt: str,
     context: ssl.SSLContext | None,
     body: str = "Subject: t\r\n\r\nbody\r\n",
+    source: str = "127.0.0.1",
+    ehlo: str = "relay.contoso.test",
 ) -> tuple[dict[str, object], str]:
     smtp = aiosmtplib.SMTP(
         hostname="127.0.0.1",
         port=port,
         start_tls=False,
         timeout=5,
-        local_hostname="relay.contoso.test",
+        local_hostname=ehlo,
+        source_address=(source, 0),
     )
     await smtp.connect()
     await smtp.ehlo()
@@ -309,24 +312,92 @@ def test_the_token_secret_is_created_once_and_private(tmp_path: Path) -> None:
     assert load_secret(None, tmp_path / "state") == first and len(first) == 64  # hex
     copied = tmp_path / "copied"
     copied.write_bytes((tmp_path / "state" / "token-secret").read_bytes())
+    copied.chmod(0o600)
     assert load_secret(copied, tmp_path / "other") == first  # one secret on every instance
     short = tmp_path / "short"
     short.write_bytes(b"tiny")
+    short.chmod(0o600)
     with pytest.raises(ConfigError, match=r"token_secret_file: .* holds 4 bytes"):
         load_secret(short, tmp_path / "state")
     with pytest.raises(ConfigError, match="cannot read"):
         load_secret(tmp_path / "missing", tmp_path / "state")
 
 
-async def test_a_token_counts_once(listener: tuple[CaptureListener, list[Capture]]) -> None:
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_token_secret_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    """Like ssh with a private key: a token secret that group or others can read (whoever
+    reads it can forge probe tokens) is refused, naming the file, its mode and the fix."""
+    from monitor.capture.tokens import load_secret
+
+    secret = tmp_path / "token-secret"
+    secret.write_bytes(b"ab" * 32)
+    secret.chmod(mode)
+    with pytest.raises(ConfigError) as refused:
+        load_secret(secret, tmp_path / "state")
+    message = str(refused.value)
+    assert f"[capture] token_secret_file: {secret} has mode {mode:04o}" in message
+    assert f"chmod 600 {secret}" in message
+    generated = tmp_path / "state" / "token-secret"
+    load_secret(None, tmp_path / "state")
+    generated.chmod(mode)  # loosened by hand afterwards: refused the same way
+    with pytest.raises(ConfigError, match=f"chmod 600 {generated}"):
+        load_secret(None, tmp_path / "state")
+    secret.chmod(0o400)  # read-only for its owner is fine
+    assert load_secret(secret, tmp_path / "state") == b"ab" * 32
+
+
+async def test_every_delivery_of_a_token_is_kept(
+    listener: tuple[CaptureListener, list[Capture]],
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,
+) -> None:
+    """A token delivered twice (a leaked one replayed, a race) is never refused as "already
+    used": the check sees both deliveries, each with its peer, EHLO name, TLS and chain."""
     server, passive = listener
     mine = token(server)
     arrival = server.expect(mine)
-    await send(server.port(), f"rc-{mine}@{DOMAIN}", client_context())
-    await asyncio.wait_for(arrival, 5)
-    await send(server.port(), f"rc-{mine}@{DOMAIN}", client_context())  # replayed
-    (replay,) = passive.arrivals  # type: ignore[attr-defined]
-    assert replay.claim is None and "already used" in replay.reason
+    await send(server.port(), f"rc-{mine}@{DOMAIN}", None, source="127.0.0.2", ehlo="x.test")
+    await send(server.port(), f"rc-{mine}@{DOMAIN}", client_context(*write_chain(good_leaf)))
+    first = await asyncio.wait_for(arrival, 5)
+    assert (first.peer, first.ehlo, first.tls) == ("127.0.0.2", "x.test", False)
+    deliveries = server.deliveries(mine)
+    assert [(d.capture.peer, d.capture.tls, len(d.capture.chain_der)) for d in deliveries] == [
+        ("127.0.0.2", False, 0),
+        ("127.0.0.1", True, 1),
+    ]
+    assert all(d.counted for d in deliveries)
+    assert passive == []  # nothing dropped as a replay
+    server.release(mine)  # the check is done: a later delivery is kept for it, not refused...
+    await send(server.port(), f"rc-{mine}@{DOMAIN}", None)
+    assert len(server.deliveries(mine)) == 3
+    (again,) = passive.arrivals  # type: ignore[attr-defined]
+    assert again.claim.token == mine and again.reason is None and again.known  # ...and handed on
+
+
+async def test_a_token_from_outside_relay_addresses_does_not_complete_its_check(
+    listener: tuple[CaptureListener, list[Capture]],
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,
+) -> None:
+    """With the endpoint's ``relay_addresses``, a delivery from any other peer (a good
+    certificate too) is kept but unattributed: the check waits on for its relay's."""
+    from monitor.capture.evidence import RelayPeers
+
+    server, passive = listener
+    mine = token(server)
+    arrival = server.expect(mine, RelayPeers.of(("127.0.0.1", "::1")))
+    good = client_context(*write_chain(good_leaf, intermediate))
+    await send(server.port(), f"rc-{mine}@{DOMAIN}", good, source="127.0.0.2", ehlo="x.test")
+    assert not arrival.done()
+    (stranger,) = passive.arrivals  # type: ignore[attr-defined]
+    assert stranger.claim.token == mine and "relay_addresses" in stranger.reason
+    assert stranger.capture.peer == "127.0.0.2"
+    await send(server.port(), f"rc-{mine}@{DOMAIN}", None)
+    assert (await asyncio.wait_for(arrival, 5)).peer == "127.0.0.1"
+    assert [d.counted for d in server.deliveries(mine)] == [False, True]
+    assert not server.is_known("127.0.0.2")  # an unlisted peer gets no reserved connections
 
 
 async def test_idle_peers_are_cut_sooner_under_stress_known_ones_are_not(tmp_path: Path) -> None:

@@ -86,6 +86,18 @@ def alerts(config: Path) -> set[tuple[str, str, str]]:
     )
 
 
+def newest_findings(config: Path, endpoint: str) -> dict[str, tuple[str, str]]:
+    """rule: (severity, message) of ``endpoint``'s newest outbound result."""
+    rows = sql(
+        config,
+        "SELECT f.rule, f.severity, f.message FROM finding f WHERE f.observation_id = ("
+        "SELECT max(o.id) FROM observation o JOIN endpoint e ON e.id = o.endpoint_id "
+        "WHERE e.name = :name AND o.direction = 'to_exchange_online')",
+        name=endpoint,
+    )
+    return {rule: (severity, message) for rule, severity, message in rows}
+
+
 def captures(config: Path) -> int:
     return int(sql(config, "SELECT count(*) FROM capture")[0][0])
 
@@ -446,19 +458,59 @@ def test_a_probe_arriving_before_its_miss_is_stored_takes_the_miss_place(
     assert ("not_delivered",) not in statuses
 
 
-def test_a_replayed_probe_after_a_restart_changes_nothing(
+def test_a_replay_after_a_restart_never_improves_the_verdict(
+    config_file: Callable[..., Path],
+    served: LoopbackSMTP,
+    relays: Callable[..., DemoRelay],
+    covering: ClientTLS,
+    write_chain,  # type: ignore[no-untyped-def]
+    good_leaf: pki.Issued,
+    intermediate: pki.Issued,
+) -> None:
+    """The newest check's token, read from a log or the store, delivered again after a restart
+    (the new listener holds none of that check's deliveries) with a certificate that would
+    resolve the alert: judged with the stored result, the worse stands, and
+    ``capture.token_reused`` names both deliveries."""
+    config, _ = fleet(config_file, served, relays, {"broken": ClientTLS(tls=True)})
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    assert ("broken", "outbound.no_client_certificate", "open") in alerts(config)
+    token = newest_client(config, "broken")[1]["token"]  # as read from a log or the store
+    port = load(config).capture.addresses()[0][1]  # type: ignore[union-attr]
+
+    def replay(_: Scanner) -> None:
+        other = {"local_hostname": "replay.fabrikam.test", "source_address": ("127.0.0.3", 0)}
+        with smtplib.SMTP("127.0.0.1", port, timeout=5, **other) as s:  # type: ignore[arg-type]
+            s.starttls(context=client_tls(*write_chain(good_leaf, intermediate)))
+            s.sendmail("a@contoso.com", [f"rc-{token}@{PROBE_DOMAIN}"], "x")
+
+    while_listening(config, replay, lambda: captures(config) >= 1)
+    status, session = newest_client(config, "broken")
+    assert status == "no_client_cert"
+    assert [d["peer"] for d in session["deliveries"]] == ["127.0.0.1", "127.0.0.3"]
+    assert ("broken", "outbound.no_client_certificate", "open") in alerts(config)
+    assert sql(config, "SELECT count(*) FROM outbox WHERE kind = 'resolved'") == [(0,)]
+    severity, message = newest_findings(config, "broken")["capture.token_reused"]
+    assert severity == "warning" and "127.0.0.3" in message and "replay.fabrikam.test" in message
+    (kind,) = [json.loads(s)["kind"] for (s,) in sql(config, "SELECT session FROM capture")]
+    assert kind == "again"
+
+
+def test_a_replay_of_an_older_check_changes_nothing(
     config_file: Callable[..., Path],
     served: LoopbackSMTP,
     relays: Callable[..., DemoRelay],
     covering: ClientTLS,
 ) -> None:
+    """A token of a check that a newer one superseded counts for nothing: only the newest
+    check's evidence is the verdict."""
     config, _ = fleet(config_file, served, relays, {"good": covering})
     assert main(["run", "--once", "--config", str(config)]) == 0
-    assert newest_client(config, "good")[0] == "ok"
-    (token,) = newest_client(config, "good")[1]["tokens"]  # as read from a log or the store
+    token = newest_client(config, "good")[1]["token"]
+    time.sleep(1.1)  # token times are whole seconds
+    assert main(["run", "--once", "--config", str(config)]) == 0
     port = load(config).capture.addresses()[0][1]  # type: ignore[union-attr]
 
-    def replay(_: Scanner) -> None:  # a new listener: it never saw the token used
+    def replay(_: Scanner) -> None:
         with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
             s.starttls(context=client_tls())  # TLS without a client certificate
             s.sendmail("a@contoso.com", [f"rc-{token}@{PROBE_DOMAIN}"], "x")

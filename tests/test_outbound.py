@@ -27,10 +27,10 @@ from tests.conftest import endpoint_toml
 PROBE_DOMAIN = "probe.contoso.test"
 
 
-def capture_toml(port: int, wait: str = "5s", misses: int = 2) -> str:
+def capture_toml(port: int, wait: str = "5s", misses: int = 2, linger: str = "1s") -> str:
     return (
         f'\n[capture]\nlisten = ["127.0.0.1:{port}"]\nprobe_domains = ["{PROBE_DOMAIN}"]\n'
-        f'wait = "{wait}"\nmisses_critical = {misses}\ntimeout = "3s"\n'
+        f'wait = "{wait}"\nmisses_critical = {misses}\ntimeout = "3s"\nlinger = "{linger}"\n'
     )
 
 

@@ -9,7 +9,9 @@ Exchange Online attributes relayed mail by).
 - ``listener``: the listening sockets and the sessions they accept.
 - ``options``: what a listener runs with, built once from the ``[capture]`` section.
 - ``peers``: fair admission: reserved connections for known peers, per-peer limits and rates.
-- ``waiters``: who waits for which token, which tokens count (once each), late arrivals.
+- ``waiters``: who waits for which token, which tokens are valid, what becomes of a delivery.
+- ``evidence``: every delivery of a token, kept (never first-come), and which count for the
+  check (``relay_addresses``).
 - ``certs``: the listener's own certificate, from files or generated once (key mode 0600).
 - ``tokens``: signed probe tokens (HMAC with a per-installation secret): only a token this
   installation issued attributes a capture to an endpoint's check.

@@ -3,11 +3,13 @@
 :class:`CaptureListener` binds the configured addresses, admits each connection or refuses it
 with a 421 (:mod:`.peers`: reserved connections for the on-prem servers, per-peer limits, a
 shorter read timeout for strangers under stress), runs one :class:`~.dialogue.Dialogue` per
-session within ``session_timeout``, and hands each message to the check waiting for its token
-(:mod:`.waiters`).  Every other message is an :class:`~.waiters.Arrival` for ``on_arrival``:
-with a :class:`~monitor.capture.tokens.Claim` when it carries a token this installation issued
-that has not expired or been used (a late probe, a hand test send), with the reason otherwise
-(no token, forged, expired, replayed: *unattributed*, never an endpoint's result).
+session within ``session_timeout``, and keeps each message that carries a valid token in its
+check's evidence (:mod:`.waiters`, :mod:`.evidence`: every delivery, none refused as used).
+Every other message is an :class:`~.waiters.Arrival` for ``on_arrival``: with a
+:class:`~monitor.capture.tokens.Claim` when it carries a token this installation issued that has
+not expired and no check is waiting for (a late probe, a replay, a hand test send), with the
+reason otherwise (no token, forged, expired, or from a peer outside the check's
+``relay_addresses``: *unattributed*, never an endpoint's result).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from monitor.capture.dialogue import Capture, Dialogue
+from monitor.capture.evidence import Delivery, RelayPeers
 from monitor.capture.options import ListenerSettings
 from monitor.capture.peers import Admission, peer_group
-from monitor.capture.waiters import Arrival, Waiters
+from monitor.capture.tokens import Claim
+from monitor.capture.waiters import Arrival, Taken, Waiters
 from monitor.clock import Clock, utcnow
 from monitor.errors import ConfigError
 from monitor.logs import event
@@ -43,7 +47,6 @@ class CaptureListener:
         self.settings, self.on_arrival, self.clock = settings, on_arrival, clock
         self.servers: list[asyncio.Server] = []
         self.waiters = Waiters(settings.keys)
-        self.late = self.waiters.late  # valid tokens no check waited for any more
         self.admission = Admission(
             max_connections=settings.max_connections,
             reserved=settings.reserved,
@@ -98,12 +101,25 @@ class CaptureListener:
 
     # -- tokens -------------------------------------------------------------------------------
 
-    def expect(self, token: str) -> asyncio.Future[Capture]:
-        """The future the message carrying ``token`` completes (register before submitting)."""
-        return self.waiters.expect(token)
+    def expect(
+        self, token: str, relay: RelayPeers | None = None, endpoint: str | None = None
+    ) -> asyncio.Future[Capture]:
+        """The future the first delivery of ``token`` that counts completes (from a peer in
+        ``relay``, when given); register before submitting.  Every delivery is kept."""
+        return self.waiters.expect(token, relay, endpoint)
 
     def forget(self, token: str) -> None:
         self.waiters.forget(token)
+
+    def release(self, token: str) -> tuple[Delivery, ...]:
+        """The check of ``token`` stops waiting: every delivery so far (later ones are kept)."""
+        return self.waiters.release(token)
+
+    def deliveries(self, token: str) -> tuple[Delivery, ...]:
+        return self.waiters.deliveries(token)
+
+    def settle(self, token: str) -> tuple[Delivery, ...] | None:
+        return self.waiters.settle(token)
 
     def know(self, address: str) -> None:
         """Count ``address`` as an on-prem server's (it may use the reserved connections)."""
@@ -114,10 +130,11 @@ class CaptureListener:
 
     def _deliver(self, capture: Capture) -> None:
         claims, reason = self.waiters.claims(capture)
-        matched = self.waiters.hand_over(capture, claims)
-        if claims:
-            self.know(capture.peer)  # it delivered a probe: an on-prem server
-        else:
+        taken = self.waiters.take(capture, claims) if claims else None
+        if taken is not None and taken.counted:
+            self.know(capture.peer)  # it delivered a probe that counts: an on-prem server
+        arrival = _arrival(capture, claims, reason, taken)
+        if arrival is not None and (arrival.claim is None or arrival.reason is not None):
             self.unattributed += 1
         event(
             log,
@@ -128,15 +145,14 @@ class CaptureListener:
             tls=capture.tls_version or "none",
             client_certificates=len(capture.chain_der),
             recipients=len(capture.recipients),  # never the addresses: they carry the tokens
-            matched=matched,
-            unattributed=reason or "",
+            matched=bool(taken and taken.waiting and taken.counted),
+            deliveries=len(self.waiters.deliveries(claims[0].token)) if claims else 0,
+            unattributed=(arrival.reason if arrival is not None else None) or "",
         )
-        if claims and not matched:
-            self.waiters.keep_late(capture, claims)
-        if matched or self.on_arrival is None:
+        if arrival is None or self.on_arrival is None:
             return
         try:
-            self.on_arrival(Arrival(capture, claims[0] if claims else None, reason))
+            self.on_arrival(arrival)
         except Exception:  # a storage hiccup must not end the listener
             log.exception("capture.arrival_failed")
 
@@ -190,6 +206,19 @@ class CaptureListener:
         if self.admission.stressed():
             return min(limits.timeout, self.settings.stress_timeout)
         return limits.timeout
+
+
+def _arrival(
+    capture: Capture, claims: list[Claim], reason: str | None, taken: Taken | None
+) -> Arrival | None:
+    """What ``on_arrival`` is told of a message (``None``: its waiting check took it)."""
+    if not claims or taken is None:
+        return Arrival(capture, None, reason)
+    if not taken.counted:  # kept with its check (when it could be), shown as unattributed
+        return Arrival(capture, claims[0], taken.why, taken.known, taken.waiting)
+    if taken.waiting:
+        return None
+    return Arrival(capture, claims[0], None, known=taken.known)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

@@ -4,11 +4,13 @@ carries the token.  That session shows the client certificate the server relays 
 what Exchange Online attributes relayed mail by.
 
 One :class:`Attempt` is the whole story of one check (the endpoint's submission, its token, whether
-the submission went through, what arrived and when); :mod:`monitor.pipeline.outbound` turns
-attempts into results.  The token is signed (:mod:`.tokens`), so only this check's own probe
+the submission went through, every delivery of its token and when); :mod:`monitor.pipeline.outbound`
+turns attempts into results.  The token is signed (:mod:`.tokens`), so only this check's own probe
 message can complete it, and a probe that arrives after the wait is still known to be this
-endpoint's (``late``), never another's.  What one check needs and its submission are prepared
-beforehand (:mod:`.submission`).
+endpoint's (``late``), never another's.  The first delivery is not the verdict: the check keeps
+collecting for ``linger`` after it (a replay, a race) and takes every delivery that arrived
+(:mod:`.evidence`).  What one check needs and its submission are prepared beforehand
+(:mod:`.submission`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 import aiosmtplib
 
 from monitor.capture.dialogue import TOKEN_PREFIX, Capture
+from monitor.capture.evidence import Delivery, RelayPeers
 from monitor.capture.submission import Submission
 from monitor.capture.tokens import Kind
 from monitor.clock import Clock, utcnow
@@ -103,8 +106,9 @@ async def _dialogue(
 @dataclass
 class Attempt:
     """One outbound check of one endpoint: its submission and signed token, whether the
-    submission went through (``error`` when not), and what arrived (``capture``; ``None`` when
-    nothing did within the wait)."""
+    submission went through (``error`` when not), the first delivery that counts (``capture``;
+    ``None`` when none did within the wait) and every delivery of the token (``deliveries``,
+    those from outside ``relay_addresses`` too)."""
 
     submission: Submission
     token: str
@@ -113,6 +117,7 @@ class Attempt:
     banner: str | None = None
     capture: Capture | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    deliveries: tuple[Delivery, ...] = ()
 
     @property
     def submitted(self) -> bool:
@@ -131,12 +136,14 @@ async def attempt(
     clock: Clock = utcnow,
 ) -> Attempt:
     """Run one outbound check, its token issued at ``clock``'s now.  The semaphore bounds the
-    submission's connection, not the wait; the token is forgotten afterwards, so a late
-    arrival is the listener's to hand on."""
+    submission's connection, not the wait.  After the first delivery that counts the check
+    collects for ``linger`` more; then it is released, and a later delivery is the listener's
+    to hand on (kept with the check's evidence)."""
     issued = clock()
     token = listener.settings.keys.issue(Kind.CHECK, sub.target.endpoint, issued)
     found = Attempt(sub, token, issued)
-    arrival = listener.expect(token)
+    relay = RelayPeers.of(sub.check.outbound.relay_addresses)
+    arrival = listener.expect(token, relay, sub.target.endpoint)
     listener.know(sub.target.address)  # the server may deliver from the address it listens on
     started = time.monotonic()
 
@@ -168,7 +175,9 @@ async def attempt(
         except TimeoutError:  # nothing arrived, unless it did while the timeout was handled
             if arrival.done() and not arrival.cancelled():
                 found.capture = arrival.result()
+        if found.capture is not None and sub.check.linger > 0:
+            await asyncio.sleep(sub.check.linger)  # a replay or a race is evidence too
         return found
     finally:
-        listener.forget(token)
+        found.deliveries = listener.release(token)
         found.timings["total"] = round((time.monotonic() - started) * 1000, 1)

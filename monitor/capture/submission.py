@@ -27,8 +27,9 @@ class OutboundCheck:
     """What one endpoint's outbound check needs, resolved once from the configuration by its
     caller (:func:`monitor.pipeline.outbound.check_of`): the endpoint's name, host and
     configured addresses, its ``outbound`` settings (paths resolved), the EHLO name, the
-    timeout of each step, the probe domain, how long to wait at the listener, the DNS servers
-    (empty: the system's) and the configuration file (named when a password cannot be read)."""
+    timeout of each step, the probe domain, how long to wait at the listener for the first
+    delivery and to collect more after it (``linger``), the DNS servers (empty: the system's)
+    and the configuration file (named when a password cannot be read)."""
 
     endpoint: str
     host: str
@@ -40,6 +41,7 @@ class OutboundCheck:
     wait: float
     nameservers: tuple[tuple[str, int], ...]
     source: Path
+    linger: float = 0.0
 
     def target(self, address: str) -> ProbeTarget:
         """The check's target, at the ``address`` the probe message is submitted to.  Its host

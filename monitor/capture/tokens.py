@@ -16,7 +16,8 @@ A token is lower-case hex, so it survives MTAs that fold the local part's case::
 The secret is 32 random bytes written as 64 hex digits, created once (mode 0600) in ``[capture]
 state_dir`` or read from ``[capture] token_secret_file`` (surrounding white space ignored, so a
 copied generated file and an ``openssl rand -hex 32`` one work alike); instances that share one
-capture listener share that file.
+capture listener share that file.  A secret file group or others may access is refused (like
+ssh's private keys), naming its mode and the ``chmod 600`` that fixes it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import hmac
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,10 +122,27 @@ class EndpointIds:
         return names[0] if len(names) == 1 else None
 
 
+def private(path: Path, key: str) -> None:
+    """Refuse a secret file that group or others may read or write, as ssh refuses such a
+    private key: whoever reads the token secret can forge every endpoint's probe tokens."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return  # reading it says why
+    if mode & 0o077:
+        raise ConfigError(
+            f"[capture] {key}: {path} has mode {mode:04o}, so other users may read it (whoever "
+            f"reads it can forge probe tokens); run `chmod 600 {path}` (readable by the user "
+            "relaycert runs as only) and start again"
+        )
+
+
 def load_secret(configured: Path | None, state_dir: Path) -> bytes:
     """The installation's token secret: ``configured`` (a file of at least 16 bytes), else
-    ``state_dir/token-secret``, created once with mode 0600."""
+    ``state_dir/token-secret``, created once with mode 0600.  Either is refused when group or
+    others may access it (:func:`private`)."""
     if configured is not None:
+        private(configured, "token_secret_file")
         try:
             secret = read_limited(configured, 4096).strip()
         except OSError as exc:
@@ -139,6 +158,7 @@ def load_secret(configured: Path | None, state_dir: Path) -> bytes:
             )
         return secret
     path = state_dir / SECRET_NAME
+    private(path, "state_dir")
     try:
         if path.is_file():
             secret = read_limited(path, 4096).strip()

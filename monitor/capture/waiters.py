@@ -1,10 +1,13 @@
 """Who is waiting for which token at the capture listener, and what a message's tokens count as.
 
-An outbound check registers its token with :meth:`Waiters.expect` before it submits the probe
-message and awaits the future.  A message's tokens are verified (:meth:`Waiters.claims`): only a
-token this installation issued that has not expired counts, and each counts once, so a replay
-is refused.  A valid token nobody waits for any more is kept in :attr:`Waiters.late` for the
-check that just gave up on it.  Every other message is an :class:`Arrival`.
+An outbound check registers its token with :meth:`Waiters.expect` (with its endpoint's
+``relay_addresses``, if any) before it submits the probe message, and awaits the future: the
+first delivery that counts completes it.  A message's tokens are verified
+(:meth:`Waiters.claims`): only a token this installation issued that has not expired counts.
+Every delivery of a valid token is kept in its :class:`~.evidence.Evidence` (never refused as
+"already used"): while the check waits, after it was released (:meth:`Waiters.release`, for
+:func:`monitor.pipeline.outbound.settle` and the arrival path), and as an :class:`Arrival` when
+no check of this process issued the token (a late probe after a restart, a test send).
 """
 
 from __future__ import annotations
@@ -14,85 +17,128 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from monitor.capture.dialogue import Capture
+from monitor.capture.evidence import MAX_DELIVERIES, Delivery, Evidence, RelayPeers
 from monitor.capture.tokens import Claim, Rejected, TokenKeys
 
-USED_TOKENS = 65_536  # tokens remembered as used (each counts once)
-LATE_KEPT = 4_096  # late arrivals kept for the checks that just gave up on them
+TOKENS_KEPT = 4_096  # checks whose deliveries are kept after they stopped waiting
 
 
 @dataclass(frozen=True, slots=True)
 class Arrival:
-    """A message no check was waiting for: its valid token's claim (a late probe, a test send),
-    or why it has none (``reason``: the capture is unattributed)."""
+    """A message no check took as its own while waiting: its valid token's claim (a late probe,
+    a replay, a test send), and why it does not count when it does not (``reason``: the
+    capture is unattributed; with a claim, it came from outside the check's
+    ``relay_addresses``).  ``known``: the token's check ran in this process, which keeps every
+    delivery of it; ``waiting``: that check was still waiting (its own result names it)."""
 
     capture: Capture
     claim: Claim | None
     reason: str | None = None
+    known: bool = False
+    waiting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What became of one delivery of valid tokens: ``waiting`` a check was waiting for it,
+    ``known`` its check ran in this process (it is in that check's evidence), ``counted`` it
+    counts for the verdict (``why`` not), ``kept`` False when its token already has
+    :data:`~.evidence.MAX_DELIVERIES`."""
+
+    waiting: bool = False
+    known: bool = False
+    counted: bool = True
+    why: str | None = None
+    kept: bool = True
 
 
 class Waiters:
-    """The futures of the checks waiting for their tokens, the tokens already used, and the
-    late arrivals.  Several probes in flight never mix: each waits for its own token."""
+    """The evidence of the checks waiting for their tokens and of those that just stopped.
+    Several probes in flight never mix: each token has its own."""
 
     def __init__(self, keys: TokenKeys) -> None:
         self.keys = keys
-        self._waiting: dict[str, asyncio.Future[Capture]] = {}
-        self._used: OrderedDict[str, None] = OrderedDict()
-        # Valid tokens that arrived with no check waiting, for a check whose result is not
-        # stored yet (it just gave up): :func:`monitor.pipeline.outbound.settle` takes them.
-        self.late: OrderedDict[str, Capture] = OrderedDict()
+        self._tokens: OrderedDict[str, Evidence] = OrderedDict()
 
-    def expect(self, token: str) -> asyncio.Future[Capture]:
+    def expect(
+        self, token: str, relay: RelayPeers | None = None, endpoint: str | None = None
+    ) -> asyncio.Future[Capture]:
         future: asyncio.Future[Capture] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = future
+        self._tokens[token] = Evidence(token, relay, endpoint, future)
+        self._tokens.move_to_end(token)
+        self._trim()
         return future
 
     def forget(self, token: str) -> None:
-        future = self._waiting.pop(token, None)
-        if future is not None and not future.done():
-            future.cancel()
+        """Drop ``token`` altogether (a hand test send: later deliveries are arrivals)."""
+        evidence = self._tokens.pop(token, None)
+        if evidence is not None and evidence.future is not None:
+            evidence.future.cancel()
+
+    def release(self, token: str) -> tuple[Delivery, ...]:
+        """The check of ``token`` stopped waiting: every delivery so far.  Later ones are
+        still kept for it (:meth:`settle`, :meth:`deliveries`)."""
+        evidence = self._tokens.get(token)
+        if evidence is None:
+            return ()
+        evidence.waiting = False
+        if evidence.future is not None:
+            evidence.future.cancel()
+        evidence.settled = len(evidence.deliveries)
+        return tuple(evidence.deliveries)
+
+    def deliveries(self, token: str) -> tuple[Delivery, ...]:
+        evidence = self._tokens.get(token)
+        return tuple(evidence.deliveries) if evidence is not None else ()
+
+    def settle(self, token: str) -> tuple[Delivery, ...] | None:
+        """Every delivery of ``token``'s released check when more arrived since its result
+        was made (``None`` otherwise); they count as taken into that result from now on."""
+        evidence = self._tokens.get(token)
+        if evidence is None or evidence.waiting or evidence.settled >= len(evidence.deliveries):
+            return None
+        evidence.settled = len(evidence.deliveries)
+        return tuple(evidence.deliveries)
 
     def cancel_all(self) -> None:
-        for future in self._waiting.values():
-            future.cancel()
-        self._waiting.clear()
+        for evidence in self._tokens.values():
+            if evidence.future is not None:
+                evidence.future.cancel()
+        self._tokens.clear()
 
     def claims(self, capture: Capture) -> tuple[list[Claim], str | None]:
-        """The valid, unused claims of ``capture``'s tokens, or why there are none.  Each token
-        counts once: a replay of a used one is refused."""
+        """The valid claims of ``capture``'s tokens, or why there are none.  A token counts
+        however often it arrives: which delivery counts is the evidence's to say."""
         claims: list[Claim] = []
         reasons: list[str] = []
         for token in capture.tokens:
             found = self.keys.verify(token, capture.at)
             if isinstance(found, Rejected):
                 reasons.append(found.reason)
-            elif found.token in self._used:
-                reasons.append("the token was already used (a replayed or duplicated message)")
             else:
                 claims.append(found)
         if len({c.endpoint_id for c in claims}) > 1:
             return [], "tokens of several endpoints in one message"
         if not claims:
             return [], (reasons[0] if reasons else "no relaycert token in the recipients")
-        for claim in claims:
-            self._used[claim.token] = None
-            if len(self._used) > USED_TOKENS:
-                self._used.popitem(last=False)
         return claims, None
 
-    def hand_over(self, capture: Capture, claims: list[Claim]) -> bool:
-        """Complete the checks waiting for ``claims``' tokens; whether any was waiting."""
-        matched = False
+    def take(self, capture: Capture, claims: list[Claim]) -> Taken:
+        """Keep ``capture`` in the evidence of each of ``claims``' tokens this process knows."""
+        taken = Taken()
         for claim in claims:
-            future = self._waiting.pop(claim.token, None)
-            if future is not None and not future.done():
-                future.set_result(capture)
-                matched = True
-        return matched
+            evidence = self._tokens.get(claim.token)
+            if evidence is None:
+                continue
+            delivery = evidence.add(capture)
+            if delivery is None:
+                why = f"the token arrived more than {MAX_DELIVERIES} times (not kept with it)"
+                return Taken(evidence.waiting, True, False, why, kept=False)
+            taken = Taken(evidence.waiting, True, delivery.counted, delivery.why)
+        return taken
 
-    def keep_late(self, capture: Capture, claims: list[Claim]) -> None:
-        """Keep ``capture`` for the checks of ``claims`` that no longer wait (the oldest go)."""
-        for claim in claims:
-            self.late[claim.token] = capture
-            if len(self.late) > LATE_KEPT:
-                self.late.popitem(last=False)
+    def _trim(self) -> None:
+        """Forget the oldest checks that no longer wait, beyond :data:`TOKENS_KEPT`."""
+        excess = len(self._tokens) - TOKENS_KEPT
+        for token in [t for t, e in self._tokens.items() if not e.waiting][: max(excess, 0)]:
+            del self._tokens[token]

@@ -41,9 +41,13 @@ for outbound checks, `critical` after `[capture] misses_critical` consecutive mi
 something is measured again, status, `/metrics` and reports keep the last measured
 certificate and findings, marked "last seen <time>, not measured since".
 
-An outbound check counts only the message that carries its own signed token (see
-docs/outbound.md): a message without a valid token (a hand test send, a stray, a forgery, a
-replay) is an *unattributed* capture, shown but never an endpoint's result, alert or verdict.
+An outbound check counts only messages that carry its own signed token (see docs/outbound.md),
+and never the first one alone: every delivery of the token is kept, the verdict is the worse of
+those that count (`capture.token_reused` names them all when there is more than one), and with
+the endpoint's `relay_addresses` a delivery from any other peer counts for nothing
+(`capture.unlisted_peer`). A message without a valid token (a hand test send, a stray, a
+forgery, an expired token) is an *unattributed* capture, shown but never an endpoint's result,
+alert or verdict.
 
 The certificate a listener serves is judged by the *delivery contract*: what Exchange Online
 checks when it delivers to that host, set by its outbound connector to the organization

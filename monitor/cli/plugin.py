@@ -193,13 +193,15 @@ def _first_error(exc: ValueError) -> str:
 def _fit(config: Config, budget: float) -> Config:
     """The probe timeout, the CRL download and the capture wait cut so that a live check ends
     within ``budget`` seconds: probes (and a CRL) get at most a fifth of it, the capture wait
-    what is left after two probe timeouts (the submission and its retry) and a margin."""
+    and the linger after the first delivery (at most a quarter of it) what is left after two
+    probe timeouts (the submission and its retry) and a margin."""
     probe = min(config.probe.timeout, timedelta(seconds=budget / 5))
     update: dict[str, object] = {"probe": config.probe.model_copy(update={"timeout": probe})}
     crl = min(config.revocation.timeout, probe)  # a CRL download fits beside the probe
     update["revocation"] = config.revocation.model_copy(update={"timeout": crl})
     if config.capture is not None:
         left = timedelta(seconds=budget * 0.9) - 2 * probe
-        wait = max(min(config.capture.wait, left), timedelta(seconds=1))
-        update["capture"] = config.capture.model_copy(update={"wait": wait})
+        linger = min(config.capture.linger, max(left / 4, timedelta(0)))
+        wait = max(min(config.capture.wait, left - linger), timedelta(seconds=1))
+        update["capture"] = config.capture.model_copy(update={"wait": wait, "linger": linger})
     return config.model_copy(update=update)

@@ -51,6 +51,14 @@ class OutboundConfig(Model):
     password_file: Path | None = None
     mail_from: str | None = None  # default: relaycert@<[probe] ehlo_name>
     probe_domain: str | None = None  # default: the first of [capture] probe_domains
+    # The addresses (or networks) the relay delivers to the capture listener from; a token
+    # delivered from any other peer then counts for nothing.  Empty: every peer counts.
+    relay_addresses: tuple[str, ...] = ()
+
+    @field_validator("relay_addresses")
+    @classmethod
+    def _relay_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(relay_network(item) for item in value)
 
     @field_validator("submit_host")
     @classmethod
@@ -70,6 +78,29 @@ class OutboundConfig(Model):
                 "`username` needs `password_env` or `password_file` (never the password itself)"
             )
         return self
+
+
+def relay_network(item: str) -> str:
+    """``item`` as an address or network (``192.0.2.10``, ``2001:db8::/64``), or an error that
+    says what to give instead."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(item.strip(), strict=True)
+    except ValueError as exc:
+        if "host bits set" in str(exc):
+            network = ipaddress.ip_network(item.strip(), strict=False)
+            address = item.strip().partition("/")[0]
+            raise ValueError(
+                f"'{item}' has host bits set: did you mean {network} (the network) or "
+                f"{address} (the address)?"
+            ) from None
+        raise ValueError(
+            f"'{item}' is not an IP address or network such as '192.0.2.10' or "
+            "'2001:db8::/64' (host names are not resolved: give the addresses the relay "
+            "delivers from, as the capture listener sees them)"
+        ) from None
+    return item.strip()
 
 
 class CaptureConfig(Model):
@@ -93,6 +124,9 @@ class CaptureConfig(Model):
     # The per-read timeout of other peers' sessions while half the connections are in use.
     stress_timeout: Duration = timedelta(seconds=5)
     wait: Duration = timedelta(minutes=2)
+    # After the first delivery of a check's token, how long the check collects more (a replay,
+    # a race) before it is judged; at most ``wait``.
+    linger: DurationOrZero = timedelta(seconds=5)
     misses_critical: int = Field(default=3, ge=1, le=1000)
     token_secret_file: Path | None = None
     token_lifetime: Duration = timedelta(hours=6)

@@ -1,38 +1,42 @@
-"""Messages at the capture listener that no outbound check was waiting for.
+"""Messages at the capture listener that no outbound check took while waiting.
 
 Only a probe's own evidence changes a verdict.  A message that carries a valid token of a
-scheduled check arrived *late* for that check: it becomes that endpoint's outbound result (never
-another endpoint's, whatever address it came from), unless a newer probe of the endpoint has
-already arrived (then it is kept as superseded).  Everything else (a hand test send, a stray, a
-forged, expired or replayed token) is *unattributed*: judged so ``relaycert status``, the report
-and ``/metrics`` can show it, stored with its peer, EHLO name and certificate, and never an
-endpoint's result, alert, baseline or report verdict.
+scheduled check arrived *late* for that check, or *again*: it joins that endpoint's result
+(never another endpoint's, whatever address it came from; :mod:`.late`), where the verdict is
+the worse of every delivery that counts, unless a newer check of the endpoint ran since (then it
+is kept as superseded).  A delivery from a peer outside the endpoint's ``relay_addresses`` never
+counts: it is unattributed, judged with ``capture.unlisted_peer``, and named on its check's
+result when that is the newest.  Everything else (a hand test send, a stray, a forged or
+expired token) is *unattributed*: judged so ``relaycert status``, the report and ``/metrics``
+can show it, stored with its peer, EHLO name and certificate, and never an endpoint's result,
+alert, baseline or report verdict.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Direction, worst
+from checks.base import DeliveryEvidence, Direction, worst
 from checks.certinfo import fingerprint
 from monitor.capture.dialogue import Capture
+from monitor.capture.evidence import Delivery, RelayPeers
 from monitor.capture.tokens import NO_ENDPOINT, Claim, EndpointIds, Kind, TokenKeys
 from monitor.capture.waiters import Arrival
 from monitor.config.common import is_host_name
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
-from monitor.errors import ProbeError
-from monitor.pipeline import outbound
+from monitor.pipeline import late, outbound
 from monitor.results import ProbeResult, ProbeTarget, ScanRecord
 
 if TYPE_CHECKING:
-    from monitor.capture.submission import OutboundCheck
+    from monitor.capture.listener import CaptureListener
     from monitor.pipeline.scan import Scanner
 
 LATE, SUPERSEDED, TEST, UNATTRIBUTED = "late", "late, superseded", "test", "unattributed"
+AGAIN = "again"  # one more delivery of a check's token, judged with its result
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ def attribute(config: Config, keys: TokenKeys, arrival: Arrival) -> Attribution:
     claim = arrival.claim
     if claim is None:
         return Attribution(UNATTRIBUTED, None, arrival.reason)
-    endpoint = None
+    endpoint, name = None, None
     if claim.endpoint_id != NO_ENDPOINT:
         name = EndpointIds(keys, (e.name for e in config.endpoints)).name(claim.endpoint_id)
         endpoint = next((e for e in config.endpoints if e.name == name), None)
@@ -65,56 +69,47 @@ def attribute(config: Config, keys: TokenKeys, arrival: Arrival) -> Attribution:
     if endpoint is None or endpoint.outbound is None:
         why = "the token's endpoint has no outbound check configured now"
         return Attribution(UNATTRIBUTED, None, why)
+    if arrival.reason is not None:  # kept with its check, but it does not count
+        return Attribution(UNATTRIBUTED, endpoint, arrival.reason)
+    relay = RelayPeers.of(endpoint.outbound.relay_addresses)
+    if relay is not None and not relay.allows(arrival.capture.peer):
+        return Attribution(UNATTRIBUTED, endpoint, relay.refusal(arrival.capture.peer, name))
     return Attribution(LATE, endpoint, None)
 
 
-async def handle(scanner: Scanner, arrival: Arrival, keys: TokenKeys) -> ScanRecord:
-    """Judge ``arrival``; store it as its endpoint's result only when it is a late probe of
-    that endpoint's own check.  Every arrival is kept as a capture row."""
+async def handle(scanner: Scanner, arrival: Arrival, listener: CaptureListener) -> ScanRecord:
+    """Judge ``arrival``; store it as its endpoint's result only when it is a probe of that
+    endpoint's own newest check (:func:`.late.as_result`).  Every arrival is kept as a capture
+    row."""
     config, capture, claim = scanner.config, arrival.capture, arrival.claim
-    found = attribute(config, keys, arrival)
-    store = await scanner.ready_store()
+    found = attribute(config, listener.settings.keys, arrival)
     endpoint = found.endpoint
-    if found.kind == LATE and endpoint is not None and claim is not None:
-        from monitor.store.reads.outbound import outbound_state
-
-        address, arrived, checked = await asyncio.to_thread(outbound_state, store, endpoint.name)
-        # Token times are whole seconds; a result's time is its check's, a fraction later.
-        if arrived is not None and arrived >= claim.issued:
-            reason = (
-                f"a probe of {endpoint.name} arrived at or after its check ({arrived:%H:%M:%S})"
-            )
-            found = Attribution(SUPERSEDED, endpoint, reason)
-        elif checked is not None and checked >= claim.issued + timedelta(seconds=1):
-            reason = f"a newer check of {endpoint.name} ran since ({checked:%X})"
-            found = Attribution(SUPERSEDED, endpoint, reason)
-        else:
-            check = outbound.check_of(config, endpoint)
-            address = address or await _submit_address(check)
-            result = outbound.late_result(check, address, capture, claim)
-            record = (await scanner.judge_and_store([result], capture.at))[0]
-            await save(scanner, record, found, claim, capture.at)
-            return record
-    record = judge_capture(scanner, found.endpoint, capture)
+    mine = endpoint is not None and claim is not None and found.kind in (LATE, UNATTRIBUTED)
+    delivery = Delivery(capture, found.kind == LATE, found.reason)
+    if mine and not arrival.waiting:  # one its check took while waiting is in its result
+        assert endpoint is not None and claim is not None
+        done = await late.as_result(scanner, arrival, endpoint, claim, listener, delivery)
+        if delivery.counted and done.record is not None:
+            kind = AGAIN if done.joined else LATE
+            await save(scanner, done.record, Attribution(kind, endpoint, None), claim, capture.at)
+            return done.record
+        if delivery.counted and done.superseded is not None:
+            found = Attribution(SUPERSEDED, endpoint, done.superseded)
+    foreign = (delivery.evidence(),) if mine and not delivery.counted else ()
+    record = judge_capture(scanner, found.endpoint, capture, foreign)
     await save(scanner, record, found, claim, capture.at)
     return record
 
 
-async def _submit_address(check: OutboundCheck) -> str:
-    """The address ``check`` submits to, when no result of its endpoint is stored yet."""
-    from monitor.capture.submission import submit_address
-
-    try:
-        return await submit_address(check)
-    except ProbeError:
-        return ""
-
-
 def judge_capture(
-    scanner: Scanner, endpoint: EndpointConfig | None, capture: Capture
+    scanner: Scanner,
+    endpoint: EndpointConfig | None,
+    capture: Capture,
+    deliveries: tuple[DeliveryEvidence, ...] = (),
 ) -> ScanRecord:
     """A capture judged as a client certificate, against ``endpoint``'s connector (or, for no
-    endpoint, the only connector when there is exactly one): for showing, never storing."""
+    endpoint, the only connector when there is exactly one), with ``deliveries`` for the
+    capture rules: for showing, never storing."""
     config = scanner.config
     judged_as = endpoint or stand_in(config, capture)
     target = ProbeTarget(
@@ -127,7 +122,7 @@ def judge_capture(
         timeout=0.0,
         direction=Direction.TO_EXO,
     )
-    result = ProbeResult(target, capture.at)
+    result = ProbeResult(target, capture.at, deliveries=deliveries)
     outbound.arrived(result, capture)
     return scanner.judge(capture.at).judge(result, judged_as)
 
@@ -160,7 +155,7 @@ async def save(
         "issued": claim.issued.isoformat() if claim else None,
         "findings": [f"{f.severity.value} {f.rule}: {f.message}" for f in record.findings],
     }
-    attributed = found.kind in (LATE, SUPERSEDED) and found.endpoint is not None
+    attributed = found.kind in (LATE, SUPERSEDED, AGAIN) and found.endpoint is not None
     await asyncio.to_thread(
         captures.save,
         store,

@@ -11,7 +11,15 @@ from datetime import datetime
 
 from cryptography import x509
 
-from checks.base import Baseline, DeliveryContract, Direction, Policy, TrustAnchors
+from checks.base import (
+    Baseline,
+    DeliveryContract,
+    Direction,
+    Policy,
+    ProbeStatus,
+    TrustAnchors,
+    worst,
+)
 from checks.certinfo import fingerprint
 from checks.drift import baseline_of
 from checks.registry import evaluate, evaluated
@@ -105,6 +113,23 @@ class Judge:
         peers: tuple[tuple[str, str], ...] = (),
         served: tuple[str, ...] = (),
     ) -> ScanRecord:
+        """``result`` judged; an outbound check whose token arrived more than once is judged
+        by each delivery that counts, and the worse of them is the verdict (never the first)."""
+        if result.rivals:
+            judged = [
+                self._judge(r, endpoint, baseline, peers, served) for r in (result, *result.rivals)
+            ]
+            return max(judged, key=_badness)  # the first of equally bad ones
+        return self._judge(result, endpoint, baseline, peers, served)
+
+    def _judge(
+        self,
+        result: ProbeResult,
+        endpoint: EndpointConfig,
+        baseline: Baseline | None,
+        peers: tuple[tuple[str, str], ...],
+        served: tuple[str, ...],
+    ) -> ScanRecord:
         chain = self.chain(result.chain_der)
         policy = self.policy(endpoint)
         obs = result.observation(chain, baseline, peers, served)
@@ -146,3 +171,14 @@ class Judge:
                 peers = tuple(p for p in served[target.endpoint] if p[0] != target.address)
                 records.append(self.judge(result, endpoint, baseline, peers))
         return records
+
+
+# Among deliveries as bad by their findings, no TLS is worse than no certificate, which is
+# worse than one that was presented.
+_STATUS_RANK = {ProbeStatus.NO_TLS: 2, ProbeStatus.NO_CLIENT_CERT: 1}
+
+
+def _badness(record: ScanRecord) -> tuple[int, int]:
+    """How bad one delivery's verdict is: by the severity of its findings, then its status."""
+    severity = worst(f.severity for f in record.findings)
+    return (severity.rank if severity else -1, _STATUS_RANK.get(record.result.status, 0))

@@ -66,7 +66,7 @@ class CaptureService:
         if listener is None:
             return
         try:
-            record = await arrivals.handle(self.scanner_of(), arrival, listener.settings.keys)
+            record = await arrivals.handle(self.scanner_of(), arrival, listener)
         except RelaycertError as exc:
             event(log, logging.ERROR, "capture.store_failed", peer=capture.peer, error=str(exc))
             return

@@ -3,8 +3,9 @@ consecutive misses, and turn attempts and late arrivals into results.
 
 Results are :class:`~monitor.results.ProbeResult` with direction ``to_exchange_online``, so
 they are judged, stored, alerted and reported by the same pipeline as the listener probes.  Only
-a probe's own evidence becomes a result: what arrived for its signed token, on time or late
-(:func:`late_result`).  A message without a valid token never does (see
+a probe's own evidence becomes a result: every delivery of its signed token, on time or late
+(:func:`late_result`), the worse of those that count being the verdict
+(:mod:`.deliveries`).  A message without a valid token never does (see
 :mod:`monitor.pipeline.arrivals`).
 """
 
@@ -14,14 +15,16 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from checks.base import ProbeStatus
+from checks.base import Direction, ProbeStatus
 from monitor.clock import Clock, utcnow
 from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
+from monitor.pipeline.deliveries import arrived as arrived
+from monitor.pipeline.deliveries import fill
 from monitor.results import ProbeResult
 
 if TYPE_CHECKING:  # loaded when an outbound check runs (pyOpenSSL, the store)
-    from monitor.capture.dialogue import Capture
+    from monitor.capture.evidence import Delivery
     from monitor.capture.listener import CaptureListener
     from monitor.capture.outbound import Attempt
     from monitor.capture.submission import OutboundCheck
@@ -46,6 +49,7 @@ def check_of(config: Config, endpoint: EndpointConfig) -> OutboundCheck:
         wait=capture.wait.total_seconds(),
         nameservers=config.dns.servers(),
         source=config.source,
+        linger=min(capture.linger, capture.wait).total_seconds(),
     )
 
 
@@ -104,70 +108,50 @@ async def check_all(
 
 
 def settle(results: Sequence[ProbeResult], listener: CaptureListener) -> None:
-    """A check that gave up just before its probe arrived (while the other checks still ran)
-    takes what arrived, marked late, instead of storing a miss on top of its own evidence."""
+    """Every delivery of a check's token that arrived since the check stopped waiting (while
+    the other checks still ran) joins its result before it is judged: a check that gave up
+    just before its probe arrived takes it, marked late, instead of storing a miss on top of
+    its own evidence; one whose token arrived again judges both (the worse counts)."""
     for result in results:
         token = (result.session or {}).get("token")
-        if result.status is not ProbeStatus.NOT_DELIVERED or not token:
+        if not token or result.target.direction is not Direction.TO_EXO:
             continue
-        capture = listener.late.pop(str(token), None)
-        if capture is None:
+        more = listener.settle(str(token))
+        if more is None:
             continue
-        issued = result.started_at
-        result.failed_step = result.error = None
-        arrived(result, capture)
-        result.session = {
-            **(result.session or {}),
-            "issued": issued.isoformat(),
-            "late": True,
-            "late_by_s": round((capture.at - issued).total_seconds(), 1),
-        }
+        late = result.status is ProbeStatus.NOT_DELIVERED or bool(
+            (result.session or {}).get("late")
+        )
+        fill(result, more, str(token), result.started_at, late=late)
 
 
 def result_of(attempt: Attempt) -> ProbeResult:
     """What one attempt measured: unreachable (the submission failed), not delivered (nothing
-    arrived within the wait), or what arrived."""
+    that counts arrived within the wait), or every delivery of its token."""
     sub = attempt.submission
     result = ProbeResult(sub.target, attempt.issued, banner=attempt.banner)
     result.timings.update(attempt.timings)
     if attempt.error is not None:
         result.status = ProbeStatus.UNREACHABLE
         result.failed_step, result.error = attempt.error.step, attempt.error.detail
-    elif attempt.capture is None:
-        result.status, result.failed_step = ProbeStatus.NOT_DELIVERED, "delivery"
-        result.error = f"nothing arrived within {sub.check.wait:g}s"
-        result.session = {"token": attempt.token, "issued": attempt.issued.isoformat()}
-    else:
-        arrived(result, attempt.capture)
-        result.session = {**(result.session or {}), "issued": attempt.issued.isoformat()}
+        return result
+    result.status, result.failed_step = ProbeStatus.NOT_DELIVERED, "delivery"
+    result.error = f"nothing arrived within {sub.check.wait:g}s"
+    if attempt.deliveries and not any(d.counted for d in attempt.deliveries):
+        result.error = f"nothing from relay_addresses arrived within {sub.check.wait:g}s"
+    late = attempt.capture is None  # it arrived as the wait ended
+    fill(result, attempt.deliveries, attempt.token, attempt.issued, late=late)
     return result
 
 
-def arrived(result: ProbeResult, capture: Capture) -> None:
-    """Fill ``result`` from what arrived: the chain, or which of TLS and certificate was not."""
-    result.session = capture.summary()
-    result.tls_version, result.cipher = capture.tls_version, capture.cipher
-    result.chain_der = capture.chain_der
-    if capture.chain_der:
-        result.status = ProbeStatus.OK
-    elif capture.tls:
-        result.status = ProbeStatus.NO_CLIENT_CERT
-    else:
-        result.status = ProbeStatus.NO_TLS
-
-
-def late_result(check: OutboundCheck, address: str, capture: Capture, claim: Claim) -> ProbeResult:
+def late_result(
+    check: OutboundCheck, address: str, deliveries: Sequence[Delivery], claim: Claim
+) -> ProbeResult:
     """A probe message that arrived after its check stopped waiting, as that endpoint's own
-    outbound result (keyed by ``address``, the address its checks submit to), marked late."""
-    result = ProbeResult(check.target(address), claim.issued)
-    arrived(result, capture)
-    late_by = (capture.at - claim.issued).total_seconds()
-    result.session = {
-        **(result.session or {}),
-        "issued": claim.issued.isoformat(),
-        "late": True,
-        "late_by_s": round(late_by, 1),
-    }
+    outbound result (keyed by ``address``, the address its checks submit to), marked late,
+    with every delivery of its token known (``deliveries``)."""
+    result = ProbeResult(check.target(address), claim.issued, ProbeStatus.NOT_DELIVERED)
+    fill(result, deliveries, claim.token, claim.issued, late=True)
     return result
 
 

@@ -1,7 +1,8 @@
-"""Captures: messages the capture listener received that no outbound check was waiting for (late
-probes, hand test sends, strays).  Their session (never a body), kind, reason and verdict are
+"""Captures: messages the capture listener received that no outbound check took while waiting
+(late probes, further deliveries of a check's token, hand test sends, strays, tokens from outside
+an endpoint's ``relay_addresses``).  Their session (never a body), kind, reason and verdict are
 kept so ``relaycert status``, the report and ``/metrics`` can show the unattributed ones:
-``endpoint`` is set only for a late probe of that endpoint's own check."""
+``endpoint`` is set only for a delivery that counts for that endpoint's own check."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class CaptureStatus:
     endpoint: str | None
     worst: str | None
     findings: list[str]
-    kind: str = "unattributed"  # late | late, superseded | test | unattributed
+    kind: str = "unattributed"  # late | again | late, superseded | test | unattributed
     reason: str | None = None
     for_endpoint: str | None = None  # the endpoint a test send was judged against
 

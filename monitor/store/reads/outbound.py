@@ -1,16 +1,19 @@
-"""The outbound checks' history: consecutive misses, and the state a late arrival is judged
-against (which address its endpoint's results are keyed by, when a probe last arrived)."""
+"""The outbound checks' history: consecutive misses, and the newest check's result as stored
+(which address its endpoint's results are keyed by, when it ran, what it measured), which a
+late or further delivery of a token is judged against."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import col
 
 from monitor.store.engine import Store
-from monitor.store.models import ObservationRow
+from monitor.store.models import CertificateRow, ObservationRow
 from monitor.store.queries import endpoints_by_name
 
 
@@ -41,34 +44,53 @@ def outbound_misses(store: Store | None, names: Collection[str], limit: int) -> 
 MEASURED_OUTBOUND = ("ok", "no_client_cert", "no_tls")  # statuses where a probe arrived
 
 
-def outbound_state(
-    store: Store | None, name: str
-) -> tuple[str | None, datetime | None, datetime | None]:
-    """For endpoint ``name``'s outbound checks: the address of the newest result (the key its
-    results and alerts are stored under), when the newest *arrived* probe was checked, and
-    when the newest check of any outcome (a miss too) was."""
+@dataclass(frozen=True)
+class StoredCheck:
+    """Endpoint ``name``'s newest outbound result as stored: when its check ran (``checked``: a
+    repeated row's last time), its address, what it measured and its session (deliveries)."""
+
+    address: str
+    started_at: datetime
+    checked: datetime
+    status: str
+    tls_version: str | None
+    cipher: str | None
+    chain_der: tuple[bytes, ...]
+    session: dict[str, Any]
+
+
+def newest_check(store: Store | None, name: str) -> StoredCheck | None:
+    """Endpoint ``name``'s newest outbound result, with its chain's DER (``None``: none yet)."""
     if store is None:
-        return None, None, None
+        return None
     o = ObservationRow
-    with store.reading("reading the outbound state") as session:
+    with store.reading("reading the newest outbound check") as session:
         row = endpoints_by_name(session, [name]).get(name)
         if row is None:
-            return None, None, None
-        mine = (col(o.endpoint_id) == row.id, col(o.direction) == "to_exchange_online")
-        newest = session.execute(
-            select(col(o.address), col(o.started_at), col(o.last_seen_at))
-            .where(*mine)
+            return None
+        newest = session.scalars(
+            select(o)
+            .where(col(o.endpoint_id) == row.id, col(o.direction) == "to_exchange_online")
             .order_by(col(o.id).desc())
             .limit(1)
         ).first()
-        measured = session.execute(
-            select(col(o.started_at), col(o.last_seen_at))
-            .where(*mine, col(o.status).in_(MEASURED_OUTBOUND))
-            .order_by(col(o.id).desc())
-            .limit(1)
-        ).first()
-        return (
-            newest[0] if newest else None,
-            (measured[1] or measured[0]) if measured else None,
-            (newest[2] or newest[1]) if newest else None,
+        if newest is None:
+            return None
+        prints = list(newest.chain or ())
+        known = dict(
+            session.execute(
+                select(col(CertificateRow.sha256), col(CertificateRow.der)).where(
+                    col(CertificateRow.sha256).in_(prints)
+                )
+            ).all()
+        )
+        return StoredCheck(
+            address=newest.address,
+            started_at=newest.started_at,
+            checked=newest.last_seen_at or newest.started_at,
+            status=newest.status,
+            tls_version=newest.tls_version,
+            cipher=newest.cipher,
+            chain_der=tuple(bytes(known[p]) for p in prints if p in known),
+            session=dict(newest.session or {}),
         )
