@@ -489,3 +489,44 @@ def test_an_ipv6_64_counts_as_one_peer() -> None:
     assert peer_group("2001:db8:1:3::1") != peer_group("2001:db8:1:2::1")
     assert peer_group("::ffff:192.0.2.7") == peer_group("192.0.2.7") == "192.0.2.7"
     assert peer_group("not an address") == "not an address"
+
+
+async def test_replays_are_bounded_and_still_seen(
+    listener: tuple[CaptureListener, list[Capture]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token replayed again and again is kept up to a bound; the rest are still handed on
+    as unattributed captures (shown, counted), never silently dropped."""
+    from monitor.capture import evidence
+
+    monkeypatch.setattr(evidence, "MAX_DELIVERIES", 2)
+    server, passive = listener
+    mine = token(server)
+    arrival = server.expect(mine)
+    for _ in range(3):
+        await send(server.port(), f"rc-{mine}@{DOMAIN}", None)
+    await asyncio.wait_for(arrival, 5)
+    assert len(server.deliveries(mine)) == 2
+    (over,) = passive.arrivals  # type: ignore[attr-defined]
+    assert over.reason is not None and "more than 2 times" in over.reason
+    assert server.unattributed == 1
+
+
+async def test_the_evidence_of_all_tokens_is_bounded(
+    listener: tuple[CaptureListener, list[Capture]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replays of many leaked tokens cannot fill memory: the oldest released check's deliveries
+    make room (its result is stored, and a later delivery is judged against the store)."""
+    from monitor.capture import waiters
+
+    monkeypatch.setattr(waiters, "DELIVERIES_KEPT", 2)
+    server, passive = listener
+    old, new = token(server), token(server, "mail2")
+    server.expect(old)
+    for _ in range(2):
+        await send(server.port(), f"rc-{old}@{DOMAIN}", None)
+    server.release(old)
+    arrival = server.expect(new)
+    await send(server.port(), f"rc-{new}@{DOMAIN}", None)
+    await asyncio.wait_for(arrival, 5)
+    assert server.deliveries(old) == () and len(server.deliveries(new)) == 1
+    assert passive == []

@@ -108,9 +108,13 @@ class Evidence:
     waiting: bool = True
     settled: int = 0  # deliveries already taken into the check's result (by ``settle``)
 
+    @property
+    def full(self) -> bool:
+        return len(self.deliveries) >= MAX_DELIVERIES
+
     def add(self, capture: Capture) -> Delivery | None:
         """Record ``capture``; ``None`` when the token already has :data:`MAX_DELIVERIES`."""
-        if len(self.deliveries) >= MAX_DELIVERIES:
+        if self.full:
             return None
         counted = self.relay is None or self.relay.allows(capture.peer)
         why = None if counted else self.relay.refusal(capture.peer, self.endpoint)  # type: ignore[union-attr]

@@ -17,10 +17,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from monitor.capture.dialogue import Capture
-from monitor.capture.evidence import MAX_DELIVERIES, Delivery, Evidence, RelayPeers
+from monitor.capture.evidence import Delivery, Evidence, RelayPeers
 from monitor.capture.tokens import Claim, Rejected, TokenKeys
 
 TOKENS_KEPT = 4_096  # checks whose deliveries are kept after they stopped waiting
+DELIVERIES_KEPT = 4_096  # deliveries kept in all, so replays of many leaked tokens stay bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +131,24 @@ class Waiters:
             evidence = self._tokens.get(claim.token)
             if evidence is None:
                 continue
-            delivery = evidence.add(capture)
+            delivery = evidence.add(capture) if self._room(evidence) else None
             if delivery is None:
-                why = f"the token arrived more than {MAX_DELIVERIES} times (not kept with it)"
+                why = f"{DELIVERIES_KEPT} deliveries of tokens are kept already (not kept)"
+                if evidence.full:
+                    why = f"the token arrived more than {len(evidence.deliveries)} times (not kept)"
                 return Taken(evidence.waiting, True, False, why, kept=False)
             taken = Taken(evidence.waiting, True, delivery.counted, delivery.why)
         return taken
+
+    def _room(self, keeping: Evidence) -> bool:
+        """Room for one more delivery in all: the oldest released checks' evidence goes first
+        (their results are stored; a delivery of theirs is then judged against the store)."""
+        kept = sum(len(e.deliveries) for e in self._tokens.values())
+        for token in [t for t, e in self._tokens.items() if not e.waiting and e is not keeping]:
+            if kept < DELIVERIES_KEPT:
+                break
+            kept -= len(self._tokens.pop(token).deliveries)
+        return kept < DELIVERIES_KEPT
 
     def _trim(self) -> None:
         """Forget the oldest checks that no longer wait, beyond :data:`TOKENS_KEPT`."""
