@@ -11,6 +11,7 @@ server, listeners on aiosmtpd.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -282,3 +283,57 @@ async def test_a_full_disk_in_a_job_is_one_clean_line(
     assert record.getMessage() == "renewal.error" and record.exc_info is None
     assert "No space left on device" in record.fields["error"]  # type: ignore[attr-defined]
     assert context.failing["renewal:contoso"].runs == 1
+
+
+def _listen_on(config: Path, port: int) -> None:
+    text = config.read_text().replace(
+        'log_level = "error"\n', f'log_level = "error"\nmetrics_listen = "127.0.0.1:{port}"\n'
+    )
+    config.write_text(text)
+
+
+async def test_healthz_names_a_job_that_keeps_failing(fleet: Path) -> None:
+    """The daemon runs, the store answers, yet one job fails run after run: /healthz says 503
+    with the job and its error, and 200 again once it succeeds."""
+    import asyncio
+
+    import httpx
+
+    from monitor.config.loader import load
+    from monitor.demo.servers import free_port
+    from monitor.service.daemon import Daemon
+    from monitor.store.engine import Store
+
+    port = free_port()
+    _listen_on(fleet, port)
+    config = load(fleet)
+    store = Store.open(config.database_url())
+    daemon = Daemon(fleet, store, config)
+    context = daemon.jobs.context
+
+    async def broken() -> None:
+        raise RuntimeError("the job's own defect")
+
+    async def fine() -> None:
+        pass
+
+    task = asyncio.create_task(daemon.serve(first_run_spread=timedelta(hours=1)))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+            for _ in range(3):  # a job runs in a task of its own, as the scheduler's do
+                await asyncio.create_task(context.guarded("outbox", broken()))
+            answer = await client.get("/healthz")
+            assert answer.status_code == 503, answer.text
+            assert "outbox failed 3 runs in a row" in answer.text
+            assert "RuntimeError: the job's own defect" in answer.text
+            await asyncio.create_task(context.guarded("outbox", fine()))
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        daemon.stopping.set()
+        await asyncio.gather(task, return_exceptions=True)
+        store.close()

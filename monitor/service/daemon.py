@@ -15,6 +15,7 @@ import logging
 import signal
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor import logs
 from monitor.clock import Clock, utcnow
@@ -26,10 +27,12 @@ from monitor.pipeline.listening import CaptureService
 from monitor.service import sdnotify
 from monitor.service.generation import Generation
 from monitor.service.jobs import Jobs
-from monitor.service.listener import MetricsServer
 from monitor.service.membership import Membership
 from monitor.store import cluster
 from monitor.store.engine import Store
+
+if TYPE_CHECKING:
+    from monitor.service.listener import MetricsServer
 
 log = logging.getLogger("relaycert.daemon")
 
@@ -49,7 +52,7 @@ class Daemon:
         self.capture = CaptureService(lambda: self.gen.scanner, clock=clock)
         self.failure: RelaycertError | None = None
         self.jobs.on_fatal = self._fatal
-        self.metrics: MetricsServer | None = None
+        self.metrics: MetricsServer | None = None  # aiohttp is imported only to start it
         self.tenant_check = 30.0  # seconds between looks at the Exchange exports
 
     def _fatal(self, exc: RelaycertError) -> None:
@@ -83,6 +86,8 @@ class Daemon:
         listen = self.gen.config.daemon.metrics_listen
         if listen is None:
             return
+        from monitor.service.listener import MetricsServer
+
         host, port = listen_address(listen)
         lags, table = self.jobs.endpoints.lags, self.jobs.table
         self.metrics = MetricsServer(
@@ -91,6 +96,7 @@ class Daemon:
             lambda: table.running,
             lambda: self.gen.config,
             self.clock,
+            problem=self.jobs.context.problem,
         )
         await self.metrics.start(host, port)
 

@@ -48,9 +48,12 @@ class MetricsServer:
         config: Callable[[], Config] | None = None,
         clock: Clock = utcnow,
         limits: Limits = Limits(),  # noqa: B008 - frozen, shared safely
+        problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.store, self.running, self.config, self.clock = store, running, config, clock
         self.limits = limits
+        # Why the daemon's jobs are not getting done (a job failing run after run), or None.
+        self.problem = problem
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StoreCollector(store, lag, clock))
         self.http: httpd.Listener | None = None
@@ -90,6 +93,9 @@ class MetricsServer:
     def unhealthy(self) -> str | None:
         if not self.running():
             return "the scheduler is not running"
+        failing = self.problem() if self.problem is not None else None
+        if failing is not None:
+            return failing
         try:
             status.ping(self.store)
         except RelaycertError as exc:
