@@ -71,7 +71,9 @@ matching types 0, 1 and 2; DANE-EE checks neither names nor dates, RFC 7671). A 
 MTA-STS (`mtasts.*`, RFC 8461) applies to hosts Exchange Online reaches by MX (an outbound
 connector with `UseMXRecord` and `RecipientDomains`): relaycert resolves the domains' MX hosts,
 and for an endpoint that is one of them fetches the domain's policy (its `_mta-sts` TXT record,
-then `https://mta-sts.<domain>/.well-known/mta-sts.txt`, no redirects, at most 64 KiB). Under
+then `https://mta-sts.<domain>/.well-known/mta-sts.txt`, no redirects, at most 64 KiB, an
+uncompressed body only; a host that closes inside its headers or never ends them is
+`mtasts.policy_unreachable` with the reason, never the scan's end). Under
 a policy in mode `enforce` Exchange Online validates the certificate whatever the connector's
 `TlsSettings` say: nothing is lowered to a warning, and `cert.hostname_mismatch` is critical.
 
