@@ -54,7 +54,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("monitor.alerts.lifecycle", "monitor.alerts.policy"),
     ("monitor.config", "monitor.examples"),
     # the edges: the network and the notification channels
-    ("monitor.probe", "notifications"),
+    ("monitor.probe", "notifications", "monitor.observed"),
     ("monitor.capture", "monitor.store"),
     ("monitor.alerts", "monitor.reports"),
     ("monitor.pipeline",),

@@ -1,0 +1,48 @@
+"""Bounded line reading: bytes in, complete lines out.  A line longer than the limit is never
+held whole (a 1 GB line without a newline costs at most the limit): it is dropped and counted."""
+
+from __future__ import annotations
+
+MAX_LINE = 64 * 1024
+
+
+class LineSplitter:
+    def __init__(self, limit: int = MAX_LINE) -> None:
+        self.limit = limit
+        self.too_long = 0
+        self._partial = b""
+        self._discarding = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes read but not yet part of a complete line (where a checkpoint must stop)."""
+        return len(self._partial)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The complete lines ``chunk`` finishes, without their newlines."""
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if lines:
+            if self._discarding:
+                lines[0] = b""  # the rest of a line already counted as too long
+                self._discarding = False
+            elif self._partial:
+                lines[0] = self._partial + lines[0]
+            self._partial = b""
+            if max(map(len, lines)) > self.limit:
+                for i, line in enumerate(lines):
+                    if len(line) > self.limit:
+                        lines[i] = b""
+                        self.too_long += 1
+        if self._discarding:
+            return lines
+        if len(self._partial) + len(tail) > self.limit:
+            self._partial, self._discarding = b"", True
+            self.too_long += 1
+        else:
+            self._partial += tail
+        return lines
+
+    def reset(self) -> None:
+        """A new file: whatever was pending belonged to the old one."""
+        self._partial, self._discarding = b"", False
