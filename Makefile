@@ -32,9 +32,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## docs: regenerate docs/rules.md, the shell completions and the man page
+## docs: regenerate docs/rules.md, docs/commands.md, the shell completions and the man page
 docs: $(STAMP)
-	$(BIN)/python -m monitor.cli.docgen docs/rules.md
+	$(BIN)/python -m monitor.cli.docgen docs
 	$(BIN)/python -m monitor.cli.completion monitor/examples/completion
 
 ## bench: scan (2000 addresses), daemon (2000 addresses, 6 min) and report (90 days) benchmarks

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from checks.base import Direction
 from monitor.clock import utcnow
-from monitor.config.loader import load
 from monitor.errors import ConfigError
-from monitor.store.baselines import accept
-from monitor.store.engine import Store
+
+NAME = "accept"
+HELP = "make an endpoint's current certificate its baseline"
+NEEDS_CONFIG = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("endpoint", metavar="ENDPOINT")
 
 
 def run(args: argparse.Namespace) -> int:
+    from checks.base import Direction
+    from monitor.config.loader import load
+    from monitor.store.baselines import accept
+    from monitor.store.engine import Store
+
     config = load(args.config)
     if config.endpoint(args.endpoint) is None:
         known = ", ".join(e.name for e in config.endpoints)

@@ -10,25 +10,50 @@ probe changes a verdict."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+from typing import TYPE_CHECKING
 
-from monitor import aio, logs
-from monitor.capture.dialogue import TOKEN_PREFIX, Capture
-from monitor.capture.tokens import Claim, Kind, Rejected
-from monitor.cli.output import console, print_table
-from monitor.cli.scanjson import record_json
+from monitor import logs
 from monitor.clock import utcnow
-from monitor.config.loader import Config, load
-from monitor.config.sections import EndpointConfig
 from monitor.errors import ConfigError
-from monitor.pipeline import arrivals
-from monitor.pipeline.listening import CaptureService
-from monitor.pipeline.scan import Scanner
-from monitor.results import ScanRecord, exit_code
-from monitor.store.engine import Store
+
+if TYPE_CHECKING:
+    from monitor.config.loader import Config
+    from monitor.config.sections import EndpointConfig
+    from monitor.results import ScanRecord
+    from monitor.store.engine import Store
+
+NAME = "capture"
+HELP = "run the capture listener in the foreground and judge each client certificate"
+NEEDS_CONFIG = True
 
 EXIT_NOTHING = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="print a test recipient, judge the message sent to it, then exit",
+    )
+    parser.add_argument(
+        "--endpoint",
+        metavar="NAME",
+        help="judge the test send against this endpoint's connector (default: the only one)",
+    )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="with --once: wait for this test token (from an earlier --once) instead of a new one",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --once: give up after this long (default: [capture] wait)",
+    )
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--no-store", action="store_true", help="do not write to the store")
 
 
 def _show(record: ScanRecord, fmt: str) -> None:
@@ -36,8 +61,12 @@ def _show(record: ScanRecord, fmt: str) -> None:
     if fmt == "json":
         import json
 
+        from monitor.cli.scanjson import record_json
+
         sys.stdout.write(json.dumps(record_json(record, now), indent=2) + "\n")
     else:
+        from monitor.cli.output import console, print_table  # rich: only for the table
+
         print_table([record], now, console())
     sys.stdout.flush()
 
@@ -53,6 +82,15 @@ def _endpoint(config: Config, name: str | None) -> EndpointConfig | None:
 
 
 async def _listen(config: Config, store: Store | None, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.capture.dialogue import TOKEN_PREFIX, Capture
+    from monitor.capture.tokens import Claim, Kind, Rejected
+    from monitor.pipeline import arrivals
+    from monitor.pipeline.listening import CaptureService
+    from monitor.pipeline.scan import Scanner
+    from monitor.results import exit_code
+
     scanner = Scanner(config, store)
     endpoint = _endpoint(config, args.endpoint)
 
@@ -113,6 +151,10 @@ async def _listen(config: Config, store: Store | None, args: argparse.Namespace)
 
 
 def run(args: argparse.Namespace) -> int:
+    from monitor import aio
+    from monitor.config.loader import load
+    from monitor.store.engine import Store
+
     config = load(args.config)
     if config.capture is None:
         raise ConfigError(

@@ -5,28 +5,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from rich.text import Text
-
-from checks.base import Severity
-from monitor.cli.output import console
 from monitor.cli.report import write_report
 from monitor.cli.run import run_once
 from monitor.cli.scan import scan_and_print
-from monitor.config.loader import load
-from monitor.demo.fleet import running_fleet
-from monitor.demo.renewal import demo_renewal
+
+NAME = "demo"
+HELP = "run a scan of a built-in demo fleet on loopback"
+NEEDS_CONFIG = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where to write the demo configuration and store (default: a new temporary folder)",
+    )
+    parser.add_argument("--format", choices=("table", "json"), default="table")
 
 
 def _alert_order(note: dict[str, Any]) -> tuple[int, str, str, str]:
+    from checks.base import Severity
+
     rank = {s.value: s.rank for s in Severity}.get(str(note.get("severity")), 0)
     return (-rank, str(note.get("endpoint")), str(note.get("rule")), str(note.get("kind")))
 
 
 def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from rich.text import Text
+
+    from monitor.cli.output import console
+    from monitor.config.loader import load
+    from monitor.demo.fleet import running_fleet
+    from monitor.demo.renewal import demo_renewal
+
     directory = args.dir or Path(tempfile.mkdtemp(prefix="relaycert-demo-"))
     with running_fleet(directory) as config_path:
         config = load(config_path)

@@ -1,17 +1,20 @@
-"""Build ``docs/rules.md`` from the rules' own metadata: ``python -m monitor.cli.docgen``.
+"""Build the generated pages of ``docs/``: ``python -m monitor.cli.docgen [FOLDER]``.
 
-A test fails when the committed page differs from what this writes, so the rule reference can
-never drift from the code.
+``rules.md`` from the rules' own metadata, ``commands.md`` from the commands' own declarations
+(:func:`monitor.cli.completion.reference`).  Tests fail when a committed page differs from what
+this writes, so neither reference can drift from the code.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from checks import cluster, exchange, tenant
 from checks.base import Rule, RuleInfo, anchor
 from checks.registry import BUILTIN_RULES
+from monitor.cli.completion import reference
 
 HEADER = """\
 # Rule reference
@@ -108,12 +111,16 @@ def render() -> str:
     return "".join(lines)
 
 
-def main() -> int:
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/rules.md")
-    target.write_text(render(), encoding="utf-8")
-    print(f"wrote {target}")
+PAGES: dict[str, Callable[[], str]] = {"rules.md": render, "commands.md": reference}
+
+
+def main(argv: list[str]) -> int:
+    folder = Path(argv[0]) if argv else Path("docs")
+    for name, make in PAGES.items():
+        (folder / name).write_text(make(), encoding="utf-8")
+        print(f"wrote {folder / name}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

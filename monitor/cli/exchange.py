@@ -8,12 +8,20 @@ import argparse
 import json
 import sys
 
-from checks.base import worst
-from monitor.config.loader import load
-from monitor.pipeline.exchange import judge_exports
+NAME = "exchange"
+HELP = "check the Exchange Server Send connector's certificate from its exports"
+NEEDS_CONFIG = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def run(args: argparse.Namespace) -> int:
+    from checks.base import worst
+    from monitor.config.loader import load
+    from monitor.pipeline.exchange import judge_exports
+
     results = judge_exports(load(args.config))
     severity = worst(f.severity for _, found in results for f in found)
     code = severity.exit_code if severity else 0

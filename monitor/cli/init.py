@@ -4,15 +4,33 @@ and the deploy hook examples are (they ship inside the package)."""
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 from monitor.errors import ConfigError
 from monitor.examples import EXAMPLES
 
+NAME = "init"
+HELP = "write the example configuration to start from"
+NEEDS_CONFIG = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output", "-o", type=Path, default=Path("relaycert.toml"), help="file to write"
+    )
+    parser.add_argument(
+        "--systemd",
+        type=Path,
+        metavar="DIR",
+        help="also write the systemd units (relaycert.service, its low-port drop-in, the "
+        "Postfix reload path and service) into DIR, e.g. /etc/systemd/system",
+    )
+
 
 def run(args: argparse.Namespace) -> int:
+    import shutil
+
     target = args.output
     if target.exists():
         raise ConfigError(f"--output: {target} exists; remove it or choose another file")
@@ -43,6 +61,8 @@ UNITS = (
 def write_units(folder: Path) -> list[Path]:
     """The shipped units into ``folder``, ``ExecStart`` pointing at this installation's
     ``relaycert``; an existing file is never overwritten."""
+    import shutil
+
     installed = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "relaycert" else None
     found = installed or shutil.which("relaycert")
     binary = str(found) if found else f"{sys.executable} -m monitor"

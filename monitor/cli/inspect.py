@@ -8,17 +8,31 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from checks.base import Observation, Policy, ProbeStatus, worst
-from checks.registry import evaluate
-from monitor.cli.output import console, print_file
-from monitor.cli.scanjson import record_json
 from monitor.clock import utcnow
 from monitor.errors import ConfigError
 from monitor.files import read_limited
-from monitor.probe.certfile import read_chain
-from monitor.probe.trust import public_anchors
-from monitor.results import ProbeResult, ProbeTarget, ScanRecord
+
+if TYPE_CHECKING:
+    from checks.base import Policy
+
+NAME = "inspect"
+HELP = "judge a certificate file (PEM, DER, PKCS#12)"
+NEEDS_CONFIG = False  # --config is optional: without it, public roots and no connector
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--config", "-c", type=Path, help="take connector and trust from it")
+    parser.add_argument("--connector", metavar="NAME", help="connector to judge against")
+    parser.add_argument("--host", help="also check that the certificate covers this host")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--password-env", metavar="VAR", help="PKCS#12 password from $VAR")
+    secret.add_argument(
+        "--password-file", type=Path, metavar="FILE", help="PKCS#12 password from FILE"
+    )
 
 
 def _password(args: argparse.Namespace) -> bytes | None:
@@ -42,6 +56,9 @@ def _password(args: argparse.Namespace) -> bytes | None:
 
 def _policy(args: argparse.Namespace, now: datetime) -> Policy:
     """The connector and trust to judge against: from --config, or public roots only."""
+    from checks.base import Policy
+    from monitor.probe.trust import public_anchors
+
     if args.config is None:
         if args.connector is not None:
             raise ConfigError("--connector needs --config, which defines the connectors")
@@ -71,6 +88,12 @@ def _policy(args: argparse.Namespace, now: datetime) -> Policy:
 
 
 def run(args: argparse.Namespace) -> int:
+    from checks.base import Observation, ProbeStatus, worst
+    from checks.registry import evaluate
+    from monitor.cli.scanjson import record_json
+    from monitor.probe.certfile import read_chain
+    from monitor.results import ProbeResult, ProbeTarget, ScanRecord
+
     now = utcnow()
     chain = read_chain(args.path, _password(args))
     policy = _policy(args, now)
@@ -89,5 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(record_json(record, now), indent=2) + "\n")
     else:
+        from monitor.cli.output import console, print_file  # rich: only for the table
+
         print_file(str(args.path), chain, record, now, console())
     return code

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import uuid
+from typing import TYPE_CHECKING
 
-from monitor import aio
-from monitor.alerts.channels import build_channels
 from monitor.clock import utcnow
-from monitor.config.loader import load
 from monitor.errors import ConfigError, DeliveryError
-from notifications.base import Notification
+
+if TYPE_CHECKING:
+    from notifications.base import Notification
+
+NAME = "notify-test"
+HELP = "send a test message through each channel"
+NEEDS_CONFIG = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--channel", action="append", metavar="NAME", help="only this channel (repeatable)"
+    )
 
 
 def test_notification(channel: str) -> Notification:
+    import uuid
+
+    from notifications.base import Notification
+
     return Notification(
         kind="test",
         severity="info",
@@ -32,6 +44,12 @@ def test_notification(channel: str) -> Notification:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor import aio
+    from monitor.alerts.channels import build_channels
+    from monitor.config.loader import load
+
     config = load(args.config)
     channels = build_channels(config)
     names = args.channel or list(channels)

@@ -5,14 +5,29 @@ from __future__ import annotations
 import argparse
 
 from monitor.clock import utcnow
-from monitor.config.loader import load
-from monitor.config.units import parse_duration
 from monitor.errors import ConfigError
-from monitor.store.engine import Store
-from monitor.store.retention import prune
+
+NAME = "prune"
+HELP = "delete history older than a retention period"
+NEEDS_CONFIG = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DURATION",
+        help="e.g. 400d; an address's newest observation is always kept",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
 
 
 def run(args: argparse.Namespace) -> int:
+    from monitor.config.loader import load
+    from monitor.config.units import parse_duration
+    from monitor.store.engine import Store
+    from monitor.store.retention import prune
+
     config = load(args.config)
     try:
         span = parse_duration(args.older_than)

@@ -7,22 +7,46 @@ otherwise.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from monitor import aio, logs
-from monitor.alerts.channels import build_channels
-from monitor.alerts.outbox import Outbox
-from monitor.config.loader import Config, load
+from monitor import logs
 from monitor.errors import ConfigError
-from monitor.pipeline.listening import listening
-from monitor.pipeline.scan import Scanner
-from monitor.renewal.deploy import validate_hooks
-from monitor.renewal.outcome import Outcome
-from monitor.renewal.runner import renew
-from monitor.renewal.settings import RenewalSettings
-from monitor.store.engine import Store
+
+if TYPE_CHECKING:
+    from monitor.config.loader import Config
+    from monitor.renewal.outcome import Outcome
+    from monitor.renewal.settings import RenewalSettings
+    from monitor.store.engine import Store
+
+NAME = "renew"
+HELP = "renew certificates through ACME when due"
+NEEDS_CONFIG = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint",
+        action="append",
+        metavar="NAME",
+        help="only renewals that serve this endpoint (repeatable)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="issue and judge, but deploy nothing and run no hooks",
+    )
+    parser.add_argument("--force", action="store_true", help="renew even when not due")
+    parser.add_argument(
+        "--next-key",
+        action="store_true",
+        help="stage the next private key and print its TLSA records to publish (DANE); the "
+        "next renewal orders with it",
+    )
 
 
 def _chosen(config: Config, args: argparse.Namespace) -> list[RenewalSettings]:
+    from monitor.renewal.deploy import validate_hooks
+
     chosen = [
         r for r in config.renewals if not args.endpoint or set(args.endpoint) & set(r.endpoints)
     ]
@@ -40,6 +64,12 @@ def _chosen(config: Config, args: argparse.Namespace) -> list[RenewalSettings]:
 async def _renew_all(
     config: Config, store: Store, chosen: list[RenewalSettings], args: argparse.Namespace
 ) -> list[Outcome]:
+    from monitor.alerts.channels import build_channels
+    from monitor.alerts.outbox import Outbox
+    from monitor.pipeline.listening import listening
+    from monitor.pipeline.scan import Scanner
+    from monitor.renewal.runner import renew
+
     async with listening(Scanner(config, store)) as scanner:  # for outbound re-checks
         outcomes = [
             await renew(config, store, r, force=args.force, dry_run=args.dry_run, scanner=scanner)
@@ -64,6 +94,10 @@ def _next_key(config: Config, chosen: list[RenewalSettings]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from monitor import aio
+    from monitor.config.loader import load
+    from monitor.store.engine import Store
+
     config = load(args.config)
     chosen = _chosen(config, args)
     if args.next_key:

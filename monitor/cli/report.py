@@ -5,19 +5,33 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor.clock import utcnow
-from monitor.config.loader import Config, load
-from monitor.config.units import parse_duration
 from monitor.errors import ConfigError
 from monitor.files import write_atomic
-from monitor.reports.build import build
-from monitor.reports.render import render
-from monitor.store.engine import Store
+
+if TYPE_CHECKING:
+    from monitor.config.loader import Config
+
+NAME = "report"
+HELP = "write a compliance report from the store"
+NEEDS_CONFIG = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--period", default="30d", help="how far back (default 30d)")
+    parser.add_argument("--format", choices=("html", "csv", "json"), default="html")
+    parser.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
 
 
 def render_report(config: Config, period: str, fmt: str) -> str:
     """The report over ``period`` (e.g. ``"30d"``) from the store, rendered as ``fmt``."""
+    from monitor.config.units import parse_duration
+    from monitor.reports.build import build
+    from monitor.reports.render import render
+    from monitor.store.engine import Store
+
     try:
         span = parse_duration(period)
     except ValueError as exc:
@@ -40,6 +54,8 @@ def write_report(config: Config, path: Path, period: str = "30d", fmt: str = "ht
 
 
 def run(args: argparse.Namespace) -> int:
+    from monitor.config.loader import load
+
     config = load(args.config)
     if args.output is not None:
         write_report(config, args.output, args.period, args.format)

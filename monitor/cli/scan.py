@@ -6,25 +6,42 @@ import argparse
 import gc
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from checks.base import Severity, worst
-from monitor import aio
 from monitor.clock import utcnow
-from monitor.config.loader import Config, load
 from monitor.errors import ConfigError
-from monitor.pipeline.oneshot import scan
-from monitor.probe.workers import ProbePool, wanted
-from monitor.results import ScanRecord, exit_code
 
 if TYPE_CHECKING:
+    from monitor.config.loader import Config
+    from monitor.results import ScanRecord
     from monitor.store.engine import Store
 
+NAME = "scan"
+HELP = "probe every endpoint once, judge, store and print"
+NEEDS_CONFIG = True
 
 GC_THRESHOLD = 20_000  # allocations between two young-generation collections during a scan
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json", "nagios"), default="table")
+    parser.add_argument(
+        "--endpoint", action="append", metavar="NAME", help="only this endpoint (repeatable)"
+    )
+    parser.add_argument("--no-store", action="store_true", help="do not write to the store")
+    parser.add_argument(
+        "--problems-only",
+        action="store_true",
+        help="table: only addresses with a warning or worse (the summary counts all)",
+    )
+    parser.add_argument(
+        "--legacy-tls",
+        action="store_true",
+        help="also check whether each server still accepts TLS 1.0/1.1 (one more handshake "
+        "per address; the daemon does it once per [probe] legacy_tls_every)",
+    )
 
 
 def scan_and_print(
@@ -35,6 +52,8 @@ def scan_and_print(
     legacy_tls: bool = False,
     problems_only: bool = False,
 ) -> int:
+    from monitor.results import exit_code
+
     check_names(config, names)
     now = utcnow()
     texts = None
@@ -86,6 +105,12 @@ def collect(
 ) -> list[ScanRecord]:
     """Probe and judge the named endpoints (all when none are named) once; with ``keep``,
     store what was measured."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from monitor import aio
+    from monitor.pipeline.oneshot import scan
+    from monitor.probe.workers import ProbePool, wanted
+
     # Modules and configuration live as long as the process: out of the collector's way, so
     # its passes over a large scan's results do not also walk them every time.  A scan makes
     # thousands of objects per probe that live until the end (results, chains, findings): at
@@ -145,6 +170,8 @@ def shown_progress(wanted: bool) -> Iterator[Callable[[int, int, int], None] | N
 
 def summary(records: Sequence[ScanRecord], code: int) -> str:
     """One line after the table: how many addresses, the worst, counts by severity."""
+    from checks.base import Severity, worst
+
     counts = {s: 0 for s in Severity}
     for record in records:
         for finding in record.findings:
@@ -161,6 +188,8 @@ def summary(records: Sequence[ScanRecord], code: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from monitor.config.loader import load
+
     return scan_and_print(
         load(args.config),
         args.endpoint,

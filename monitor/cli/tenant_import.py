@@ -6,21 +6,40 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tomli_w
-from pydantic import BaseModel, ValidationError
-
-from monitor.config.sections import ConnectorConfig, DeliveryConnectorConfig
-from monitor.config.tenant import Imported, read
 from monitor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from monitor.config.tenant import Imported
+
+NAME = "import"
+HELP = "print the TOML that Exchange Online exports (connectors, domains) give"
+NEEDS_CONFIG = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--connectors", type=Path, metavar="FILE", help="Get-InboundConnector | ConvertTo-Json"
+    )
+    parser.add_argument(
+        "--outbound", type=Path, metavar="FILE", help="Get-OutboundConnector | ConvertTo-Json"
+    )
+    parser.add_argument(
+        "--domains", type=Path, metavar="FILE", help="Get-AcceptedDomain | ConvertTo-Json"
+    )
 
 
 def _check(found: Imported, source: str) -> None:
     """Refuse what the configuration loader would refuse later: duplicate connector names,
     names or values that make no valid connector."""
+    from pydantic import ValidationError
+
+    from monitor.config.sections import ConnectorConfig, DeliveryConnectorConfig
+
     sections: tuple[tuple[str, list[dict[str, Any]], type[BaseModel]], ...] = (
         ("connector", list(found.connectors), ConnectorConfig),
         ("outbound connector", found.delivery_connectors, DeliveryConnectorConfig),
@@ -49,6 +68,10 @@ def toml(found: Imported, source: str = "the export") -> str:
     """The sections, each written by a TOML writer (the export's text is data, never syntax),
     then read back to prove it; the ignored connectors as one-line comments with every control
     character escaped."""
+    import tomllib
+
+    import tomli_w
+
     _check(found, source)
     parts = [tomli_w.dumps({"tenant": {"accepted_domains": list(found.accepted_domains)}})]
     parts += ["[[connectors]]\n" + tomli_w.dumps(dict(c)) for c in found.connectors]
@@ -76,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             "--outbound FILE (Get-OutboundConnector | ConvertTo-Json -Depth 5) and/or "
             "--domains FILE (Get-AcceptedDomain | ConvertTo-Json -Depth 5)"
         )
+    from monitor.config.tenant import read
+
     found = read(Path.cwd() / "x", args.connectors, args.domains, args.outbound)
     files = (args.connectors, args.outbound, args.domains)
     source = " and ".join(str(p) for p in files if p is not None)

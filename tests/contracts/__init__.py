@@ -1,2 +1,2 @@
-"""One contract suite per extension point (channels, rules, solvers), each run against every
-implementation its registry lists."""
+"""One contract suite per extension point (channels, rules, solvers, commands), each run against
+every implementation its registry lists."""
