@@ -28,6 +28,20 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
     return sorted(s for a in parser._actions for s in a.option_strings if s.startswith("--"))
 
 
+def _file_options(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of any command that takes a path (``type=Path``): bash completes file
+    names after it."""
+    return sorted(
+        {
+            flag
+            for sub in _commands(parser).values()
+            for action in sub._actions
+            if action.type is Path
+            for flag in action.option_strings
+        }
+    )
+
+
 def _helps(parser: argparse.ArgumentParser) -> dict[str, str]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -51,7 +65,7 @@ _relaycert() {{
         return
     fi
     case "$prev" in
-        --config|-c|--output|-o|--dir|--password-file|--systemd)
+        {"|".join(_file_options(parser))})
             COMPREPLY=( $(compgen -f -- "$cur") ); return ;;
     esac
     command="${{COMP_WORDS[1]}}"

@@ -126,6 +126,7 @@ def _hello() -> types.ModuleType:
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--loud", action="store_true", help="greet it loudly")
+        parser.add_argument("--card", type=Path, metavar="FILE", help="the greeting card")
 
     def run(args: argparse.Namespace) -> int:
         print(f"hello {args.config}{'!' if args.loud else ''}")
@@ -153,7 +154,10 @@ def test_a_new_command_is_one_line_in_the_table(
         app.main(["--help"])
     assert "greet the configuration file" in capsys.readouterr().out
 
-    assert 'hello) opts="--config --help --loud"' in completion.bash()
+    bash = completion.bash()
+    assert 'hello) opts="--card --config --help --loud"' in bash
+    (files,) = [line for line in bash.splitlines() if line.endswith(")") and "--config|" in line]
+    assert "--card" in files.strip()[:-1].split("|")  # a file name is completed after it
     assert "'hello:greet the configuration file'" in completion.zsh()
     assert "\\fBhello\\fR" in completion.manpage() and "\\-\\-loud" in completion.manpage()
     assert "\n## hello\n" in completion.reference() and "greet it loudly" in completion.reference()

@@ -8,7 +8,7 @@ _relaycert() {
         return
     fi
     case "$prev" in
-        --config|-c|--output|-o|--dir|--password-file|--systemd)
+        --config|--connectors|--dir|--domains|--outbound|--output|--password-file|--systemd|-c|-o)
             COMPREPLY=( $(compgen -f -- "$cur") ); return ;;
     esac
     command="${COMP_WORDS[1]}"
