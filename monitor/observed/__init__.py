@@ -11,9 +11,12 @@ reads the ground truth.
 - ``nexthop``: which deliveries are to Exchange Online.
 - ``privacy``: domains and keyed hashes instead of mail addresses.
 - ``postfix``: Postfix's log lines into ``Delivery`` records (instances by ``syslog_name``).
+- ``text``: text from hostile bytes, printable and clipped.
 - ``lines``: bounded line reading (no line over the limit is kept whole).
-- ``follow``: following a log across rotation and restarts with a ``Checkpoint``; the backfill
-  of rotated and gzip-compressed files.
+- ``logfiles``: opening logs (one-line errors naming the group to join), fingerprints, rotated
+  siblings, bounded gzip reading.
+- ``backfill``: whole files once, and the rotated siblings of a followed log.
+- ``follow``: following a log across rotation and restarts with a ``Checkpoint``.
 - ``postqueue``: ``postqueue -j``, bounded in time and size.
 - ``summary``: outcomes per (instance, next hop) and class, JSON-able.
 

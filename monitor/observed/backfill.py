@@ -19,6 +19,13 @@ def batches(path: Path) -> Iterator[list[bytes]]:
         yield splitter.feed(chunk)
 
 
+def blocks(path: Path) -> Iterator[bytes]:
+    """The same as :func:`batches`, as blocks of complete lines (for ``feed_block``)."""
+    splitter = LineSplitter()
+    for chunk in chunks(path):
+        yield splitter.block(chunk)
+
+
 def backfill(follower: Follower) -> Iterator[list[bytes]]:
     """The lines of every rotated sibling of the followed file not read before."""
     current = follower.checkpoint

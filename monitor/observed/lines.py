@@ -43,6 +43,33 @@ class LineSplitter:
             self._partial += tail
         return lines
 
+    def block(self, chunk: bytes) -> bytes:
+        """The complete lines ``chunk`` finishes, as one block (newline-separated, the last
+        newline left out): what a parser's ``feed_block`` takes."""
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            self._keep(chunk)
+            return b""
+        head, tail = chunk[:cut], chunk[cut + 1 :]
+        if self._discarding:
+            first = head.find(b"\n")
+            head = head[first + 1 :] if first >= 0 else b""  # the rest of a line too long
+            self._discarding = False
+        elif self._partial:
+            head = self._partial + head
+        self._partial = b""
+        self._keep(tail)
+        return head
+
+    def _keep(self, tail: bytes) -> None:
+        if self._discarding:
+            return
+        if len(self._partial) + len(tail) > self.limit:
+            self._partial, self._discarding = b"", True
+            self.too_long += 1
+        else:
+            self._partial += tail
+
     def reset(self) -> None:
         """A new file: whatever was pending belonged to the old one."""
         self._partial, self._discarding = b"", False

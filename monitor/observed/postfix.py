@@ -20,17 +20,18 @@ one line makes at most one delivery.  Kept text is made printable and clipped.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from datetime import datetime
 
-from monitor.observed.base import Delivery, Tls
+from monitor.observed.base import Delivery, Outcome, Tls
 from monitor.observed.classify import classify, reply_of
 from monitor.observed.nexthop import NextHops
 from monitor.observed.privacy import Privacy
+from monitor.observed.text import printable as _text
 from monitor.observed.timestamps import Timestamps
 
 MAX_LINE = 64 * 1024  # Postfix's own records are a few kilobytes; longer is not Postfix
-MAX_TEXT = 500
-MAX_QUEUE_IDS = 200_000  # senders remembered for queue ids not yet removed
+MAX_QUEUE_IDS = 100_000  # the senders of the most recent queue ids
 _ADDR = rb'(?:"(?:[^"\\]|\\.)*+"|[^">])*+'  # a quoted local part is skipped whole
 _DELIVERY = re.compile(
     rb"([0-9A-Za-z]{5,20}): to=<(" + _ADDR + rb")>, (?:orig_to=<(" + _ADDR + rb")>, )?"
@@ -42,6 +43,14 @@ _SENDER = re.compile(rb"([0-9A-Za-z]{5,20}): from=<(" + _ADDR + rb")>, size=\d+,
 _PEER = re.compile(rb"([^\s\[\],]+)\[([^\]\s]*)\](?::(\d{1,5}))?")
 _TLS_UP = re.compile(rb"(?:Trusted|Verified|Untrusted|Anonymous) TLS connection established to ")
 _CLIENTS = (b"smtp", b"lmtp")
+# what a line must hold to matter; every other line is never looked at
+_MARKERS = (
+    b": to=<",
+    b": from=<",
+    b"TLS connection established to ",
+    b"SSL_connect error to ",
+    b"TLS library problem",
+)
 
 
 class PostfixParser:
@@ -49,81 +58,141 @@ class PostfixParser:
 
     def __init__(self, hops: NextHops, privacy: Privacy, stamps: Timestamps) -> None:
         self.hops, self.privacy, self.stamps = hops, privacy, stamps
-        self._senders: dict[tuple[bytes, bytes], tuple[str, str]] = {}
-        self._tls: dict[tuple[bytes, bytes], tuple[Tls, bytes, str]] = {}
+        self._senders: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
+        self._tls: dict[tuple[bytes, bytes], tuple[Tls, bytes, bytes]] = {}
         self._tls_instances: set[bytes] = set()
         self._names: dict[bytes, str] = {}
         self._counts: dict[str, list[int]] = {}
+        self._hops: dict[bytes, tuple[str, str, int | None, bytes | None]] = {}
+        self._details: dict[bytes, str] = {}
+        self._judged: dict[tuple[str, str, str, Tls], tuple[int | None, Outcome]] = {}
         self.skipped = 0  # lines too long or without a readable timestamp
 
     def tls_logging(self) -> dict[str, tuple[int, int]]:
         return {name: (c[0], c[1]) for name, c in self._counts.items()}
 
     def feed(self, line: bytes) -> Delivery | None:
-        if not (
-            b": to=<" in line
-            or b": from=<" in line
-            or b"TLS" in line
-            or b"SSL_connect" in line
-            or b": removed" in line
-        ):
-            return None
+        for marker in _MARKERS:
+            if marker in line:
+                return self._line(line)
+        return None
+
+    def feed_block(self, block: bytes) -> list[Delivery]:
+        """Only the lines holding a marker reach Python, found by byte searches over the block;
+        they are read in the order written (a TLS line before the delivery it belongs to).  The
+        common kinds (qmgr's from=, an established TLS connection) take a short way when the
+        marker sits where Postfix puts it; anything else takes the general one."""
+        find, rfind = block.find, block.rfind
+        keys: list[int] = []
+        for kind, marker in enumerate(_MARKERS):
+            at = find(marker)
+            while at >= 0:
+                keys.append((rfind(b"\n", 0, at) + 1) * 8 + kind)
+                end = find(b"\n", at)
+                at = find(marker, end) if end >= 0 else -1
+        keys.sort()
+        found, last = [], -1
+        for key in keys:
+            start, kind = divmod(key, 8)
+            if start == last:  # a line with two markers is read once
+                continue
+            last = start
+            end = find(b"\n", start)
+            line = block[start : end if end >= 0 else len(block)]
+            if kind == 1 and self._short_sender(line):
+                continue
+            if kind == 2 and self._short_tls(line):
+                continue
+            delivery = self._line(line)
+            if delivery is not None:
+                found.append(delivery)
+        return found
+
+    def _short_sender(self, line: bytes) -> bool:
+        close = line.find(b"]: ", 0, 400)
+        space = line.rfind(b" ", 0, close)
+        at = line.find(b": from=<", close)
+        if close < 0 or not 0 < at - close - 3 <= 20:
+            return False
+        program = line[space + 1 : line.rfind(b"[", space, close)]
+        if not program.endswith(b"/qmgr") or len(line) > MAX_LINE:
+            return False
+        stop = line.find(b">, size=", at)
+        address = line[at + 8 : stop]
+        if stop < 0 or b'"' in address or b">" in address:
+            return False  # quoted or odd: the general way reads it
+        self._sender(program.partition(b"/")[0], line[close + 3 : at], address)
+        return True
+
+    def _short_tls(self, line: bytes) -> bool:
+        close = line.find(b"]: ", 0, 400)
+        space = line.rfind(b" ", 0, close)
+        bracket = line.rfind(b"[", space, close)
+        up = _TLS_UP.match(line, close + 3) if close >= 0 and bracket >= 0 else None
+        program = line[space + 1 : bracket]
+        if up is None or program[program.rfind(b"/") + 1 :] not in _CLIENTS:
+            return False
+        if len(line) > MAX_LINE:
+            return False
+        pid = line[bracket + 1 : close]
+        instance = program.partition(b"/")[0]
+        self._tls_seen(instance, pid, Tls.ESTABLISHED, line[close + 3 :], up.end() - close - 3)
+        return True
+
+    def _line(self, line: bytes) -> Delivery | None:
         if len(line) > MAX_LINE:
             self.skipped += 1
             return None
-        stamp = self.stamps.parse(line)
-        if stamp is None:
-            self.skipped += 1
-            return None
-        at, start = stamp
-        space = line.find(b" ", start)
-        close = line.find(b"]: ", space, space + 200)
-        if space < 0 or close < 0:
-            return None
+        close = line.find(b"]: ", 0, 400)  # the first one ends "program[pid]"
+        space = line.rfind(b" ", 0, close)
         bracket = line.rfind(b"[", space, close)
-        if bracket < 0:
+        if close < 0 or bracket < 0:
             return None
         program = line[space + 1 : bracket]
-        service = program.rpartition(b"/")[2]
+        service = program[program.rfind(b"/") + 1 :]
         instance = program.partition(b"/")[0]
         message = line[close + 3 :]
-        if service in _CLIENTS:
-            return self._client(at, instance, line[bracket + 1 : close], message)
         if service == b"qmgr":
-            self._qmgr(instance, message)
-        return None
-
-    def _qmgr(self, instance: bytes, message: bytes) -> None:
-        found = _SENDER.match(message)
-        if found is not None:
-            key = (instance, found.group(1))
-            self._senders.pop(key, None)
-            if len(self._senders) >= MAX_QUEUE_IDS:
-                del self._senders[next(iter(self._senders))]
-            self._senders[key] = self.privacy.address(_text(found.group(2)))
-        elif message.endswith(b": removed"):
-            self._senders.pop((instance, message[: -len(b": removed")]), None)
-
-    def _client(self, at: datetime, instance: bytes, pid: bytes, message: bytes) -> Delivery | None:
+            found = _SENDER.match(message)
+            if found is not None:
+                self._sender(instance, found.group(1), found.group(2))
+            return None
+        if service not in _CLIENTS:
+            return None
+        pid = line[bracket + 1 : close]
         if b": to=<" in message[:30]:
-            return self._delivery(at, instance, pid, message)
+            stamp = self.stamps.parse(line)
+            if stamp is None:
+                self.skipped += 1
+                return None
+            return self._delivery(stamp[0], instance, pid, message)
         up = _TLS_UP.match(message)
         if up is not None:
             self._tls_seen(instance, pid, Tls.ESTABLISHED, message, up.end())
         elif message.startswith(b"SSL_connect error to "):
             self._tls_seen(instance, pid, Tls.FAILED, message, len(b"SSL_connect error to "))
         elif message.startswith(b"warning: TLS library problem"):
-            _, peer, _ = self._tls.get((instance, pid), (Tls.FAILED, b"", ""))
+            _, peer, _ = self._tls.get((instance, pid), (Tls.FAILED, b"", b""))
             self._tls_instances.add(instance)
-            self._tls[(instance, pid)] = (Tls.FAILED, peer, _text(message))
+            self._tls[(instance, pid)] = (Tls.FAILED, peer, message)
         return None
+
+    def _sender(self, instance: bytes, queue_id: bytes, address: bytes) -> None:
+        """qmgr logs from= each time a message enters the active queue: the latest wins."""
+        key = (instance, queue_id)
+        senders = self._senders
+        if key in senders:
+            senders.move_to_end(key)
+        elif len(senders) >= MAX_QUEUE_IDS:
+            senders.popitem(last=False)
+        senders[key] = address
 
     def _tls_seen(self, instance: bytes, pid: bytes, tls: Tls, message: bytes, at: int) -> None:
         peer = _PEER.match(message, at)
         self._tls_instances.add(instance)
         if len(self._tls) > 10_000:
             self._tls.clear()
-        self._tls[(instance, pid)] = (tls, peer.group(0) if peer else b"", _text(message))
+        self._tls[(instance, pid)] = (tls, peer.group(0) if peer else b"", message)
 
     def _delivery(
         self, at: datetime, instance: bytes, pid: bytes, message: bytes
@@ -133,47 +202,82 @@ class PostfixParser:
             return None
         queue_id, to, orig_to, relay, dsn, status, reason = found.groups()
         reason = reason or b""
-        peer = _PEER.match(relay) or _PEER.search(reason)
-        if peer is None:
-            return None
-        host, address = peer.group(1).decode("ascii", "replace"), _text(peer.group(2))
-        port = int(peer.group(3)) if peer.group(3) else None
-        if not self.hops.is_exchange_online(host, address, port):
+        hop = self._hops.get(relay) if relay != b"none" else self._hop(relay, reason)
+        if hop is None:
+            hop = self._hop(relay, reason)
+        host, address, port, peer = hop
+        if not host:
             return None
         name = self._name(instance)
         counts = self._counts.setdefault(name, [0, 0])
-        tls, detail = self._tls_of(instance, pid, peer.group(0) if relay != b"none" else None)
+        tls, detail = self._tls_of(instance, pid, peer)
         counts[0] += 1
         counts[1] += tls is not Tls.UNKNOWN
-        sender = self._senders.get((instance, queue_id))
+        raw_sender = self._senders.get((instance, queue_id))
+        sender = self.privacy.address(_text(raw_sender)) if raw_sender is not None else None
         recipient_domain, recipient_hash = self.privacy.address(_text(to))
         text, status_text, dsn_text = _text(reason), status.decode(), dsn.decode()
+        code, outcome = self._judge(status_text, dsn_text, text, tls)
         return Delivery(
-            at=at,
-            instance=name,
-            queue_id=queue_id.decode(),
-            sender_domain=sender[0] if sender else None,
-            sender_hash=sender[1] if sender else None,
-            recipient_domain=recipient_domain,
-            recipient_hash=recipient_hash,
-            rewritten=orig_to is not None and orig_to.lower() != to.lower(),
-            next_hop=host,
-            address=address,
-            port=port,
-            status=status_text,
-            dsn=dsn_text,
-            code=reply_of(text).code,
-            reply=text,
-            tls=tls,
-            tls_detail=detail,
-            outcome=classify(status_text, dsn_text, text, tls),
+            at,
+            name,
+            queue_id.decode(),
+            sender[0] if sender else None,
+            sender[1] if sender else None,
+            recipient_domain,
+            recipient_hash,
+            orig_to is not None and orig_to.lower() != to.lower(),
+            host,
+            address,
+            port,
+            status_text,
+            dsn_text,
+            code,
+            text,
+            tls,
+            detail,
+            outcome,
         )
+
+    def _hop(self, relay: bytes, reason: bytes) -> tuple[str, str, int | None, bytes | None]:
+        """The next hop of ``relay=`` (or, for ``relay=none``, the one the reason names) if it
+        is Exchange Online, else ("", ...); remembered per ``relay=`` text (they repeat)."""
+        peer = _PEER.match(relay) or _PEER.search(reason)
+        hop: tuple[str, str, int | None, bytes | None] = ("", "", None, None)
+        if peer is not None:
+            host, address = _text(peer.group(1)), _text(peer.group(2))
+            port = int(peer.group(3)) if peer.group(3) else None
+            if self.hops.is_exchange_online(host, address, port):
+                hop = (host, address, port, peer.group(0) if relay != b"none" else None)
+        if relay != b"none":
+            if len(self._hops) > 10_000:
+                self._hops.clear()
+            self._hops[relay] = hop
+        return hop
+
+    def _judge(self, status: str, dsn: str, text: str, tls: Tls) -> tuple[int | None, Outcome]:
+        """The reply's code and the class; an accepted one without a look at its (unique)
+        text beyond the code, the others cached by their text (they repeat)."""
+        if status == "sent":
+            return (int(text[:3]) if text[:3].isdigit() else None), Outcome.ACCEPTED
+        key = (status, dsn, text, tls)
+        known = self._judged.get(key)
+        if known is None:
+            if len(self._judged) > 4096:
+                self._judged.clear()
+            known = self._judged[key] = (reply_of(text).code, classify(status, dsn, text, tls))
+        return known
 
     def _tls_of(self, instance: bytes, pid: bytes, peer: bytes | None) -> tuple[Tls, str]:
         if peer is not None:
             seen = self._tls.get((instance, pid))
             if seen is not None and seen[1] in (peer, b""):
-                return seen[0], seen[2]
+                detail = self._details.get(seen[2])
+                if detail is None:
+                    if len(self._details) > 4096:
+                        self._details.clear()
+                    detail = self._details[seen[2]] = _text(seen[2])
+                return seen[0], detail
         return (Tls.NONE if instance in self._tls_instances else Tls.UNKNOWN), ""
 
     def _name(self, instance: bytes) -> str:
@@ -183,12 +287,3 @@ class PostfixParser:
             if len(self._names) < 1000:
                 self._names[instance] = name
         return name
-
-
-def _text(raw: bytes) -> str:
-    """Printable text from hostile bytes: invalid UTF-8 replaced, control characters (ESC, NUL,
-    CR) made ``?``, clipped to :data:`MAX_TEXT` characters."""
-    text = raw[: MAX_TEXT * 4].decode("utf-8", "replace")
-    if not text.isprintable():
-        text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "\u2026"
