@@ -126,7 +126,7 @@ def while_listening(
         loaded: Config = load(config)
         store = Store.open(loaded.database_url())
         try:
-            async with listening(Scanner(loaded, store)) as scanner:
+            async with listening(loaded, store) as scanner:
                 if asyncio.iscoroutinefunction(action):
                     await action(scanner)
                 else:  # a blocking client: in a thread, so the listener keeps serving

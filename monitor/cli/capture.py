@@ -99,7 +99,7 @@ async def _listen(config: Config, store: Store | None, args: argparse.Namespace)
             _show(record, args.format)
 
     service = CaptureService(lambda: scanner, on_record=shown)
-    listener = await service.start()
+    listener = await service.start(config)
     keys = listener.settings.keys
     now = utcnow()
     if args.token:  # the token, or the whole recipient --once printed

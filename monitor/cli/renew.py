@@ -67,10 +67,9 @@ async def _renew_all(
     from monitor.alerts.channels import build_channels
     from monitor.alerts.outbox import Outbox
     from monitor.pipeline.listening import listening
-    from monitor.pipeline.scan import Scanner
     from monitor.renewal.runner import renew
 
-    async with listening(Scanner(config, store)) as scanner:  # for outbound re-checks
+    async with listening(config, store) as scanner:  # for outbound re-checks
         outcomes = [
             await renew(config, store, r, force=args.force, dry_run=args.dry_run, scanner=scanner)
             for r in chosen

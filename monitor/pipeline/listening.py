@@ -11,17 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from monitor.capture.listener import CaptureListener
 from monitor.capture.options import ListenerSettings
 from monitor.capture.waiters import Arrival
 from monitor.clock import Clock, utcnow
+from monitor.config.loader import Config
 from monitor.errors import ConfigError, RelaycertError
 from monitor.logs import event
 from monitor.pipeline import arrivals
+from monitor.pipeline.options import ScanOptions
 from monitor.pipeline.scan import Scanner
 from monitor.results import ScanRecord
+from monitor.store.engine import Store
 
 log = logging.getLogger("relaycert.capture")
 
@@ -40,8 +45,9 @@ class CaptureService:
         self.listener: CaptureListener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> CaptureListener:
-        config = self.scanner_of().config
+    async def start(self, config: Config) -> CaptureListener:
+        """Listen as ``config``'s ``[capture]`` says (before any scanner that waits at it is
+        made: a scanner gets its listener when it is made)."""
         if config.capture is None:
             raise ConfigError(f"{config.source}: no [capture] section; see docs/outbound.md")
         capture = config.resolved(config.capture)  # its paths, relative to the file's folder
@@ -92,26 +98,34 @@ class CaptureService:
 
 
 @asynccontextmanager
-async def listening(scanner: Scanner, *, required: bool = False) -> AsyncIterator[Scanner]:
-    """``scanner`` with a capture listener while the block runs, when ``[capture]`` is
-    configured and some endpoint has an outbound check (or ``required``).  When the listener
-    cannot start and is not ``required``, the outbound checks report why instead."""
-    config = scanner.config
+async def listening(
+    config: Config,
+    store: Store | Future[Store] | None,
+    options: ScanOptions | None = None,
+    *,
+    required: bool = False,
+) -> AsyncIterator[Scanner]:
+    """A scanner of ``config`` complete with its capture listener, which is started first and
+    runs while the block does, when ``[capture]`` is configured and some endpoint has an
+    outbound check (or ``required``).  When the listener cannot start and is not ``required``,
+    the scanner is made with the reason, which its outbound checks report instead."""
+    options = options or ScanOptions()
     wanted = required or any(e.outbound is not None for e in config.endpoints)
     if config.capture is None or not wanted:
-        yield scanner
+        yield Scanner(config, store, options)
         return
-    service = CaptureService(lambda: scanner)
+    made: list[Scanner] = []  # arrivals go to the scanner, made once the listener is up
+    service = CaptureService(lambda: made[0])
     try:
-        scanner.use_capture(await service.start())
+        listener = await service.start(config)
     except ConfigError as exc:
         if required:
             raise
-        scanner.use_capture(None, f"the capture listener could not start: {exc}")
-        yield scanner
+        why = f"the capture listener could not start: {exc}"
+        yield Scanner(config, store, replace(options, capture_unavailable=why))
         return
+    made.append(Scanner(config, store, replace(options, capture=listener)))
     try:
-        yield scanner
+        yield made[0]
     finally:
-        scanner.use_capture(None)
         await service.close()

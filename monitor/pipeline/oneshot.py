@@ -14,7 +14,6 @@ from monitor.config.loader import Config
 from monitor.config.sections import EndpointConfig
 from monitor.pipeline.listening import listening
 from monitor.pipeline.options import ScanOptions
-from monitor.pipeline.scan import Scanner
 from monitor.pipeline.streamed import streamed_scan
 from monitor.results import ScanRecord, has_problems
 
@@ -45,9 +44,8 @@ async def scan(
     ``on_judged`` each endpoint's records as soon as they are judged."""
     endpoints = [e for e in config.endpoints if not endpoint_names or e.name in endpoint_names]
     options = ScanOptions(legacy_tls=legacy_tls, pool=pool, on_judged=on_judged)
-    scanner = Scanner(config, opening or store, options)
     if opening is None:
-        return await _scan(scanner, endpoints, now, progress)
+        return await _scan(config, store, options, endpoints, now, progress)
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
     assert task is not None
 
@@ -57,7 +55,7 @@ async def scan(
 
     opening.add_done_callback(stop_if_failed)
     try:
-        return await _scan(scanner, endpoints, now, progress)
+        return await _scan(config, opening, options, endpoints, now, progress)
     except asyncio.CancelledError:
         error = opening.exception() if opening.done() else None
         if error is None:
@@ -67,12 +65,14 @@ async def scan(
 
 
 async def _scan(
-    scanner: Scanner,
+    config: Config,
+    store: Store | Future[Store] | None,
+    options: ScanOptions,
     endpoints: list[EndpointConfig],
     now: datetime | None,
     progress: Callable[[int, int, int], None] | None,
 ) -> list[ScanRecord]:
-    async with listening(scanner):
+    async with listening(config, store, options) as scanner:
         if scanner.streams:  # probed in worker processes, judged as endpoints complete
             if progress is not None:
                 progress(0, len(endpoints), 0)

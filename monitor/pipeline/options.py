@@ -12,6 +12,7 @@ from monitor.clock import Clock, utcnow
 from monitor.results import ScanRecord
 
 if TYPE_CHECKING:
+    from monitor.capture.listener import CaptureListener
     from monitor.probe.workers import ProbePool
 
 __all__ = ["ScanOptions"]
@@ -29,7 +30,10 @@ class ScanOptions:
     TLS versions in a one-shot scan too.  ``pool``: probe worker processes (``relaycert scan``
     over many addresses), which makes a scan streamed (:mod:`.streamed`); ``on_judged`` is told
     each endpoint's records as soon as they are judged in one (the CLI encodes its JSON then).
-    ``clock``: the instant a scan is judged at, read once per scan.
+    ``clock``: the instant a scan is judged at, read once per scan.  ``capture``: the capture
+    listener the outbound checks wait at (started before the scanner is made:
+    :func:`~monitor.pipeline.listening.listening`, the daemon's generation); without one,
+    ``capture_unavailable`` is why, which each outbound check reports instead of a verdict.
     """
 
     tracking: Tracking | None = None
@@ -39,3 +43,5 @@ class ScanOptions:
     pool: ProbePool | None = None
     on_judged: Callable[[Sequence[ScanRecord]], None] | None = None
     clock: Clock = utcnow
+    capture: CaptureListener | None = None
+    capture_unavailable: str | None = None

@@ -104,14 +104,9 @@ class Scanner:
         self.unstored: Unstored | None = None
         if options.daemon:
             self.unstored = old.unstored if old and old.unstored else Unstored()
-        # The capture listener the outbound checks wait at, or why there is none (use_capture).
-        self.capture: CaptureListener | None = None
-        self.capture_unavailable: str | None = None
-
-    def use_capture(self, listener: CaptureListener | None, why: str | None = None) -> None:
-        """Wait for outbound checks at ``listener`` from now on; without one (``None``), an
-        outbound check reports ``why`` instead of a verdict."""
-        self.capture, self.capture_unavailable = listener, None if listener else why
+        # The capture listener the outbound checks wait at, or why there is none.
+        self.capture: CaptureListener | None = options.capture
+        self.capture_unavailable = None if options.capture else options.capture_unavailable
 
     @property
     def check_legacy(self) -> bool:

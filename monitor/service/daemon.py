@@ -101,11 +101,15 @@ class Daemon:
         await self.metrics.start(host, port)
 
     async def start_capture(self) -> None:
-        """Start the capture listener when ``[capture]`` is configured.  A port that cannot be
-        bound is a :class:`ConfigError` at start: the outbound checks would all fail."""
-        if self.gen.config.capture is None:
+        """Start the capture listener when ``[capture]`` is configured, then swap in the
+        generation again with a scanner made with it (a scanner gets everything it runs with
+        when it is made; the first one's state is handed on).  A port that cannot be bound is
+        a :class:`ConfigError` at start: the outbound checks would all fail."""
+        config = self.gen.config
+        if config.capture is None:
             return
-        self.gen.scanner.use_capture(await self.capture.start())
+        listener = await self.capture.start(config)
+        self.jobs.swap(Generation(config, self.store, self.gen, listener, self.clock))
 
     async def deliver(self) -> dict[str, int]:
         return await self.jobs.deliver()

@@ -39,9 +39,11 @@ class Generation:
         # results and legacy-TLS memory on to the new one (see Scanner).
         old: Scanner | None = previous.scanner if previous else None
         anchors = trust_anchors(config.resolved(config.trust), config.source)
-        options = ScanOptions(tracking=self.tracking, anchors=anchors, daemon=True, clock=clock)
+        # The daemon's listener, started before its first generation's scanner is made (and
+        # kept by every reload: [capture] changes apply on restart).
+        options = ScanOptions(
+            tracking=self.tracking, anchors=anchors, daemon=True, clock=clock, capture=capture
+        )
         self.scanner: Scanner = Scanner(config, store, options, previous=old)
-        if capture is not None:  # the daemon's listener: [capture] changes apply on restart
-            self.scanner.use_capture(capture)
         for index, renewal in enumerate(config.renewals):  # hooks are validated at startup
             validate_hooks(config.resolved(renewal).deploy, config.renewal_where(index))
