@@ -70,6 +70,7 @@ class Follower:
         self._head = b""  # the first bytes of the file, up to FINGERPRINT
         self._resume = checkpoint
         self._done = checkpoint.done if checkpoint else ()
+        self._old: tuple[BinaryIO, LineSplitter] | None = None  # renamed, still written?
 
     @property
     def checkpoint(self) -> Checkpoint | None:
@@ -100,13 +101,35 @@ class Follower:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+        self._close_old()
+
+    def _close_old(self) -> None:
+        if self._old is not None:
+            self._old[0].close()
+            self._old = None
+
+    def _drain_old(self, new_size: int) -> list[bytes]:
+        """A renamed file stays open until its writer has moved to the new one (logrotate
+        renames, creates, then signals the writer: lines written in between land in the old
+        one): read it on each poll, and close it once the new file has grown."""
+        if self._old is None:
+            return []
+        handle, splitter = self._old
+        lines: list[bytes] = []
+        while chunk := handle.read(CHUNK):
+            lines += splitter.feed(chunk)
+        if new_size > 0:
+            self._close_old()
+        return lines
 
     def poll(self) -> list[bytes]:
         lines: list[bytes] = []
         if self._handle is None and not self._open(lines):
             return lines
         assert self._handle is not None
-        if self._same_start(os.fstat(self._handle.fileno()).st_size):
+        size = os.fstat(self._handle.fileno()).st_size
+        lines += self._drain_old(size)  # written before anything in the new file
+        if self._same_start(size):
             lines += self._drain()
         else:  # truncated (copytruncate) before this read: never read it from the old offset
             lines += self._truncated()
@@ -119,8 +142,9 @@ class Follower:
         if (now.st_dev, now.st_ino) != self._ident:
             lines += self._drain()  # what was written to the old one meanwhile
             self.mark_done((fingerprint(self._head),))  # a later backfill skips it
-            self.close()
-            self._splitter.reset()
+            self._close_old()
+            self._old, self._handle = (self._handle, self._splitter), None
+            self._splitter = LineSplitter()
             if self._open(lines, fresh=True):
                 lines += self._drain()
         return lines
