@@ -29,6 +29,7 @@ from monitor.observed.postqueue import read_queue
 from monitor.observed.privacy import Privacy
 from monitor.observed.summary import Summary
 from monitor.observed.timestamps import Timestamps
+from monitor.observed.whole import summarize
 from tests import exo_standin as exo
 
 KEY = b"k" * 32
@@ -364,3 +365,23 @@ def test_now_moves_the_reference() -> None:
     stamps.reference = datetime(2025, 1, 1, 0, 11, tzinfo=UTC)
     assert (stamps.parse(b"Jan  1 00:10:00 h p[1]: x") or (None,))[0].year == 2025  # type: ignore[union-attr]
     assert stamps.reference - timedelta(minutes=1) < datetime(2025, 1, 1, 0, 11, tzinfo=UTC)
+
+
+def bench_parser() -> PostfixParser:
+    return parser()
+
+
+def test_a_whole_file_split_over_workers_counts_the_same(tmp_path: Path) -> None:
+    """Each delivery is counted by the worker whose range holds it, with its sender and TLS
+    line from the warm-up before the range."""
+    path = tmp_path / "mail.log"
+    qmgr = QMGR.replace("4BQ2lx0Z3Jz9sQ", "Q{n:08d}")
+    sent = SENT.replace("4BQ2lx0Z3Jz9sQ", "Q{n:08d}")
+    with path.open("w") as out:
+        for n in range(3000):
+            out.write(qmgr.format(n=n) + "\n" + TLS_UP + "\n" + sent.format(n=n) + "\n")
+    one = summarize(path, bench_parser)
+    three = summarize(path, bench_parser, workers=3, min_split=0)
+    assert one.summary.to_json(one.tls_logging) == three.summary.to_json(three.tls_logging)
+    assert one.summary.count(Outcome.ACCEPTED) == 3000 and one.summary.lines == 9000
+    assert one.tls_logging == three.tls_logging == {"postfix-out": (3000, 3000)}

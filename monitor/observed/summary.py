@@ -35,6 +35,28 @@ class Tally:
             self.reply = delivery.reply
         self.tls_unknown += delivery.tls == "unknown"
 
+    def merge(self, other: Tally) -> None:
+        self.count += other.count
+        for at in (other.first, other.last):
+            if at is not None and (self.first is None or at < self.first):
+                self.first = at
+            if at is not None and (self.last is None or at > self.last):
+                self.last = at
+        self.queue_ids = list(dict.fromkeys(self.queue_ids + other.queue_ids))[:SAMPLES]
+        self.reply = self.reply or other.reply
+        self.tls_unknown += other.tls_unknown
+
+
+def merge(parts: list[Summary]) -> Summary:
+    """One summary of several (the ranges of one file, in order)."""
+    whole = Summary()
+    for part in parts:
+        whole.lines += part.lines
+        whole.skipped += part.skipped
+        for key, tally in part.tallies.items():
+            whole.tallies.setdefault(key, Tally()).merge(tally)
+    return whole
+
 
 @dataclass
 class Summary:
