@@ -48,7 +48,12 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     # what every settings model is built from
     ("monitor.config.common", "monitor.config.units"),
     # each feature's own settings models, which the configuration file is made of
-    ("notifications.settings", "monitor.alerts.settings", "monitor.renewal.settings"),
+    (
+        "notifications.settings",
+        "monitor.alerts.settings",
+        "monitor.renewal.settings",
+        "monitor.observed.settings",
+    ),
     # the alert lifecycle, a pure function of findings and settings like the rules (the store
     # keeps its states), and the tracking policy the configuration derives (its routing table)
     ("monitor.alerts.lifecycle", "monitor.alerts.policy"),

@@ -42,6 +42,7 @@ COMMANDS = {
     "report": "monitor.cli.report",
     "renew": "monitor.cli.renew",
     "prune": "monitor.cli.prune",
+    "observe": "monitor.cli.observe",
     "demo": "monitor.cli.demo",
     "exchange": "monitor.cli.exchange",
     "import": "monitor.cli.tenant_import",

@@ -44,6 +44,7 @@ from monitor.config.sections import (
 from monitor.config.units import parse_duration
 from monitor.errors import ConfigError
 from monitor.files import read_limited
+from monitor.observed.settings import ObservedSettings
 from monitor.renewal.settings import RenewalSettings
 from notifications.settings import AnyChannelSettings
 
@@ -70,6 +71,7 @@ class Config(_Model):
     reports: ReportsConfig = ReportsConfig()
     capture: CaptureConfig | None = None
     revocation: RevocationConfig = RevocationConfig()
+    observed: ObservedSettings = ObservedSettings()
     exchange_server: ExchangeServerConfig | None = None
     renewals: tuple[RenewalSettings, ...] = ()
     channels: tuple[AnyChannelSettings, ...] = ()

@@ -17,6 +17,7 @@ from monitor.config.common import Name, default_ehlo_name, escaped, listen_addre
 from monitor.config.delivery import DeliveryConnectorConfig as DeliveryConnectorConfig
 from monitor.config.integrations import GraphConfig, OutboundConfig
 from monitor.config.units import Duration, DurationOrZero
+from monitor.observed.settings import EndpointObserved
 
 
 class TenantConfig(_Model):
@@ -67,6 +68,8 @@ class EndpointConfig(_Model):
     timeout: Duration | None = None
     interval: Duration | None = None
     outbound: OutboundConfig | None = None
+    # A relay endpoint's own log: what Exchange Online answered to its real mail.
+    observed: EndpointObserved | None = None
     # Only instances of this site probe the endpoint (``[instance] site``); default: any.
     site: Name | None = None
 

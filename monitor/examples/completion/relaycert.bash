@@ -4,7 +4,7 @@ _relaycert() {
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     if [ "$COMP_CWORD" -eq 1 ]; then
-        COMPREPLY=( $(compgen -W "scan inspect run capture status accept notify-test report renew prune demo exchange import init --help --version" -- "$cur") )
+        COMPREPLY=( $(compgen -W "scan inspect run capture status accept notify-test report renew prune observe demo exchange import init --help --version" -- "$cur") )
         return
     fi
     case "$prev" in
@@ -23,6 +23,7 @@ _relaycert() {
         report) opts="--config --format --help --output --period" ;;
         renew) opts="--config --dry-run --endpoint --force --help --next-key" ;;
         prune) opts="--config --dry-run --help --older-than" ;;
+        observe) opts="--config --format --help --since" ;;
         demo) opts="--dir --format --help" ;;
         exchange) opts="--config --format --help" ;;
         import) opts="--connectors --domains --help --outbound" ;;
