@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from monitor.errors import ConfigError
 
 if TYPE_CHECKING:
     from monitor.config.loader import Config
+    from monitor.observed.base import Delivery, LogParser
     from monitor.observed.summary import Summary
 
 NAME = "observe"
@@ -131,39 +132,75 @@ def _read(
     sources: dict[Path, dict[str, list[str]]],
     since: datetime | None,
 ) -> tuple[Summary, dict[str, tuple[int, int]], dict[str, str]]:
-    from monitor.observed.backfill import blocks
-    from monitor.observed.nexthop import NextHops
-    from monitor.observed.postfix import PostfixParser
-    from monitor.observed.summary import Summary
-    from monitor.observed.timestamps import Timestamps
+    """Every file of every source into one summary: a plain file over 64 MiB split over one
+    worker process per core (:mod:`monitor.observed.whole`), a ``.gz`` one read whole."""
+    import os
+    from functools import partial
+
+    from monitor.observed.summary import Summary, merge
+    from monitor.observed.whole import summarize
 
     settings = config.observed if config is not None else None
-    hops = NextHops(settings.smart_hosts if settings else ())
-    privacy = _privacy(config)
-    zone = _zone(settings.timezone if settings else "local")
-    summary = Summary()
+    hosts = tuple(settings.smart_hosts) if settings else ()
+    key = _key(config)
+    zone = settings.timezone if settings else "local"
+    workers = min(os.cpu_count() or 1, 8)
+    parts: list[Summary] = []
     tls_logging: dict[str, tuple[int, int]] = {}
     names: dict[str, str] = {}
     for log, instances in sources.items():
         for instance, endpoints in instances.items():
             names[instance] = ", ".join(endpoints)
-        stamps = Timestamps(datetime.now(UTC), zone)
-        parser = PostfixParser(hops, privacy, stamps)
+        keep = partial(_keep, frozenset(instances), since)
         for path in _files(log, bool(instances)):
-            stamps.reference = _modified(path)  # a traditional timestamp's year: docs/observed.md
-            for block in blocks(path):
-                summary.lines += block.count(b"\n") + 1 if block else 0
-                for delivery in parser.feed_block(block):
-                    if instances and delivery.instance not in instances:
-                        continue  # another instance in the same log: not an endpoint of ours
-                    if since is None or delivery.at >= since:
-                        summary.add(delivery)
-        summary.skipped += parser.skipped
-        for instance, (deliveries, with_tls) in parser.tls_logging().items():
-            if not instances or instance in instances:
-                before = tls_logging.get(instance, (0, 0))
-                tls_logging[instance] = (before[0] + deliveries, before[1] + with_tls)
-    return summary, tls_logging, names
+            make = partial(_parser, hosts, key, zone, _modified(path))
+            if path.suffix == ".gz":
+                summary, tls = _whole(path, make(), keep)
+            else:
+                result = summarize(path, make, workers=workers, keep=keep)
+                summary, tls = result.summary, result.tls_logging
+            parts.append(summary)
+            for instance, (deliveries, with_tls) in tls.items():
+                if not instances or instance in instances:
+                    before = tls_logging.get(instance, (0, 0))
+                    tls_logging[instance] = (before[0] + deliveries, before[1] + with_tls)
+    return (merge(parts) if parts else Summary()), tls_logging, names
+
+
+def _keep(instances: frozenset[str], since: datetime | None, delivery: Delivery) -> bool:
+    """A delivery of one of ``instances`` (any, for a file named on the command line), since
+    ``since``: another instance in the same log is not an endpoint of ours."""
+    if instances and delivery.instance not in instances:
+        return False
+    return since is None or delivery.at >= since
+
+
+def _parser(hosts: tuple[str, ...], key: bytes, zone: str, reference: datetime) -> LogParser:
+    """A Postfix parser (module level: worker processes make their own from these values)."""
+    from monitor.observed.nexthop import NextHops
+    from monitor.observed.postfix import PostfixParser
+    from monitor.observed.privacy import Privacy
+    from monitor.observed.timestamps import Timestamps
+
+    stamps = Timestamps(reference, _zone(zone))  # a traditional timestamp's year: observed.md
+    return PostfixParser(NextHops(hosts), Privacy(key), stamps)
+
+
+def _whole(
+    path: Path, parser: LogParser, keep: Callable[[Delivery], bool]
+) -> tuple[Summary, dict[str, tuple[int, int]]]:
+    """A compressed file, decompressed as it is read (bounded: monitor.observed.logfiles)."""
+    from monitor.observed.backfill import blocks
+    from monitor.observed.summary import Summary
+
+    summary = Summary()
+    for block in blocks(path):
+        summary.lines += block.count(b"\n") + 1 if block else 0
+        for delivery in parser.feed_block(block):
+            if keep(delivery):
+                summary.add(delivery)
+    summary.skipped += getattr(parser, "skipped", 0)
+    return summary, parser.tls_logging()
 
 
 def _modified(path: Path) -> datetime:
@@ -173,20 +210,21 @@ def _modified(path: Path) -> datetime:
         return datetime.now(UTC)
 
 
-def _privacy(config: Config | None) -> Any:
+def _key(config: Config | None) -> bytes:
+    """The address hash key: ``[observed] address_key_*``, else one for this run only."""
     import secrets
 
-    from monitor.observed.privacy import Privacy
+    from monitor.secrets import read_secret
 
     settings = config.observed if config is not None else None
-    if settings is not None and (settings.address_key_env or settings.address_key_file):
-        file = (
-            config.resolve_path(settings.address_key_file)
-            if config and settings.address_key_file
-            else None
-        )
-        return Privacy.from_secret("[observed] address_key", settings.address_key_env, file)
-    return Privacy(secrets.token_bytes(32))  # hashes compare within this run only
+    keyed = settings is not None and (settings.address_key_env or settings.address_key_file)
+    if config is not None and settings is not None and keyed:
+        file = settings.address_key_file
+        path = config.resolve_path(file) if file else None
+        secret = read_secret("[observed] address_key", settings.address_key_env, path)
+        if secret is not None:
+            return secret.encode()
+    return secrets.token_bytes(32)  # hashes compare within this run only
 
 
 def _zone(name: str) -> Any:

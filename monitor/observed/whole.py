@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from monitor.observed.base import LogParser
+from monitor.observed.base import Delivery, LogParser
 from monitor.observed.lines import LineSplitter
 from monitor.observed.logfiles import CHUNK, open_log
 from monitor.observed.summary import Summary, merge
@@ -33,17 +33,25 @@ def summarize(
     make_parser: Callable[[], LogParser],
     workers: int = 1,
     min_split: int = 64 * CHUNK,
+    keep: Callable[[Delivery], bool] | None = None,
 ) -> Result:
-    """``make_parser`` must be picklable (a module-level function or a ``functools.partial``)
-    when ``workers`` > 1.  A ``.gz`` file, or one under ``min_split`` bytes, is read in one
-    process."""
+    """``make_parser`` (and ``keep``, which picks the deliveries counted) must be picklable (a
+    module-level function or a ``functools.partial``) when ``workers`` > 1.  A file under
+    ``min_split`` bytes is read in one process; a ``.gz`` one is not read here (its bytes
+    cannot be split: :func:`monitor.observed.backfill.blocks` reads it)."""
+    if path.suffix == ".gz":
+        raise ValueError(f"{path}: a compressed log is read whole, not by summarize")
     size = path.stat().st_size
-    if workers <= 1 or path.suffix == ".gz" or size < min_split:
-        return _range(path, make_parser, 0, size)
+    if workers <= 1 or size < min_split:
+        return _range(path, make_parser, 0, size, keep)
     bounds = _line_starts(path, [size * i // workers for i in range(workers + 1)])
     with ProcessPoolExecutor(max_workers=workers) as pool:
         count = len(bounds) - 1
-        parts = list(pool.map(_range, [path] * count, [make_parser] * count, bounds, bounds[1:]))
+        parts = list(
+            pool.map(
+                _range, [path] * count, [make_parser] * count, bounds, bounds[1:], [keep] * count
+            )
+        )
     tls: dict[str, tuple[int, int]] = {}
     for part in parts:
         for name, (deliveries, with_tls) in part.tls_logging.items():
@@ -67,8 +75,15 @@ def _line_starts(path: Path, offsets: list[int]) -> list[int]:
     return sorted(set(moved))
 
 
-def _range(path: Path, make_parser: Callable[[], LogParser], start: int, stop: int) -> Result:
-    """The deliveries of the lines in [start, stop), both at line starts."""
+def _range(
+    path: Path,
+    make_parser: Callable[[], LogParser],
+    start: int,
+    stop: int,
+    keep: Callable[[Delivery], bool] | None = None,
+) -> Result:
+    """The deliveries of the lines in [start, stop), both at line starts (those ``keep``
+    picks, when given)."""
     parser, summary = make_parser(), Summary()
     handle = open_log(path)
     if handle is None:
@@ -87,7 +102,8 @@ def _range(path: Path, make_parser: Callable[[], LogParser], start: int, stop: i
             block = splitter.block(chunk)
             summary.lines += block.count(b"\n") + 1 if block else 0
             for delivery in parser.feed_block(block):
-                summary.add(delivery)
+                if keep is None or keep(delivery):
+                    summary.add(delivery)
     summary.skipped = getattr(parser, "skipped", 0) + splitter.too_long
     tls = {
         name: (total - warmed.get(name, (0, 0))[0], seen - warmed.get(name, (0, 0))[1])
