@@ -49,10 +49,11 @@ def test_observe_reads_each_endpoints_instance_from_the_configured_log(
     dev = postfixes(site.relay("postfix-dev", None, tls_level="may"))
     send(out, "alice@contoso.com", "ok@fabrikam.net")  # type: ignore[arg-type]
     send(dev, "scanner@fabrikam.net", "bob@fabrikam.net")  # type: ignore[arg-type]
+    send(out, "alice@contoso.com", "busy@fabrikam.net")  # type: ignore[arg-type]  # 4.7.500
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         text = site.maillog.read_text(errors="replace") if site.maillog.exists() else ""
-        if text.count(" status=") >= 2:
+        if text.count(" status=") >= 3:
             break
         time.sleep(0.1)
     with site.maillog.open("a") as log:  # another instance, not an endpoint of this file
@@ -69,6 +70,7 @@ def test_observe_reads_each_endpoints_instance_from_the_configured_log(
     endpoints = (
         endpoint_toml("relay-out", 2525, host="relay.contoso.com")
         + f'[endpoints.observed]\nlog = "{site.maillog}"\nsyslog_name = "postfix-out"\n'
+        + f'queue = true\npostfix_config = "{out.root / "etc"}"\n'  # type: ignore[attr-defined]
         + endpoint_toml("relay-dev", 2526, host="dev.contoso.com")
         + f'[endpoints.observed]\nlog = "{site.maillog}"\nsyslog_name = "postfix-dev"\n'
     )
@@ -81,12 +83,16 @@ def test_observe_reads_each_endpoints_instance_from_the_configured_log(
     found = {g["endpoint"]: g["outcomes"] for g in document["endpoints"]}
     assert set(found) == {"relay-out", "relay-dev"}, found
     assert found["relay-out"]["accepted"]["count"] == 1
+    assert found["relay-out"]["transient"]["count"] == 1
+    (queue,) = document["queues"]  # what is stuck now: the deferred one
+    assert queue["endpoint"] == "relay-out" and queue["outcomes"] == {"transient": 1}
     assert list(found["relay-dev"]) == ["tenant_attribution"]
     assert "5.7.64" in found["relay-dev"]["tenant_attribution"]["sample_reply"]
     assert document["hints"] == []  # both instances log TLS (smtp_tls_loglevel = 1)
     assert main(["observe", "--config", str(config)]) == 2
     table = capsys.readouterr().out
     assert "relay-dev (postfix-dev) -> " in table and "tenant_attribution" in table
+    assert "relay-out: 1 recipient(s) in the queue now (transient 1" in table
 
 
 def test_observe_named_files_need_no_configuration(

@@ -3,7 +3,8 @@ their Postfix logs and classified (docs/observed.md): like pflogsumm for a whole
 deliveries to Exchange Online only, by outcome class.
 
 The sources are the configured ``[endpoints.observed]`` logs (each with its rotated siblings,
-oldest first, ``.gz`` included), or the files named on the command line, which need no
+oldest first, ``.gz`` included) and, with ``queue = true``, what is stuck in the instance's
+queue now (``postqueue -j``), or the files named on the command line, which need no
 configuration: their instances are shown by their ``syslog_name``.  The exit code follows the
 plugin convention: 2 when any delivery was refused for good or its session failed
 (:data:`CRITICAL`), 1 when some were deferred or refused for a reason to look at
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +24,6 @@ from monitor.errors import ConfigError
 
 if TYPE_CHECKING:
     from monitor.config.loader import Config
-    from monitor.observed.base import Delivery, LogParser
-    from monitor.observed.summary import Summary
 
 NAME = "observe"
 HELP = "what Exchange Online answered to the relays' real mail, from their Postfix logs"
@@ -71,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from monitor.cli.defaults import default_config
     from monitor.config.loader import load
     from monitor.config.units import parse_duration
+    from monitor.observed.reading import queues, read_sources
 
     config = None
     if args.config is not None or not args.logfiles:
@@ -82,10 +81,18 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(f"--since: {exc}") from None
     sources = _sources(config, args.logfiles)
-    summary, tls_logging, names = _read(config, sources, since)
+    settings = config.observed if config is not None else None
+    summary, tls_logging, names = read_sources(
+        sources,
+        tuple(settings.smart_hosts) if settings else (),
+        _key(config),
+        settings.timezone if settings else "local",
+        since,
+    )
     document = summary.to_json(tls_logging)
     for group in document["endpoints"]:
         group["endpoint"] = names.get(group["instance"])
+    document["queues"] = queues(_queued(config), _key(config)) if not args.logfiles else []
     if args.format == "json":
         document["generated_at"] = datetime.now(UTC).isoformat()
         document["since"] = since.isoformat() if since else None
@@ -117,97 +124,17 @@ def _sources(config: Config | None, given: list[Path]) -> dict[Path, dict[str, l
     return sources
 
 
-def _files(path: Path, configured: bool) -> Iterator[Path]:
-    """A configured log with its rotated siblings, oldest first; a named file alone."""
-    from monitor.observed.logfiles import rotated
-
-    if configured:
-        yield from rotated(path)
-    if path.exists():
-        yield path
-
-
-def _read(
-    config: Config | None,
-    sources: dict[Path, dict[str, list[str]]],
-    since: datetime | None,
-) -> tuple[Summary, dict[str, tuple[int, int]], dict[str, str]]:
-    """Every file of every source into one summary: a plain file over 64 MiB split over one
-    worker process per core (:mod:`monitor.observed.whole`), a ``.gz`` one read whole."""
-    import os
-    from functools import partial
-
-    from monitor.observed.summary import Summary, merge
-    from monitor.observed.whole import summarize
-
-    settings = config.observed if config is not None else None
-    hosts = tuple(settings.smart_hosts) if settings else ()
-    key = _key(config)
-    zone = settings.timezone if settings else "local"
-    workers = min(os.cpu_count() or 1, 8)
-    parts: list[Summary] = []
-    tls_logging: dict[str, tuple[int, int]] = {}
-    names: dict[str, str] = {}
-    for log, instances in sources.items():
-        for instance, endpoints in instances.items():
-            names[instance] = ", ".join(endpoints)
-        keep = partial(_keep, frozenset(instances), since)
-        for path in _files(log, bool(instances)):
-            make = partial(_parser, hosts, key, zone, _modified(path))
-            if path.suffix == ".gz":
-                summary, tls = _whole(path, make(), keep)
-            else:
-                result = summarize(path, make, workers=workers, keep=keep)
-                summary, tls = result.summary, result.tls_logging
-            parts.append(summary)
-            for instance, (deliveries, with_tls) in tls.items():
-                if not instances or instance in instances:
-                    before = tls_logging.get(instance, (0, 0))
-                    tls_logging[instance] = (before[0] + deliveries, before[1] + with_tls)
-    return (merge(parts) if parts else Summary()), tls_logging, names
-
-
-def _keep(instances: frozenset[str], since: datetime | None, delivery: Delivery) -> bool:
-    """A delivery of one of ``instances`` (any, for a file named on the command line), since
-    ``since``: another instance in the same log is not an endpoint of ours."""
-    if instances and delivery.instance not in instances:
-        return False
-    return since is None or delivery.at >= since
-
-
-def _parser(hosts: tuple[str, ...], key: bytes, zone: str, reference: datetime) -> LogParser:
-    """A Postfix parser (module level: worker processes make their own from these values)."""
-    from monitor.observed.nexthop import NextHops
-    from monitor.observed.postfix import PostfixParser
-    from monitor.observed.privacy import Privacy
-    from monitor.observed.timestamps import Timestamps
-
-    stamps = Timestamps(reference, _zone(zone))  # a traditional timestamp's year: observed.md
-    return PostfixParser(NextHops(hosts), Privacy(key), stamps)
-
-
-def _whole(
-    path: Path, parser: LogParser, keep: Callable[[Delivery], bool]
-) -> tuple[Summary, dict[str, tuple[int, int]]]:
-    """A compressed file, decompressed as it is read (bounded: monitor.observed.logfiles)."""
-    from monitor.observed.backfill import blocks
-    from monitor.observed.summary import Summary
-
-    summary = Summary()
-    for block in blocks(path):
-        summary.lines += block.count(b"\n") + 1 if block else 0
-        for delivery in parser.feed_block(block):
-            if keep(delivery):
-                summary.add(delivery)
-    summary.skipped += getattr(parser, "skipped", 0)
-    return summary, parser.tls_logging()
-
-
-def _modified(path: Path) -> datetime:
-    try:
-        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    except OSError:
-        return datetime.now(UTC)
+def _queued(config: Config | None) -> list[tuple[str, Path | None]]:
+    """(endpoint, its Postfix config directory) of each endpoint with ``queue = true``."""
+    if config is None:
+        return []
+    wanted = []
+    for endpoint in config.endpoints:
+        source = endpoint.observed
+        if source is not None and source.queue:
+            folder = config.resolve_path(source.postfix_config) if source.postfix_config else None
+            wanted.append((endpoint.name, folder))
+    return wanted
 
 
 def _key(config: Config | None) -> bytes:
@@ -227,16 +154,9 @@ def _key(config: Config | None) -> bytes:
     return secrets.token_bytes(32)  # hashes compare within this run only
 
 
-def _zone(name: str) -> Any:
-    if name == "local":
-        return None  # Timestamps: this host's zone
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(name)
-
-
 def _exit_code(document: dict[str, Any]) -> int:
     seen = {kind for group in document["endpoints"] for kind in group["outcomes"]}
+    seen |= {kind for queue in document["queues"] for kind in queue["outcomes"]}
     if seen & CRITICAL:
         return 2
     return 1 if seen & WARNING else 0
@@ -265,6 +185,14 @@ def _print(document: dict[str, Any]) -> None:
             if kind != "accepted":
                 out.write(f"    {clip(tally['sample_reply'], 300)}\n")
                 out.write(f"    queue ids: {', '.join(tally['sample_queue_ids'])}\n")
+    for queue in document["queues"]:
+        classes = ", ".join(f"{k} {n}" for k, n in queue["outcomes"].items()) or "none tried"
+        out.write(
+            f"{clip(queue['endpoint'], 80)}: {queue['recipients']} recipient(s) in the queue now "
+            f"({classes}; {queue['not_tried_yet']} not tried yet)\n"
+        )
+        if queue["sample_queue_ids"]:
+            out.write(f"    queue ids: {', '.join(queue['sample_queue_ids'])}\n")
     for hint in document["hints"]:
         out.write(f"note: {hint}\n")
     skipped = f", {document['lines_skipped']} skipped" if document["lines_skipped"] else ""

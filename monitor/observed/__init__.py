@@ -19,6 +19,7 @@ reads the ground truth.
 - ``follow``: following a log across rotation and restarts with a ``Checkpoint``.
 - ``postqueue``: ``postqueue -j``, bounded in time and size.
 - ``summary``: outcomes per (instance, next hop) and class, JSON-able.
+- ``reading``: the sources read once into one summary, and the queues (``relaycert observe``).
 
 May import: ``monitor.errors``, ``monitor.clock``, ``monitor.files``, ``monitor.secrets``.
 Never the store or the configuration file: callers pass what a reader needs.

@@ -51,6 +51,10 @@ class EndpointObserved(_Model):
 
     log: Path = DEFAULT_LOG
     syslog_name: str = "postfix"
+    # Read what is stuck in the instance's queue now (`postqueue -j`; relaycert runs on the
+    # relay host): ``postfix_config`` is the instance's config_directory (default: Postfix's).
+    queue: bool = False
+    postfix_config: Path | None = None
 
     @field_validator("syslog_name")
     @classmethod
