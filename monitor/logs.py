@@ -137,7 +137,9 @@ def setup_command() -> None:
     root = logging.getLogger("relaycert")
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    root.propagate = False
+    # A one-shot command's root logger has no handler of its own, so nothing is written twice;
+    # whatever the host process attached there (a test's log capture) still sees the records.
+    root.propagate = True
 
 
 def setup(fmt: str = "kv", level: str = "info") -> None:

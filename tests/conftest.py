@@ -41,6 +41,21 @@ def _loopback(address: object) -> bool:
     return ip.is_loopback or ip.is_unspecified
 
 
+@pytest.fixture(autouse=True)
+def fresh_logging() -> Iterator[None]:
+    """Each test starts with relaycert's loggers as a fresh process has them: a command or a
+    daemon run earlier in the same process (logs.setup) must not keep its handlers, level or
+    propagation, which would hide later records from ``caplog``."""
+    import logging
+
+    yield
+    for name in ("relaycert", "apscheduler", "httpx", "httpcore", "aiosmtplib", "asyncio"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
 @pytest.fixture(scope="session", autouse=True)
 def only_loopback() -> Iterator[None]:
     """Network traffic in tests goes only to 127.0.0.0/8 or ::1: a connection or datagram to

@@ -5,6 +5,7 @@ fetch."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import zlib
@@ -20,7 +21,7 @@ class CrlServer:
         # When set, each request gets a CRL made then (a short nextUpdate, like a CA that
         # publishes often).
         self.factory: Callable[[], bytes] | None = None
-        self.mode = "ok"  # ok | huge | gzip | garbage | slow | redirect | error
+        self.mode = "ok"  # ok | huge | gzip | garbage | slow | redirect | bomb-redirect | error
         self.requests = 0
         self.lock = threading.Lock()
         self.httpd: ThreadingHTTPServer | None = None
@@ -59,6 +60,16 @@ def crl_server() -> Iterator[CrlServer]:
                 self.send_header("Location", self.path)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                return
+            if mode == "bomb-redirect":  # a redirect whose body is a gzip bomb
+                bomb = gzip_bomb()
+                self.send_response(302)
+                self.send_header("Location", self.path)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(bomb)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(bomb)
                 return
             if mode == "error":
                 self.send_response(503)

@@ -63,3 +63,34 @@ def test_soak_short_loses_nothing_under_faults() -> None:
     assert ", 0 lost;" in run.stdout and "targets: met" in run.stdout, output
     if os.geteuid() == 0 and shutil.which("pg_ctlcluster"):
         assert "PostgreSQL restart: restarted in" in run.stdout, output
+
+
+def test_observe_bench_runs_beside_pflogsumm(tmp_path: Path) -> None:
+    """``bench/observe.py`` on a small generated log: relaycert in one and two processes and
+    pflogsumm on the same file, each rate printed with its ratio."""
+    if shutil.which("pflogsumm") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("pflogsumm: .ci/run must install it")
+        pytest.skip("Debian's pflogsumm is not installed")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "bench/observe.py",
+            "--lines",
+            "20000",
+            "--rounds",
+            "1",
+            "--follow-seconds",
+            "0",
+            "--log",
+            str(tmp_path / "mail.log"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    medians = [x for x in run.stdout.splitlines() if x.startswith("median, relaycert with ")]
+    assert len(medians) == 2 and all("x (target >= 3)" in m for m in medians), run.stdout
+    assert "peak RSS of any relaycert process" in run.stdout

@@ -211,6 +211,17 @@ def test_status_says_which_endpoints_are_not_probed_on_time(
             "(SELECT id FROM endpoint WHERE name = 'mx-huge')",
             (old, old),
         )
+        # An address 'relay' no longer resolves to keeps its last row: 'relay' is probed.
+        db.execute(
+            "CREATE TEMP TABLE gone AS SELECT * FROM observation WHERE endpoint_id = "
+            "(SELECT id FROM endpoint WHERE name = 'relay')"
+        )
+        db.execute(
+            "UPDATE gone SET id = id + 100000, address = '127.0.0.9', started_at = ?, "
+            "last_seen_at = ?",
+            (old, old),
+        )
+        db.execute("INSERT INTO observation SELECT * FROM gone")
     assert main(["status", "--config", str(fleet), "--format", "json"]) == 3
     document = json.loads(capsys.readouterr().out)
     assert document["heartbeat"]["overdue"] is False  # the others are probed
@@ -332,6 +343,11 @@ async def test_healthz_names_a_job_that_keeps_failing(fleet: Path) -> None:
             assert "outbox failed 3 runs in a row" in answer.text
             assert "RuntimeError: the job's own defect" in answer.text
             await asyncio.create_task(context.guarded("outbox", fine()))
+            assert (await client.get("/healthz")).status_code == 200
+            for _ in range(3):  # failing again; a reload forgets it (the job may be gone)
+                await asyncio.create_task(context.guarded("outbox", broken()))
+            assert (await client.get("/healthz")).status_code == 503
+            daemon.reload()
             assert (await client.get("/healthz")).status_code == 200
     finally:
         daemon.stopping.set()

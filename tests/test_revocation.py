@@ -92,6 +92,7 @@ def test_revoked_good_and_cached_until_next_update(
         ("garbage", "not a CRL"),
         ("slow", "no complete CRL within 2s"),
         ("redirect", "more than 3 redirects"),
+        ("bomb-redirect", "more than 3 redirects"),  # a redirect's body is never decoded
         ("error", "HTTP 503"),
         ("forged", "signature does not verify"),
         ("expired", "the CRL expired"),

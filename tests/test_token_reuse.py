@@ -286,3 +286,45 @@ def test_relay_addresses_are_checked_at_load(
     with pytest.raises(ConfigError) as error:
         load(config)
     assert "relay_addresses" in str(error.value) and says in str(error.value)
+
+
+def test_the_worse_delivery_never_drops_another_deliverys_finding(
+    config_file: Callable[..., Path], intermediate: pki.Issued
+) -> None:
+    """Review of #35: an attacker's delivery without TLS is as bad as the relay's expiring
+    client certificate (both critical) and wins the tie; the relay's ``cert.expiring`` must
+    still be among the findings, or its alert would resolve because of a replay."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from checks.base import Direction, ProbeStatus
+    from monitor.results import ProbeResult, ProbeTarget
+    from tests.test_outbound import capture_toml, outbound_toml
+
+    config = load(
+        config_file(
+            endpoint_toml("mail1", 25) + outbound_toml(2525), extra=capture_toml(free_port())
+        )
+    )
+    now = datetime.now(UTC)
+    leaf = pki.make_leaf(intermediate, ["relay.contoso.com"], not_before=now - timedelta(days=88))
+    target = ProbeTarget(
+        "mail1",
+        "mail1.contoso.com",
+        25,
+        "127.0.0.1",
+        "outbound",
+        "probe.test",
+        3.0,
+        Direction.TO_EXO,
+    )
+    der = tuple(c.public_bytes(Encoding.DER) for c in (leaf.cert, intermediate.cert))
+    relay = ProbeResult(target, now, ProbeStatus.OK, tls_version="TLSv1.3", chain_der=der)
+    attacker = ProbeResult(target, now, ProbeStatus.NO_TLS)
+    attacker.rivals = (relay,)
+    record = Scanner(config).judge(now).judge(attacker, config.endpoints[0])
+    found = {f.rule: f.severity.value for f in record.findings}
+    assert record.result.status is ProbeStatus.NO_TLS  # the worse delivery is the verdict
+    assert found.get("outbound.no_tls") == "critical", found
+    assert found.get("cert.expiring") == "critical", found  # the relay's, kept

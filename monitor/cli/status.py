@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     beat = heartbeat(config, rows, now)
     beat["daemon_running"] = running
-    late = {r.endpoint for r in rows if row_overdue(config, r, now)}
+    late = overdue_endpoints(config, rows, now)
     code = exit_code(rows, beat)
     if cluster["unwatched_sites"]:
         code = max(code, 2)  # endpoints nobody probes
@@ -99,7 +99,7 @@ def heartbeat(config: Config, rows: list[AddressStatus], now: datetime) -> dict[
     every = max(config.endpoint_interval(e) for e in config.endpoints)
     allowed = every * 2 + config.daemon.jitter_for(every)
     overdue = last is None or now - last > allowed
-    late = sorted({r.endpoint for r in rows if row_overdue(config, r, now)})
+    late = sorted(overdue_endpoints(config, rows, now))
     return {
         "last_probe": last,
         "expected_every_s": every.total_seconds(),
@@ -108,15 +108,21 @@ def heartbeat(config: Config, rows: list[AddressStatus], now: datetime) -> dict[
     }
 
 
-def row_overdue(config: Config, row: AddressStatus, now: datetime) -> bool:
-    """Whether this address's newest probe is later than twice its endpoint's interval (plus
-    jitter): what is shown for it is old, not current.  Endpoints no longer configured are
-    not judged."""
-    endpoint = next((e for e in config.endpoints if e.name == row.endpoint), None)
-    if endpoint is None:
-        return False
-    every = config.endpoint_interval(endpoint)
-    return now - row.last_probe > every * 2 + config.daemon.jitter_for(every)
+def overdue_endpoints(config: Config, rows: list[AddressStatus], now: datetime) -> set[str]:
+    """The endpoints whose newest probe (of any of their addresses and directions) is later
+    than twice their interval (plus jitter): what is shown for them is old, not current.  An
+    address the endpoint no longer resolves to keeps its last row, which never makes a probed
+    endpoint overdue; endpoints no longer configured are not judged."""
+    newest: dict[str, datetime] = {}
+    for row in rows:
+        newest[row.endpoint] = max(row.last_probe, newest.get(row.endpoint, row.last_probe))
+    late = set()
+    for endpoint in config.endpoints:
+        last = newest.get(endpoint.name)
+        every = config.endpoint_interval(endpoint)
+        if last is not None and now - last > every * 2 + config.daemon.jitter_for(every):
+            late.add(endpoint.name)
+    return late
 
 
 def exit_code(rows: list[AddressStatus], beat: dict[str, object]) -> int:

@@ -15,6 +15,7 @@ from checks.base import (
     Baseline,
     DeliveryContract,
     Direction,
+    Finding,
     Policy,
     ProbeStatus,
     TrustAnchors,
@@ -114,12 +115,14 @@ class Judge:
         served: tuple[str, ...] = (),
     ) -> ScanRecord:
         """``result`` judged; an outbound check whose token arrived more than once is judged
-        by each delivery that counts, and the worse of them is the verdict (never the first)."""
+        by each delivery that counts: the worse of them is the verdict (never the first), and
+        no delivery's finding is dropped (:func:`_together`), so a replay cannot resolve what
+        the relay's own delivery shows."""
         if result.rivals:
             judged = [
                 self._judge(r, endpoint, baseline, peers, served) for r in (result, *result.rivals)
             ]
-            return max(judged, key=_badness)  # the first of equally bad ones
+            return _together(max(judged, key=_badness), judged)  # the first of equally bad
         return self._judge(result, endpoint, baseline, peers, served)
 
     def _judge(
@@ -182,3 +185,23 @@ def _badness(record: ScanRecord) -> tuple[int, int]:
     """How bad one delivery's verdict is: by the severity of its findings, then its status."""
     severity = worst(f.severity for f in record.findings)
     return (severity.rank if severity else -1, _STATUS_RANK.get(record.result.status, 0))
+
+
+def _together(verdict: ScanRecord, judged: Sequence[ScanRecord]) -> ScanRecord:
+    """``verdict`` with every rule any delivery raised: per rule, the findings of the delivery
+    where it is most severe (the verdict's own on a tie), so an alert the relay's delivery
+    keeps open stays open whichever delivery is the verdict."""
+    by_rule: dict[str, tuple[Finding, ...]] = {}
+    for record in (verdict, *judged):
+        for rule in dict.fromkeys(f.rule for f in record.findings):
+            mine = tuple(f for f in record.findings if f.rule == rule)
+            kept = by_rule.get(rule)
+            if kept is None or _rank(mine) > _rank(kept):
+                by_rule[rule] = mine
+    findings = tuple(f for group in by_rule.values() for f in group)
+    evaluated = frozenset().union(*(r.evaluated for r in judged))
+    return replace(verdict, findings=findings, evaluated=evaluated)
+
+
+def _rank(findings: Sequence[Finding]) -> int:
+    return max(f.severity.rank for f in findings)

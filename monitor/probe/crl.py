@@ -141,7 +141,10 @@ class CrlCache:
                 # Parsed and verified off the event loop: a CRL of a million serials takes
                 # seconds, and every other probe's timeout runs meanwhile.
                 read = await asyncio.to_thread(crlread.read, data, issuer, url, now, entry.number)
-            except CrlError as exc:
+            except Exception as exc:
+                if not isinstance(exc, CrlError):  # a defect: logged once, retried as a failure
+                    event(log, logging.ERROR, "revocation.internal_error", exc_info=exc, url=url)
+                    exc = CrlError(clip(f"the CRL could not be read: {type(exc).__name__}", 300))
                 entry.error = str(exc)
                 event(log, logging.WARNING, "revocation.unknown", url=url, error=entry.error)
                 if entry.valid_until is None or now >= entry.valid_until:

@@ -14,7 +14,8 @@ one :class:`FetchError` with the reason, never in another exception:
   few megabytes of gzip expand to gigabytes: decoding even one network chunk of it can take a
   hundred megabytes before any count sees it.  CAs serve CRLs and MTA-STS hosts serve policies
   uncompressed (RFC 5280 section 4.2.1.13, RFC 8461 section 3.3), so nothing real is lost;
-- redirects: none unless asked for (MTA-STS forbids them), at most ``max_redirects``.
+- redirects: none unless asked for (MTA-STS forbids them), at most ``max_redirects``, followed
+  here rather than by httpx, which reads and decodes a redirect's whole body first.
 """
 
 from __future__ import annotations
@@ -71,26 +72,33 @@ async def fetch(
         headers["Host"] = host
         extensions["sni_hostname"] = host
     try:
-        async with asyncio.timeout(timeout):
-            async with (
-                httpx.AsyncClient(
-                    timeout=timeout,
-                    verify=verify,
-                    follow_redirects=max_redirects > 0,
-                    max_redirects=max_redirects,
-                    proxy=proxy,
-                    trust_env=False,
-                ) as client,
-                client.stream("GET", url, headers=headers, extensions=extensions) as response,
-            ):
-                kind = response.headers.get("Content-Type", "")
-                if response.status_code != 200:
-                    return Fetched(response.status_code, kind, b"")
-                return Fetched(200, kind, await _body(response, max_size))
+        async with (
+            asyncio.timeout(timeout),
+            httpx.AsyncClient(
+                timeout=timeout,
+                verify=verify,
+                follow_redirects=False,  # followed below, without reading a redirect's body
+                proxy=proxy,
+                trust_env=False,
+            ) as client,
+        ):
+            for _ in range(max_redirects + 1):
+                request = client.build_request("GET", url, headers=headers, extensions=extensions)
+                response = await client.send(request, stream=True)
+                try:
+                    kind = response.headers.get("Content-Type", "")
+                    location = response.headers.get("Location")
+                    if response.is_redirect and location and max_redirects:
+                        url = str(response.url.join(location))
+                        continue
+                    if response.status_code != 200:
+                        return Fetched(response.status_code, kind, b"")
+                    return Fetched(200, kind, await _body(response, max_size))
+                finally:
+                    await response.aclose()  # its body unread: a redirect's is never decoded
+            raise FetchError(f"more than {max_redirects} redirects")
     except TimeoutError:
         raise FetchTimeoutError(f"no complete answer within {timeout:g}s") from None
-    except httpx.TooManyRedirects:
-        raise FetchError(f"more than {max_redirects} redirects") from None
     except httpx.HTTPError as exc:
         raise FetchError(_why(exc)) from None
     except (httpx.InvalidURL, httpx.CookieConflict, ValueError, UnicodeError) as exc:

@@ -127,6 +127,9 @@ class Daemon:
             return
         self.jobs.swap(gen)
         self.jobs.schedule(config)
+        # A job that failed under the old configuration may be gone or changed: it is named on
+        # /healthz again once it fails three runs in a row under the new one.
+        self.jobs.context.failing.clear()
         logs.setup(config.daemon.log_format, config.daemon.log_level)  # a new format applies now
         self.jobs.tenant.check_soon()
         self._announce("config.reloaded", config)
