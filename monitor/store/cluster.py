@@ -89,17 +89,21 @@ def exclusive(store: Store, key: str) -> Iterator[bool]:
     it; yields whether it was taken.  PostgreSQL: a session advisory lock on its own
     connection; SQLite: ``flock`` on a file beside the database."""
     if store.dialect == "postgresql":
-        with _mapped(key), store.engine.connect() as connection:
-            number = "hashtextextended(:key, 0)"
-            taken = connection.execute(
-                text(f"SELECT pg_try_advisory_lock({number})"), {"key": key}
-            ).scalar()
+        number = "hashtextextended(:key, 0)"
+        with contextlib.ExitStack() as stack:
+            with _mapped(key, "taken"):  # only the lock's own statements are mapped here
+                connection = stack.enter_context(store.engine.connect())
+                taken = connection.execute(
+                    text(f"SELECT pg_try_advisory_lock({number})"), {"key": key}
+                ).scalar()
             try:
                 yield bool(taken)
             finally:
                 if taken:
-                    connection.execute(text(f"SELECT pg_advisory_unlock({number})"), {"key": key})
-                    connection.commit()
+                    with _mapped(key, "given back"):
+                        unlock = text(f"SELECT pg_advisory_unlock({number})")
+                        connection.execute(unlock, {"key": key})
+                        connection.commit()
         return
     path = _lock_path(store, key)
     if path is None:  # an in-memory database belongs to one process
@@ -110,14 +114,14 @@ def exclusive(store: Store, key: str) -> Iterator[bool]:
 
 
 @contextlib.contextmanager
-def _mapped(key: str) -> Iterator[None]:
+def _mapped(key: str, how: str) -> Iterator[None]:
     """The database failing while the lock ``key`` is taken or given back: a StoreError."""
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
         yield
     except SQLAlchemyError as exc:
-        error = StoreError(f"the lock '{key}' cannot be taken: {type(exc).__name__}")
+        error = StoreError(f"the lock '{key}' cannot be {how}: {type(exc).__name__}")
         error.unavailable = True
         raise error from exc
 
