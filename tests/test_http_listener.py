@@ -18,8 +18,8 @@ import pytest
 
 from monitor.config.loader import Config, load
 from monitor.demo.servers import free_port
+from monitor.service.gate import Limits
 from monitor.service.http_hosts import host_allowed
-from monitor.service.httpd import Limits
 from monitor.service.listener import MetricsServer
 from monitor.store.engine import Store
 from tests.conftest import endpoint_toml
@@ -350,3 +350,44 @@ def test_http_hosts_takes_names_only(config_file: Callable[..., Path], config: C
         )
         with pytest.raises(ConfigError, match="http_hosts"):
             load(path)
+
+
+async def test_a_client_that_stops_reading_its_answer_is_closed_in_bounded_time() -> None:
+    """Review of #35: a client that asks for a large answer and never reads it held its slot
+    for good (no write timeout); after ``answer_timeout`` it is closed, and counted."""
+    import socket
+
+    from aiohttp import web
+
+    from monitor.service import httpd
+
+    limits = Limits(answer_timeout=0.5)
+    app = httpd.application(lambda: (), limits)
+
+    async def big(_: web.Request) -> web.Response:
+        return web.Response(body=b"x" * (64 << 20))
+
+    async def small(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app.router.add_get("/big", big)
+    app.router.add_get("/small", small)
+    listener = httpd.Listener(app, limits)
+    await listener.start("127.0.0.1", 0)
+    port = listener.port()
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        stuck.connect(("127.0.0.1", port))
+        stuck.sendall(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never reads
+        for _ in range(100):  # 5 s at most
+            if listener.gate.abandoned:
+                break
+            await asyncio.sleep(0.05)
+        assert listener.gate.abandoned == 1 and not listener.gate.open
+        async with httpx.AsyncClient(timeout=5) as client:  # others are answered as before
+            answer = await client.get(f"http://127.0.0.1:{port}/small")
+            assert answer.status_code == 200 and answer.text == "ok\n"
+    finally:
+        stuck.close()
+        await listener.close()

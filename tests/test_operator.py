@@ -392,7 +392,7 @@ def test_metrics_endpoint_holds_a_connection_flood_under_a_1024_fd_limit(tmp_pat
     import sys
     import time
 
-    from monitor.service.httpd import Limits
+    from monitor.service.gate import Limits
 
     server = subprocess.Popen(
         [sys.executable, "-c", METRICS_SERVER, f"sqlite:///{tmp_path / 'store.db'}"],

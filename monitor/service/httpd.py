@@ -17,7 +17,9 @@ route, error page and connection gets, in this one module.
   requests), answering it ``503`` with ``Retry-After`` first, so a request it may have sent
   already is answered, never dropped; when none is idle, the newcomer gets that ``503``.  A flood
   of connections that never send a request holds at most ``connections`` file descriptors, and a
-  scraper, which sends its request at once, is still answered.
+  scraper, which sends its request at once, is still answered.  A request must be answered
+  within ``answer_timeout``: a client that stops reading its answer (a large ``/metrics``) is
+  closed then, so it cannot hold a connection slot for good (:mod:`.gate` keeps the count).
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Collection, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from monitor.logs import event
+from monitor.service.gate import Gate, Limits
 from monitor.service.http_hosts import host_allowed
 
 log = logging.getLogger("relaycert.http")
@@ -45,15 +47,6 @@ SECURITY = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Server": "relaycert",
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    connections: int = 256  # open at once; the daemon keeps most of its 1024 descriptors
-    request_timeout: float = 10.0  # seconds for a request head, and for an idle kept connection
-    body: int = 16 * 1024  # bytes of request body
-    line: int = 8190  # bytes of the request line and of one header line (aiohttp's default)
-    threads: int = 4  # blocking work (store reads, rendering) at once, the rest waits its turn
 
 
 def secure(headers: MutableMapping[str, str]) -> None:
@@ -77,7 +70,7 @@ def _guard(hosts: Callable[[], Collection[str]], limits: Limits) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if isinstance(request.protocol, Connection):
-            request.protocol.gate.busy(request.protocol)
+            request.protocol.gate.answering(request.protocol)
         host = request.headers.get("Host")
         old_client = host is None and request.version < (1, 1)  # no browser sends that
         if not old_client and not host_allowed(host, hosts()):
@@ -107,80 +100,6 @@ def _refusal() -> bytes:
 
 
 REFUSAL = _refusal()
-
-
-class Gate:
-    """The open connections, and the idle ones among them, longest idle first, each with the
-    timer that closes it when its request head is not complete in time."""
-
-    def __init__(self, limits: Limits, loop: asyncio.AbstractEventLoop) -> None:
-        self.limits, self.loop = limits, loop
-        self.open: set[Connection] = set()
-        self.idle: dict[Connection, asyncio.TimerHandle] = {}
-        self.evicted = self.refused = self.expired = 0
-        self._told = float("-inf")
-
-    def opened(self, conn: Connection) -> None:
-        if len(self.open) >= self.limits.connections and not self._make_room():
-            self.refused += 1
-            self._tell()
-            conn.refuse()
-            return
-        self.open.add(conn)
-        self.wait(conn)
-
-    def _make_room(self) -> bool:
-        """Close the connection idle longest, answering it 503 first; False when none is."""
-        oldest = next(iter(self.idle), None)
-        if oldest is None:
-            return False
-        self.evicted += 1
-        self._tell()
-        self.closed(oldest)
-        oldest.refuse()
-        return True
-
-    def wait(self, conn: Connection) -> None:
-        """``conn`` is idle from now: its (next) request head is due within the timeout."""
-        if conn in self.open:
-            self.busy(conn)
-            timeout = self.limits.request_timeout
-            self.idle[conn] = self.loop.call_later(timeout, self._expire, conn)
-
-    def busy(self, conn: Connection) -> None:
-        timer = self.idle.pop(conn, None)
-        if timer is not None:
-            timer.cancel()
-
-    def closed(self, conn: Connection) -> None:
-        self.open.discard(conn)
-        self.busy(conn)
-
-    def close(self) -> None:
-        for timer in self.idle.values():
-            timer.cancel()
-        self.idle.clear()
-
-    def _expire(self, conn: Connection) -> None:
-        if self.idle.pop(conn, None) is not None:
-            self.expired += 1
-            self.open.discard(conn)
-            conn.force_close()
-
-    def _tell(self) -> None:
-        """One warning a minute at most while connections are turned away."""
-        now = self.loop.time()
-        if now - self._told >= 60:
-            self._told = now
-            limit, evicted, refused = self.limits.connections, self.evicted, self.refused
-            event(
-                log,
-                logging.WARNING,
-                "http.connections_full",
-                limit=limit,
-                evicted=evicted,
-                refused=refused,
-            )
 
 
 class Connection(web.RequestHandler):

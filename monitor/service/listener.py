@@ -25,7 +25,7 @@ from monitor.config.loader import Config
 from monitor.errors import ConfigError, RelaycertError
 from monitor.logs import event
 from monitor.service import httpd, statuspage
-from monitor.service.httpd import Limits
+from monitor.service.gate import Limits
 from monitor.service.metrics import StoreCollector
 from monitor.store.engine import Store
 from monitor.store.reads import status
