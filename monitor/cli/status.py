@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
         running = cluster_running(store, cluster)
     finally:
         store.close()
-    beat = heartbeat(config, rows, now)
-    beat["daemon_running"] = running
     late = overdue_endpoints(config, rows, now)
+    beat = heartbeat(config, rows, now, late)
+    beat["daemon_running"] = running
     code = exit_code(rows, beat)
     if cluster["unwatched_sites"]:
         code = max(code, 2)  # endpoints nobody probes
@@ -90,21 +90,23 @@ def _iso(value: object) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def heartbeat(config: Config, rows: list[AddressStatus], now: datetime) -> dict[str, object]:
+def heartbeat(
+    config: Config, rows: list[AddressStatus], now: datetime, late: set[str]
+) -> dict[str, object]:
     """When the newest probe was stored, and whether that is overdue: later than twice the
     longest endpoint interval (plus its jitter) means the daemon is not running its probes.
-    ``overdue_endpoints``: the endpoints whose own newest probe is that late for their own
-    interval, while others are probed (their job fails: the daemon's log says why)."""
+    ``overdue_endpoints``: ``late``, the endpoints whose own newest probe is that late for
+    their own interval (:func:`overdue_endpoints`), while others are probed (their job fails:
+    the daemon's log says why)."""
     last = max((r.last_probe for r in rows), default=None)
     every = max(config.endpoint_interval(e) for e in config.endpoints)
     allowed = every * 2 + config.daemon.jitter_for(every)
     overdue = last is None or now - last > allowed
-    late = sorted(overdue_endpoints(config, rows, now))
     return {
         "last_probe": last,
         "expected_every_s": every.total_seconds(),
         "overdue": overdue,
-        "overdue_endpoints": late,
+        "overdue_endpoints": sorted(late),
     }
 
 
