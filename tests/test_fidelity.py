@@ -15,6 +15,7 @@ from checks.base import ProbeStatus
 from checks.registry import evaluate
 from monitor.demo import pki
 from monitor.probe.smtp import probe
+from monitor.results import ProbeResult
 from tests.test_probe import ehlo_loop, probe_starttls, scripted, target
 
 
@@ -182,7 +183,19 @@ async def test_a_busy_plain_text_greeting_on_an_implicit_tls_port_is_retried_onc
     """A busy Exim answers its implicit-TLS port (465) with a plain-text 421: that is the same
     transient refusal as a 421 greeting on port 25, retried once, not a false unreachable
     (#25: with per_host raised to 32, 1 run in 2 said "unreachable")."""
-    key, chain = pki.write_chain(tmp_path, "s", good_leaf, intermediate)
+    # the probe's connection and its plain-text look
+    result, calls = await probe_a_full_tls_port(tmp_path, good_leaf, intermediate, full=2)
+    assert result.status is ProbeStatus.OK, result.error
+    assert calls == 3 and "retried_after" in result.timings
+
+
+async def probe_a_full_tls_port(
+    tmp_path: Path, leaf: pki.Issued, intermediate: pki.Issued, full: int
+) -> tuple[ProbeResult, int]:
+    """Probe (with the retry of a transient refusal) an implicit-TLS port that is full for its
+    first ``full`` connections, like Exim at smtp_accept_max: a plain-text 421 at once; then it
+    waits, silently, for a ClientHello.  The result, and how many connections were made."""
+    key, chain = pki.write_chain(tmp_path, "s", leaf, intermediate)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(chain, key)
     calls = 0
@@ -190,7 +203,7 @@ async def test_a_busy_plain_text_greeting_on_an_implicit_tls_port_is_retried_onc
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal calls
         calls += 1
-        if calls <= 2:  # the probe's connection and its plain-text look
+        if calls <= full:
             writer.write(b"421 4.7.0 mx.test Too many concurrent SMTP connections\r\n")
             await writer.drain()
             return
@@ -202,8 +215,7 @@ async def test_a_busy_plain_text_greeting_on_an_implicit_tls_port_is_retried_onc
 
     async with scripted(handler) as port:
         (result,) = await probe_bounded([target(port, mode="tls")], asyncio.Semaphore(1))
-    assert result.status is ProbeStatus.OK, result.error
-    assert calls == 3 and "retried_after" in result.timings
+    return result, calls
 
 
 @pytest.mark.parametrize("full", [1, 2, 5])
@@ -215,26 +227,7 @@ async def test_a_full_implicit_tls_port_is_never_a_certificate_verdict(
     as a failed handshake, looked again in plain text, met the silence, and reported
     tls.handshake_failed, critical, after a whole timeout).  Full for the first ``full``
     connections: the certificate when it gets through, else unknown, never a TLS failure."""
-    key, chain = pki.write_chain(tmp_path, "s", good_leaf, intermediate)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(chain, key)
-    calls = 0
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal calls
-        calls += 1
-        if calls <= full:
-            writer.write(b"421 4.7.0 mx.test Too many connections, try again later\r\n")
-            await writer.drain()
-            return
-        await writer.start_tls(context)  # waits, silently, for the ClientHello
-        writer.write(b"220 mx.test ESMTP\r\n")
-        await ehlo_loop(reader, writer, None, ehlo_reply=b"250-mx.test\r\n250 PIPELINING\r\n")
-
-    from monitor.probe.bounded import probe_bounded
-
-    async with scripted(handler) as port:
-        (result,) = await probe_bounded([target(port, mode="tls")], asyncio.Semaphore(1))
+    result, _ = await probe_a_full_tls_port(tmp_path, good_leaf, intermediate, full)
     assert result.status is not ProbeStatus.HANDSHAKE_FAILED, result.error
     if full < 5:
         assert result.status is ProbeStatus.OK, result.error
