@@ -82,17 +82,18 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--since: {exc}") from None
     sources = _sources(config, args.logfiles)
     settings = config.observed if config is not None else None
+    key = _key(config)  # once: the log's and the queue's hashes must compare
     summary, tls_logging, names = read_sources(
         sources,
         tuple(settings.smart_hosts) if settings else (),
-        _key(config),
+        key,
         settings.timezone if settings else "local",
         since,
     )
     document = summary.to_json(tls_logging)
     for group in document["endpoints"]:
         group["endpoint"] = names.get(group["instance"])
-    document["queues"] = queues(_queued(config), _key(config)) if not args.logfiles else []
+    document["queues"] = queues(_queued(config), key) if not args.logfiles else []
     if args.format == "json":
         document["generated_at"] = datetime.now(UTC).isoformat()
         document["since"] = since.isoformat() if since else None
