@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Sequence
+from functools import lru_cache
 
 from checks.base import MtaStsEvidence, TrustAnchors
 from checks.certinfo import clip
@@ -62,6 +63,7 @@ async def mx_hosts(
     return [str(r.exchange).rstrip(".").lower() for r in ordered]  # type: ignore[attr-defined]
 
 
+@lru_cache(maxsize=8)  # anchors hash by identity: one context per scanner, not per policy
 def _context(anchors: TrustAnchors) -> ssl.SSLContext:
     from cryptography.hazmat.primitives.serialization import Encoding
 
